@@ -1,0 +1,27 @@
+# scuttlebutt: PGXS build
+EXTENSION = scuttlebutt
+EXTVERSION = 0.1.0
+
+MODULE_big = scuttlebutt
+OBJS = \
+	src/scuttlebutt.o \
+	src/jstext.o \
+	src/wire_message.o \
+	src/timestamp.o \
+	src/model_store.o \
+	src/model_functions.o \
+	src/stream_functions.o
+
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+SHLIB_LINK = -lssl -lcrypto
+
+# pg_regress: sql/<name>.sql against expected/<name>.out
+REGRESS = model events value history streams errors
+REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

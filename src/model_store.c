@@ -1,0 +1,542 @@
+/*-------------------------------------------------------------------------
+ *
+ * model_store.c
+ *	  Reading and writing models in their tables (through SPI).
+ *
+ * Tables (see the install script): registry (one row per model), clocks
+ * (per model and source, the greatest timestamp accepted) and updates
+ * (the updates a model holds, each exactly as on the wire).
+ *
+ * Ordering: every write from a source first upserts that source's clock
+ * row, and the row lock is held until commit.  So per (model, source)
+ * writers are serialized from timestamp choice to commit, and commit order
+ * equals timestamp order: a peer that has seen timestamp t from a source
+ * can never miss an older update committing later.
+ *
+ * Merge rule (one place: the WHERE of the updates upsert): for a key, the
+ * update with the greater (timestamp, source) wins, comparing sources
+ * byte-wise (COLLATE "C"), so every node converges whatever the arrival
+ * order.  Events have no row key (NULL never conflicts): all are kept.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "jstext.h"
+#include "model_store.h"
+#include "timestamp.h"
+
+static SPIPlanPtr lookup_plan;
+static SPIPlanPtr local_clock_plan;
+static SPIPlanPtr set_clock_plan;
+static SPIPlanPtr upsert_one_plan;
+static SPIPlanPtr upsert_many_plan;
+static SPIPlanPtr lock_clocks_plan;
+static SPIPlanPtr advance_clocks_plan;
+
+#define UPSERT_CONFLICT_CLAUSE \
+	" ON CONFLICT (model_id, key) DO UPDATE" \
+	" SET source = excluded.source, ts = excluded.ts, doc = excluded.doc" \
+	" WHERE (excluded.ts, excluded.source) > (u.ts, u.source)"
+
+/* Prepares a statement once per backend and keeps it. */
+static SPIPlanPtr
+prepare_once(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}
+
+static void
+execute_plan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
+}
+
+static Datum
+make_text_array(char **items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		nulls[i] = items[i] == NULL;
+		d[i] = nulls[i] ? (Datum) 0 : CStringGetTextDatum(items[i]);
+	}
+	return PointerGetDatum(construct_md_array(d, nulls, 1, dims, lbs, TEXTOID,
+											  -1, false, TYPALIGN_INT));
+}
+
+/* json[] from texts already known to be valid JSON (json is text inside) */
+static Datum
+make_json_array(char **items, int *lens, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = PointerGetDatum(cstring_to_text_with_len(items[i], lens[i]));
+	return PointerGetDatum(construct_array(d, n, JSONOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+static Datum
+make_float8_array(double *items, int n)
+{
+	Datum	   *d = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		d[i] = Float8GetDatum(items[i]);
+	return PointerGetDatum(construct_array(d, n, FLOAT8OID, sizeof(float8),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+void
+SbModelLookup(const char *name, int expected_kind, SbModelRef *model)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	SPIPlanPtr	plan;
+	bool		isnull;
+	char	   *kind_name;
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model name must not be null")));
+
+	SPI_connect();
+	plan = prepare_once(&lookup_plan,
+						"SELECT r.id, r.kind, n.id"
+						" FROM scuttlebutt.registry r, scuttlebutt.node n"
+						" WHERE r.name = $1",
+						1, argtypes);
+	values[0] = CStringGetTextDatum(name);
+	execute_plan(plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("scuttlebutt model \"%s\" does not exist", name),
+				 errhint("Create it with scuttlebutt.create_model().")));
+
+	model->id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 1, &isnull));
+	kind_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (!SbKindFromName(kind_name, &model->kind))
+		elog(ERROR, "unknown model kind \"%s\"", kind_name);
+	model->name = MemoryContextStrdup(caller, name);
+	model->node_id = MemoryContextStrdup(caller,
+										 SPI_getvalue(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 3));
+	SPI_finish();
+
+	if (expected_kind != SB_KIND_ANY && model->kind != (SbKind) expected_kind)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("scuttlebutt model \"%s\" is of kind \"%s\", not \"%s\"",
+						name, SbKindName(model->kind),
+						SbKindName((SbKind) expected_kind))));
+}
+
+/*
+ * Takes the next timestamp of this node's source in a model: past the
+ * clock, past the wall clock, and past the current timestamp of every key
+ * about to be written (so a local write supersedes the value it replaces
+ * even when a peer's clock runs ahead).  Locks the clock row to commit.
+ */
+static double
+advance_local_clock(SbModelRef *model, int nkeys, char **keys)
+{
+	Oid			argtypes[4] = {INT4OID, TEXTOID, FLOAT8OID, TEXTARRAYOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan;
+	bool		isnull;
+
+	plan = prepare_once(&local_clock_plan,
+						"INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+						" VALUES ($1, $2, greatest($3, scuttlebutt._ts_after("
+						"   (SELECT max(u.ts) FROM scuttlebutt.updates u"
+						"    WHERE u.model_id = $1 AND u.key = ANY ($4)))))"
+						" ON CONFLICT (model_id, source) DO UPDATE"
+						" SET ts = greatest(excluded.ts, scuttlebutt._ts_after(c.ts))"
+						" RETURNING c.ts",
+						4, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = CStringGetTextDatum(model->node_id);
+	values[2] = Float8GetDatum(SbNowMillis());
+	if (nkeys > 0)
+		values[3] = make_text_array(keys, nkeys);
+	else
+		nulls[3] = 'n';
+	execute_plan(plan, values, nulls, SPI_OK_INSERT_RETURNING);
+	return DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* [change,ts,"source"] as JSON.stringify writes it */
+static char *
+build_update_text(const char *change_text, double ts, const char *source,
+				  int *len)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '[');
+	appendStringInfoString(&buf, change_text);
+	appendStringInfoChar(&buf, ',');
+	JsAppendNumber(&buf, ts);
+	appendStringInfoChar(&buf, ',');
+	JsAppendString(&buf, source, strlen(source));
+	appendStringInfoChar(&buf, ']');
+	*len = buf.len;
+	return buf.data;
+}
+
+double
+SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
+{
+	Oid			argtypes[5] = {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, JSONOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	SPIPlanPtr	plan;
+	double		ts;
+	char	   *doc;
+	int			doclen;
+
+	SPI_connect();
+	ts = advance_local_clock(model, key ? 1 : 0, (char **) &key);
+	doc = build_update_text(change_text, ts, model->node_id, &doclen);
+
+	plan = prepare_once(&upsert_one_plan,
+						"INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+						" VALUES ($1, $2, $3, $4, $5)"
+						UPSERT_CONFLICT_CLAUSE,
+						5, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = CStringGetTextDatum(model->node_id);
+	values[2] = Float8GetDatum(ts);
+	if (key)
+		values[3] = CStringGetTextDatum(key);
+	else
+		nulls[3] = 'n';
+	values[4] = PointerGetDatum(cstring_to_text_with_len(doc, doclen));
+	execute_plan(plan, values, nulls, SPI_OK_INSERT);
+	SPI_finish();
+	return ts;
+}
+
+/* Stores many rows at once; returns how many were stored (RETURNING) */
+static void
+upsert_rows(SbModelRef *model, int n, char **sources, double *ts, char **keys,
+			char **docs, int *doclens)
+{
+	Oid			argtypes[5] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID,
+	TEXTARRAYOID, JSONARRAYOID};
+	Datum		values[5];
+	SPIPlanPtr	plan;
+
+	plan = prepare_once(&upsert_many_plan,
+						"INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+						" SELECT $1, t.source, t.ts, t.key, t.doc"
+						" FROM unnest($2, $3, $4, $5) AS t(source, ts, key, doc)"
+						UPSERT_CONFLICT_CLAUSE
+						" RETURNING u.source, u.ts",
+						5, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = make_text_array(sources, n);
+	values[2] = make_float8_array(ts, n);
+	values[3] = make_text_array(keys, n);
+	values[4] = make_json_array(docs, doclens, n);
+	execute_plan(plan, values, NULL, SPI_OK_INSERT_RETURNING);
+}
+
+void
+SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
+{
+	Oid			argtypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
+	Datum		values[3];
+	char	  **sources;
+	char	  **docs;
+	int		   *doclens;
+	double	   *ts;
+
+	if (n == 0)
+		return;
+
+	sources = palloc(sizeof(char *) * n);
+	docs = palloc(sizeof(char *) * n);
+	doclens = palloc(sizeof(int) * n);
+	ts = palloc(sizeof(double) * n);
+
+	SPI_connect();
+	ts[0] = advance_local_clock(model, n, keys);
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			ts[i] = SbTimestampAfter(ts[i - 1]);
+		sources[i] = model->node_id;
+		docs[i] = build_update_text(change_texts[i], ts[i], model->node_id,
+									&doclens[i]);
+	}
+	upsert_rows(model, n, sources, ts, keys, docs, doclens);
+
+	/* the clock row is ours until commit: move it to the last timestamp */
+	prepare_once(&set_clock_plan,
+				 "UPDATE scuttlebutt.clocks SET ts = $3"
+				 " WHERE model_id = $1 AND source = $2",
+				 3, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = CStringGetTextDatum(model->node_id);
+	values[2] = Float8GetDatum(ts[n - 1]);
+	execute_plan(set_clock_plan, values, NULL, SPI_OK_UPDATE);
+	SPI_finish();
+}
+
+/* ---- applying updates from elsewhere ---- */
+
+static int
+cmp_cstring_ptr(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Index of source in the sorted, distinct array; -1 if absent */
+static int
+find_source(char **sorted, int n, const char *source)
+{
+	char	  **hit = bsearch(&source, sorted, n, sizeof(char *), cmp_cstring_ptr);
+
+	return hit ? (int) (hit - sorted) : -1;
+}
+
+static SbMessage *sort_updates;	/* qsort context for the comparators */
+
+/* by key, then by (ts, source): the last of a key's run is its winner */
+static int
+cmp_by_key_then_version(const void *a, const void *b)
+{
+	const SbMessage *ua = &sort_updates[*(const int *) a];
+	const SbMessage *ub = &sort_updates[*(const int *) b];
+	int			c = strcmp(ua->key, ub->key);
+
+	if (c != 0)
+		return c;
+	if (ua->ts != ub->ts)
+		return ua->ts < ub->ts ? -1 : 1;
+	return strcmp(ua->source, ub->source);
+}
+
+static int
+cmp_by_source_ts(const void *a, const void *b)
+{
+	const SbMessage *ua = &sort_updates[*(const int *) a];
+	const SbMessage *ub = &sort_updates[*(const int *) b];
+	int			c = strcmp(ua->source, ub->source);
+
+	if (c != 0)
+		return c;
+	if (ua->ts != ub->ts)
+		return ua->ts < ub->ts ? -1 : 1;
+	return 0;
+}
+
+int64
+SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
+{
+	char	  **sources;
+	int			nsources = 0;
+	double	   *clock;
+	bool	   *advanced;
+	int		   *accepted;
+	int			naccepted = 0;
+	int		   *winners;
+	int			nwinners = 0;
+	int64		nstored;
+
+	if (stored)
+		memset(stored, 0, sizeof(bool) * n);
+	if (n == 0)
+		return 0;
+
+	/* the distinct sources, sorted: also the order we lock their clocks in */
+	sources = palloc(sizeof(char *) * n);
+	for (int i = 0; i < n; i++)
+		sources[i] = updates[i].source;
+	qsort(sources, n, sizeof(char *), cmp_cstring_ptr);
+	for (int i = 0; i < n; i++)
+		if (nsources == 0 || strcmp(sources[nsources - 1], sources[i]) != 0)
+			sources[nsources++] = sources[i];
+	clock = palloc(sizeof(double) * nsources);
+	advanced = palloc0(sizeof(bool) * nsources);
+
+	SPI_connect();
+
+	/* lock the sources' clock rows (creating missing ones) and read them */
+	{
+		Oid			argtypes[2] = {INT4OID, TEXTARRAYOID};
+		Datum		values[2];
+
+		prepare_once(&lock_clocks_plan,
+					 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+					 " SELECT $1, s, '-infinity' FROM unnest($2) AS s"
+					 " ON CONFLICT (model_id, source) DO UPDATE SET ts = c.ts"
+					 " RETURNING c.source, c.ts",
+					 2, argtypes);
+		values[0] = Int32GetDatum(model->id);
+		values[1] = make_text_array(sources, nsources);
+		execute_plan(lock_clocks_plan, values, NULL, SPI_OK_INSERT_RETURNING);
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			bool		isnull;
+			char	   *src = SPI_getvalue(SPI_tuptable->vals[r],
+										   SPI_tuptable->tupdesc, 1);
+			int			idx = find_source(sources, nsources, src);
+
+			Assert(idx >= 0);
+			clock[idx] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[r],
+													  SPI_tuptable->tupdesc,
+													  2, &isnull));
+		}
+	}
+
+	/* in arrival order: an update at or below its source's clock is old */
+	accepted = palloc(sizeof(int) * n);
+	for (int i = 0; i < n; i++)
+	{
+		int			s = find_source(sources, nsources, updates[i].source);
+
+		if (updates[i].ts > clock[s])
+		{
+			clock[s] = updates[i].ts;
+			advanced[s] = true;
+			accepted[naccepted++] = i;
+		}
+	}
+
+	/* of several updates to one key, only the winner can be stored */
+	sort_updates = updates;
+	winners = palloc(sizeof(int) * Max(naccepted, 1));
+	if (model->kind == SB_KIND_EVENTS)
+	{
+		memcpy(winners, accepted, sizeof(int) * naccepted);
+		nwinners = naccepted;
+	}
+	else
+	{
+		qsort(accepted, naccepted, sizeof(int), cmp_by_key_then_version);
+		for (int i = 0; i < naccepted; i++)
+			if (i == naccepted - 1 ||
+				strcmp(updates[accepted[i]].key, updates[accepted[i + 1]].key) != 0)
+				winners[nwinners++] = accepted[i];
+	}
+
+	nstored = 0;
+	if (nwinners > 0)
+	{
+		char	  **w_sources = palloc(sizeof(char *) * nwinners);
+		double	   *w_ts = palloc(sizeof(double) * nwinners);
+		char	  **w_keys = palloc(sizeof(char *) * nwinners);
+		char	  **w_docs = palloc(sizeof(char *) * nwinners);
+		int		   *w_lens = palloc(sizeof(int) * nwinners);
+
+		qsort(winners, nwinners, sizeof(int), cmp_by_source_ts);
+		for (int i = 0; i < nwinners; i++)
+		{
+			SbMessage  *u = &updates[winners[i]];
+
+			w_sources[i] = u->source;
+			w_ts[i] = u->ts;
+			w_keys[i] = u->key;
+			w_docs[i] = (char *) u->text;
+			w_lens[i] = u->len;
+		}
+		upsert_rows(model, nwinners, w_sources, w_ts, w_keys, w_docs, w_lens);
+		nstored = SPI_processed;
+
+		/* mark which were stored: RETURNING gives (source, ts) */
+		for (uint64 r = 0; stored && r < SPI_processed; r++)
+		{
+			bool		isnull;
+			char	   *source = SPI_getvalue(SPI_tuptable->vals[r],
+											  SPI_tuptable->tupdesc, 1);
+			double		ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[r],
+														  SPI_tuptable->tupdesc,
+														  2, &isnull));
+			int			lo = 0;
+			int			hi = nwinners - 1;
+
+			while (lo <= hi)
+			{
+				int			mid = (lo + hi) / 2;
+				SbMessage  *u = &updates[winners[mid]];
+				int			c = strcmp(u->source, source);
+
+				if (c == 0)
+					c = u->ts < ts ? -1 : (u->ts > ts ? 1 : 0);
+				if (c == 0)
+				{
+					stored[winners[mid]] = true;
+					break;
+				}
+				if (c < 0)
+					lo = mid + 1;
+				else
+					hi = mid - 1;
+			}
+		}
+	}
+
+	/* move the clocks of the sources that advanced */
+	{
+		char	  **a_sources = palloc(sizeof(char *) * nsources);
+		double	   *a_ts = palloc(sizeof(double) * nsources);
+		int			na = 0;
+		Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID};
+		Datum		values[3];
+
+		for (int s = 0; s < nsources; s++)
+			if (advanced[s])
+			{
+				a_sources[na] = sources[s];
+				a_ts[na++] = clock[s];
+			}
+		if (na > 0)
+		{
+			prepare_once(&advance_clocks_plan,
+						 "UPDATE scuttlebutt.clocks AS c SET ts = v.ts"
+						 " FROM unnest($2, $3) AS v(source, ts)"
+						 " WHERE c.model_id = $1 AND c.source = v.source"
+						 "   AND c.ts < v.ts",
+						 3, argtypes);
+			values[0] = Int32GetDatum(model->id);
+			values[1] = make_text_array(a_sources, na);
+			values[2] = make_float8_array(a_ts, na);
+			execute_plan(advance_clocks_plan, values, NULL, SPI_OK_UPDATE);
+		}
+	}
+
+	SPI_finish();
+	return nstored;
+}

@@ -1,0 +1,53 @@
+/*-------------------------------------------------------------------------
+ *
+ * model_store.h
+ *	  Reading and writing models in their tables (through SPI).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SCUTTLEBUTT_MODEL_STORE_H
+#define SCUTTLEBUTT_MODEL_STORE_H
+
+#include "wire_message.h"
+
+typedef struct SbModelRef
+{
+	int32		id;
+	SbKind		kind;
+	char	   *name;
+	char	   *node_id;		/* this database's source id */
+} SbModelRef;
+
+/* Any kind, for SbModelLookup */
+#define SB_KIND_ANY (-1)
+
+/*
+ * Finds a model by name; ERROR (undefined_object) if there is none, and
+ * (wrong_object_type) if expected_kind is not SB_KIND_ANY and differs.
+ */
+extern void SbModelLookup(const char *name, int expected_kind, SbModelRef *model);
+
+/*
+ * A local update: takes the next timestamp of this node's source (past
+ * that of the key's current value), stores [change, ts, node_id] and
+ * returns ts.  change_text is the change's JSON text as JSON.stringify
+ * writes it; key is the row key (NULL for events, "" for a value).
+ */
+extern double SbLocalWrite(SbModelRef *model, const char *key,
+						   const char *change_text);
+
+/* Many local updates to distinct keys of a key/value model at once */
+extern void SbLocalWriteMany(SbModelRef *model, int n, char **keys,
+							 char **change_texts);
+
+/*
+ * Applies updates from elsewhere, each already parsed and checked for the
+ * model's kind, in order: an update at or below its source's clock is old
+ * and dropped; the others advance the clock and are stored unless they
+ * lose to a newer value.  Returns how many were stored; stored[i] (if not
+ * NULL) says which.
+ */
+extern int64 SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n,
+							bool *stored);
+
+#endif							/* SCUTTLEBUTT_MODEL_STORE_H */

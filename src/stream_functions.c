@@ -1,0 +1,211 @@
+/*-------------------------------------------------------------------------
+ *
+ * stream_functions.c
+ *	  The persistence streams: export() and import(), the database's side
+ *	  of the reference's createReadStream() and createWriteStream().
+ *
+ * A dump is the lines a read stream writes: the header, the whole history
+ * and "SYNC".  export() is SQL (header + history + "SYNC"); this file
+ * writes its header and reads dumps back.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+#include "jstext.h"
+#include "model_functions.h"
+#include "model_store.h"
+#include "stream_functions.h"
+#include "wire_message.h"
+
+/* Updates applied per batch by import(): bounds memory on large dumps */
+#define SB_IMPORT_BATCH 10000
+
+PG_FUNCTION_INFO_V1(scuttlebutt_export_header);
+PG_FUNCTION_INFO_V1(scuttlebutt_import);
+
+typedef struct ClockMember
+{
+	char	   *source;
+	double		ts;
+	uint32		index;
+	bool		is_index;
+} ClockMember;
+
+/* JavaScript's own-key order: array indexes ascending, then the rest */
+static int
+cmp_clock_member(const void *a, const void *b)
+{
+	const ClockMember *ma = a;
+	const ClockMember *mb = b;
+
+	if (ma->is_index != mb->is_index)
+		return ma->is_index ? -1 : 1;
+	if (ma->is_index)
+		return ma->index < mb->index ? -1 : (ma->index > mb->index ? 1 : 0);
+	return strcmp(ma->source, mb->source);
+}
+
+void
+SbAppendClockObject(StringInfo buf, int n, char **sources, double *ts)
+{
+	ClockMember *members = palloc(sizeof(ClockMember) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		members[i].source = sources[i];
+		members[i].ts = ts[i];
+		members[i].is_index = JsIsArrayIndex(sources[i], strlen(sources[i]),
+											 &members[i].index);
+	}
+	qsort(members, n, sizeof(ClockMember), cmp_clock_member);
+
+	appendStringInfoChar(buf, '{');
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(buf, ',');
+		JsAppendString(buf, members[i].source, strlen(members[i].source));
+		appendStringInfoChar(buf, ':');
+		JsAppendNumber(buf, members[i].ts);
+	}
+	appendStringInfoChar(buf, '}');
+	pfree(members);
+}
+
+/* scuttlebutt._export_header(model_id): {"id":...,"clock":{...}} */
+Datum
+scuttlebutt_export_header(PG_FUNCTION_ARGS)
+{
+	int32		model_id = PG_GETARG_INT32(0);
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	StringInfoData buf;
+	char	  **sources;
+	double	   *ts;
+	int			n;
+	char	   *node_id;
+
+	values[0] = Int32GetDatum(model_id);
+	SPI_connect();
+	if (SPI_execute("SELECT id FROM scuttlebutt.node", true, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "scuttlebutt.node must hold exactly one row");
+	node_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+	if (SPI_execute_with_args("SELECT source, ts FROM scuttlebutt.clocks"
+							  " WHERE model_id = $1 ORDER BY source",
+							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read scuttlebutt.clocks");
+	n = SPI_processed;
+	sources = palloc(sizeof(char *) * Max(n, 1));
+	ts = palloc(sizeof(double) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		sources[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		ts[i] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i],
+											 SPI_tuptable->tupdesc, 2, &isnull));
+	}
+
+	{
+		MemoryContext spi = MemoryContextSwitchTo(caller);
+
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, "{\"id\":");
+		JsAppendString(&buf, node_id, strlen(node_id));
+		appendStringInfoString(&buf, ",\"clock\":");
+		SbAppendClockObject(&buf, n, sources, ts);
+		appendStringInfoChar(&buf, '}');
+		MemoryContextSwitchTo(spi);
+	}
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/*
+ * scuttlebutt.import(model, lines): applies a dump, in batches, and
+ * returns how many updates changed the model's state.  Any bad line is an
+ * ERROR naming its line number, and then nothing of the dump is applied.
+ */
+Datum
+scuttlebutt_import(PG_FUNCTION_ARGS)
+{
+	text	   *lines;
+	char	   *model_name;
+	const char *p;
+	const char *end;
+	int			lineno = 0;
+	SbModelRef	model;
+	SbMessage  *batch;
+	int			nbatch = 0;
+	int64		nstored = 0;
+	MemoryContext batch_cxt;
+	MemoryContext old;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model name must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("lines must not be null")));
+	model_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	lines = PG_GETARG_TEXT_PP(1);
+	SbModelLookup(model_name, SB_KIND_ANY, &model);
+
+	batch = palloc(sizeof(SbMessage) * SB_IMPORT_BATCH);
+	batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									  "scuttlebutt import batch",
+									  ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(batch_cxt);
+
+	p = VARDATA_ANY(lines);
+	end = p + VARSIZE_ANY_EXHDR(lines);
+	while (p < end)
+	{
+		const char *nl = memchr(p, '\n', end - p);
+		const char *line = p;
+		int			len = (nl ? nl : end) - p;
+		SbMessageError err;
+		SbMessage  *msg = &batch[nbatch];
+
+		p = nl ? nl + 1 : end;
+		lineno++;
+		SbTrimJsonText(&line, &len);
+		if (len == 0)
+			continue;
+
+		if (!SbParseMessage(line, len, msg, &err) ||
+			(msg->type == SB_MSG_UPDATE &&
+			 !SbCheckUpdateForKind(msg, model.kind, &err)))
+			ereport(ERROR,
+					(errcode(err.sqlerrcode),
+					 errmsg("invalid line %d of scuttlebutt dump: %s",
+							lineno, err.message)));
+		if (msg->type != SB_MSG_UPDATE)
+			continue;			/* header, "SYNC" or ignored */
+
+		if (++nbatch == SB_IMPORT_BATCH)
+		{
+			nstored += SbApplyUpdates(&model, batch, nbatch, NULL);
+			nbatch = 0;
+			MemoryContextReset(batch_cxt);
+		}
+	}
+	if (nbatch > 0)
+		nstored += SbApplyUpdates(&model, batch, nbatch, NULL);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(batch_cxt);
+	PG_RETURN_INT64(nstored);
+}

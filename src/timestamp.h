@@ -1,0 +1,17 @@
+/*-------------------------------------------------------------------------
+ *
+ * timestamp.h
+ *	  Scuttlebutt timestamps: float8 milliseconds since the Unix epoch.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SCUTTLEBUTT_TIMESTAMP_H
+#define SCUTTLEBUTT_TIMESTAMP_H
+
+/* The wall clock, in milliseconds with a microsecond fraction */
+extern double SbNowMillis(void);
+
+/* The next timestamp after ts that a local update may take */
+extern double SbTimestampAfter(double ts);
+
+#endif							/* SCUTTLEBUTT_TIMESTAMP_H */

@@ -1,0 +1,470 @@
+/*-------------------------------------------------------------------------
+ *
+ * wire_message.c
+ *	  Parsing one line of the scuttlebutt wire protocol.
+ *
+ * A line is one JSON text: an update array, a header object, the string
+ * "SYNC", or anything else (ignored, as the reference does).  We parse it
+ * with PostgreSQL's own JSON parser (common/jsonapi.h) and semantic
+ * actions that pick out the parts the protocol needs, keeping byte spans
+ * into the original text: updates are stored and relayed exactly as
+ * received, since signatures cover that text.
+ *
+ * Strings are de-escaped while parsing, which makes the lexer reject what
+ * PostgreSQL's text and jsonb cannot hold (\u0000, lone surrogates), so
+ * every stored update can later be read as jsonb.
+ *
+ * Nothing here throws on bad input: the caller decides whether that is an
+ * ERROR (SQL functions) or a closed connection (the replication worker).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/errcodes.h"
+
+#include "wire_message.h"
+
+/* Deepest nesting accepted in a line (each level costs parser stack) */
+#define SB_MAX_JSON_DEPTH 512
+
+/* A decimal exponent beyond this cannot be held by jsonb's numeric */
+#define SB_MAX_DECIMAL_EXPONENT 100000
+
+typedef struct ParseState
+{
+	JsonLexContext *lex;
+	SbMessage  *msg;
+	const char *base;
+	int			top_index;		/* current element/field of the root */
+	int			change_index;	/* current element of an update's change */
+	bool		in_clock_field;
+	bool		in_meta_field;
+	bool		in_id_field;
+	int			clock_alloc;
+	char	   *pending_clock_source;
+	SbMessageError *err;
+	bool		root_is_array;
+	bool		root_is_object;
+	bool		root_seen;
+	bool		elem1_is_number;
+	bool		elem2_is_string;
+	bool		elem3_is_string;
+	bool		meta_model_field;
+} ParseState;
+
+static void
+set_error(ParseState *st, int code, const char *fmt, const char *arg)
+{
+	if (st->err->sqlerrcode != 0)
+		return;					/* keep the first */
+	st->err->sqlerrcode = code;
+	st->err->message = psprintf(fmt, arg);
+}
+
+static int
+offset_of(ParseState *st, const char *p)
+{
+	return (int) (p - st->base);
+}
+
+/* Rejects numbers whose exponent jsonb's numeric type cannot hold */
+static bool
+number_fits_numeric(const char *token)
+{
+	const char *e = strpbrk(token, "eE");
+
+	if (e == NULL)
+		return strlen(token) < SB_MAX_DECIMAL_EXPONENT;
+	return labs(strtol(e + 1, NULL, 10)) < SB_MAX_DECIMAL_EXPONENT;
+}
+
+static void
+on_object_start(void *state)
+{
+	ParseState *st = state;
+	int			level = st->lex->lex_level;
+
+	if (level >= SB_MAX_JSON_DEPTH)
+		set_error(st, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+				  "JSON nesting is deeper than %s levels", "512");
+	if (level == 0)
+	{
+		st->root_is_object = true;
+		st->root_seen = true;
+	}
+	else if (level == 1 && st->in_clock_field)
+		st->msg->has_clock = true;
+	else if (level == 1 && st->root_is_array && st->top_index == 0)
+		st->msg->change_is_array = false;
+}
+
+static void
+on_array_start(void *state)
+{
+	ParseState *st = state;
+	int			level = st->lex->lex_level;
+
+	if (level >= SB_MAX_JSON_DEPTH)
+		set_error(st, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+				  "JSON nesting is deeper than %s levels", "512");
+	if (level == 0)
+	{
+		st->root_is_array = true;
+		st->root_seen = true;
+	}
+	else if (level == 1 && st->root_is_array && st->top_index == 0)
+		st->msg->change_is_array = true;
+}
+
+static void
+on_object_field_start(void *state, char *fname, bool isnull)
+{
+	ParseState *st = state;
+	int			level = st->lex->lex_level;
+	SbMessage  *msg = st->msg;
+
+	if (level == 1 && st->root_is_object)
+	{
+		st->in_clock_field = strcmp(fname, "clock") == 0;
+		st->in_meta_field = strcmp(fname, "meta") == 0;
+		st->in_id_field = strcmp(fname, "id") == 0;
+		if (st->in_meta_field)
+		{
+			msg->has_meta = true;
+			msg->meta.start = offset_of(st, st->lex->token_start);
+		}
+	}
+	else if (level == 2 && st->root_is_object && st->in_clock_field &&
+			 msg->has_clock)
+		st->pending_clock_source = pstrdup(fname);
+	else if (level == 2 && st->root_is_object && st->in_meta_field)
+		st->meta_model_field = strcmp(fname, "model") == 0;
+}
+
+static void
+on_object_field_end(void *state, char *fname, bool isnull)
+{
+	ParseState *st = state;
+	int			level = st->lex->lex_level;
+
+	if (level == 1 && st->root_is_object)
+	{
+		if (st->in_meta_field)
+			st->msg->meta.end = offset_of(st, st->lex->prev_token_terminator);
+		st->in_clock_field = st->in_meta_field = st->in_id_field = false;
+	}
+	else if (level == 2 && st->pending_clock_source != NULL)
+	{
+		/* the clock value was not a number */
+		set_error(st, ERRCODE_INVALID_PARAMETER_VALUE,
+				  "header clock entry \"%s\" is not a number",
+				  st->pending_clock_source);
+		st->pending_clock_source = NULL;
+	}
+	else if (level == 2)
+		st->meta_model_field = false;
+}
+
+static void
+on_array_element_start(void *state, bool isnull)
+{
+	ParseState *st = state;
+	int			level = st->lex->lex_level;
+
+	if (level == 1 && st->root_is_array && st->top_index == 0)
+		st->msg->change.start = offset_of(st, st->lex->token_start);
+}
+
+static void
+on_array_element_end(void *state, bool isnull)
+{
+	ParseState *st = state;
+	int			level = st->lex->lex_level;
+
+	if (level == 1 && st->root_is_array)
+	{
+		if (st->top_index == 0)
+			st->msg->change.end = offset_of(st, st->lex->prev_token_terminator);
+		st->top_index++;
+	}
+	else if (level == 2 && st->root_is_array && st->top_index == 0 &&
+			 st->msg->change_is_array)
+		st->change_index++;
+}
+
+static void
+on_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	ParseState *st = state;
+	int			level = st->lex->lex_level;
+	SbMessage  *msg = st->msg;
+
+	if (tokentype == JSON_TOKEN_NUMBER && !number_fits_numeric(token))
+		set_error(st, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+				  "number \"%s\" is out of range", token);
+
+	if (level == 0)
+	{
+		st->root_seen = true;
+		if (tokentype == JSON_TOKEN_STRING && strcmp(token, "SYNC") == 0)
+			msg->type = SB_MSG_SYNC;
+		return;
+	}
+
+	if (st->root_is_array && level == 1)
+	{
+		switch (st->top_index)
+		{
+			case 1:
+				if (tokentype == JSON_TOKEN_NUMBER)
+				{
+					st->elem1_is_number = true;
+					msg->ts = strtod(token, NULL);
+				}
+				break;
+			case 2:
+				if (tokentype == JSON_TOKEN_STRING)
+				{
+					st->elem2_is_string = true;
+					msg->source = token;
+				}
+				break;
+			case 3:
+				if (tokentype == JSON_TOKEN_STRING)
+				{
+					st->elem3_is_string = true;
+					msg->signature = token;
+				}
+				break;
+		}
+	}
+	else if (st->root_is_array && level == 2 && st->top_index == 0 &&
+			 msg->change_is_array && st->change_index == 0 &&
+			 tokentype == JSON_TOKEN_STRING)
+		msg->key = token;
+	else if (st->root_is_object && level == 1)
+	{
+		if (st->in_id_field && tokentype == JSON_TOKEN_STRING)
+			msg->id = token;
+		if (st->in_meta_field && tokentype == JSON_TOKEN_STRING)
+			msg->meta_model = token;
+	}
+	else if (st->root_is_object && level == 2 && st->in_meta_field &&
+			 st->meta_model_field && tokentype == JSON_TOKEN_STRING)
+		msg->meta_model = token;
+	else if (st->root_is_object && level == 2 &&
+			 st->pending_clock_source != NULL)
+	{
+		double		ts;
+
+		if (tokentype != JSON_TOKEN_NUMBER)
+			return;				/* reported at field end */
+		ts = strtod(token, NULL);
+		if (!isfinite(ts))
+			set_error(st, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+					  "header clock entry \"%s\" is out of range",
+					  st->pending_clock_source);
+		if (msg->nclock == st->clock_alloc)
+		{
+			st->clock_alloc = Max(8, st->clock_alloc * 2);
+			msg->clock = msg->clock
+				? repalloc(msg->clock, sizeof(SbClockEntry) * st->clock_alloc)
+				: palloc(sizeof(SbClockEntry) * st->clock_alloc);
+		}
+		msg->clock[msg->nclock].source = st->pending_clock_source;
+		msg->clock[msg->nclock].ts = ts;
+		msg->nclock++;
+		st->pending_clock_source = NULL;
+	}
+}
+
+bool
+SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
+{
+	JsonLexContext *lex;
+	JsonSemAction sem;
+	ParseState	st;
+	JsonParseErrorType rc;
+
+	memset(msg, 0, sizeof(*msg));
+	memset(err, 0, sizeof(*err));
+	msg->text = text;
+	msg->len = len;
+	msg->type = SB_MSG_IGNORED;
+
+	lex = makeJsonLexContextCstringLen((char *) text, len, GetDatabaseEncoding(),
+									   true);
+	memset(&st, 0, sizeof(st));
+	st.lex = lex;
+	st.msg = msg;
+	st.base = text;
+	st.err = err;
+
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &st;
+	sem.object_start = on_object_start;
+	sem.array_start = on_array_start;
+	sem.object_field_start = on_object_field_start;
+	sem.object_field_end = on_object_field_end;
+	sem.array_element_start = on_array_element_start;
+	sem.array_element_end = on_array_element_end;
+	sem.scalar = on_scalar;
+
+	rc = pg_parse_json(lex, &sem);
+	if (rc != JSON_SUCCESS)
+	{
+		memset(err, 0, sizeof(*err));
+		switch (rc)
+		{
+			case JSON_UNICODE_CODE_POINT_ZERO:
+			case JSON_UNICODE_HIGH_ESCAPE:
+			case JSON_UNICODE_HIGH_SURROGATE:
+			case JSON_UNICODE_LOW_SURROGATE:
+				err->sqlerrcode = ERRCODE_UNTRANSLATABLE_CHARACTER;
+				break;
+			default:
+				err->sqlerrcode = ERRCODE_INVALID_TEXT_REPRESENTATION;
+				break;
+		}
+		err->message = psprintf("invalid JSON: %s", json_errdetail(rc, lex));
+		return false;
+	}
+	if (err->sqlerrcode != 0)
+		return false;
+
+	if (st.root_is_object)
+	{
+		msg->type = SB_MSG_HEADER;
+		if (!msg->has_clock)
+		{
+			err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+			err->message = pstrdup("header has no \"clock\" object");
+			return false;
+		}
+		return true;
+	}
+	if (!st.root_is_array)
+		return true;			/* "SYNC" or ignored */
+
+	msg->type = SB_MSG_UPDATE;
+	msg->nelems = st.top_index;
+	msg->change_nelems = st.change_index;
+	if (msg->nelems < 3 || msg->nelems > 4)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = psprintf("update has %d elements, expected [change, timestamp, source] or [change, timestamp, source, signature]",
+								msg->nelems);
+		return false;
+	}
+	if (!st.elem1_is_number)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update timestamp (element 1) is not a number");
+		return false;
+	}
+	if (!isfinite(msg->ts))
+	{
+		err->sqlerrcode = ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
+		err->message = pstrdup("update timestamp (element 1) is out of range for a JavaScript number");
+		return false;
+	}
+	if (!st.elem2_is_string)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update source (element 2) is not a string");
+		return false;
+	}
+	if (strcmp(msg->source, "__proto__") == 0)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update source \"__proto__\" is not allowed");
+		return false;
+	}
+	if (msg->nelems == 4 && !st.elem3_is_string)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update signature (element 3) is not a string");
+		return false;
+	}
+	return true;
+}
+
+bool
+SbCheckUpdateForKind(SbMessage *msg, SbKind kind, SbMessageError *err)
+{
+	memset(err, 0, sizeof(*err));
+	Assert(msg->type == SB_MSG_UPDATE);
+
+	switch (kind)
+	{
+		case SB_KIND_MODEL:
+		case SB_KIND_EVENTS:
+			{
+				const char *what = kind == SB_KIND_MODEL ? "key" : "event name";
+
+				if (!msg->change_is_array ||
+					(kind == SB_KIND_MODEL && msg->change_nelems != 2) ||
+					(kind == SB_KIND_EVENTS && msg->change_nelems < 1))
+				{
+					err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+					err->message = kind == SB_KIND_MODEL
+						? pstrdup("change (element 0) of a model update must be [key, value]")
+						: pstrdup("change (element 0) of an events update must be [event, data]");
+					return false;
+				}
+				if (msg->key == NULL)
+				{
+					err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+					err->message = psprintf("%s (change element 0) is not a string", what);
+					return false;
+				}
+				if (strcmp(msg->key, "__proto__") == 0)
+				{
+					err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+					err->message = psprintf("%s \"__proto__\" is not allowed", what);
+					return false;
+				}
+				if (kind == SB_KIND_EVENTS)
+					msg->key = NULL;	/* events are all kept: no row key */
+				break;
+			}
+		case SB_KIND_VALUE:
+			msg->key = "";		/* the one row of a value model */
+			break;
+	}
+	return true;
+}
+
+const char *
+SbKindName(SbKind kind)
+{
+	switch (kind)
+	{
+		case SB_KIND_MODEL:
+			return "model";
+		case SB_KIND_EVENTS:
+			return "events";
+		case SB_KIND_VALUE:
+			return "value";
+	}
+	return "?";
+}
+
+bool
+SbKindFromName(const char *name, SbKind *kind)
+{
+	if (strcmp(name, "model") == 0)
+		*kind = SB_KIND_MODEL;
+	else if (strcmp(name, "events") == 0)
+		*kind = SB_KIND_EVENTS;
+	else if (strcmp(name, "value") == 0)
+		*kind = SB_KIND_VALUE;
+	else
+		return false;
+	return true;
+}
