@@ -19,9 +19,16 @@ PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-f
 SHLIB_LINK = -lssl -lcrypto
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = model events value history streams errors
+REGRESS = model events value history streams json_text errors
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# TAP tests (test/t/*.pl, PostgreSQL::Test::Cluster) against the installed
+# extension: make prove-installcheck.  test/run.sh runs everything.
+prove-installcheck: PROVE_TESTS ?= test/t/*.pl
+prove-installcheck:
+	$(prove_installcheck)
+.PHONY: prove-installcheck

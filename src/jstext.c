@@ -214,11 +214,23 @@ JsIsArrayIndex(const char *key, int len, uint32 *index)
 	return true;
 }
 
+/*
+ * A JSON number as JavaScript's JSON.parse reads it: the nearest double,
+ * 0 for underflow.  Where JavaScript would read Infinity (and write null),
+ * we refuse rather than change the value.
+ */
 double
 JsNumericToDouble(Numeric num)
 {
-	return DatumGetFloat8(DirectFunctionCall1(numeric_float8,
-											  NumericGetDatum(num)));
+	double		d = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+													   NumericGetDatum(num)));
+
+	if (isinf(d))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("number is out of range for a JavaScript number"),
+				 errdetail("JavaScript numbers are doubles, at most 1.7976931348623157e+308 in magnitude.")));
+	return d;
 }
 
 typedef struct JsObjectMember

@@ -362,6 +362,112 @@ cmp_by_source_ts(const void *a, const void *b)
 	return 0;
 }
 
+/* (ts, source) ordering of versions: the merge rule, for in-batch counting */
+static int
+cmp_version(double ts_a, const char *src_a, double ts_b, const char *src_b)
+{
+	if (ts_a != ts_b)
+		return ts_a < ts_b ? -1 : 1;
+	return strcmp(src_a, src_b);
+}
+
+static int
+cmp_int(const void *a, const void *b)
+{
+	return *(const int *) a - *(const int *) b;
+}
+
+/*
+ * A batch may update one key several times; only the winner is written,
+ * but applied one by one each update that beat the value of its moment
+ * would have changed the model's state.  Counts those that are not the
+ * winner (the winner is counted by the upsert), reading the stored
+ * versions of the keys concerned, and marks them in stored[].  accepted[]
+ * is sorted by key then version.
+ */
+static int64
+count_superseded_in_batch(SbModelRef *model, SbMessage *updates,
+						  int *accepted, int naccepted, bool *stored)
+{
+	char	  **keys = palloc(sizeof(char *) * naccepted);
+	int		   *group_start = palloc(sizeof(int) * naccepted);
+	double	   *base_ts = palloc(sizeof(double) * naccepted);
+	char	  **base_source = palloc0(sizeof(char *) * naccepted);
+	int			ngroups = 0;
+	int64		count = 0;
+	Oid			argtypes[2] = {INT4OID, TEXTARRAYOID};
+	Datum		values[2];
+
+	for (int i = 0; i + 1 < naccepted; i++)
+	{
+		const char *key = updates[accepted[i]].key;
+
+		if (strcmp(key, updates[accepted[i + 1]].key) == 0 &&
+			(ngroups == 0 || strcmp(keys[ngroups - 1], key) != 0))
+		{
+			keys[ngroups] = (char *) key;
+			group_start[ngroups++] = i;
+		}
+	}
+
+	values[0] = Int32GetDatum(model->id);
+	values[1] = make_text_array(keys, ngroups);
+	if (SPI_execute_with_args("SELECT key, ts, source FROM scuttlebutt.updates"
+							  " WHERE model_id = $1 AND key = ANY ($2)",
+							  2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read scuttlebutt.updates");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		char	   *key = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		char	  **hit = bsearch(&key, keys, ngroups, sizeof(char *), cmp_cstring_ptr);
+		bool		isnull;
+
+		if (hit == NULL)
+			continue;
+		base_ts[hit - keys] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[r],
+														   SPI_tuptable->tupdesc,
+														   2, &isnull));
+		base_source[hit - keys] = SPI_getvalue(SPI_tuptable->vals[r],
+											   SPI_tuptable->tupdesc, 3);
+	}
+
+	for (int g = 0; g < ngroups; g++)
+	{
+		int			start = group_start[g];
+		int			end = start;
+		int		   *members;
+		int			nmembers;
+		double		ts = base_ts[g];
+		const char *source = base_source[g];
+
+		while (end < naccepted && strcmp(updates[accepted[end]].key, keys[g]) == 0)
+			end++;
+		nmembers = end - start;
+		members = palloc(sizeof(int) * nmembers);
+		memcpy(members, accepted + start, sizeof(int) * nmembers);
+		qsort(members, nmembers, sizeof(int), cmp_int);	/* arrival order */
+
+		for (int m = 0; m < nmembers; m++)
+		{
+			SbMessage  *u = &updates[members[m]];
+			bool		is_winner = members[m] == accepted[end - 1];
+
+			if (source == NULL || cmp_version(u->ts, u->source, ts, source) > 0)
+			{
+				ts = u->ts;
+				source = u->source;
+				if (!is_winner)
+				{
+					count++;
+					if (stored)
+						stored[members[m]] = true;
+				}
+			}
+		}
+	}
+	return count;
+}
+
 int64
 SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 {
@@ -374,6 +480,7 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 	int		   *winners;
 	int			nwinners = 0;
 	int64		nstored;
+	int64		nsuperseded = 0;
 
 	if (stored)
 		memset(stored, 0, sizeof(bool) * n);
@@ -450,6 +557,10 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 			if (i == naccepted - 1 ||
 				strcmp(updates[accepted[i]].key, updates[accepted[i + 1]].key) != 0)
 				winners[nwinners++] = accepted[i];
+		/* keys updated more than once: count as if applied one by one */
+		if (nwinners < naccepted)
+			nsuperseded = count_superseded_in_batch(model, updates, accepted,
+													naccepted, stored);
 	}
 
 	nstored = 0;
@@ -538,5 +649,5 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 	}
 
 	SPI_finish();
-	return nstored;
+	return nstored + nsuperseded;
 }
