@@ -1,0 +1,106 @@
+# Helpers shared by the TAP tests in test/t/.
+#
+#   my $node = ScuttlebuttTest::new_node('name', %init_params);
+#       an initialized, started PostgreSQL::Test::Cluster (UTF8, no locale,
+#       the library preloaded) with the extension created in "postgres"
+#
+#   ScuttlebuttTest::run_interop($node, 'script.js', @args);
+#       runs test/interop/script.js with the node's connection string and
+#       turns every check it reports into a TAP assertion
+package ScuttlebuttTest;
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our $test_dir = abs_path(dirname(__FILE__) . '/..');    # .../test
+our $interop_dir = "$test_dir/interop";
+
+# Settings every test node gets.  The library is preloaded, as the
+# extension's own regression tests run it.
+our $common_conf = <<'EOC';
+shared_preload_libraries = 'scuttlebutt'
+max_connections = 40
+log_min_messages = warning
+log_statement = none
+EOC
+
+sub new_node
+{
+	my ($name, %params) = @_;
+	my $conf = delete $params{conf} // '';
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(%params, extra => [ '--encoding=UTF8', '--no-locale' ]);
+	$node->append_conf('postgresql.conf', $common_conf . $conf);
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION scuttlebutt');
+	return $node;
+}
+
+# Whether node.js and the npm packages are there (test/run.sh installs
+# them with "npm ci").
+sub node_available
+{
+	my $out = '';
+	my $ok = eval {
+		IPC::Run::run([ 'node', '-e', 'require("scuttlebutt/model"); require("r-value"); console.log("ok")' ],
+			'>', \$out, '2>', \my $err, init => sub { chdir $test_dir });
+	};
+	return $ok && $out =~ /^ok/;
+}
+
+# Runs an interop script and reports its checks.  Returns the number of
+# checks the script made.
+sub run_interop
+{
+	my ($node, $script, @args) = @_;
+	my ($out, $err) = ('', '');
+	my $connstr = $node->connstr('postgres');
+	my @cmd = ('node', "$interop_dir/$script", $connstr, @args);
+	my $ran = IPC::Run::run(\@cmd, '<', \'', '>', \$out, '2>', \$err);
+	my $json = JSON::PP->new;    # byte strings in, byte strings out
+	my ($done, $checks) = (0, 0);
+	for my $line (split /\n/, $out)
+	{
+		my $msg = eval { $json->decode($line) };
+		if (!$msg)
+		{
+			note("$script: $line");
+			next;
+		}
+		my $k = $msg->{kind};
+		if ($k eq 'is')
+		{
+			is($msg->{got}, $msg->{expected}, "$script: $msg->{name}");
+			$checks++;
+		}
+		elsif ($k eq 'ok')
+		{
+			ok($msg->{pass}, "$script: $msg->{name}")
+			  or diag($msg->{diag});
+			$checks++;
+		}
+		elsif ($k eq 'note')
+		{
+			note("$script: $msg->{text}");
+		}
+		elsif ($k eq 'done')
+		{
+			$done = 1;
+			is($msg->{checks}, $checks, "$script: every check was reported");
+		}
+	}
+	ok($ran && $done, "$script ran to completion")
+	  or diag("exit status $?; stderr:\n$err");
+	diag("$script stderr:\n$err") if $err ne '' && $ran;
+	return $checks;
+}
+
+1;
