@@ -37,6 +37,9 @@ const numbers = [
 	'1.00000000000000011102230246251565404236316680908203126',
 	'2.4703282292062328e-324',
 	'1795477184259', '1795477184259.001', '1795477184259.5',
+	// the shortest digits lie exactly halfway between two doubles (round
+	// half to even picks this double): 1e23 is the classic case
+	'1e23', '2e23', '4e23', '5e22', '7e22', '8e23', '28788967360742390', '-29043091461062430',
 ];
 for (const n of numbers) add(`number ${n}`, n);
 add('numbers in an array', '[1e-7,1e21,-0,5e-324,0.1,1e20,999000000000000000000]');

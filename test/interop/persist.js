@@ -61,6 +61,7 @@ async function exportCase(kind) {
 	if (kind === 'model') {
 		KEYS.forEach((k, i) => stmts.push(`SELECT scuttlebutt.set(${m}, ${lit(k)}, ${lit(JSON.stringify(VALUES[i % VALUES.length]))}::jsonb);`));
 		VALUES.forEach((v, i) => stmts.push(`SELECT scuttlebutt.set(${m}, ${lit('v' + i)}, ${lit(JSON.stringify(v))}::jsonb);`));
+		stmts.push(`SELECT scuttlebutt.set_many(${m}, '{"many 1": 1, "many 2": {"x": [1e21, 0.000001]}, "10": "ten", "é": null}');`);
 		stmts.push(`SELECT scuttlebutt.set(${m}, 'a', '"overwritten"');`);
 		stmts.push(`SELECT scuttlebutt.delete(${m}, 'b');`);
 		stmts.push(`SELECT scuttlebutt.set(${m}, 'v3', 'null');`);
