@@ -9,6 +9,7 @@ OBJS = \
 	src/wire_message.o \
 	src/timestamp.o \
 	src/model_store.o \
+	src/model_cache.o \
 	src/model_functions.o \
 	src/stream_functions.o
 

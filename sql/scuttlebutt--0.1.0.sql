@@ -50,6 +50,18 @@ CREATE TABLE scuttlebutt.updates (
 CREATE UNIQUE INDEX updates_latest_per_key ON scuttlebutt.updates (model_id, key);
 CREATE INDEX updates_event_order ON scuttlebutt.updates (model_id, ts, source) WHERE key IS NULL;
 
+-- Backends cache model lookups; any change here invalidates the caches.
+CREATE FUNCTION scuttlebutt._registry_changed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'scuttlebutt_registry_changed'
+LANGUAGE C;
+CREATE TRIGGER registry_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scuttlebutt.registry
+	FOR EACH STATEMENT EXECUTE FUNCTION scuttlebutt._registry_changed();
+CREATE TRIGGER node_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scuttlebutt.node
+	FOR EACH STATEMENT EXECUTE FUNCTION scuttlebutt._registry_changed();
+
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.registry', '');
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.registry_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.clocks', '');
@@ -76,6 +88,12 @@ LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION scuttlebutt._ts_after(ts float8)
 RETURNS float8
 AS 'MODULE_PATHNAME', 'scuttlebutt_ts_after'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- The wire text [change,ts,"source"] of a local update.
+CREATE FUNCTION scuttlebutt._update_text(change text, ts float8, source text)
+RETURNS json
+AS 'MODULE_PATHNAME', 'scuttlebutt_update_text'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- The header line createReadStream() writes for a model.

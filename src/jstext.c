@@ -30,6 +30,40 @@
 #include "jstext.h"
 
 /*
+ * The shortest decimal that reads back as value, as ECMAScript requires.
+ * Ryu is shortest except when a shorter decimal lies exactly on the
+ * boundary of the value's rounding interval (1e23 reads back as the double
+ * Ryu writes 9.999999999999999e+22; JavaScript writes 1e+23).  So we check
+ * whether one digit fewer, correctly rounded, still reads back, and if it
+ * does keep going down.  Writes "d.ddde+x" or Ryu's form into out.
+ */
+static void
+js_shortest_digits(double value, char *out)
+{
+	char		candidate[DOUBLE_SHORTEST_DECIMAL_LEN + 8];
+	int			ndigits = 0;
+
+	double_to_shortest_decimal_buf(value, out);
+	for (const char *p = out; *p && *p != 'e'; p++)
+		if (*p >= '0' && *p <= '9')
+			ndigits++;
+
+	/* leading zeros of "0.000123" are not significant */
+	for (const char *p = out; *p == '0' || *p == '.'; p++)
+		if (*p == '0')
+			ndigits--;
+
+	while (ndigits > 1)
+	{
+		snprintf(candidate, sizeof(candidate), "%.*e", ndigits - 2, value);
+		if (strtod(candidate, NULL) != value)
+			break;
+		strcpy(out, candidate);
+		ndigits--;
+	}
+}
+
+/*
  * Number.prototype.toString.  Ryu gives the shortest round-trip digits; we
  * only re-lay them out.  ECMA-262 Number::toString: with digits d1..dk and
  * the value d1.d2..dk x 10^(n-1):
@@ -65,7 +99,7 @@ JsAppendNumber(StringInfo buf, double value)
 		value = -value;
 	}
 
-	double_to_shortest_decimal_buf(value, ryu);
+	js_shortest_digits(value, ryu);
 
 	/* Ryu writes either plain "123.45" or "1.2345e+67": take it apart */
 	for (p = ryu; *p; p++)

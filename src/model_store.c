@@ -29,13 +29,14 @@
 #include "utils/lsyscache.h"
 
 #include "jstext.h"
+#include "model_cache.h"
 #include "model_store.h"
 #include "timestamp.h"
 
 static SPIPlanPtr lookup_plan;
 static SPIPlanPtr local_clock_plan;
 static SPIPlanPtr set_clock_plan;
-static SPIPlanPtr upsert_one_plan;
+static SPIPlanPtr local_write_plan;
 static SPIPlanPtr upsert_many_plan;
 static SPIPlanPtr lock_clocks_plan;
 static SPIPlanPtr advance_clocks_plan;
@@ -51,7 +52,12 @@ prepare_once(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*cache == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+		/*
+		 * Generic plans: these statements are planned once; custom plans
+		 * would re-plan them on every call for no better plan.
+		 */
+		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes,
+											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "could not prepare \"%s\": %s", sql,
@@ -111,8 +117,30 @@ make_float8_array(double *items, int n)
 										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
+static void model_lookup_uncached(const char *name, SbModelRef *model);
+
 void
 SbModelLookup(const char *name, int expected_kind, SbModelRef *model)
+{
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model name must not be null")));
+
+	if (!SbModelCacheGet(name, model))
+		model_lookup_uncached(name, model);
+
+	if (expected_kind != SB_KIND_ANY && model->kind != (SbKind) expected_kind)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("scuttlebutt model \"%s\" is of kind \"%s\", not \"%s\"",
+						name, SbKindName(model->kind),
+						SbKindName((SbKind) expected_kind))));
+}
+
+static void
+model_lookup_uncached(const char *name, SbModelRef *model)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	Oid			argtypes[1] = {TEXTOID};
@@ -120,11 +148,6 @@ SbModelLookup(const char *name, int expected_kind, SbModelRef *model)
 	SPIPlanPtr	plan;
 	bool		isnull;
 	char	   *kind_name;
-
-	if (name == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model name must not be null")));
 
 	SPI_connect();
 	plan = prepare_once(&lookup_plan,
@@ -150,13 +173,7 @@ SbModelLookup(const char *name, int expected_kind, SbModelRef *model)
 										 SPI_getvalue(SPI_tuptable->vals[0],
 													  SPI_tuptable->tupdesc, 3));
 	SPI_finish();
-
-	if (expected_kind != SB_KIND_ANY && model->kind != (SbKind) expected_kind)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("scuttlebutt model \"%s\" is of kind \"%s\", not \"%s\"",
-						name, SbKindName(model->kind),
-						SbKindName((SbKind) expected_kind))));
+	SbModelCachePut(model);
 }
 
 /*
@@ -164,6 +181,7 @@ SbModelLookup(const char *name, int expected_kind, SbModelRef *model)
  * clock, past the wall clock, and past the current timestamp of every key
  * about to be written (so a local write supersedes the value it replaces
  * even when a peer's clock runs ahead).  Locks the clock row to commit.
+ * SbLocalWrite does the same for one key inside its single statement.
  */
 static double
 advance_local_clock(SbModelRef *model, int nkeys, char **keys)
@@ -196,8 +214,8 @@ advance_local_clock(SbModelRef *model, int nkeys, char **keys)
 }
 
 /* [change,ts,"source"] as JSON.stringify writes it */
-static char *
-build_update_text(const char *change_text, double ts, const char *source,
+char *
+SbBuildUpdateText(const char *change_text, double ts, const char *source,
 				  int *len)
 {
 	StringInfoData buf;
@@ -214,35 +232,51 @@ build_update_text(const char *change_text, double ts, const char *source,
 	return buf.data;
 }
 
+/*
+ * One statement for a local write, the hot path of set(), emit() and
+ * set_value(): advance this node's clock (locking its row to commit), then
+ * store [change, ts, node] under the merge rule.  Returns ts even when a
+ * concurrent newer update of the key wins.
+ */
 double
 SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 {
-	Oid			argtypes[5] = {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, JSONOID};
+	Oid			argtypes[5] = {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, TEXTOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	SPIPlanPtr	plan;
+	bool		isnull;
 	double		ts;
-	char	   *doc;
-	int			doclen;
 
 	SPI_connect();
-	ts = advance_local_clock(model, key ? 1 : 0, (char **) &key);
-	doc = build_update_text(change_text, ts, model->node_id, &doclen);
-
-	plan = prepare_once(&upsert_one_plan,
-						"INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
-						" VALUES ($1, $2, $3, $4, $5)"
-						UPSERT_CONFLICT_CLAUSE,
+	plan = prepare_once(&local_write_plan,
+						"WITH clock AS ("
+						" INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+						" VALUES ($1, $2, greatest($3, scuttlebutt._ts_after("
+						"   (SELECT u.ts FROM scuttlebutt.updates u"
+						"    WHERE u.model_id = $1 AND u.key = $4))))"
+						" ON CONFLICT (model_id, source) DO UPDATE"
+						" SET ts = greatest(excluded.ts, scuttlebutt._ts_after(c.ts))"
+						" RETURNING c.ts"
+						"), stored AS ("
+						" INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+						" SELECT $1, $2, clock.ts, $4, scuttlebutt._update_text($5, clock.ts, $2)"
+						" FROM clock"
+						UPSERT_CONFLICT_CLAUSE
+						" RETURNING 1"
+						") SELECT ts FROM clock",
 						5, argtypes);
 	values[0] = Int32GetDatum(model->id);
 	values[1] = CStringGetTextDatum(model->node_id);
-	values[2] = Float8GetDatum(ts);
+	values[2] = Float8GetDatum(SbNowMillis());
 	if (key)
 		values[3] = CStringGetTextDatum(key);
 	else
 		nulls[3] = 'n';
-	values[4] = PointerGetDatum(cstring_to_text_with_len(doc, doclen));
-	execute_plan(plan, values, nulls, SPI_OK_INSERT);
+	values[4] = CStringGetTextDatum(change_text);
+	execute_plan(plan, values, nulls, SPI_OK_SELECT);
+	ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+									  SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
 	return ts;
 }
@@ -297,7 +331,7 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 		if (i > 0)
 			ts[i] = SbTimestampAfter(ts[i - 1]);
 		sources[i] = model->node_id;
-		docs[i] = build_update_text(change_texts[i], ts[i], model->node_id,
+		docs[i] = SbBuildUpdateText(change_texts[i], ts[i], model->node_id,
 									&doclens[i]);
 	}
 	upsert_rows(model, n, sources, ts, keys, docs, doclens);
@@ -650,4 +684,18 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 
 	SPI_finish();
 	return nstored + nsuperseded;
+}
+
+PG_FUNCTION_INFO_V1(scuttlebutt_update_text);
+
+/* scuttlebutt._update_text(change, ts, source): for SbLocalWrite's statement */
+Datum
+scuttlebutt_update_text(PG_FUNCTION_ARGS)
+{
+	char	   *change = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	int			len;
+	char	   *doc = SbBuildUpdateText(change, PG_GETARG_FLOAT8(1), source, &len);
+
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(doc, len));
 }

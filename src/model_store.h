@@ -50,4 +50,8 @@ extern void SbLocalWriteMany(SbModelRef *model, int n, char **keys,
 extern int64 SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n,
 							bool *stored);
 
+/* The wire text [change,ts,"source"] of a local update */
+extern char *SbBuildUpdateText(const char *change_text, double ts,
+							   const char *source, int *len);
+
 #endif							/* SCUTTLEBUTT_MODEL_STORE_H */

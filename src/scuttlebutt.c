@@ -11,6 +11,7 @@
  *	wire_message.c		parsing one line of the wire protocol
  *	timestamp.c			local timestamps
  *	model_store.c		the tables: clocks, merge rule, batches (SPI)
+ *	model_cache.c		per-backend cache of model lookups
  *	model_functions.c	SQL functions that create and write models
  *	stream_functions.c	export() / import() dumps
  *
@@ -20,6 +21,8 @@
 
 #include "fmgr.h"
 
+#include "model_cache.h"
+
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
@@ -27,5 +30,5 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
-	/* nothing to set up yet: the local API needs no shared state */
+	SbModelCacheInit();
 }

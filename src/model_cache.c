@@ -1,0 +1,109 @@
+/*-------------------------------------------------------------------------
+ *
+ * model_cache.c
+ *	  A per-backend cache of model lookups (name -> id, kind, node id).
+ *
+ * Every write starts by resolving the model's name, which as a query
+ * would cost about a tenth of a single-row set().  We keep what we found
+ * in a small hash table and drop all of it on any relcache invalidation.
+ * A statement trigger on scuttlebutt.registry and scuttlebutt.node sends
+ * one at commit whenever models or the node id change (pg_cron's way of
+ * keeping a cache of a configuration table), so every backend sees
+ * create_model() / drop_model() from its next transaction on.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "commands/trigger.h"
+#include "fmgr.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "model_cache.h"
+
+/* Longer names and ids are simply not cached */
+#define SB_CACHE_NAME_LEN 128
+
+typedef struct ModelCacheEntry
+{
+	char		name[SB_CACHE_NAME_LEN];	/* hash key */
+	int32		id;
+	SbKind		kind;
+	char		node_id[SB_CACHE_NAME_LEN];
+} ModelCacheEntry;
+
+static HTAB *model_cache = NULL;
+
+static void
+model_cache_flush(Datum arg, Oid relid)
+{
+	if (model_cache != NULL)
+	{
+		hash_destroy(model_cache);
+		model_cache = NULL;
+	}
+}
+
+void
+SbModelCacheInit(void)
+{
+	CacheRegisterRelcacheCallback(model_cache_flush, (Datum) 0);
+}
+
+bool
+SbModelCacheGet(const char *name, SbModelRef *model)
+{
+	ModelCacheEntry *entry;
+
+	if (model_cache == NULL || strlen(name) >= SB_CACHE_NAME_LEN)
+		return false;
+	entry = hash_search(model_cache, name, HASH_FIND, NULL);
+	if (entry == NULL)
+		return false;
+	model->id = entry->id;
+	model->kind = entry->kind;
+	model->name = pstrdup(name);
+	model->node_id = pstrdup(entry->node_id);
+	return true;
+}
+
+void
+SbModelCachePut(const SbModelRef *model)
+{
+	ModelCacheEntry *entry;
+
+	if (strlen(model->name) >= SB_CACHE_NAME_LEN ||
+		strlen(model->node_id) >= SB_CACHE_NAME_LEN)
+		return;
+	if (model_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = SB_CACHE_NAME_LEN;
+		ctl.entrysize = sizeof(ModelCacheEntry);
+		ctl.hcxt = CacheMemoryContext;
+		model_cache = hash_create("scuttlebutt model cache", 64, &ctl,
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	entry = hash_search(model_cache, model->name, HASH_ENTER, NULL);
+	entry->id = model->id;
+	entry->kind = model->kind;
+	strlcpy(entry->node_id, model->node_id, SB_CACHE_NAME_LEN);
+}
+
+PG_FUNCTION_INFO_V1(scuttlebutt_registry_changed);
+
+/* Statement trigger: tell every backend (this one too) to drop its cache */
+Datum
+scuttlebutt_registry_changed(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "scuttlebutt_registry_changed: not called by trigger manager");
+	CacheInvalidateRelcache(trigdata->tg_relation);
+	return PointerGetDatum(NULL);
+}

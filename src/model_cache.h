@@ -1,0 +1,20 @@
+/*-------------------------------------------------------------------------
+ *
+ * model_cache.h
+ *	  A per-backend cache of model lookups (name -> id, kind, node id).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SCUTTLEBUTT_MODEL_CACHE_H
+#define SCUTTLEBUTT_MODEL_CACHE_H
+
+#include "model_store.h"
+
+extern void SbModelCacheInit(void);
+
+/* Fills *model from the cache; false if the name is not cached */
+extern bool SbModelCacheGet(const char *name, SbModelRef *model);
+
+extern void SbModelCachePut(const SbModelRef *model);
+
+#endif							/* SCUTTLEBUTT_MODEL_CACHE_H */
