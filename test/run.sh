@@ -21,102 +21,7 @@
 # PROVE_FLAGS, SB_TEST_SEED (seed of the random interop vectors).
 set -euo pipefail
 
-repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-pgbin=/usr/lib/postgresql/15/bin
-test_user=${SB_TEST_USER:-postgres}
-
-say() { printf '\n=== %s\n' "$*"; }
-
-# Privileges: root runs things directly, anyone else through sudo.
-if [ "$(id -u)" -eq 0 ]; then
-	SUDO=()
-else
-	SUDO=(sudo)
-fi
-
-# Runs a command as the test user, with the given environment.
-as_test_user() {
-	if [ "$(id -un)" = "$test_user" ]; then
-		env HOME="${pgwork:-/tmp}" "$@"
-	elif [ "$(id -u)" -eq 0 ]; then
-		runuser -u "$test_user" -- env HOME="${pgwork:-/tmp}" "$@"
-	else
-		sudo -u "$test_user" -- env HOME="${pgwork:-/tmp}" "$@"
-	fi
-}
-
-# ---------------------------------------------------------------------------
-# 1. Packages (apt only when something is missing)
-# ---------------------------------------------------------------------------
-
-missing=()
-[ -x "$pgbin/initdb" ] && [ -x "$pgbin/pgbench" ] || missing+=(postgresql-15)
-[ -x /usr/lib/postgresql/15/bin/pg_config ] && [ -f /usr/include/postgresql/15/server/postgres.h ] ||
-	missing+=(postgresql-server-dev-15)
-[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
-[ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
-command -v prove >/dev/null 2>&1 && perl -MIPC::Run -MJSON::PP -e1 >/dev/null 2>&1 ||
-	missing+=(perl libipc-run-perl)
-command -v make >/dev/null 2>&1 || missing+=(make)
-command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-[ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
-# keep an installed node.js (e.g. from NodeSource, which ships its own npm
-# and conflicts with Debian's npm package)
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
-[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
-
-if [ ${#missing[@]} -gt 0 ]; then
-	say "installing ${missing[*]}"
-	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-		"${missing[@]}" ca-certificates
-else
-	say "all packages present, skipping apt"
-fi
-id "$test_user" >/dev/null 2>&1 || { echo "user $test_user does not exist" >&2; exit 1; }
-
-# ---------------------------------------------------------------------------
-# 2. npm test dependencies
-# ---------------------------------------------------------------------------
-
-say "npm ci (test/)"
-(cd "$repo/test" && npm ci --no-audit --no-fund --loglevel=error)
-
-# ---------------------------------------------------------------------------
-# 3. Build and install
-# ---------------------------------------------------------------------------
-
-say "building and installing the extension"
-make -C "$repo" -s PG_CONFIG="$PG_CONFIG"
-"${SUDO[@]}" make -C "$repo" -s install PG_CONFIG="$PG_CONFIG"
-
-# ---------------------------------------------------------------------------
-# A copy of the tree the test user owns; cleanup on every exit path
-# ---------------------------------------------------------------------------
-
-# $work (ours) holds the logs; $pgwork (the test user's) holds the copy
-# of the tree, the pg_regress cluster and its socket directory.
-work=$(mktemp -d "${TMPDIR:-/tmp}/scuttlebutt-test.XXXXXX")
-chmod 755 "$work"
-pgwork="$work/pg"
-cleanup() {
-	local rc=$?
-	set +e
-	# every cluster started under $pgwork: the pg_regress one, and any TAP
-	# node left running by an interrupted prove
-	if [ -d "$pgwork" ]; then
-		while IFS= read -r pidfile; do
-			as_test_user PATH="$pgbin:$PATH" pg_ctl -D "$(dirname "$pidfile")" -m immediate -w stop >/dev/null 2>&1
-		done < <("${SUDO[@]}" find "$pgwork" -name postmaster.pid 2>/dev/null)
-	fi
-	"${SUDO[@]}" rm -rf "$work"
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+source "$(dirname "${BASH_SOURCE[0]}")/lib/setup.sh"
 
 tree="$pgwork/tree"
 mkdir -p "$tree"
@@ -124,46 +29,16 @@ tar -C "$repo" --exclude=./.git --exclude=./tmp_check --exclude=./results \
 	--exclude=./regression.diffs --exclude=./regression.out -cf - . | tar -C "$tree" -xf -
 "${SUDO[@]}" chown -R "$test_user" "$pgwork"
 regress_data="$pgwork/regress-data"
-sockdir="$pgwork/sock"
+
 
 # ---------------------------------------------------------------------------
 # 4. pg_regress against a throwaway cluster
 # ---------------------------------------------------------------------------
 
-free_port() {
-	perl -MIO::Socket::INET -e '
-		my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, Proto => "tcp")
-			or die "no free port: $!\n";
-		print $s->sockport, "\n";'
-}
-
 say "pg_regress (make installcheck)"
 regress_log="$work/regress.out"
 regress_rc=0
-as_test_user PATH="$pgbin:$PATH" initdb -D "$regress_data" -A trust -E UTF8 --no-locale >"$work/initdb.log" 2>&1 ||
-	{ cat "$work/initdb.log"; exit 1; }
-as_test_user mkdir -p "$sockdir"
-started=0
-for attempt in 1 2 3 4 5; do
-	port=$(free_port)
-	as_test_user sh -c "cat >> '$regress_data/postgresql.conf'" <<EOF
-# added by test/run.sh
-port = $port
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$sockdir'
-shared_preload_libraries = 'scuttlebutt'
-fsync = off
-EOF
-	if as_test_user PATH="$pgbin:$PATH" pg_ctl -D "$regress_data" -l "$pgwork/regress-server.log" -w -t 60 start >/dev/null; then
-		started=1
-		break
-	fi
-	echo "could not start the server on port $port (attempt $attempt), retrying"
-done
-if [ $started -ne 1 ]; then
-	"${SUDO[@]}" tail -20 "$pgwork/regress-server.log" || true
-	exit 1
-fi
+start_cluster "$regress_data" <<<"fsync = off"
 
 set +e
 as_test_user PATH="$pgbin:$PATH" PGHOST="$sockdir" PGPORT="$port" \

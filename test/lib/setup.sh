@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Shared by test/run.sh (the test suite) and test/demo.sh (the demo): on a
+# Debian 12 machine, as root or as a user with sudo,
+#   - installs what is missing (PostgreSQL 15 server and headers, OpenSSL
+#     and libpq headers, IPC::Run, node.js and npm, make, gcc),
+#   - installs the npm dependencies (npm ci in test/),
+#   - builds and installs the extension,
+#   - makes a work directory ($work; $pgwork belongs to the unprivileged
+#     user that runs the servers, since initdb refuses root) that is
+#     removed, with every cluster started under it, on any exit,
+# and defines say, as_test_user, free_port and start_cluster.
+#
+# Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config),
+# SB_TEST_USER (default postgres).
+# Source it with "set -euo pipefail" in effect.
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+pgbin=/usr/lib/postgresql/15/bin
+test_user=${SB_TEST_USER:-postgres}
+
+say() { printf '\n=== %s\n' "$*"; }
+
+# Privileges: root runs things directly, anyone else through sudo.
+if [ "$(id -u)" -eq 0 ]; then
+	SUDO=()
+else
+	SUDO=(sudo)
+fi
+
+# Runs a command as the test user, with the given environment.
+as_test_user() {
+	if [ "$(id -un)" = "$test_user" ]; then
+		env HOME="${pgwork:-/tmp}" "$@"
+	elif [ "$(id -u)" -eq 0 ]; then
+		runuser -u "$test_user" -- env HOME="${pgwork:-/tmp}" "$@"
+	else
+		sudo -u "$test_user" -- env HOME="${pgwork:-/tmp}" "$@"
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# 1. Packages (apt only when something is missing)
+# ---------------------------------------------------------------------------
+
+missing=()
+[ -x "$pgbin/initdb" ] && [ -x "$pgbin/pgbench" ] || missing+=(postgresql-15)
+[ -x /usr/lib/postgresql/15/bin/pg_config ] && [ -f /usr/include/postgresql/15/server/postgres.h ] ||
+	missing+=(postgresql-server-dev-15)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+[ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
+command -v prove >/dev/null 2>&1 && perl -MIPC::Run -MJSON::PP -e1 >/dev/null 2>&1 ||
+	missing+=(perl libipc-run-perl)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
+[ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
+# keep an installed node.js (e.g. from NodeSource, which ships its own npm
+# and conflicts with Debian's npm package)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+
+if [ ${#missing[@]} -gt 0 ]; then
+	say "installing ${missing[*]}"
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		"${missing[@]}" ca-certificates
+else
+	say "all packages present, skipping apt"
+fi
+id "$test_user" >/dev/null 2>&1 || { echo "user $test_user does not exist" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------
+# 2. npm test dependencies
+# ---------------------------------------------------------------------------
+
+say "npm ci (test/)"
+(cd "$repo/test" && npm ci --no-audit --no-fund --loglevel=error)
+
+# ---------------------------------------------------------------------------
+# 3. Build and install
+# ---------------------------------------------------------------------------
+
+say "building and installing the extension"
+make -C "$repo" -s PG_CONFIG="$PG_CONFIG"
+"${SUDO[@]}" make -C "$repo" -s install PG_CONFIG="$PG_CONFIG"
+
+# ---------------------------------------------------------------------------
+# A copy of the tree the test user owns; cleanup on every exit path
+# ---------------------------------------------------------------------------
+
+# $work (ours) holds the logs; $pgwork (the test user's) holds the copy
+# of the tree, the pg_regress cluster and its socket directory.
+work=$(mktemp -d "${TMPDIR:-/tmp}/scuttlebutt-${SB_WORK_NAME:-test}.XXXXXX")
+chmod 755 "$work"
+pgwork="$work/pg"
+cleanup() {
+	local rc=$?
+	set +e
+	# every cluster started under $pgwork: the pg_regress one, and any TAP
+	# node left running by an interrupted prove
+	if [ -d "$pgwork" ]; then
+		while IFS= read -r pidfile; do
+			as_test_user PATH="$pgbin:$PATH" pg_ctl -D "$(dirname "$pidfile")" -m immediate -w stop >/dev/null 2>&1
+		done < <("${SUDO[@]}" find "$pgwork" -name postmaster.pid 2>/dev/null)
+	fi
+	"${SUDO[@]}" rm -rf "$work"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+	perl -MIO::Socket::INET -e '
+		my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0, Proto => "tcp")
+			or die "no free port: $!\n";
+		print $s->sockport, "\n";'
+}
+
+# start_cluster DATADIR: initdb and start a throwaway server on a free
+# loopback port (sets $port), with its socket in $sockdir, the library
+# preloaded, and the extra postgresql.conf lines given on stdin.
+start_cluster() {
+	local data=$1 extra attempt
+	extra=$(cat)
+	as_test_user PATH="$pgbin:$PATH" initdb -D "$data" -A trust -E UTF8 --no-locale >"$work/initdb.log" 2>&1 ||
+		{ cat "$work/initdb.log"; return 1; }
+	as_test_user mkdir -p "$sockdir"
+	for attempt in 1 2 3 4 5; do
+		port=$(free_port)
+		printf '%s\n' "# added by test/lib/setup.sh" "port = $port" \
+			"listen_addresses = '127.0.0.1'" "unix_socket_directories = '$sockdir'" \
+			"shared_preload_libraries = 'scuttlebutt'" "$extra" |
+			as_test_user sh -c "cat >> '$data/postgresql.conf'"
+		if as_test_user PATH="$pgbin:$PATH" pg_ctl -D "$data" -l "$data.log" -w -t 60 start >/dev/null; then
+			return 0
+		fi
+		echo "could not start the server on port $port (attempt $attempt), retrying"
+	done
+	"${SUDO[@]}" tail -20 "$data.log" || true
+	return 1
+}
+
+mkdir -p "$pgwork"
+"${SUDO[@]}" chown "$test_user" "$pgwork"
+sockdir="$pgwork/sock"
