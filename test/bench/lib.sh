@@ -1,0 +1,234 @@
+# test/bench/lib.sh: shared helpers of the scuttlebutt benchmarks.
+#
+# Sourced by set_tps.sh, set_many.sh, history.sh and run_all.sh.  Starts a
+# throw-away cluster (temp data directory, free loopback port, temp socket
+# directory) unless one was already started by run_all.sh, and removes it on
+# exit.  Results are appended to $BENCH_OUT/results.tsv as
+#   bench <TAB> case <TAB> baseline <TAB> extension <TAB> unit <TAB> ratio <TAB> target <TAB> verdict
+# so that run_all.sh can print one combined table.
+#
+# Environment (all optional):
+#   PG_CONFIG        pg_config of the server to use (default: the PG 15 one)
+#   BENCH_KEEP=1     keep the temp directory (logs, raw numbers) on exit
+#   BENCH_SHARED_BUFFERS, BENCH_EXTRA_CONF  server settings
+#   BENCH_EXTENSION_SQL  a stand-in script run instead of CREATE EXTENSION
+
+set -euo pipefail
+
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+PGBIN=$("$PG_CONFIG" --bindir)
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+# Run a command as the cluster owner: initdb refuses root.
+if [ "$(id -u)" -eq 0 ]; then
+	AS_OWNER=(runuser -u postgres --)
+else
+	AS_OWNER=()
+fi
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# A TCP port on 127.0.0.1 that nobody listens on.
+free_port() {
+	local p
+	for _ in $(seq 1 100); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+bench_cleanup() {
+	local rc=$?
+	if [ -n "${BENCH_OWNS_CLUSTER:-}" ] && [ -n "${BENCH_TMP:-}" ]; then
+		"${AS_OWNER[@]}" "$PGBIN/pg_ctl" -D "$BENCH_TMP/data" -m fast -w stop >/dev/null 2>&1 || true
+		if [ "${BENCH_KEEP:-0}" = 1 ]; then
+			log "kept $BENCH_TMP"
+		else
+			rm -rf "$BENCH_TMP"
+		fi
+	fi
+	exit $rc
+}
+
+# Start a cluster unless the caller (run_all.sh) already did.  Exports
+# PGHOST/PGPORT/PGUSER/PGDATABASE for psql and pgbench.
+bench_cluster_start() {
+	if [ -n "${BENCH_CLUSTER_READY:-}" ]; then
+		return 0
+	fi
+	BENCH_TMP=$(mktemp -d /tmp/scuttlebutt-bench.XXXXXX)
+	BENCH_OWNS_CLUSTER=1
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+	chmod 755 "$BENCH_TMP"
+	mkdir "$BENCH_TMP/sock" "$BENCH_TMP/out"
+	chown postgres: "$BENCH_TMP" "$BENCH_TMP/sock" 2>/dev/null || true
+	"${AS_OWNER[@]}" "$PGBIN/initdb" -D "$BENCH_TMP/data" -U postgres \
+		--auth=trust --no-sync -E UTF8 --locale=C >"$BENCH_TMP/initdb.log" 2>&1 ||
+		die "initdb failed, see $BENCH_TMP/initdb.log"
+
+	local preload=""
+	if [ -f "$("$PG_CONFIG" --pkglibdir)/scuttlebutt.so" ]; then
+		preload="shared_preload_libraries = 'scuttlebutt'"
+	fi
+	cat >>"$BENCH_TMP/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$BENCH_TMP/sock'
+shared_buffers = ${BENCH_SHARED_BUFFERS:-1GB}
+max_wal_size = 16GB
+checkpoint_timeout = 1h
+max_connections = 20
+logging_collector = off
+client_min_messages = warning
+$preload
+${BENCH_EXTRA_CONF:-}
+CONF
+	local port
+	for _ in 1 2 3 4 5; do
+		port=$(free_port) || die "no free port"
+		sed -i "/^port = /d" "$BENCH_TMP/data/postgresql.conf"
+		echo "port = $port" >>"$BENCH_TMP/data/postgresql.conf"
+		if "${AS_OWNER[@]}" "$PGBIN/pg_ctl" -D "$BENCH_TMP/data" -l "$BENCH_TMP/server.log" -w start >/dev/null 2>&1; then
+			break
+		fi
+		port=""
+	done
+	[ -n "$port" ] || die "server did not start, see $BENCH_TMP/server.log"
+
+	export PGHOST="$BENCH_TMP/sock" PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
+	export BENCH_TMP BENCH_OUT="$BENCH_TMP/out" BENCH_CLUSTER_READY=1
+	log "cluster on port $port, data in $BENCH_TMP/data"
+}
+
+# psql with no startup file, stopping at the first error.
+sql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+# One value, unaligned, no header.
+sql1() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -At "$@"; }
+
+# bench_database NAME: a fresh database NAME with the extension, made the
+# default of psql and pgbench.  Each benchmark has its own.
+bench_database() {
+	sql -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
+	export PGDATABASE=$1
+	bench_require_extension
+}
+
+# The extension in database $PGDATABASE, created if missing.  With
+# BENCH_EXTENSION_SQL=<file>, that file is run instead of CREATE EXTENSION: a
+# stand-in defining the same schema and functions (to dry-run the harness
+# before the C builds, or to compare a prototype).
+bench_require_extension() {
+	if [ -n "${BENCH_EXTENSION_SQL:-}" ]; then
+		sql -f "$BENCH_EXTENSION_SQL" >/dev/null || die "$BENCH_EXTENSION_SQL failed"
+		log "using stand-in $BENCH_EXTENSION_SQL instead of the extension"
+		return 0
+	fi
+	sql -c "CREATE EXTENSION IF NOT EXISTS scuttlebutt" >/dev/null 2>"$BENCH_OUT/ext.err" ||
+		die "CREATE EXTENSION scuttlebutt failed: $(cat "$BENCH_OUT/ext.err") (run make install first)"
+}
+
+# Median of the numbers on stdin.
+median() {
+	sort -g | awk '{ v[NR] = $1 } END {
+		if (NR == 0) { print "nan"; exit }
+		if (NR % 2) printf "%.6g\n", v[(NR + 1) / 2];
+		else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ratio A B: A / B with 3 decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "nan"; else printf "%.3f\n", a / b }'; }
+
+# verdict RATIO OP TARGET: PASS or MISS (OP is ">=" or "<=").
+verdict() {
+	awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN {
+		ok = (op == ">=") ? (r >= t) : (r <= t); print ok ? "PASS" : "MISS" }'
+}
+
+# record BENCH CASE BASELINE EXTENSION UNIT RATIO TARGET VERDICT
+record() {
+	local IFS=$'\t'
+	echo "$*" >>"$BENCH_OUT/results.tsv"
+}
+
+# Print the rows of results.tsv whose bench is one of the arguments (all
+# rows when none) as an aligned table.
+print_table() {
+	local filter="${*:-}"
+	{
+		printf 'bench\tcase\tbaseline\textension\tunit\tratio\ttarget\tverdict\n'
+		awk -F'\t' -v f=" $filter " 'f == "  " || index(f, " " $1 " ")' "$BENCH_OUT/results.tsv"
+	} | column -t -s $'\t'
+}
+
+# One line describing the run conditions, and one the build measured: the
+# repository's commit (-dirty with uncommitted changes) and the time the
+# installed library was built.
+bench_conditions() {
+	local cpu so rev
+	cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+	printf 'PostgreSQL %s; %s CPUs (%s); %s; shared_buffers=%s, fsync=%s\n' \
+		"$(sql1 -d postgres -c 'SHOW server_version')" "$(nproc)" "$cpu" \
+		"$(uname -sr)" "$(sql1 -d postgres -c 'SHOW shared_buffers')" \
+		"$(sql1 -d postgres -c 'SHOW fsync')"
+	so="$("$PG_CONFIG" --pkglibdir)/scuttlebutt.so"
+	rev=$(git -C "$BENCH_DIR" describe --always --dirty 2>/dev/null || echo unknown)
+	if [ -n "${BENCH_EXTENSION_SQL:-}" ]; then
+		printf 'measured: stand-in %s (repository at %s)\n' "$BENCH_EXTENSION_SQL" "$rev"
+	else
+		local same="differs from"
+		cmp -s "$so" "$BENCH_DIR/../../scuttlebutt.so" && same="same as"
+		printf 'measured: %s built %s, %s the repository build (at %s)\n' "$so" \
+			"$(date -u -r "$so" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo '?')" "$same" "$rev"
+	fi
+}
+
+# backend_run PREFIX SAMPLE: run the psql script on stdin in one session and
+# print the elapsed milliseconds of each statement run while \timing is on
+# (one per line; the script switches \timing on around what it measures and
+# sends query output to \o /dev/null where it wants none).  Afterwards
+# PREFIX.hwm holds the backend's VmHWM and PREFIX.shmem its RssShmem (kB).
+# With SAMPLE=1 a fork-free sampler reads /proc/<pid>/status about every
+# 10 ms and PREFIX.anon gets the peak RssAnon (kB): the backend's private
+# memory, which VmHWM mixes with the shared buffers it touched.  Sampling
+# costs CPU, so timed runs use SAMPLE=0.
+backend_run() {
+	local pre=$1 sample=$2 spid=""
+	rm -f "$pre.pid" "$pre.done" "$pre.hwm" "$pre.shmem" "$pre.anon"
+	if [ "$sample" = 1 ]; then
+		(
+			exec {nap}<> <(:)
+			while [ ! -s "$pre.pid" ]; do read -r -t 0.01 -u $nap _ || true; done
+			pid=$(<"$pre.pid")
+			max=0
+			while [ ! -e "$pre.done" ] && [ -r "/proc/$pid/status" ]; do
+				while read -r k v _; do
+					if [ "$k" = "RssAnon:" ]; then
+						[ "$v" -gt "$max" ] && max=$v
+						break
+					fi
+				done <"/proc/$pid/status" 2>/dev/null || true
+				read -r -t 0.01 -u $nap _ || true
+			done
+			echo "$max" >"$pre.anon"
+		) &
+		spid=$!
+	fi
+	{
+		echo "SELECT pg_backend_pid() AS bench_pid \\gset"
+		echo "\\setenv BENCH_PID :bench_pid"
+		echo "\\! echo \$BENCH_PID > $pre.pid"
+		cat
+		echo "\\! awk '/^VmHWM/ { print \$2 }' /proc/\$BENCH_PID/status > $pre.hwm"
+		echo "\\! awk '/^RssShmem/ { print \$2 }' /proc/\$BENCH_PID/status > $pre.shmem"
+		echo "\\! touch $pre.done"
+	} >"$pre.sql"
+	"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -f "$pre.sql" >"$pre.out" 2>&1 ||
+		{ touch "$pre.done"; die "psql failed: $(tail -5 "$pre.out")"; }
+	[ -n "$spid" ] && wait "$spid"
+	awk '/^Time: / { print $2 }' "$pre.out"
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# test/bench/run_all.sh: every scuttlebutt benchmark against its baseline in
+# one throw-away cluster, then one combined table.  Settings of each script
+# (KEYS, REPS, ...) can't be told apart here; run the scripts one by one to
+# change them.  BENCH_KEEP=1 keeps the raw numbers, logs and plans.
+#
+#   make install && test/bench/run_all.sh
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+bench_cluster_start
+export BENCH_QUIET=1
+started=$(date +%s)
+"$BENCH_DIR/set_tps.sh"
+"$BENCH_DIR/set_many.sh"
+"$BENCH_DIR/history.sh"
+
+echo
+echo "scuttlebutt benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(($(date +%s) - started)) s"
+echo "$(bench_conditions)"
+echo "baseline: set_tps plain upsert, set_many plain INSERT..jsonb_each..ON CONFLICT,"
+echo "          history the 10k-key model (delta) / a plain query of the same rows (dump)"
+echo "ratio: extension / baseline"
+print_table
+if grep -q $'\tMISS$' "$BENCH_OUT/results.tsv"; then
+	echo
+	echo "some targets were missed"
+	[ -f "$BENCH_OUT/history/explain.big.txt" ] && grep -q 'history.*MISS' "$BENCH_OUT/results.tsv" &&
+		cat "$BENCH_OUT/history/explain.small.txt" "$BENCH_OUT/history/explain.big.txt"
+	exit 2
+fi
