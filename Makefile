@@ -11,7 +11,12 @@ OBJS = \
 	src/model_store.o \
 	src/model_cache.o \
 	src/model_functions.o \
-	src/stream_functions.o
+	src/stream_functions.o \
+	src/guc.o \
+	src/shmem.o \
+	src/connection.o \
+	src/worker.o \
+	src/peer_functions.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 

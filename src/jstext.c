@@ -394,3 +394,54 @@ JsAppendJsonbValue(StringInfo buf, JsonbValue *value)
 	else
 		JsAppendScalar(buf, value);
 }
+
+typedef struct ClockMember
+{
+	char	   *source;
+	double		ts;
+	uint32		index;
+	bool		is_index;
+} ClockMember;
+
+/* JavaScript's own-key order: array indexes ascending, then the rest */
+static int
+cmp_clock_member(const void *a, const void *b)
+{
+	const ClockMember *ma = a;
+	const ClockMember *mb = b;
+
+	if (ma->is_index != mb->is_index)
+		return ma->is_index ? -1 : 1;
+	if (ma->is_index)
+		return ma->index < mb->index ? -1 : (ma->index > mb->index ? 1 : 0);
+	return strcmp(ma->source, mb->source);
+}
+
+/* A vector clock as the JavaScript object JSON.stringify would write */
+void
+JsAppendClockObject(StringInfo buf, int n, char **sources, double *ts)
+{
+	ClockMember *members = palloc(sizeof(ClockMember) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		members[i].source = sources[i];
+		members[i].ts = ts[i];
+		members[i].is_index = JsIsArrayIndex(sources[i], strlen(sources[i]),
+											 &members[i].index);
+	}
+	qsort(members, n, sizeof(ClockMember), cmp_clock_member);
+
+	appendStringInfoChar(buf, '{');
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoChar(buf, ',');
+		JsAppendString(buf, members[i].source, strlen(members[i].source));
+		appendStringInfoChar(buf, ':');
+		JsAppendNumber(buf, members[i].ts);
+	}
+	appendStringInfoChar(buf, '}');
+	pfree(members);
+}
+

@@ -29,4 +29,8 @@ extern bool JsIsArrayIndex(const char *key, int len, uint32 *index);
 /* A jsonb number as a JavaScript number; errors if out of double range */
 extern double JsNumericToDouble(Numeric num);
 
+/* {source: ts, ...} in JavaScript's own-key order */
+extern void JsAppendClockObject(StringInfo buf, int n, char **sources,
+								double *ts);
+
 #endif							/* SCUTTLEBUTT_JSTEXT_H */

@@ -31,6 +31,7 @@
 #include "jstext.h"
 #include "model_cache.h"
 #include "model_store.h"
+#include "shmem.h"
 #include "timestamp.h"
 
 static SPIPlanPtr lookup_plan;
@@ -40,6 +41,8 @@ static SPIPlanPtr local_write_plan;
 static SPIPlanPtr upsert_many_plan;
 static SPIPlanPtr lock_clocks_plan;
 static SPIPlanPtr advance_clocks_plan;
+static SPIPlanPtr read_clock_plan;
+static SPIPlanPtr history_page_plan;
 
 #define UPSERT_CONFLICT_CLAUSE \
 	" ON CONFLICT (model_id, key) DO UPDATE" \
@@ -117,8 +120,6 @@ make_float8_array(double *items, int n)
 										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
-static void model_lookup_uncached(const char *name, SbModelRef *model);
-
 void
 SbModelLookup(const char *name, int expected_kind, SbModelRef *model)
 {
@@ -128,8 +129,11 @@ SbModelLookup(const char *name, int expected_kind, SbModelRef *model)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("model name must not be null")));
 
-	if (!SbModelCacheGet(name, model))
-		model_lookup_uncached(name, model);
+	if (!SbModelTryLookup(name, model))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("scuttlebutt model \"%s\" does not exist", name),
+				 errhint("Create it with scuttlebutt.create_model().")));
 
 	if (expected_kind != SB_KIND_ANY && model->kind != (SbKind) expected_kind)
 		ereport(ERROR,
@@ -139,8 +143,8 @@ SbModelLookup(const char *name, int expected_kind, SbModelRef *model)
 						SbKindName((SbKind) expected_kind))));
 }
 
-static void
-model_lookup_uncached(const char *name, SbModelRef *model)
+bool
+SbModelTryLookup(const char *name, SbModelRef *model)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	Oid			argtypes[1] = {TEXTOID};
@@ -148,6 +152,9 @@ model_lookup_uncached(const char *name, SbModelRef *model)
 	SPIPlanPtr	plan;
 	bool		isnull;
 	char	   *kind_name;
+
+	if (SbModelCacheGet(name, model))
+		return true;
 
 	SPI_connect();
 	plan = prepare_once(&lookup_plan,
@@ -158,10 +165,10 @@ model_lookup_uncached(const char *name, SbModelRef *model)
 	values[0] = CStringGetTextDatum(name);
 	execute_plan(plan, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("scuttlebutt model \"%s\" does not exist", name),
-				 errhint("Create it with scuttlebutt.create_model().")));
+	{
+		SPI_finish();
+		return false;
+	}
 
 	model->id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 											SPI_tuptable->tupdesc, 1, &isnull));
@@ -174,6 +181,7 @@ model_lookup_uncached(const char *name, SbModelRef *model)
 													  SPI_tuptable->tupdesc, 3));
 	SPI_finish();
 	SbModelCachePut(model);
+	return true;
 }
 
 /*
@@ -278,6 +286,7 @@ SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 	ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
 									  SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
+	SbNoteModelWrite();
 	return ts;
 }
 
@@ -346,6 +355,7 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 	values[2] = Float8GetDatum(ts[n - 1]);
 	execute_plan(set_clock_plan, values, NULL, SPI_OK_UPDATE);
 	SPI_finish();
+	SbNoteModelWrite();
 }
 
 /* ---- applying updates from elsewhere ---- */
@@ -683,6 +693,8 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 	}
 
 	SPI_finish();
+	if (nstored > 0)
+		SbNoteModelWrite();
 	return nstored + nsuperseded;
 }
 
@@ -698,4 +710,73 @@ scuttlebutt_update_text(PG_FUNCTION_ARGS)
 	char	   *doc = SbBuildUpdateText(change, PG_GETARG_FLOAT8(1), source, &len);
 
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(doc, len));
+}
+
+/* ---- reading, for the replication worker ---- */
+
+int
+SbReadClock(SbModelRef *model, SbClockEntry **entries)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	int			n;
+
+	SPI_connect();
+	prepare_once(&read_clock_plan,
+				 "SELECT source, ts FROM scuttlebutt.clocks"
+				 " WHERE model_id = $1 ORDER BY source",
+				 1, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	execute_plan(read_clock_plan, values, NULL, SPI_OK_SELECT);
+	n = SPI_processed;
+	*entries = MemoryContextAlloc(caller, sizeof(SbClockEntry) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		(*entries)[i].source = MemoryContextStrdup(caller,
+												   SPI_getvalue(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 1));
+		(*entries)[i].ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc,
+														2, &isnull));
+	}
+	SPI_finish();
+	return n;
+}
+
+int
+SbReadHistoryPage(SbModelRef *model, const char *source, double after,
+				  int limit, StringInfo out, double *last_ts)
+{
+	Oid			argtypes[4] = {INT4OID, TEXTOID, FLOAT8OID, INT4OID};
+	Datum		values[4];
+	int			n;
+
+	SPI_connect();
+	prepare_once(&history_page_plan,
+				 "SELECT u.ts, u.doc::text FROM scuttlebutt.updates u"
+				 " WHERE u.model_id = $1 AND u.source = $2 AND u.ts > $3"
+				 " ORDER BY u.ts LIMIT $4",
+				 4, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = CStringGetTextDatum(source);
+	values[2] = Float8GetDatum(after);
+	values[3] = Int32GetDatum(limit);
+	execute_plan(history_page_plan, values, NULL, SPI_OK_SELECT);
+	n = SPI_processed;
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+		text	   *doc;
+
+		*last_ts = DatumGetFloat8(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		doc = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		appendBinaryStringInfo(out, VARDATA_ANY(doc), VARSIZE_ANY_EXHDR(doc));
+		appendStringInfoChar(out, '\n');
+	}
+	SPI_finish();
+	return n;
 }

@@ -8,6 +8,8 @@
 #ifndef SCUTTLEBUTT_MODEL_STORE_H
 #define SCUTTLEBUTT_MODEL_STORE_H
 
+#include "lib/stringinfo.h"
+
 #include "wire_message.h"
 
 typedef struct SbModelRef
@@ -26,6 +28,9 @@ typedef struct SbModelRef
  * (wrong_object_type) if expected_kind is not SB_KIND_ANY and differs.
  */
 extern void SbModelLookup(const char *name, int expected_kind, SbModelRef *model);
+
+/* Like SbModelLookup, but false (no error) when there is no such model */
+extern bool SbModelTryLookup(const char *name, SbModelRef *model);
 
 /*
  * A local update: takes the next timestamp of this node's source (past
@@ -49,6 +54,18 @@ extern void SbLocalWriteMany(SbModelRef *model, int n, char **keys,
  */
 extern int64 SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n,
 							bool *stored);
+
+/* The model's clock, sorted by source; returns the number of entries */
+extern int	SbReadClock(SbModelRef *model, SbClockEntry **entries);
+
+/*
+ * Appends to out, one per line, up to limit updates of source newer than
+ * after, in timestamp order; sets *last_ts to the last one's timestamp.
+ * Returns how many.
+ */
+extern int	SbReadHistoryPage(SbModelRef *model, const char *source,
+							  double after, int limit, StringInfo out,
+							  double *last_ts);
 
 /* The wire text [change,ts,"source"] of a local update */
 extern char *SbBuildUpdateText(const char *change_text, double ts,

@@ -12,6 +12,11 @@
  *	timestamp.c			local timestamps
  *	model_store.c		the tables: clocks, merge rule, batches (SPI)
  *	model_cache.c		per-backend cache of model lookups
+ *	guc.c				configuration parameters
+ *	shmem.c				shared state, and waking the worker at commit
+ *	worker.c			the replication worker's loop, listener, peers
+ *	connection.c		one stream connection's state machine
+ *	peer_functions.c	SQL functions for peers and monitoring
  *	model_functions.c	SQL functions that create and write models
  *	stream_functions.c	export() / import() dumps
  *
@@ -21,7 +26,12 @@
 
 #include "fmgr.h"
 
+#include "miscadmin.h"
+
+#include "guc.h"
 #include "model_cache.h"
+#include "shmem.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -30,5 +40,9 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	SbGucInit();
 	SbModelCacheInit();
+	SbShmemInit();
+	if (process_shared_preload_libraries_in_progress)
+		SbWorkerRegister();
 }

@@ -21,7 +21,6 @@
 #include "jstext.h"
 #include "model_functions.h"
 #include "model_store.h"
-#include "stream_functions.h"
 #include "wire_message.h"
 
 /* Updates applied per batch by import(): bounds memory on large dumps */
@@ -29,55 +28,6 @@
 
 PG_FUNCTION_INFO_V1(scuttlebutt_export_header);
 PG_FUNCTION_INFO_V1(scuttlebutt_import);
-
-typedef struct ClockMember
-{
-	char	   *source;
-	double		ts;
-	uint32		index;
-	bool		is_index;
-} ClockMember;
-
-/* JavaScript's own-key order: array indexes ascending, then the rest */
-static int
-cmp_clock_member(const void *a, const void *b)
-{
-	const ClockMember *ma = a;
-	const ClockMember *mb = b;
-
-	if (ma->is_index != mb->is_index)
-		return ma->is_index ? -1 : 1;
-	if (ma->is_index)
-		return ma->index < mb->index ? -1 : (ma->index > mb->index ? 1 : 0);
-	return strcmp(ma->source, mb->source);
-}
-
-void
-SbAppendClockObject(StringInfo buf, int n, char **sources, double *ts)
-{
-	ClockMember *members = palloc(sizeof(ClockMember) * Max(n, 1));
-
-	for (int i = 0; i < n; i++)
-	{
-		members[i].source = sources[i];
-		members[i].ts = ts[i];
-		members[i].is_index = JsIsArrayIndex(sources[i], strlen(sources[i]),
-											 &members[i].index);
-	}
-	qsort(members, n, sizeof(ClockMember), cmp_clock_member);
-
-	appendStringInfoChar(buf, '{');
-	for (int i = 0; i < n; i++)
-	{
-		if (i > 0)
-			appendStringInfoChar(buf, ',');
-		JsAppendString(buf, members[i].source, strlen(members[i].source));
-		appendStringInfoChar(buf, ':');
-		JsAppendNumber(buf, members[i].ts);
-	}
-	appendStringInfoChar(buf, '}');
-	pfree(members);
-}
 
 /* scuttlebutt._export_header(model_id): {"id":...,"clock":{...}} */
 Datum
@@ -123,7 +73,7 @@ scuttlebutt_export_header(PG_FUNCTION_ARGS)
 		appendStringInfoString(&buf, "{\"id\":");
 		JsAppendString(&buf, node_id, strlen(node_id));
 		appendStringInfoString(&buf, ",\"clock\":");
-		SbAppendClockObject(&buf, n, sources, ts);
+		JsAppendClockObject(&buf, n, sources, ts);
 		appendStringInfoChar(&buf, '}');
 		MemoryContextSwitchTo(spi);
 	}

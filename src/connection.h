@@ -1,0 +1,137 @@
+/*-------------------------------------------------------------------------
+ *
+ * connection.h
+ *	  One scuttlebutt stream: a socket, one model, its state machine.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SCUTTLEBUTT_CONNECTION_H
+#define SCUTTLEBUTT_CONNECTION_H
+
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+#include "port.h"
+
+#include "model_store.h"
+#include "wire_message.h"
+
+typedef enum SbConnState
+{
+	SB_CONN_CONNECTING,			/* outgoing: connect() in progress */
+	SB_CONN_HANDSHAKE,			/* waiting for the peer's header */
+	SB_CONN_SYNCING,			/* history being exchanged */
+	SB_CONN_LIVE,				/* both sides sent "SYNC": tailing */
+	SB_CONN_BACKOFF,			/* outgoing: waiting to reconnect */
+	SB_CONN_CLOSED				/* to be freed (incoming) */
+} SbConnState;
+
+/* What the peer is known to hold, per source: it needs only newer updates */
+typedef struct SbRemoteClock
+{
+	int			n;
+	int			alloc;
+	SbClockEntry *entries;		/* sorted by source (strcmp) */
+} SbRemoteClock;
+
+typedef struct SbConn
+{
+	MemoryContext cxt;			/* everything of this connection */
+	MemoryContext session_cxt;	/* reset at each (re)connect */
+	int			slot;			/* status slot in shared memory */
+	pgsocket	sock;
+	SbConnState state;
+	TimestampTz deadline;		/* handshake timeout or reconnect time */
+
+	/* outgoing peers (peer_id > 0) */
+	int32		peer_id;
+	char	   *host;
+	int			port;
+	int			backoff_ms;
+
+	bool		outgoing;
+	bool		send_enabled;	/* false: read-only replica's side */
+	bool		receive_enabled;	/* false: master's side */
+	char		remote_addr[64];
+	char	   *remote_id;
+
+	/* the model, once known (outgoing: at once; incoming: from the header) */
+	char	   *model_name;
+	bool		model_known;
+	SbModelRef	model;
+
+	/* input: bytes not yet split into lines */
+	StringInfoData in;
+	/* output: out.data[out_off .. out.len) still to write */
+	StringInfoData out;
+	int			out_off;
+
+	bool		header_sent;
+	bool		header_received;
+	bool		sync_sent;
+	bool		sync_received;
+	SbRemoteClock remote;		/* what the peer holds */
+	bool		caught_up;		/* nothing left to send as of commits_seen */
+	uint64		commits_seen;
+
+	/* received updates waiting to be applied in one transaction */
+	SbMessage  *pending;
+	int			npending;
+	int			pending_alloc;
+
+	/* counters for peer_status */
+	TimestampTz synced_at;
+	TimestampTz last_activity;
+	int64		sent;
+	int64		received;
+	int64		rejected;
+	int64		bytes_in;
+	int64		bytes_out;
+	TimestampTz last_reject_warning;
+	int64		rejects_unreported;
+	char		last_error[256];
+} SbConn;
+
+/* Output beyond this waits for the socket before more history is read */
+#define SB_OUT_HIGH_WATER (256 * 1024)
+/* Updates read per page of history, and applied per transaction */
+#define SB_HISTORY_PAGE 2000
+#define SB_APPLY_BATCH 5000
+
+extern SbConn *SbConnCreate(MemoryContext parent, bool outgoing);
+extern void SbConnFree(SbConn *conn);
+
+/* Starts a session on an accepted or just connected socket */
+extern void SbConnStart(SbConn *conn, pgsocket sock, const char *remote_addr);
+
+/*
+ * Closes the socket, logging reason at WARNING (NULL: a normal close) and
+ * counting it; outgoing connections go to backoff, incoming ones to
+ * SB_CONN_CLOSED.
+ */
+extern void SbConnClose(SbConn *conn, const char *reason, const char *detail);
+
+/* Reads what the socket has; handles complete lines.  False if closed. */
+extern bool SbConnRead(SbConn *conn);
+
+/* Writes buffered output.  False if closed. */
+extern bool SbConnWrite(SbConn *conn);
+
+/* Applies received updates (one transaction).  False if closed. */
+extern bool SbConnApplyPending(SbConn *conn);
+
+/*
+ * Appends history the peer lacks, a page at a time while the output
+ * buffer is below its high-water mark, then "SYNC".  False if closed.
+ */
+extern bool SbConnPump(SbConn *conn, uint64 commits);
+
+/* Whether the connection has output waiting for the socket */
+static inline bool
+SbConnWantsWrite(SbConn *conn)
+{
+	return conn->out_off < conn->out.len;
+}
+
+extern const char *SbConnStateName(SbConnState state);
+
+#endif							/* SCUTTLEBUTT_CONNECTION_H */

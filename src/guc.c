@@ -1,0 +1,126 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  Configuration parameters of the scuttlebutt extension.
+ *
+ * Which database the worker serves, and how many worker slots, are fixed
+ * at server start; everything about connections can change on reload.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "utils/guc.h"
+
+#include "guc.h"
+
+char	   *sb_database = NULL;
+char	   *sb_listen_addresses = NULL;
+int			sb_port = 0;
+int			sb_max_connections = SB_DEFAULT_MAX_CONNECTIONS;
+int			sb_max_line_bytes = SB_DEFAULT_MAX_LINE_BYTES;
+int			sb_handshake_timeout_ms = SB_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+int			sb_reconnect_min_ms = SB_DEFAULT_RECONNECT_MIN_MS;
+int			sb_reconnect_max_ms = SB_DEFAULT_RECONNECT_MAX_MS;
+bool		sb_listen_send = true;
+bool		sb_listen_receive = true;
+
+void
+SbGucInit(void)
+{
+	DefineCustomStringVariable("scuttlebutt.database",
+							   "Database the scuttlebutt replication worker connects to.",
+							   NULL,
+							   &sb_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.listen_addresses",
+							   "Addresses the worker listens on for scuttlebutt stream peers.",
+							   "A comma-separated list of host names or IP addresses; '*' for all.",
+							   &sb_listen_addresses,
+							   "localhost",
+							   PGC_SIGHUP,
+							   GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.port",
+							"TCP port of the scuttlebutt stream listener (0: no listener).",
+							NULL,
+							&sb_port,
+							0, 0, 65535,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.max_connections",
+							"Most stream connections the worker holds at once, incoming and outgoing.",
+							NULL,
+							&sb_max_connections,
+							SB_DEFAULT_MAX_CONNECTIONS,
+							SB_MIN_MAX_CONNECTIONS, SB_MAX_MAX_CONNECTIONS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.max_line_bytes",
+							"Longest line a peer may send; a connection passing it is closed.",
+							NULL,
+							&sb_max_line_bytes,
+							SB_DEFAULT_MAX_LINE_BYTES,
+							SB_MIN_MAX_LINE_BYTES, SB_MAX_MAX_LINE_BYTES,
+							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.handshake_timeout",
+							"Time a new connection has to send its header before it is closed.",
+							NULL,
+							&sb_handshake_timeout_ms,
+							SB_DEFAULT_HANDSHAKE_TIMEOUT_MS, 100, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.reconnect_min",
+							"First delay before reconnecting a failed outgoing peer.",
+							"The delay doubles after each failure, up to scuttlebutt.reconnect_max.",
+							&sb_reconnect_min_ms,
+							SB_DEFAULT_RECONNECT_MIN_MS, 10, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.reconnect_max",
+							"Longest delay before reconnecting a failed outgoing peer.",
+							NULL,
+							&sb_reconnect_max_ms,
+							SB_DEFAULT_RECONNECT_MAX_MS, 10, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("scuttlebutt.listen_send",
+							 "Whether incoming stream connections are sent updates.",
+							 "Off makes the listener a read-only replica's side: it accepts updates and sends only its clock.",
+							 &sb_listen_send,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("scuttlebutt.listen_receive",
+							 "Whether updates from incoming stream connections are applied.",
+							 "Off makes the listener a master's side: it sends updates and ignores those it receives.",
+							 &sb_listen_receive,
+							 true,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("scuttlebutt");
+}

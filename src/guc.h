@@ -1,0 +1,37 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.h
+ *	  Configuration parameters of the scuttlebutt extension.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SCUTTLEBUTT_GUC_H
+#define SCUTTLEBUTT_GUC_H
+
+/* Limits shared by the GUC definitions and their users */
+#define SB_DEFAULT_MAX_CONNECTIONS 64
+#define SB_MIN_MAX_CONNECTIONS 1
+#define SB_MAX_MAX_CONNECTIONS 1024
+
+#define SB_DEFAULT_MAX_LINE_BYTES (1024 * 1024)
+#define SB_MIN_MAX_LINE_BYTES 1024
+#define SB_MAX_MAX_LINE_BYTES (64 * 1024 * 1024)
+
+#define SB_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define SB_DEFAULT_RECONNECT_MIN_MS 100
+#define SB_DEFAULT_RECONNECT_MAX_MS 30000
+
+extern char *sb_database;
+extern char *sb_listen_addresses;
+extern int	sb_port;
+extern int	sb_max_connections;
+extern int	sb_max_line_bytes;
+extern int	sb_handshake_timeout_ms;
+extern int	sb_reconnect_min_ms;
+extern int	sb_reconnect_max_ms;
+extern bool sb_listen_send;
+extern bool sb_listen_receive;
+
+extern void SbGucInit(void);
+
+#endif							/* SCUTTLEBUTT_GUC_H */

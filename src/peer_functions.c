@@ -1,0 +1,293 @@
+/*-------------------------------------------------------------------------
+ *
+ * peer_functions.c
+ *	  SQL functions for replication peers and their monitoring.
+ *
+ * Peers live in scuttlebutt.peers (so they survive restarts); a trigger on
+ * that table wakes the worker at commit to re-read it.  What the worker
+ * holds right now is read from shared memory: _peer_status() (behind the
+ * peer_status view), connection_errors(), wait_for_sync().
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#include "model_store.h"
+#include "shmem.h"
+
+PG_FUNCTION_INFO_V1(scuttlebutt_add_stream_peer);
+PG_FUNCTION_INFO_V1(scuttlebutt_remove_peer);
+PG_FUNCTION_INFO_V1(scuttlebutt_peers_changed);
+PG_FUNCTION_INFO_V1(scuttlebutt_peer_status);
+PG_FUNCTION_INFO_V1(scuttlebutt_connection_errors);
+PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_sync);
+
+Datum
+scuttlebutt_add_stream_peer(PG_FUNCTION_ARGS)
+{
+	char	   *model;
+	char	   *host;
+	int32		port;
+	SbModelRef	ref;
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT4OID, BOOLOID, BOOLOID};
+	Datum		values[5];
+	bool		isnull;
+	int32		id;
+
+	SbRequireWorker("add_stream_peer()");
+	for (int i = 0; i < 5; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("arguments of add_stream_peer() must not be null")));
+	model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	host = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	port = PG_GETARG_INT32(2);
+	if (host[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("host must not be empty")));
+	if (port < 1 || port > 65535)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("port %d is out of range", port),
+				 errhint("A TCP port is between 1 and 65535.")));
+	SbModelLookup(model, SB_KIND_ANY, &ref);
+
+	values[0] = PointerGetDatum(PG_GETARG_TEXT_PP(0));
+	values[1] = PointerGetDatum(PG_GETARG_TEXT_PP(1));
+	values[2] = Int32GetDatum(port);
+	values[3] = BoolGetDatum(PG_GETARG_BOOL(3));
+	values[4] = BoolGetDatum(PG_GETARG_BOOL(4));
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO scuttlebutt.peers"
+							  " (model, transport, host, port, send, receive)"
+							  " VALUES ($1, 'stream', $2, $3, $4, $5) RETURNING id",
+							  5, argtypes, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not insert into scuttlebutt.peers");
+	id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	PG_RETURN_INT32(id);
+}
+
+Datum
+scuttlebutt_remove_peer(PG_FUNCTION_ARGS)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("peer id must not be null")));
+	values[0] = Int32GetDatum(PG_GETARG_INT32(0));
+	SPI_connect();
+	if (SPI_execute_with_args("DELETE FROM scuttlebutt.peers WHERE id = $1",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from scuttlebutt.peers");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("scuttlebutt peer %d does not exist", PG_GETARG_INT32(0))));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* Statement trigger on scuttlebutt.peers: the worker rereads it at commit */
+Datum
+scuttlebutt_peers_changed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		elog(ERROR, "scuttlebutt_peers_changed: not called by trigger manager");
+	SbNotePeersChanged();
+	return PointerGetDatum(NULL);
+}
+
+static Datum
+timestamp_or_null(TimestampTz ts, bool *isnull)
+{
+	*isnull = ts == 0;
+	return TimestampTzGetDatum(ts);
+}
+
+Datum
+scuttlebutt_peer_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (sb_shared == NULL)
+		return (Datum) 0;		/* not preloaded: nothing is connected */
+
+	LWLockAcquire(sb_shared->lock, LW_SHARED);
+	for (int i = 0; i < SB_STATUS_SLOTS; i++)
+	{
+		SbConnStatus *st = &sb_shared->conns[i];
+		Datum		values[15];
+		bool		nulls[15] = {0};
+
+		if (!st->in_use)
+			continue;
+		values[0] = Int32GetDatum(st->peer_id);
+		nulls[0] = st->peer_id == 0;
+		values[1] = CStringGetTextDatum(st->direction == 'o' ? "out" : "in");
+		values[2] = CStringGetTextDatum(st->transport);
+		values[3] = CStringGetTextDatum(st->model);
+		nulls[3] = st->model[0] == '\0';
+		values[4] = CStringGetTextDatum(st->remote_addr);
+		values[5] = CStringGetTextDatum(st->remote_id);
+		nulls[5] = st->remote_id[0] == '\0';
+		values[6] = CStringGetTextDatum(st->state);
+		values[7] = timestamp_or_null(st->synced_at, &nulls[7]);
+		values[8] = Int64GetDatum(st->sent);
+		values[9] = Int64GetDatum(st->received);
+		values[10] = Int64GetDatum(st->rejected);
+		values[11] = Int64GetDatum(st->bytes_in);
+		values[12] = Int64GetDatum(st->bytes_out);
+		values[13] = CStringGetTextDatum(st->last_error);
+		nulls[13] = st->last_error[0] == '\0';
+		values[14] = timestamp_or_null(st->last_activity, &nulls[14]);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(sb_shared->lock);
+	return (Datum) 0;
+}
+
+Datum
+scuttlebutt_connection_errors(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (sb_shared == NULL)
+		return (Datum) 0;
+
+	LWLockAcquire(sb_shared->lock, LW_SHARED);
+	for (int i = 0; i < sb_shared->nerrors; i++)
+	{
+		SbErrorCount *e = &sb_shared->errors[i];
+		Datum		values[4];
+		bool		nulls[4] = {0};
+
+		values[0] = CStringGetTextDatum(e->reason);
+		values[1] = Int64GetDatum(e->count);
+		values[2] = timestamp_or_null(e->last_at, &nulls[2]);
+		values[3] = CStringGetTextDatum(e->last_peer);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(sb_shared->lock);
+	return (Datum) 0;
+}
+
+/*
+ * Every connection of the model live and caught up with the commits so
+ * far, and every configured peer of the model among them.
+ */
+static bool
+model_synced(const char *model, uint64 commits, int npeers, int32 *peers)
+{
+	bool		synced = true;
+
+	LWLockAcquire(sb_shared->lock, LW_SHARED);
+	for (int i = 0; i < SB_STATUS_SLOTS && synced; i++)
+	{
+		SbConnStatus *st = &sb_shared->conns[i];
+
+		if (st->in_use && strcmp(st->model, model) == 0)
+			synced = st->caught_up && st->commits_seen >= commits;
+	}
+	for (int p = 0; p < npeers && synced; p++)
+	{
+		bool		held = false;
+
+		for (int i = 0; i < SB_STATUS_SLOTS && !held; i++)
+			held = sb_shared->conns[i].in_use && sb_shared->conns[i].peer_id == peers[p];
+		synced = held;
+	}
+	LWLockRelease(sb_shared->lock);
+	return synced;
+}
+
+/* The ids of the configured peers of a model */
+static int
+model_peers(const char *model, int32 **ids)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	int			n;
+
+	values[0] = CStringGetTextDatum(model);
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT id FROM scuttlebutt.peers WHERE model = $1",
+							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read scuttlebutt.peers");
+	n = SPI_processed;
+	*ids = MemoryContextAlloc(caller, sizeof(int32) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		(*ids)[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+												SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	return n;
+}
+
+/*
+ * wait_for_sync(model, timeout): true once every connection of the model
+ * has exchanged "SYNC" and has nothing left to send (of the commits made
+ * before the call); false at the timeout.  Sleeps on the condition
+ * variable the worker broadcasts after publishing statuses.
+ */
+Datum
+scuttlebutt_wait_for_sync(PG_FUNCTION_ARGS)
+{
+	char	   *model;
+	Interval   *timeout;
+	TimestampTz deadline;
+	uint64		commits;
+	bool		synced;
+	int32	   *peers;
+	int			npeers;
+
+	SbRequireWorker("wait_for_sync()");
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("arguments of wait_for_sync() must not be null")));
+	model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	timeout = PG_GETARG_INTERVAL_P(1);
+	deadline = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													   TimestampTzGetDatum(GetCurrentTimestamp()),
+													   IntervalPGetDatum(timeout)));
+	commits = pg_atomic_read_u64(&sb_shared->commits);
+	npeers = model_peers(model, &peers);
+
+	ConditionVariablePrepareToSleep(&sb_shared->status_cv);
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		long		ms;
+
+		synced = model_synced(model, commits, npeers, peers);
+		if (synced || now >= deadline)
+			break;
+		ms = (long) Min((deadline - now) / 1000 + 1, 1000);
+		(void) ConditionVariableTimedSleep(&sb_shared->status_cv, ms,
+										   PG_WAIT_EXTENSION);
+	}
+	ConditionVariableCancelSleep();
+	PG_RETURN_BOOL(synced);
+}

@@ -1,0 +1,165 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.c
+ *	  Shared state between the replication worker and backends.
+ *
+ * Locking protocol:
+ *	- sb_shared->lock (LWLock, tranche "scuttlebutt") guards worker_pid,
+ *	  worker_latch, the connection status slots and the error counters.
+ *	  Only the worker writes slots and counters (exclusive); backends read
+ *	  them (shared) for the peer_status and connection_errors views.
+ *	- commits and peers_changed are atomics, touched without the lock: a
+ *	  backend bumps them at commit and sets the worker's latch; the worker
+ *	  reads them after resetting its latch, so no wake-up is lost.
+ *	- status_cv is broadcast by the worker after it publishes statuses;
+ *	  wait_for_sync() sleeps on it.
+ *
+ * The commit hook: any backend that writes a model notes it, and at commit
+ * (after the transaction is visible) wakes the worker, which then sends
+ * the new updates to connected peers.  A transaction that wrote nothing
+ * pays nothing.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/timestamp.h"
+
+#include "shmem.h"
+
+SbShared   *sb_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static bool wrote_model_this_xact = false;
+static bool changed_peers_this_xact = false;
+
+static void
+sb_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SbShared)));
+	RequestNamedLWLockTranche("scuttlebutt", 1);
+}
+
+static void
+sb_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	sb_shared = ShmemInitStruct("scuttlebutt", sizeof(SbShared), &found);
+	if (!found)
+	{
+		memset(sb_shared, 0, sizeof(SbShared));
+		sb_shared->lock = &(GetNamedLWLockTranche("scuttlebutt"))->lock;
+		pg_atomic_init_u64(&sb_shared->commits, 0);
+		pg_atomic_init_u32(&sb_shared->peers_changed, 0);
+		ConditionVariableInit(&sb_shared->status_cv);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+static void
+wake_worker(void)
+{
+	Latch	   *latch;
+
+	/* a torn read is harmless: the pointer is set once per worker start */
+	latch = sb_shared->worker_latch;
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+static void
+sb_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (sb_shared != NULL && (wrote_model_this_xact || changed_peers_this_xact))
+			{
+				if (wrote_model_this_xact)
+					pg_atomic_fetch_add_u64(&sb_shared->commits, 1);
+				if (changed_peers_this_xact)
+					pg_atomic_write_u32(&sb_shared->peers_changed, 1);
+				wake_worker();
+			}
+			wrote_model_this_xact = changed_peers_this_xact = false;
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			wrote_model_this_xact = changed_peers_this_xact = false;
+			break;
+		default:
+			break;
+	}
+}
+
+void
+SbShmemInit(void)
+{
+	RegisterXactCallback(sb_xact_callback, NULL);
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = sb_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = sb_shmem_startup;
+}
+
+void
+SbNoteModelWrite(void)
+{
+	wrote_model_this_xact = true;
+}
+
+void
+SbNotePeersChanged(void)
+{
+	changed_peers_this_xact = true;
+}
+
+void
+SbRequireWorker(const char *what)
+{
+	if (sb_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s requires the scuttlebutt replication worker", what),
+				 errhint("Add scuttlebutt to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+void
+SbCountConnectionError(const char *reason, const char *peer)
+{
+	SbErrorCount *slot = NULL;
+
+	LWLockAcquire(sb_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < sb_shared->nerrors; i++)
+		if (strcmp(sb_shared->errors[i].reason, reason) == 0)
+			slot = &sb_shared->errors[i];
+	if (slot == NULL && sb_shared->nerrors < SB_MAX_ERROR_REASONS)
+	{
+		slot = &sb_shared->errors[sb_shared->nerrors++];
+		strlcpy(slot->reason, reason, sizeof(slot->reason));
+	}
+	if (slot != NULL)
+	{
+		slot->count++;
+		slot->last_at = GetCurrentTimestamp();
+		strlcpy(slot->last_peer, peer ? peer : "", sizeof(slot->last_peer));
+	}
+	LWLockRelease(sb_shared->lock);
+}

@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *	  Shared state between the replication worker and backends.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SCUTTLEBUTT_SHMEM_H
+#define SCUTTLEBUTT_SHMEM_H
+
+#include "datatype/timestamp.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+#include "guc.h"
+
+/* One slot per connection the worker holds or peer it is dialing */
+#define SB_STATUS_SLOTS (SB_MAX_MAX_CONNECTIONS + 64)
+#define SB_MAX_ERROR_REASONS 32
+
+#define SB_TEXT_SHORT 64
+#define SB_TEXT_LONG 256
+
+typedef struct SbConnStatus
+{
+	bool		in_use;
+	int32		peer_id;		/* 0 for an incoming connection */
+	char		direction;		/* 'i' or 'o' */
+	char		transport[8];
+	char		model[SB_TEXT_LONG];
+	char		remote_addr[SB_TEXT_SHORT];
+	char		remote_id[SB_TEXT_SHORT];
+	char		state[16];
+	TimestampTz synced_at;		/* 0: not yet */
+	TimestampTz last_activity;
+	int64		sent;
+	int64		received;
+	int64		rejected;
+	int64		bytes_in;
+	int64		bytes_out;
+	char		last_error[SB_TEXT_LONG];
+	bool		caught_up;		/* live, and nothing left to send ... */
+	uint64		commits_seen;	/* ... as of this many commits */
+} SbConnStatus;
+
+typedef struct SbErrorCount
+{
+	char		reason[SB_TEXT_SHORT];
+	int64		count;
+	TimestampTz last_at;
+	char		last_peer[SB_TEXT_SHORT];
+} SbErrorCount;
+
+typedef struct SbShared
+{
+	LWLock	   *lock;			/* guards everything below but the atomics */
+	pid_t		worker_pid;		/* 0 when no worker runs */
+	Latch	   *worker_latch;
+	pg_atomic_uint64 commits;	/* bumped at each commit that wrote a model */
+	pg_atomic_uint32 peers_changed; /* set when the peers table changed */
+	ConditionVariable status_cv;	/* broadcast when statuses change */
+	SbConnStatus conns[SB_STATUS_SLOTS];
+	int			nerrors;
+	SbErrorCount errors[SB_MAX_ERROR_REASONS];
+} SbShared;
+
+/* NULL unless the library was preloaded */
+extern SbShared *sb_shared;
+
+extern void SbShmemInit(void);
+
+/* Notes that this transaction wrote a model: the worker is woken at commit */
+extern void SbNoteModelWrite(void);
+
+/* Notes that this transaction changed the peers: the worker rereads them */
+extern void SbNotePeersChanged(void);
+
+/* ERROR with a hint unless the library was preloaded */
+extern void SbRequireWorker(const char *what);
+
+/* Counts a connection closed for reason (worker only) */
+extern void SbCountConnectionError(const char *reason, const char *peer);
+
+#endif							/* SCUTTLEBUTT_SHMEM_H */
