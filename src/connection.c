@@ -91,6 +91,8 @@ SbConnCreate(MemoryContext parent, bool outgoing)
 	conn->cxt = cxt;
 	conn->session_cxt = AllocSetContextCreate(cxt, "scuttlebutt session",
 											  ALLOCSET_DEFAULT_SIZES);
+	conn->batch_cxt = AllocSetContextCreate(cxt, "scuttlebutt batch",
+											ALLOCSET_DEFAULT_SIZES);
 	conn->sock = PGINVALID_SOCKET;
 	conn->slot = -1;
 	conn->outgoing = outgoing;
@@ -196,6 +198,9 @@ SbConnClose(SbConn *conn, const char *reason, const char *detail)
 		conn->sock = PGINVALID_SOCKET;
 	}
 	conn->npending = 0;
+	conn->pending = NULL;
+	conn->pending_alloc = 0;
+	MemoryContextReset(conn->batch_cxt);
 	if (conn->outgoing)
 	{
 		int			delay = conn->backoff_ms > 0 ? conn->backoff_ms : sb_reconnect_min_ms;
@@ -373,6 +378,7 @@ SbConnStart(SbConn *conn, pgsocket sock, const char *remote_addr)
 	MemoryContext old;
 
 	MemoryContextReset(conn->session_cxt);
+	MemoryContextReset(conn->batch_cxt);
 	old = MemoryContextSwitchTo(conn->session_cxt);
 	initStringInfo(&conn->in);
 	initStringInfo(&conn->out);
@@ -542,7 +548,7 @@ note_synced(SbConn *conn)
 static bool
 queue_update(SbConn *conn, SbMessage *msg)
 {
-	MemoryContext old = MemoryContextSwitchTo(conn->session_cxt);
+	MemoryContext old = MemoryContextSwitchTo(conn->batch_cxt);
 	SbMessage  *copy;
 
 	if (conn->npending == conn->pending_alloc)
@@ -641,6 +647,9 @@ SbConnApplyPending(SbConn *conn)
 	for (int i = 0; i < conn->npending; i++)
 		remote_raise(conn, conn->pending[i].source, conn->pending[i].ts);
 	conn->npending = 0;
+	conn->pending = NULL;
+	conn->pending_alloc = 0;
+	MemoryContextReset(conn->batch_cxt);
 	return true;
 }
 

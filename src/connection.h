@@ -37,6 +37,7 @@ typedef struct SbConn
 {
 	MemoryContext cxt;			/* everything of this connection */
 	MemoryContext session_cxt;	/* reset at each (re)connect */
+	MemoryContext batch_cxt;	/* received updates; reset after each apply */
 	int			slot;			/* status slot in shared memory */
 	pgsocket	sock;
 	SbConnState state;

@@ -15,9 +15,10 @@
  *	  wait_for_sync() sleeps on it.
  *
  * The commit hook: any backend that writes a model notes it, and at commit
- * (after the transaction is visible) wakes the worker, which then sends
- * the new updates to connected peers.  A transaction that wrote nothing
- * pays nothing.
+ * (after the transaction is visible) bumps the commit counter and wakes
+ * the worker, which then sends the new updates to connected peers.  A
+ * transaction that wrote nothing pays nothing; with no connection open the
+ * worker is not woken (a new connection starts from the tables anyway).
  *
  *-------------------------------------------------------------------------
  */
@@ -64,6 +65,7 @@ sb_shmem_startup(void)
 		sb_shared->lock = &(GetNamedLWLockTranche("scuttlebutt"))->lock;
 		pg_atomic_init_u64(&sb_shared->commits, 0);
 		pg_atomic_init_u32(&sb_shared->peers_changed, 0);
+		pg_atomic_init_u32(&sb_shared->connections, 0);
 		ConditionVariableInit(&sb_shared->status_cv);
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -93,7 +95,10 @@ sb_xact_callback(XactEvent event, void *arg)
 					pg_atomic_fetch_add_u64(&sb_shared->commits, 1);
 				if (changed_peers_this_xact)
 					pg_atomic_write_u32(&sb_shared->peers_changed, 1);
-				wake_worker();
+				/* no connection, nobody to tell: spare the wake-up */
+				if (changed_peers_this_xact ||
+					pg_atomic_read_u32(&sb_shared->connections) > 0)
+					wake_worker();
 			}
 			wrote_model_this_xact = changed_peers_this_xact = false;
 			break;

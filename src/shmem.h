@@ -60,6 +60,7 @@ typedef struct SbShared
 	Latch	   *worker_latch;
 	pg_atomic_uint64 commits;	/* bumped at each commit that wrote a model */
 	pg_atomic_uint32 peers_changed; /* set when the peers table changed */
+	pg_atomic_uint32 connections;	/* sockets the worker holds */
 	ConditionVariable status_cv;	/* broadcast when statuses change */
 	SbConnStatus conns[SB_STATUS_SLOTS];
 	int			nerrors;

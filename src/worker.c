@@ -61,6 +61,7 @@
 typedef struct WorkerState
 {
 	MemoryContext cxt;
+	MemoryContext loop_cxt;		/* reset at every iteration */
 	SbConn	  **conns;			/* SB_STATUS_SLOTS entries, NULL if free */
 	pgsocket	listeners[SB_MAX_LISTENERS];
 	int			nlisteners;
@@ -347,6 +348,7 @@ reload_peers(void)
 {
 	int			n = 0;
 	int32	   *ids = NULL;
+	MemoryContext caller = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -403,6 +405,7 @@ reload_peers(void)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(caller);
 
 	/* peers no longer in the table */
 	for (int i = 0; i < SB_STATUS_SLOTS; i++)
@@ -459,6 +462,7 @@ publish_status(void)
 		st->commits_seen = ws.commits;
 	}
 	LWLockRelease(sb_shared->lock);
+	pg_atomic_write_u32(&sb_shared->connections, count_connections());
 	ConditionVariableBroadcast(&sb_shared->status_cv);
 }
 
@@ -595,6 +599,8 @@ scuttlebutt_worker_main(Datum main_arg)
 	memset(&ws, 0, sizeof(ws));
 	ws.cxt = AllocSetContextCreate(TopMemoryContext, "scuttlebutt worker",
 								   ALLOCSET_DEFAULT_SIZES);
+	ws.loop_cxt = AllocSetContextCreate(ws.cxt, "scuttlebutt worker loop",
+										ALLOCSET_DEFAULT_SIZES);
 	ws.conns = MemoryContextAllocZero(ws.cxt, sizeof(SbConn *) * SB_STATUS_SLOTS);
 	ws.listen_port = -1;
 	ws.set_dirty = true;
@@ -612,6 +618,9 @@ scuttlebutt_worker_main(Datum main_arg)
 	{
 		int			nevents;
 		bool		reload = false;
+
+		MemoryContextSwitchTo(ws.loop_cxt);
+		MemoryContextReset(ws.loop_cxt);
 
 		if (RecoveryInProgress())
 		{
