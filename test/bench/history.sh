@@ -15,16 +15,17 @@
 # (includes the shared buffers it touched), RssShmem at the end, and the
 # peak RssAnon (private memory) sampled every ~10 ms.
 #
-#   BIG=1000000 SMALL=10000 DELTA=100 REPS=50 DUMP_REPS=5 test/bench/history.sh
+#   HISTORY_BIG=1000000 HISTORY_SMALL=10000 HISTORY_DELTA=100 HISTORY_REPS=50 \
+#   HISTORY_DUMP_REPS=5 HISTORY_CHUNK=100000 test/bench/history.sh
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-BIG=${BIG:-1000000}
-SMALL=${SMALL:-10000}
-DELTA=${DELTA:-100}
-REPS=${REPS:-50}
-DUMP_REPS=${DUMP_REPS:-5}
-CHUNK=${CHUNK:-100000}
+BIG=${HISTORY_BIG:-1000000}
+SMALL=${HISTORY_SMALL:-10000}
+DELTA=${HISTORY_DELTA:-100}
+REPS=${HISTORY_REPS:-50}
+DUMP_REPS=${HISTORY_DUMP_REPS:-5}
+CHUNK=${HISTORY_CHUNK:-100000}
 TARGET=2
 
 bench_cluster_start

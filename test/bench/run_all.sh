@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test/bench/run_all.sh: every scuttlebutt benchmark against its baseline in
-# one throw-away cluster, then one combined table.  Settings of each script
-# (KEYS, REPS, ...) can't be told apart here; run the scripts one by one to
-# change them.  BENCH_KEEP=1 keeps the raw numbers, logs and plans.
+# one throw-away cluster, then one combined table.  Each script's settings
+# pass through (TPS_*, MANY_*, HISTORY_*; see the scripts' headers).
+# BENCH_KEEP=1 keeps the raw numbers, logs and plans.
 #
 #   make install && test/bench/run_all.sh
 set -euo pipefail

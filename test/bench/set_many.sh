@@ -13,12 +13,12 @@
 # Time is psql's \timing of the one statement (server time plus a local
 # round trip; commit included).  Rows/s = $KEYS / time.  Target: >= 0.5.
 #
-#   KEYS=100000 REPS=5 test/bench/set_many.sh
+#   MANY_KEYS=100000 MANY_REPS=5 test/bench/set_many.sh
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-KEYS=${KEYS:-100000}
-REPS=${REPS:-5}
+KEYS=${MANY_KEYS:-100000}
+REPS=${MANY_REPS:-5}
 TARGET=0.5
 
 bench_cluster_start

@@ -13,26 +13,27 @@
 # Single-client runs on a small VM can be bimodal: when the scheduler puts
 # pgbench and its backend on different CPUs every round trip pays a
 # cross-CPU wake-up (on the 2-CPU KVM guest this was written on: ~11k TPS
-# split against ~45k co-located for the plain upsert, same code).  PIN
+# split against ~45k co-located for the plain upsert, same code).  TPS_PIN
 # makes 1-client runs deterministic: "same" puts pgbench and the server's
 # new backends on the last CPU (TPS then tracks CPU cost per transaction),
 # "split" pgbench on the first CPU and the backends on the last (a fixed
 # round-trip latency, like a client on another host); "none" (default)
 # leaves placement to the scheduler.  2-client runs are never pinned.
 #
-#   KEYS=10000 REPS=3 SECS=10 CLIENTS="1 2" SYNC="on off" PIN=none test/bench/set_tps.sh
+#   TPS_KEYS=10000 TPS_REPS=3 TPS_SECS=10 TPS_CLIENTS="1 2" TPS_SYNC="on off" \
+#   TPS_PIN=none test/bench/set_tps.sh
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-KEYS=${KEYS:-10000}
-REPS=${REPS:-3}
-SECS=${SECS:-10}
-CLIENTS=${CLIENTS:-1 2}
-SYNC=${SYNC:-on off}
-PIN=${PIN:-none}
+KEYS=${TPS_KEYS:-10000}
+REPS=${TPS_REPS:-3}
+SECS=${TPS_SECS:-10}
+CLIENTS=${TPS_CLIENTS:-1 2}
+SYNC=${TPS_SYNC:-on off}
+PIN=${TPS_PIN:-none}
 TARGET=0.7
 
-case $PIN in none | same | split) ;; *) die "PIN must be none, same or split" ;; esac
+case $PIN in none | same | split) ;; *) die "TPS_PIN must be none, same or split" ;; esac
 ncpu=$(nproc)
 [ "$PIN" = none ] || [ "$ncpu" -ge 2 ] || die "PIN=$PIN needs 2 CPUs"
 
