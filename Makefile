@@ -28,6 +28,9 @@ SHLIB_LINK = -lssl -lcrypto
 REGRESS = model events value history streams json_text errors
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
 
+# rebuild objects when a header they include changes (.deps/)
+override autodepend = yes
+
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

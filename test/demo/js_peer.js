@@ -1,18 +1,28 @@
 'use strict';
-// The demo's JavaScript peer: an unmodified scuttlebutt Model that loads a
-// dump written by the database (export()), makes a change of its own, and
-// writes its whole state back as a dump (createReadStream()) on stdout.
+// The demo's JavaScript peer: an unmodified scuttlebutt Model connects to a
+// database's scuttlebutt listener (meta names the model), writes a key of
+// its own, and waits until a key written elsewhere ("from_b") arrives live.
 const Model = require('scuttlebutt/model');
+const net = require('net');
 
-const input = require('fs').readFileSync(0, 'utf8');
+const [host, port] = [process.argv[2], Number(process.argv[3])];
 const js = new Model('JSPEER');
-const ws = js.createWriteStream();
-ws.on('error', (e) => { console.error('bad dump:', e); process.exit(1); });
-ws.write(input);
-ws.end();
+const socket = net.connect(port, host);
+const stream = js.createStream({ meta: 'users' });
+socket.pipe(stream).pipe(socket);
+stream.on('error', (e) => { console.error('stream error', e); process.exit(1); });
 
-js.set('dave', { name: 'Dave', from: 'node.js' });
-console.error('JS peer holds:', JSON.stringify(js.toJSON()));
-
-const rs = js.createReadStream();
-rs.on('data', (d) => process.stdout.write(d));
+stream.on('sync', () => {
+	console.log('  JS peer synced with the database: ' + JSON.stringify(js.toJSON()));
+	js.set('dave', { name: 'Dave', from: 'node.js' });
+	console.log('  JS peer wrote dave; waiting for a write made on server B');
+	process.stdout.write('READY\n');
+});
+js.on('update', (change, ts, source) => {
+	if (change[0] === 'from_b') {
+		console.log(`  JS peer received live: ${JSON.stringify(change)} (source ${source})`);
+		console.log('  JS peer holds: ' + JSON.stringify(js.toJSON()));
+		setTimeout(() => process.exit(0), 100);
+	}
+});
+setTimeout(() => { console.error('JS peer: timed out'); process.exit(1); }, 20000);
