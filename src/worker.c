@@ -706,5 +706,11 @@ scuttlebutt_worker_main(Datum main_arg)
 	sb_shared->worker_pid = 0;
 	sb_shared->worker_latch = NULL;
 	LWLockRelease(sb_shared->lock);
-	proc_exit(0);
+
+	/*
+	 * Exit status 1: the postmaster restarts us after bgw_restart_time, so a
+	 * pg_terminate_backend() is a restart; at server shutdown nothing is
+	 * restarted anyway.
+	 */
+	proc_exit(1);
 }
