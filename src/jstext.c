@@ -44,6 +44,15 @@ js_shortest_digits(double value, char *out)
 	int			ndigits = 0;
 
 	double_to_shortest_decimal_buf(value, out);
+
+	/*
+	 * The boundaries are x +- ulp/2.  Below 2^53 ulp/2 is a fraction whose
+	 * decimal form needs at least 17 digits, never fewer than Ryu's: only
+	 * larger values can have a shorter boundary decimal.
+	 */
+	if (fabs(value) < 9007199254740992.0)
+		return;
+
 	for (const char *p = out; *p && *p != 'e'; p++)
 		if (*p >= '0' && *p <= '9')
 			ndigits++;

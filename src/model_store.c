@@ -39,6 +39,7 @@ static SPIPlanPtr local_clock_plan;
 static SPIPlanPtr set_clock_plan;
 static SPIPlanPtr local_write_plan;
 static SPIPlanPtr upsert_many_plan;
+static SPIPlanPtr upsert_local_many_plan;
 static SPIPlanPtr lock_clocks_plan;
 static SPIPlanPtr advance_clocks_plan;
 static SPIPlanPtr read_clock_plan;
@@ -185,59 +186,44 @@ SbModelTryLookup(const char *name, SbModelRef *model)
 }
 
 /*
- * Takes the next timestamp of this node's source in a model: past the
- * clock, past the wall clock, and past the current timestamp of every key
- * about to be written (so a local write supersedes the value it replaces
- * even when a peer's clock runs ahead).  Locks the clock row to commit.
- * SbLocalWrite does the same for one key inside its single statement.
+ * Takes the next timestamp of this node's source in a model, past the
+ * clock and the wall clock, and locks the clock row to commit (set_many's
+ * first step; SbLocalWrite does the same inside its single statement).
  */
 static double
-advance_local_clock(SbModelRef *model, int nkeys, char **keys)
+advance_local_clock(SbModelRef *model)
 {
-	Oid			argtypes[4] = {INT4OID, TEXTOID, FLOAT8OID, TEXTARRAYOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	SPIPlanPtr	plan;
+	Oid			argtypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
+	Datum		values[3];
 	bool		isnull;
 
-	plan = prepare_once(&local_clock_plan,
-						"INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
-						" VALUES ($1, $2, greatest($3, scuttlebutt._ts_after("
-						"   (SELECT max(u.ts) FROM scuttlebutt.updates u"
-						"    WHERE u.model_id = $1 AND u.key = ANY ($4)))))"
-						" ON CONFLICT (model_id, source) DO UPDATE"
-						" SET ts = greatest(excluded.ts, scuttlebutt._ts_after(c.ts))"
-						" RETURNING c.ts",
-						4, argtypes);
+	prepare_once(&local_clock_plan,
+				 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+				 " VALUES ($1, $2, $3)"
+				 " ON CONFLICT (model_id, source) DO UPDATE"
+				 " SET ts = greatest(excluded.ts, scuttlebutt._ts_after(c.ts))"
+				 " RETURNING c.ts",
+				 3, argtypes);
 	values[0] = Int32GetDatum(model->id);
 	values[1] = CStringGetTextDatum(model->node_id);
 	values[2] = Float8GetDatum(SbNowMillis());
-	if (nkeys > 0)
-		values[3] = make_text_array(keys, nkeys);
-	else
-		nulls[3] = 'n';
-	execute_plan(plan, values, nulls, SPI_OK_INSERT_RETURNING);
+	execute_plan(local_clock_plan, values, NULL, SPI_OK_INSERT_RETURNING);
 	return DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
 										SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* [change,ts,"source"] as JSON.stringify writes it */
-char *
-SbBuildUpdateText(const char *change_text, double ts, const char *source,
-				  int *len)
+/* Appends [change,ts,"source"] as JSON.stringify writes it */
+void
+SbAppendUpdateText(StringInfo buf, const char *change_text, double ts,
+				   const char *source)
 {
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '[');
-	appendStringInfoString(&buf, change_text);
-	appendStringInfoChar(&buf, ',');
-	JsAppendNumber(&buf, ts);
-	appendStringInfoChar(&buf, ',');
-	JsAppendString(&buf, source, strlen(source));
-	appendStringInfoChar(&buf, ']');
-	*len = buf.len;
-	return buf.data;
+	appendStringInfoChar(buf, '[');
+	appendStringInfoString(buf, change_text);
+	appendStringInfoChar(buf, ',');
+	JsAppendNumber(buf, ts);
+	appendStringInfoChar(buf, ',');
+	JsAppendString(buf, source, strlen(source));
+	appendStringInfoChar(buf, ']');
 }
 
 /*
@@ -315,45 +301,128 @@ upsert_rows(SbModelRef *model, int n, char **sources, double *ts, char **keys,
 	execute_plan(plan, values, NULL, SPI_OK_INSERT_RETURNING);
 }
 
+/* A local update's wire text as a json datum, built in buf (reused) */
+static Datum
+local_update_datum(StringInfo buf, const char *change_text, double ts,
+				   const char *source)
+{
+	resetStringInfo(buf);
+	SbAppendUpdateText(buf, change_text, ts, source);
+	return PointerGetDatum(cstring_to_text_with_len(buf->data, buf->len));
+}
+
+/*
+ * Many local updates to distinct keys of a key/value model.  Timestamps
+ * follow the clock; a key whose current value is newer (a peer ahead of
+ * our clock) loses the upsert, and only then do we read those keys and
+ * write them again past their timestamps, so the common case is one
+ * statement for the whole batch.
+ */
 void
 SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 {
-	Oid			argtypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
-	Datum		values[3];
-	char	  **sources;
-	char	  **docs;
-	int		   *doclens;
+	Oid			argtypes[5] = {INT4OID, TEXTOID, FLOAT8ARRAYOID, TEXTARRAYOID, JSONARRAYOID};
+	Datum		values[5];
+	Datum	   *docs;
 	double	   *ts;
+	double		last;
+	StringInfoData buf;
 
 	if (n == 0)
 		return;
 
-	sources = palloc(sizeof(char *) * n);
-	docs = palloc(sizeof(char *) * n);
-	doclens = palloc(sizeof(int) * n);
+	docs = palloc(sizeof(Datum) * n);
 	ts = palloc(sizeof(double) * n);
+	initStringInfo(&buf);
 
 	SPI_connect();
-	ts[0] = advance_local_clock(model, n, keys);
+	prepare_once(&upsert_local_many_plan,
+				 "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+				 " SELECT $1, $2, t.ts, t.key, t.doc"
+				 " FROM unnest($3, $4, $5) AS t(ts, key, doc)"
+				 UPSERT_CONFLICT_CLAUSE,
+				 5, argtypes);
+	last = advance_local_clock(model);
 	for (int i = 0; i < n; i++)
 	{
-		if (i > 0)
-			ts[i] = SbTimestampAfter(ts[i - 1]);
-		sources[i] = model->node_id;
-		docs[i] = SbBuildUpdateText(change_texts[i], ts[i], model->node_id,
-									&doclens[i]);
+		ts[i] = i == 0 ? last : SbTimestampAfter(ts[i - 1]);
+		docs[i] = local_update_datum(&buf, change_texts[i], ts[i], model->node_id);
 	}
-	upsert_rows(model, n, sources, ts, keys, docs, doclens);
-
-	/* the clock row is ours until commit: move it to the last timestamp */
-	prepare_once(&set_clock_plan,
-				 "UPDATE scuttlebutt.clocks SET ts = $3"
-				 " WHERE model_id = $1 AND source = $2",
-				 3, argtypes);
+	last = ts[n - 1];
 	values[0] = Int32GetDatum(model->id);
 	values[1] = CStringGetTextDatum(model->node_id);
-	values[2] = Float8GetDatum(ts[n - 1]);
-	execute_plan(set_clock_plan, values, NULL, SPI_OK_UPDATE);
+	values[2] = make_float8_array(ts, n);
+	values[3] = make_text_array(keys, n);
+	values[4] = PointerGetDatum(construct_array(docs, n, JSONOID, -1, false,
+												TYPALIGN_INT));
+	execute_plan(upsert_local_many_plan, values, NULL, SPI_OK_INSERT);
+
+	if (SPI_processed < (uint64) n)
+	{
+		/* keys holding a newer value than ours: write them again past it */
+		Oid			qtypes[4] = {INT4OID, TEXTOID, FLOAT8ARRAYOID, TEXTARRAYOID};
+		Datum		qvalues[4];
+		int			m;
+		char	  **lost_keys;
+		char	  **lost_changes;
+		double		newest = last;
+
+		qvalues[0] = values[0];
+		qvalues[1] = values[1];
+		qvalues[2] = values[2];
+		qvalues[3] = values[3];
+		if (SPI_execute_with_args("SELECT u.key, u.ts,"
+								  " (SELECT i FROM unnest($4) WITH ORDINALITY k(key, i) WHERE k.key = u.key)"
+								  " FROM scuttlebutt.updates u"
+								  " JOIN unnest($4, $3) AS t(key, ts) ON u.key = t.key"
+								  " WHERE u.model_id = $1 AND (u.source <> $2 OR u.ts <> t.ts)",
+								  4, qtypes, qvalues, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read scuttlebutt.updates");
+		m = SPI_processed;
+		lost_keys = palloc(sizeof(char *) * Max(m, 1));
+		lost_changes = palloc(sizeof(char *) * Max(m, 1));
+		for (int i = 0; i < m; i++)
+		{
+			bool		isnull;
+			double		held = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i],
+															SPI_tuptable->tupdesc, 2, &isnull));
+			int64		pos = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 3, &isnull));
+
+			lost_keys[i] = keys[pos - 1];
+			lost_changes[i] = change_texts[pos - 1];
+			newest = Max(newest, held);
+		}
+		for (int i = 0; i < m; i++)
+		{
+			ts[i] = SbTimestampAfter(i == 0 ? newest : ts[i - 1]);
+			docs[i] = local_update_datum(&buf, lost_changes[i], ts[i], model->node_id);
+		}
+		if (m > 0)
+		{
+			last = ts[m - 1];
+			values[2] = make_float8_array(ts, m);
+			values[3] = make_text_array(lost_keys, m);
+			values[4] = PointerGetDatum(construct_array(docs, m, JSONOID, -1, false,
+														TYPALIGN_INT));
+			execute_plan(upsert_local_many_plan, values, NULL, SPI_OK_INSERT);
+		}
+	}
+
+	/* the clock row is ours until commit: move it to the last timestamp */
+	{
+		Oid			ctypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
+		Datum		cvalues[3];
+
+		prepare_once(&set_clock_plan,
+					 "UPDATE scuttlebutt.clocks SET ts = $3"
+					 " WHERE model_id = $1 AND source = $2",
+					 3, ctypes);
+		cvalues[0] = values[0];
+		cvalues[1] = values[1];
+		cvalues[2] = Float8GetDatum(last);
+		execute_plan(set_clock_plan, cvalues, NULL, SPI_OK_UPDATE);
+	}
 	SPI_finish();
 	SbNoteModelWrite();
 }
@@ -704,12 +773,12 @@ PG_FUNCTION_INFO_V1(scuttlebutt_update_text);
 Datum
 scuttlebutt_update_text(PG_FUNCTION_ARGS)
 {
-	char	   *change = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	int			len;
-	char	   *doc = SbBuildUpdateText(change, PG_GETARG_FLOAT8(1), source, &len);
+	StringInfoData buf;
 
-	PG_RETURN_TEXT_P(cstring_to_text_with_len(doc, len));
+	initStringInfo(&buf);
+	return local_update_datum(&buf, text_to_cstring(PG_GETARG_TEXT_PP(0)),
+							  PG_GETARG_FLOAT8(1),
+							  text_to_cstring(PG_GETARG_TEXT_PP(2)));
 }
 
 /* ---- reading, for the replication worker ---- */

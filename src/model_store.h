@@ -67,8 +67,8 @@ extern int	SbReadHistoryPage(SbModelRef *model, const char *source,
 							  double after, int limit, StringInfo out,
 							  double *last_ts);
 
-/* The wire text [change,ts,"source"] of a local update */
-extern char *SbBuildUpdateText(const char *change_text, double ts,
-							   const char *source, int *len);
+/* Appends the wire text [change,ts,"source"] of a local update */
+extern void SbAppendUpdateText(StringInfo buf, const char *change_text,
+							   double ts, const char *source);
 
 #endif							/* SCUTTLEBUTT_MODEL_STORE_H */
