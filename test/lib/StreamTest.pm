@@ -1,0 +1,354 @@
+# Helpers for the stream-replication TAP tests (test/t/111-119).
+#
+#   my $node = StreamTest::new_node('a', conf => "...", listen => 1);
+#       a ScuttlebuttTest node whose replication worker listens on
+#       127.0.0.1 at a port from get_free_port() (StreamTest::port($node)),
+#       started, with the extension created, and the listener open
+#
+#   StreamTest::wait_converged($model, [@nodes])
+#       true once every node holds the same history (wire text) and clock
+#       for $model
+#
+#   StreamTest::peer($node, $where)
+#       the peer_status row matching $where, as a hash (undef if none)
+#
+#   StreamTest::wait_quiet($n1, $where1, $n2, $where2)
+#       true once both ends of a connection have read all the other wrote
+#
+#   my $raw = StreamTest::Raw->new($port);
+#       a raw TCP client of a listener: write_raw, send_line, read_line,
+#       read_until, handshake, wait_closed, close_fin (FIN), close_rst (RST)
+package StreamTest;
+
+use strict;
+use warnings;
+
+use Carp;
+use FindBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use ScuttlebuttTest;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+# a peer that closes its socket must not kill the test with SIGPIPE
+$SIG{PIPE} = 'IGNORE';
+
+my %port_of;
+
+sub new_node
+{
+	my ($name, %opts) = @_;
+	my $listen = $opts{listen} // 1;
+	my $port = $listen ? PostgreSQL::Test::Cluster::get_free_port() : 0;
+	my $conf = "scuttlebutt.listen_addresses = '127.0.0.1'\n"
+	  . "scuttlebutt.port = $port\n"
+	  . "scuttlebutt.reconnect_min = 50ms\n"
+	  . "scuttlebutt.reconnect_max = 500ms\n"
+	  . ($opts{conf} // '');
+	my $node = ScuttlebuttTest::new_node($name, conf => $conf);
+	$port_of{ $node->name } = $port;
+	$node->wait_for_log(qr/listening for stream peers on "127\.0\.0\.1" port $port/)
+	  if $listen;
+	return $node;
+}
+
+sub port
+{
+	my ($node) = @_;
+	return $port_of{ $node->name };
+}
+
+sub q1
+{
+	my ($node, $sql) = @_;
+	return $node->safe_psql('postgres', $sql);
+}
+
+# What must be equal on two nodes that hold the same model: the updates
+# held, byte for byte, and the clock.
+sub digest
+{
+	my ($node, $model) = @_;
+	return q1($node,
+		"SELECT md5(coalesce((SELECT string_agg(h::text, E'\\n' ORDER BY h::text)"
+		  . " FROM scuttlebutt.history('$model') h), '')"
+		  . " || '|' || scuttlebutt.clock('$model')::text)");
+}
+
+# Polls until every node has the same digest of $model; false after
+# $timeout seconds (default 60).
+sub wait_converged
+{
+	my ($model, $nodes, $timeout) = @_;
+	$timeout //= 60;
+	my $deadline = time + $timeout;
+	while (1)
+	{
+		my %seen = map { (digest($_, $model) => 1) } @$nodes;
+		return 1 if keys %seen == 1;
+		if (time > $deadline)
+		{
+			diag("model $model did not converge: "
+				  . join(', ', map { $_->name . '=' . digest($_, $model) } @$nodes));
+			return 0;
+		}
+		usleep(100_000);
+	}
+}
+
+# Polls until $sql returns 't' on $node; false after $timeout seconds.
+sub poll
+{
+	my ($node, $sql, $timeout) = @_;
+	local $PostgreSQL::Test::Utils::timeout_default = $timeout // 60;
+	return $node->poll_query_until('postgres', $sql);
+}
+
+my @peer_cols = qw(peer_id direction transport model remote_addr remote_id state
+  synced_at sent received rejected bytes_in bytes_out last_error last_activity);
+
+# A peer_status row (the first matching $where), as a hash; undef if none
+sub peer
+{
+	my ($node, $where) = @_;
+	my $cols = join(', ', map { "coalesce($_\::text, '<null>')" } @peer_cols);
+	my $out = q1($node,
+		"SELECT $cols FROM scuttlebutt.peer_status WHERE $where ORDER BY peer_id, remote_addr LIMIT 1");
+	return undef if $out eq '';
+	my @v = split /\|/, $out, -1;
+	my %row;
+	@row{@peer_cols} = map { $_ eq '<null>' ? undef : $_ } @v;
+	return \%row;
+}
+
+# Polls until the two ends of one connection are at rest: the row $w1 on
+# $n1 and the row $w2 on $n2 have each read every byte the other wrote.
+# False (with a diag) after $timeout seconds (default 60).
+sub wait_quiet
+{
+	my ($n1, $w1, $n2, $w2, $timeout) = @_;
+	my $deadline = time + ($timeout // 60);
+	my ($r1, $r2);
+	while (time < $deadline)
+	{
+		($r1, $r2) = (peer($n1, $w1), peer($n2, $w2));
+		return 1
+		  if $r1 && $r2
+		  && $r1->{bytes_in} == $r2->{bytes_out}
+		  && $r1->{bytes_out} == $r2->{bytes_in}
+		  && $r1->{bytes_in} > 0
+		  && $r1->{bytes_out} > 0;
+		usleep(100_000);
+	}
+	diag("connection ($w1 on " . $n1->name . ", $w2 on " . $n2->name . ') did not settle: '
+		  . join(' / ', map { $_ ? "in $_->{bytes_in} out $_->{bytes_out}" : 'no row' } $r1, $r2));
+	return 0;
+}
+
+# connection_errors count for a reason (0 when absent)
+sub error_count
+{
+	my ($node, $reason) = @_;
+	return q1($node,
+		"SELECT coalesce(sum(count), 0) FROM scuttlebutt.connection_errors WHERE reason = '$reason'");
+}
+
+sub worker_pid
+{
+	my ($node) = @_;
+	return q1($node,
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'scuttlebutt replication worker'");
+}
+
+# Waits for $re in $node's log after $offset, for at most $timeout
+# seconds; returns the new offset, or undef (with a diag) on timeout.
+sub find_log
+{
+	my ($node, $re, $offset, $timeout) = @_;
+	local $PostgreSQL::Test::Utils::timeout_default = $timeout // 30;
+	my $pos = eval { $node->wait_for_log($re, $offset) };
+	diag("not in the log of " . $node->name . ": $re") unless defined $pos;
+	return $pos;
+}
+
+sub log_since
+{
+	my ($node, $offset) = @_;
+	return slurp_file($node->logfile, $offset);
+}
+
+
+package StreamTest::Raw;
+
+use strict;
+use warnings;
+
+use Errno qw(EAGAIN EINTR);
+use IO::Select;
+use IO::Socket::INET;
+use Socket qw(SOL_SOCKET SO_LINGER);
+use Time::HiRes qw(time);
+
+sub new
+{
+	my ($class, $port) = @_;
+	my $sock = IO::Socket::INET->new(
+		PeerAddr => '127.0.0.1',
+		PeerPort => $port,
+		Proto => 'tcp') or die "cannot connect to 127.0.0.1:$port: $!";
+	binmode($sock);
+	return bless {
+		sock => $sock,
+		addr => '127.0.0.1:' . $sock->sockport,
+		buf => '',
+		eof => 0,
+		err => undef
+	}, $class;
+}
+
+# "127.0.0.1:<our port>", as the server names us
+sub addr
+{
+	my ($self) = @_;
+	return $self->{addr};
+}
+
+# Writes all of $data; false if the socket was closed under us
+sub write_raw
+{
+	my ($self, $data) = @_;
+	my $off = 0;
+	while ($off < length $data)
+	{
+		my $n = syswrite($self->{sock}, $data, length($data) - $off, $off);
+		if (!defined $n)
+		{
+			next if $! == EINTR;
+			$self->{err} = "$!";
+			return 0;
+		}
+		$off += $n;
+	}
+	return 1;
+}
+
+sub send_line
+{
+	my ($self, $line) = @_;
+	return $self->write_raw("$line\n");
+}
+
+# Reads more bytes into the buffer, waiting at most $wait seconds; false
+# at end of stream (or error), or on timeout
+sub _fill
+{
+	my ($self, $wait) = @_;
+	return 0 if $self->{eof};
+	my $sel = IO::Select->new($self->{sock});
+	return 0 unless $sel->can_read($wait > 0 ? $wait : 0);
+	my $n = sysread($self->{sock}, my $chunk, 65536);
+	if (!defined $n)
+	{
+		return 1 if $! == EINTR || $! == EAGAIN;
+		$self->{err} = "$!";
+		$self->{eof} = 1;
+		return 0;
+	}
+	if ($n == 0)
+	{
+		$self->{eof} = 1;
+		return 0;
+	}
+	$self->{buf} .= $chunk;
+	return 1;
+}
+
+# The next line (without "\n"), or undef at end of stream or timeout
+sub read_line
+{
+	my ($self, $timeout) = @_;
+	my $deadline = time + ($timeout // 30);
+	while (1)
+	{
+		my $i = index($self->{buf}, "\n");
+		if ($i >= 0)
+		{
+			my $line = substr($self->{buf}, 0, $i);
+			substr($self->{buf}, 0, $i + 1) = '';
+			return $line;
+		}
+		my $left = $deadline - time;
+		return undef if $left <= 0 || $self->{eof};
+		$self->_fill($left);
+	}
+}
+
+# Reads lines until one matches $re; returns it, or undef
+sub read_until
+{
+	my ($self, $re, $timeout) = @_;
+	my $deadline = time + ($timeout // 30);
+	while (1)
+	{
+		my $line = $self->read_line($deadline - time);
+		return undef unless defined $line;
+		return $line if $line =~ $re;
+	}
+}
+
+# True once the server has closed the connection (end of stream or
+# reset), discarding whatever it sent; false after $timeout seconds
+sub wait_closed
+{
+	my ($self, $timeout) = @_;
+	my $deadline = time + ($timeout // 30);
+	while (!$self->{eof})
+	{
+		my $left = $deadline - time;
+		return 0 if $left <= 0;
+		$self->_fill($left);
+		$self->{buf} = '';
+	}
+	return 1;
+}
+
+# Opens a stream for $model: sends our header, reads the server's header,
+# its history and "SYNC", and answers "SYNC".  Returns (header, updates)
+# or an empty list on failure.
+sub handshake
+{
+	my ($self, $model, %o) = @_;
+	my $id = $o{id} // 'RAW';
+	my $clock = $o{clock} // '{}';
+	$self->send_line(qq({"id":"$id","clock":$clock,"meta":"$model"})) or return ();
+	my $header = $self->read_line(30);
+	return () unless defined $header && $header =~ /^\{/;
+	my @updates;
+	while (1)
+	{
+		my $line = $self->read_line(30);
+		return () unless defined $line;
+		last if $line eq '"SYNC"';
+		push @updates, $line;
+	}
+	$self->send_line('"SYNC"') or return ();
+	return ($header, @updates);
+}
+
+# Closes with a reset (SO_LINGER 0) instead of an orderly FIN
+sub close_rst
+{
+	my ($self) = @_;
+	setsockopt($self->{sock}, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+	CORE::close($self->{sock});
+}
+
+# Closes with an orderly FIN
+sub close_fin
+{
+	my ($self) = @_;
+	CORE::close($self->{sock});
+}
+
+1;
