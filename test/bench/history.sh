@@ -33,6 +33,7 @@ bench_database bench_history
 
 W="$BENCH_OUT/history"
 mkdir -p "$W"
+: >"$W/foreign"
 
 # build MODEL N: a model of N keys, built with set_many in chunks.
 build() {
@@ -84,7 +85,10 @@ q() { echo "SELECT count(*), sum(length(h::text)) FROM scuttlebutt.history('$1',
 	echo "\\timing off"
 	echo "\\o"
 } >"$W/delta.psql"
+quiet_gate
+disturb_begin
 backend_run "$W/delta" 0 <"$W/delta.psql" >"$W/delta.ms"
+disturb_end "$W/foreign"
 [ "$(wc -l <"$W/delta.ms")" -eq $((2 * REPS)) ] || die "history: expected $((2 * REPS)) timings, got $(wc -l <"$W/delta.ms")"
 paste "$W/labels" "$W/delta.ms" >"$W/delta.tsv"
 s=$(awk '$1 == "small" { print $2 }' "$W/delta.tsv" | median)
@@ -112,7 +116,11 @@ done
 	done
 	echo "\\timing off"
 	echo "\\o"
-} | backend_run "$W/dump" 0 >"$W/dump.ms"
+} >"$W/dump.psql"
+quiet_gate
+disturb_begin
+backend_run "$W/dump" 0 <"$W/dump.psql" >"$W/dump.ms"
+disturb_end "$W/foreign"
 {
 	echo "SELECT id AS big_id FROM scuttlebutt.registry WHERE name = 'big' \\gset"
 	echo "\\o /dev/null"
@@ -122,9 +130,15 @@ done
 	done
 	echo "\\timing off"
 	echo "\\o"
-} | backend_run "$W/dumpref" 0 >"$W/dumpref.ms"
+} >"$W/dumpref.psql"
+quiet_gate
+disturb_begin
+backend_run "$W/dumpref" 0 <"$W/dumpref.psql" >"$W/dumpref.ms"
+disturb_end "$W/foreign"
 dm=$(median <"$W/dump.ms"); rm_=$(median <"$W/dumpref.ms")
 record history "full dump count(*) of ${BIG} keys" "$rm_" "$dm" "ms (median of $DUMP_REPS)" "$(ratio "$dm" "$rm_")" "-" "info"
+
+record history "foreign CPU during timed runs (max)" "-" "$(disturb_max "$W/foreign")" "% of all CPUs" "-" "-" "info"
 
 # Memory of a full dump, in a fresh session (sampled, not timed).
 echo "SELECT count(*) FROM scuttlebutt.history('big');" | backend_run "$W/dumpmem" 1 >/dev/null

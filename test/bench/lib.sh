@@ -102,8 +102,89 @@ CONF
 
 	export PGHOST="$BENCH_TMP/sock" PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
 	export BENCH_TMP BENCH_OUT="$BENCH_TMP/out" BENCH_CLUSTER_READY=1
+	BENCH_POSTMASTER=$(head -1 "$BENCH_TMP/data/postmaster.pid")
+	BENCH_SO_SUM=$(so_sum)
+	export BENCH_POSTMASTER BENCH_SO_SUM
 	log "cluster on port $port, data in $BENCH_TMP/data"
 }
+
+# Checksum of the installed library (to notice a reinstall during a run).
+so_sum() {
+	md5sum "$("$PG_CONFIG" --pkglibdir)/scuttlebutt.so" 2>/dev/null | cut -c1-12 || echo none
+}
+
+# Disturbance: the share of the machine's CPU used by anything but this
+# cluster and the benchmark's own client while a measurement ran, from
+# /proc/stat minus the cluster's processes (the postmaster, the children
+# it reaped, the live ones) minus the children of the calling shell (read
+# with the builtin "times", so call both in the shell that runs the
+# client, never inside $(...)).  disturb_begin; <client>; disturb_end
+# FILE appends the percentage to FILE.  On a shared machine a run with
+# more than a few percent is not comparable with the others.
+_machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+_cluster_ticks() {
+	local t c
+	t=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$BENCH_POSTMASTER/stat" 2>/dev/null || echo 0)
+	for c in $(pgrep -P "$BENCH_POSTMASTER"); do
+		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+# Children's CPU of the current shell in ticks: "times" has to run here,
+# not in a $(...) subshell, hence the file.
+_child_ticks() {
+	local f="$BENCH_OUT/times.$BASHPID"
+	times >"$f"
+	_d_ticks=$(awk -v hz="$(getconf CLK_TCK)" 'NR == 2 {
+		t = 0
+		for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+		printf "%d\n", t * hz }' "$f")
+	rm -f "$f"
+}
+disturb_begin() {
+	_child_ticks; _d_child=$_d_ticks
+	_d_busy=$(_machine_busy); _d_cluster=$(_cluster_ticks)
+	_d_t0=$(date +%s.%N)
+}
+disturb_end() {
+	local busy cluster child t1
+	busy=$(_machine_busy); cluster=$(_cluster_ticks)
+	_child_ticks; child=$_d_ticks
+	t1=$(date +%s.%N)
+	awk -v b=$((busy - _d_busy)) -v c=$((cluster - _d_cluster)) -v k=$((child - _d_child)) \
+		-v w="$(awk -v a="$_d_t0" -v b="$t1" 'BEGIN { print b - a }')" \
+		-v n="$(nproc)" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+		f = (b - c - k) / (n * w * hz) * 100; if (f < 0) f = 0; printf "%.0f\n", f }' >>"$1"
+}
+
+# quiet_gate: wait (at most $BENCH_QUIET_WAIT s, default 300) until, over
+# one second, less than $BENCH_MAX_FOREIGN % (default 10) of the machine's
+# CPU goes to anything but this cluster; returns at once when
+# BENCH_MAX_FOREIGN=100.  On a shared machine (other test runs, builds)
+# this keeps most measurements out of their way; disturb_* tells how well.
+quiet_gate() {
+	local max=${BENCH_MAX_FOREIGN:-10} waited=0 f gate="$BENCH_OUT/gate.$BASHPID"
+	[ "$max" -ge 100 ] && return 0
+	while :; do
+		disturb_begin
+		sleep 1
+		disturb_end "$gate"
+		f=$(tail -1 "$gate")
+		rm -f "$gate"
+		[ "$f" -lt "$max" ] && break
+		[ "$waited" -eq 0 ] && log "machine busy ($f% CPU elsewhere): waiting for it to quiet down"
+		waited=$((waited + 1))
+		if [ "$waited" -ge "${BENCH_QUIET_WAIT:-300}" ]; then
+			log "still busy after ${waited}s ($f% elsewhere): measuring anyway"
+			break
+		fi
+	done
+	[ "$waited" -gt 0 ] && log "quiet after ${waited}s"
+	return 0
+}
+
+# The largest disturbance in FILE (percent), for the tables.
+disturb_max() { sort -n "$1" 2>/dev/null | tail -1; }
 
 # psql with no startup file, stopping at the first error.
 sql() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
@@ -184,6 +265,9 @@ bench_conditions() {
 		cmp -s "$so" "$BENCH_DIR/../../scuttlebutt.so" && same="same as"
 		printf 'measured: %s built %s, %s the repository build (at %s)\n' "$so" \
 			"$(date -u -r "$so" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo '?')" "$same" "$rev"
+		if [ -n "${BENCH_SO_SUM:-}" ] && [ "$(so_sum)" != "$BENCH_SO_SUM" ]; then
+			printf 'WARNING: scuttlebutt.so was reinstalled during the run: runs before and after measured different builds\n'
+		fi
 	fi
 }
 

@@ -61,6 +61,8 @@ SQL
 timed() {
 	local side=$1 in=$2 tag=$3 stmt
 	if [ "$side" = plain ]; then stmt=$PLAIN_SQL; else stmt=$EXT_SQL; fi
+	quiet_gate
+	disturb_begin
 	backend_run "$W/$tag" 0 <<PSQL
 \\set in $in
 CHECKPOINT;
@@ -70,6 +72,7 @@ $stmt
 \\timing off
 \\o
 PSQL
+	disturb_end "$W/foreign"
 	echo "$(<"$W/$tag.hwm")" >>"$W/$side.hwm"
 }
 
@@ -86,7 +89,7 @@ check() {
 	[ "$n" -eq "$KEYS" ] || die "set_many: $side holds $n of the $KEYS expected rows after input $in"
 }
 
-for f in plain.empty set.empty plain.full set.full plain.hwm set.hwm; do : >"$W/$f"; done
+for f in plain.empty set.empty plain.full set.full plain.hwm set.hwm foreign; do : >"$W/$f"; done
 # Repetition 0 warms up (caches, first relation extension) and is not kept.
 for rep in $(seq 0 "$REPS"); do
 	if [ $((rep % 2)) -eq 1 ]; then order="plain set"; else order="set plain"; fi
@@ -102,7 +105,7 @@ for rep in $(seq 0 "$REPS"); do
 		ms2=$(timed "$side" "$b" "$side.full.$rep")
 		[ "$rep" -gt 0 ] && echo "$ms2" >>"$W/$side.full"
 		check "$side" "$b"
-		log "set_many: rep=$rep $side: empty $ms ms, full $ms2 ms"
+		log "set_many: rep=$rep $side: empty $ms ms, full $ms2 ms (foreign CPU $(tail -2 "$W/foreign" | paste -sd/)%)"
 	done
 done
 
@@ -115,6 +118,7 @@ for c in empty full; do
 	record set_many "$c ($KEYS keys): ms" "$bm" "$em" "ms (median of $REPS)" "-" "-" "-"
 	log "set_many: raw $c ms plain: $(paste -sd' ' "$W/plain.$c") / set_many: $(paste -sd' ' "$W/set.$c")"
 done
+record set_many "foreign CPU during runs (max)" "-" "$(disturb_max "$W/foreign")" "% of all CPUs" "-" "-" "info"
 record set_many "backend peak VmHWM" "$(sort -n "$W/plain.hwm" | tail -1)" "$(sort -n "$W/set.hwm" | tail -1)" "kB (max over runs)" "-" "-" "info"
 
 # Private memory of the backend: one more, untimed, sampled run per side

@@ -74,6 +74,7 @@ SQL
 
 W="$BENCH_OUT/set_tps"
 mkdir -p "$W"
+: >"$W/foreign"
 cat >"$W/plain.pgb" <<PGB
 \set k random(1, $KEYS)
 \set v random(1, 1000000000)
@@ -91,8 +92,11 @@ run() {
 	sql -c "VACUUM plain_kv" -c "VACUUM scuttlebutt.updates" -c "VACUUM scuttlebutt.clocks" -c "CHECKPOINT" >/dev/null
 	out="$W/$side.c$c.sync$s.$rep.log"
 	cpus=$(pin "$c")
+	quiet_gate
+	disturb_begin
 	PGOPTIONS="-c synchronous_commit=$s" taskset -c "$cpus" "$PGBIN/pgbench" -n -M prepared -c "$c" -j "$c" \
 		-T "$SECS" -f "$W/$side.pgb" >"$out" 2>&1 || die "pgbench failed: $(tail -5 "$out")"
+	disturb_end "$W/foreign"
 	pin 2 >/dev/null
 	grep -q '^number of failed transactions: 0 ' "$out" ||
 		die "pgbench reported failed transactions, see $out"
@@ -106,9 +110,18 @@ for s in $SYNC; do
 		for rep in $(seq 1 "$REPS"); do
 			if [ $((rep % 2)) -eq 1 ]; then order="plain set"; else order="set plain"; fi
 			for side in $order; do
-				tps=$(run "$side" "$c" "$s" "$rep")
+				# A run disturbed by other work on the machine is repeated
+				# (twice at most); the table reports the worst kept.
+				for try in 1 2 3; do
+					tps=$(run "$side" "$c" "$s" "$rep")
+					if [ "$(tail -1 "$W/foreign")" -lt "${BENCH_MAX_FOREIGN:-10}" ] || [ "$try" -eq 3 ]; then
+						break
+					fi
+					log "set_tps: $side run disturbed ($(tail -1 "$W/foreign")% CPU elsewhere, $tps tps), repeating"
+					sed -i '$d' "$W/foreign"
+				done
 				echo "$tps" >>"$W/$side.c$c.sync$s.tps"
-				log "set_tps: sync=$s clients=$c rep=$rep $side: $tps tps"
+				log "set_tps: sync=$s clients=$c rep=$rep $side: $tps tps (foreign CPU $(tail -1 "$W/foreign")%)"
 			done
 		done
 		b=$(median <"$W/plain.c$c.sync$s.tps")
@@ -121,6 +134,8 @@ for s in $SYNC; do
 		log "set_tps: raw plain: $(paste -sd' ' "$W/plain.c$c.sync$s.tps") / set: $(paste -sd' ' "$W/set.c$c.sync$s.tps")"
 	done
 done
+
+record set_tps "foreign CPU during runs (max)" "-" "$(disturb_max "$W/foreign")" "% of all CPUs" "-" "-" "info"
 
 # Sanity: the model really holds $KEYS keys and its rows were updated.
 n=$(sql1 -c "SELECT count(*) FROM scuttlebutt.keys('bench')")
