@@ -338,9 +338,6 @@ send_header(SbConn *conn)
 		return false;
 	}
 	conn->header_sent = true;
-	/* a side that sends nothing has nothing to sync: its SYNC is implied */
-	if (!conn->send_enabled)
-		conn->sync_sent = true;
 	return true;
 }
 
@@ -412,8 +409,14 @@ bool
 SbConnRead(SbConn *conn)
 {
 	char		buf[65536];
+	int			budget = SB_READ_BUDGET;
 
-	for (;;)
+	/*
+	 * Read at most a budget per call, then let the loop serve the other
+	 * connections and publish status: the socket stays readable, so the
+	 * next iteration comes straight back here.
+	 */
+	while (budget > 0)
 	{
 		ssize_t		n = recv(conn->sock, buf, sizeof(buf), 0);
 		int			start = 0;
@@ -430,10 +433,16 @@ SbConnRead(SbConn *conn)
 		}
 		if (n == 0)
 		{
-			SbConnClose(conn, "closed by peer", NULL);
+			if (conn->in.len > 0)
+				SbConnClose(conn, "closed in the middle of a line",
+							psprintf("%d bytes of an unfinished line were dropped.",
+									 conn->in.len));
+			else
+				SbConnClose(conn, "closed by peer", NULL);
 			return false;
 		}
 		conn->bytes_in += n;
+		budget -= n;
 		conn->last_activity = GetCurrentTimestamp();
 
 		{
@@ -476,6 +485,7 @@ SbConnRead(SbConn *conn)
 		if (conn->npending >= SB_APPLY_BATCH && !SbConnApplyPending(conn))
 			return false;
 	}
+	return true;
 }
 
 static void
@@ -706,9 +716,26 @@ SbConnPump(SbConn *conn, uint64 commits)
 {
 	PumpArg		pa = {false, 0};
 
-	if (!conn->send_enabled || !conn->header_received || !conn->header_sent ||
+	if (!conn->header_received || !conn->header_sent ||
 		(conn->state != SB_CONN_SYNCING && conn->state != SB_CONN_LIVE))
 		return true;
+
+	/*
+	 * A side that sends nothing (readable: false) still answers the peer's
+	 * header with "SYNC", as the reference does, so the peer can go live.
+	 */
+	if (!conn->send_enabled)
+	{
+		if (!conn->sync_sent)
+		{
+			append_line(conn, "\"SYNC\"", 6);
+			conn->sync_sent = true;
+			note_synced(conn);
+		}
+		conn->caught_up = true;
+		conn->commits_seen = commits;
+		return true;
+	}
 	if (conn->caught_up && conn->commits_seen == commits)
 		return true;
 	if (conn->out.len - conn->out_off >= SB_OUT_HIGH_WATER)

@@ -97,6 +97,8 @@ typedef struct SbConn
 /* Updates read per page of history, and applied per transaction */
 #define SB_HISTORY_PAGE 2000
 #define SB_APPLY_BATCH 5000
+/* Bytes read from one socket before the loop serves the others */
+#define SB_READ_BUDGET (512 * 1024)
 
 extern SbConn *SbConnCreate(MemoryContext parent, bool outgoing);
 extern void SbConnFree(SbConn *conn);

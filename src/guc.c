@@ -12,6 +12,7 @@
 
 #include <limits.h>
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "guc.h"
@@ -30,7 +31,12 @@ bool		sb_listen_receive = true;
 void
 SbGucInit(void)
 {
-	DefineCustomStringVariable("scuttlebutt.database",
+	/*
+	 * Server-start settings exist only when preloaded: defining one later
+	 * (CREATE EXTENSION in a running server) is an error.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomStringVariable("scuttlebutt.database",
 							   "Database the scuttlebutt replication worker connects to.",
 							   NULL,
 							   &sb_database,
