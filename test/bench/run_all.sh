@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test/bench/run_all.sh: every scuttlebutt benchmark against its baseline in
 # one throw-away cluster, then one combined table.  Each script's settings
-# pass through (TPS_*, MANY_*, HISTORY_*; see the scripts' headers).
+# pass through (TPS_*, MANY_*, HISTORY_*, JS_SYNC_*, SERVER_SYNC_*, LATENCY_*,
+# STREAM_MEM_*; see the scripts' headers).
 # BENCH_KEEP=1 keeps the raw numbers, logs and plans.
 #
 #   make install && test/bench/run_all.sh
@@ -14,12 +15,19 @@ started=$(date +%s)
 "$BENCH_DIR/set_tps.sh"
 "$BENCH_DIR/set_many.sh"
 "$BENCH_DIR/history.sh"
+# replication: each starts servers of its own (they need the worker's listener)
+"$BENCH_DIR/stream_js_sync.sh"
+"$BENCH_DIR/stream_server_sync.sh"
+"$BENCH_DIR/stream_latency.sh"
+"$BENCH_DIR/stream_memory.sh"
 
 echo
 echo "scuttlebutt benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(($(date +%s) - started)) s"
 echo "$(bench_conditions)"
 echo "baseline: set_tps plain upsert, set_many plain INSERT..jsonb_each..ON CONFLICT,"
-echo "          history the 10k-key model (delta) / a plain query of the same rows (dump)"
+echo "          history the 10k-key model (delta) / a plain query of the same rows (dump),"
+echo "          stream_js_sync a JavaScript server, stream_server_sync s/100k at the smallest size,"
+echo "          stream_memory one peer"
 echo "ratio: extension / baseline"
 print_table
 if grep -q $'\tMISS$' "$BENCH_OUT/results.tsv"; then
