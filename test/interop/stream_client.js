@@ -344,6 +344,126 @@ async function bulk() {
 	h.is(st.fromSource(got, sb.id).length, 0, `${label}: none of the client's updates is sent back`);
 }
 
+// ---------------------------------------------------------------------
+// Signed updates (scuttlebutt/security) relayed between two clients
+// ---------------------------------------------------------------------
+
+// Each client signs its updates and verifies the other's (an update that
+// fails verification is not applied, and emits 'unverified_data').  The
+// worker stores and relays them with their signature, byte for byte.
+async function signedRelay() {
+	const crypto = require('crypto');
+	const security = require('scuttlebutt/security');
+	const name = 'signed';
+	const label = 'signed updates relayed between two clients';
+	db.exec(`SELECT scuttlebutt.create_model(${lit(name)});`);
+	const keys = {};
+	const make = () => {
+		const kp = crypto.generateKeyPairSync('rsa', {
+			modulusLength: 1024,
+			publicKeyEncoding: { type: 'spki', format: 'pem' },
+			privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+		});
+		const sec = security(keys, kp.privateKey, kp.publicKey);
+		keys[sec.createId()] = kp.publicKey;
+		const m = new h.Model(sec);
+		m.unverified = [];
+		m.on('unverified_data', (u) => m.unverified.push(u));
+		return m;
+	};
+	const A = make(), B = make();
+	A.set('a', V[0]);
+	const pa = await st.connectClient(port, A, { meta: name }, `${label} A`);
+	h.ok(await st.until(() => pa.synced), `${label}: A synced`);
+	h.ok(await adb.waitForSync(name), `${label}: wait_for_sync() is true with A`);
+	B.set('b', V[1]);
+	const pb = await st.connectClient(port, B, { meta: name }, `${label} B`);
+	h.ok(await st.until(() => pb.synced && st.hasSeen(A, B.id, B.sources[B.id])), `${label}: B synced, B's update reaches A`);
+	h.ok(st.hasSeen(B, A.id, A.sources[A.id]), `${label}: A's update reached B`);
+	A.set('a-live', V[2]);
+	h.ok(await st.until(() => st.hasSeen(B, A.id, A.sources[A.id])), `${label}: A's live update reaches B`);
+	h.ok(await adb.waitForSync(name), `${label}: wait_for_sync() is true`);
+	h.same(A.toJSON(), B.toJSON(), `${label}: A and B hold the same state`);
+	h.ok(A.get('b') !== undefined && B.get('a-live') !== undefined, `${label}: each applied the other's updates after verifying them`);
+	h.is(A.unverified.length + B.unverified.length, 0, `${label}: no update failed verification`);
+	h.is(st.sortedText(Q.history(name, {})), st.sortedText(A.history({}).map((u) => JSON.stringify(u))),
+		`${label}: the table holds A's history, signatures included, byte for byte`);
+	h.ok(await pa.finish() && await pb.finish(), `${label}: closed`);
+	st.checkRaw(`${label} A`, pa);
+	st.checkRaw(`${label} B`, pb);
+	const aSent = pa.sentUpdates().filter((l) => JSON.parse(l)[2] === A.id);
+	const bGot = st.fromSource(pb.updates().map((x) => x.line), A.id);
+	h.ok(aSent.length === 2 && aSent.every((l) => JSON.parse(l).length === 4), `${label}: A sent its 2 updates signed`, aSent.join('\n'));
+	h.is(st.sortedText(bGot), st.sortedText(aSent), `${label}: B receives A's updates exactly as A sent them, signature included`);
+}
+
+// ---------------------------------------------------------------------
+// Concurrent SQL writers while a client is live
+// ---------------------------------------------------------------------
+
+// The reference drops an update whose timestamp is not above what it
+// holds from that source, so the worker must send each source's updates
+// in timestamp order even when many backends commit at once.
+async function concurrentWriters(kind) {
+	const K = st.KINDS[kind];
+	const name = `concurrent_${kind}`;
+	const label = `${kind} client during concurrent SQL writes`;
+	const WRITERS = 4, EACH = 150;
+	db.exec(`SELECT scuttlebutt.create_model(${lit(name)}, ${lit(kind)});`);
+	const sb = h.newReference(kind, `JS-concurrent-${kind}`);
+	const dropped = [];
+	sb.on('old_data', (u) => dropped.push(u));
+	const peer = await st.connectClient(port, sb, { meta: name }, label);
+	h.ok(await st.until(() => peer.synced), `${label}: synced`);
+	h.ok(await adb.waitForSync(name), `${label}: wait_for_sync() is true`);
+	const runs = [];
+	for (let w = 0; w < WRITERS; w++) {
+		let sql = '';
+		for (let i = 0; i < EACH; i++) sql += K.sql(name, `w${w}-${i}`, { w, i }) + ';\n';
+		runs.push(adb.exec(sql));
+	}
+	// the client writes too, meanwhile
+	for (let i = 0; i < 20; i++) K.js(sb, `js${i}`, i);
+	await Promise.all(runs);
+	const last = Q.clock(name)[nodeId];
+	h.ok(await st.until(() => st.hasSeen(sb, nodeId, last)), `${label}: the last SQL write reaches the client`);
+	h.ok(await Q.pollSeen(name, sb.id, sb.sources[sb.id]), `${label}: the client's writes reach the table`);
+	h.ok(await adb.waitForSync(name), `${label}: wait_for_sync() is true after the writes`);
+	Q.compare(label, kind, name, sb);
+	h.is(dropped.filter((u) => u[2] === nodeId).length, 0, `${label}: the client dropped none of the database's updates as out of order`);
+	h.ok(await peer.finish(), `${label}: closed`);
+	const shape = st.checkRaw(label, peer) || st.streamShape(peer.lines());
+	if (kind !== 'value')
+		h.is(shape.afterSync.length, WRITERS * EACH, `${label}: each of the ${WRITERS * EACH} SQL writes is sent once`);
+}
+
+// ---------------------------------------------------------------------
+// Lines of most of a megabyte
+// ---------------------------------------------------------------------
+
+// Values whose JSON text is ~700 kB (under scuttlebutt.max_line_bytes,
+// 1 MB by default) of multibyte characters and escapes: the worker's
+// reads and writes split them anywhere.
+async function largeLines() {
+	const name = 'large_lines';
+	const label = 'lines of 700 kB';
+	db.exec(`SELECT scuttlebutt.create_model(${lit(name)});`);
+	const big = (tag) => tag + 'é😀a"\n'.repeat(70000);
+	db.value(st.KINDS.model.sql(name, 'big_db', big('db')));
+	const sb = h.newReference('model', 'JS-large');
+	sb.set('big_js', big('js'));
+	const peer = await st.connectClient(port, sb, { meta: name }, label);
+	h.ok(await st.until(() => peer.synced), `${label}: synced`);
+	h.ok(await adb.waitForSync(name), `${label}: wait_for_sync() is true`);
+	h.is(sb.get('big_db'), big('db'), `${label}: the database's value reaches the client intact`);
+	Q.compare(label, 'model', name, sb);
+	sb.set('big_live', big('live'));
+	h.ok(await Q.pollSeen(name, sb.id, sb.sources[sb.id]), `${label}: a live one reaches the table`);
+	h.is(JSON.parse(db.value(`SELECT scuttlebutt.get(${lit(name)}, 'big_live')::text`)), big('live'), `${label}: intact`);
+	h.ok(await peer.finish(), `${label}: closed`);
+	st.checkRaw(label, peer);
+}
+
 h.main(async () => {
 	if (!(port > 0)) throw new Error('usage: node stream_client.js <connstr> <listener port>');
 	nodeId = db.value('SELECT scuttlebutt.node_id()');
@@ -352,7 +472,10 @@ h.main(async () => {
 		await relay(kind);
 		await storedText(kind);
 		await endsAtOnce(kind);
+		await concurrentWriters(kind);
 	}
+	await largeLines();
 	await metaObject();
+	await signedRelay();
 	await bulk();
 });
