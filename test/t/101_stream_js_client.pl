@@ -42,7 +42,15 @@ sub listening_node
 		),
 		"$name: the replication worker runs");
 	$node->wait_for_log(qr/scuttlebutt: listening for stream peers on "127\.0\.0\.1" port $port\b/);
+
 	return ($node, $port);
+}
+
+sub seconds
+{
+	my ($hms) = @_;
+	my ($h, $m, $s) = split /:/, $hms // '0:0:0';
+	return $h * 3600 + $m * 60 + $s;
 }
 
 # WARNINGs the worker logged (a clean run has none)
@@ -58,6 +66,20 @@ my ($node, $port) = listening_node('client');
 ScuttlebuttTest::run_interop($node, 'stream_client.js', $port);
 my @w = worker_warnings($node);
 is(scalar(@w), 0, 'client: the worker logged no WARNING') or diag(join("\n", @w));
+
+# After a restart (the extension exists, nothing writes), clients must not
+# be refused for long: the listener opens when the worker starts.  The
+# delay is read from the log's own timestamps.
+my $offset = -s $node->logfile;
+$node->restart;
+$node->wait_for_log(qr/scuttlebutt: listening for stream peers on "127\.0\.0\.1" port $port\b/, $offset);
+my $log = substr(slurp_file($node->logfile), $offset);
+my ($started) = $log =~ /^\S+ (\d\d:\d\d:\d\d\.\d+) .*scuttlebutt replication worker started/m;
+my ($listening) = $log =~ /^\S+ (\d\d:\d\d:\d\d\.\d+) .*scuttlebutt: listening for stream peers/m;
+my $delay = seconds($listening) - seconds($started);
+$delay += 86400 if $delay < 0;
+ok($delay < 3, 'after a restart, the listener opens as soon as the worker starts')
+  or diag("worker started at $started, listening at $listening: ${delay}s later");
 $node->stop;
 
 # listen_send = off: incoming connections are sent nothing but our clock

@@ -12,7 +12,9 @@
 #     on outgoing connections (add_stream_peer(..., send => false) against
 #     a createStream({writable: false, sendClock: true}) master;
 #     receive => false against a createStream({readable: false,
-#     sendClock: true}) slave; and each against a plain createStream()).
+#     sendClock: true}) slave; and each against a plain createStream());
+#   - test/interop/stream_restart.js: a configured peer survives a restart
+#     of the server, which dials the reference server again at once.
 use strict;
 use warnings;
 
@@ -47,6 +49,8 @@ my @js_ports = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 2;
 
 ScuttlebuttTest::run_interop($node, 'stream_server.js', $port, @js_ports);
 ScuttlebuttTest::run_interop($node, 'stream_readonly.js', 'dial', $js_ports[0]);
+# (restarts the server with pg_ctl while a reference server stays up)
+ScuttlebuttTest::run_interop($node, 'stream_restart.js', $js_ports[1], $node->data_dir, $node->logfile);
 
 is($node->safe_psql('postgres', 'SELECT count(*) FROM scuttlebutt.peers'),
 	'0', 'every peer the scripts added was removed');
