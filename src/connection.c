@@ -422,6 +422,15 @@ SbConnRead(SbConn *conn)
 		int			start = 0;
 		char	   *nl;
 
+		if (n <= 0 && !(n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)))
+		{
+			/* the complete lines a peer sent before going away still count */
+			int			saved_errno = errno;
+
+			if (!SbConnApplyPending(conn))
+				return false;
+			errno = saved_errno;
+		}
 		if (n < 0)
 		{
 			if (errno == EINTR)

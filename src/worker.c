@@ -630,6 +630,17 @@ scuttlebutt_worker_main(Datum main_arg)
 			continue;
 		}
 
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			reload = true;
+		}
+		configure_listeners();
+		if (reload || !ws.extension_ready ||
+			pg_atomic_exchange_u32(&sb_shared->peers_changed, 0) != 0)
+			reload_peers();
+
 		if (ws.set_dirty)
 			rebuild_wait_set();
 		else
@@ -662,16 +673,7 @@ scuttlebutt_worker_main(Datum main_arg)
 				handle_socket_event(&events[e]);
 		}
 		CHECK_FOR_INTERRUPTS();
-
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-			reload = true;
-		}
-		configure_listeners();
-		if (reload || !ws.extension_ready ||
-			pg_atomic_exchange_u32(&sb_shared->peers_changed, 0) != 0)
+		if (pg_atomic_exchange_u32(&sb_shared->peers_changed, 0) != 0)
 			reload_peers();
 
 		/* apply what was read, then send what peers lack */
