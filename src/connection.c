@@ -341,6 +341,25 @@ send_header(SbConn *conn)
 	return true;
 }
 
+/*
+ * After send() or recv() returned -1: 1 to retry (EINTR), 0 when the socket
+ * would block, -1 when the connection is lost (closed here, after applying
+ * what the peer had sent).
+ */
+static int
+io_failed(SbConn *conn)
+{
+	int			saved_errno = errno;
+
+	if (saved_errno == EINTR)
+		return 1;
+	if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)
+		return 0;
+	if (SbConnApplyPending(conn))
+		SbConnClose(conn, "connection lost", strerror(saved_errno));
+	return -1;
+}
+
 bool
 SbConnWrite(SbConn *conn)
 {
@@ -351,12 +370,11 @@ SbConnWrite(SbConn *conn)
 
 		if (n < 0)
 		{
-			if (errno == EINTR)
+			int			rc = io_failed(conn);
+
+			if (rc > 0)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return true;
-			SbConnClose(conn, "connection lost", strerror(errno));
-			return false;
+			return rc == 0;
 		}
 		conn->out_off += n;
 		conn->bytes_out += n;
@@ -422,26 +440,19 @@ SbConnRead(SbConn *conn)
 		int			start = 0;
 		char	   *nl;
 
-		if (n <= 0 && !(n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)))
-		{
-			/* the complete lines a peer sent before going away still count */
-			int			saved_errno = errno;
-
-			if (!SbConnApplyPending(conn))
-				return false;
-			errno = saved_errno;
-		}
 		if (n < 0)
 		{
-			if (errno == EINTR)
+			int			rc = io_failed(conn);
+
+			if (rc > 0)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return true;
-			SbConnClose(conn, "connection lost", strerror(errno));
-			return false;
+			return rc == 0;
 		}
 		if (n == 0)
 		{
+			/* the complete lines a peer sent before going away still count */
+			if (!SbConnApplyPending(conn))
+				return false;
 			if (conn->in.len > 0)
 				SbConnClose(conn, "closed in the middle of a line",
 							psprintf("%d bytes of an unfinished line were dropped.",

@@ -83,15 +83,24 @@ number_fits_numeric(const char *token)
 	return labs(strtol(e + 1, NULL, 10)) < SB_MAX_DECIMAL_EXPONENT;
 }
 
-static void
-on_object_start(void *state)
+/* Each nesting level costs parser stack: refuse absurd depths */
+static int
+checked_level(ParseState *st)
 {
-	ParseState *st = state;
 	int			level = st->lex->lex_level;
 
 	if (level >= SB_MAX_JSON_DEPTH)
 		set_error(st, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-				  "JSON nesting is deeper than %s levels", "512");
+				  "JSON nesting is deeper than %s levels", CppAsString2(SB_MAX_JSON_DEPTH));
+	return level;
+}
+
+static void
+on_object_start(void *state)
+{
+	ParseState *st = state;
+	int			level = checked_level(st);
+
 	if (level == 0)
 	{
 		st->root_is_object = true;
@@ -107,11 +116,8 @@ static void
 on_array_start(void *state)
 {
 	ParseState *st = state;
-	int			level = st->lex->lex_level;
+	int			level = checked_level(st);
 
-	if (level >= SB_MAX_JSON_DEPTH)
-		set_error(st, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-				  "JSON nesting is deeper than %s levels", "512");
 	if (level == 0)
 	{
 		st->root_is_array = true;
