@@ -16,7 +16,11 @@
 # runs.  Repetition 0 warms up and is not kept; then $REPS runs per side,
 # the order flipping every repetition.  Table: medians (ms), ratio
 # database / JavaScript.  Target: <= 1 (the JavaScript pair takes about
-# 1.6 s for 100,000 keys and degrades quadratically).
+# 1.6 s for 100,000 keys and degrades quadratically).  Info rows, less
+# sensitive to other work on the machine than elapsed time: the CPU time
+# per sync of the serving process (the database's replication worker, from
+# /proc/<pid>/stat; the node process of the JavaScript server) and of the
+# client (process.cpuUsage() over the same interval).
 #
 #   JS_SYNC_KEYS="100000" JS_SYNC_REPS=5 test/bench/stream_js_sync.sh
 # JS_SYNC_KEYS may list several sizes ("50000 100000 200000") to show the
@@ -28,6 +32,13 @@ set -euo pipefail
 SIZES=${JS_SYNC_KEYS:-100000}
 REPS=${JS_SYNC_REPS:-5}
 TARGET=1
+
+[ -f "$BENCH_DIR/../node_modules/scuttlebutt/model.js" ] ||
+	die "the npm packages are missing: run npm ci in test/"
+
+HZ=$(getconf CLK_TCK)
+# cpu_ticks PID: user + system CPU time of PID, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 W="$STREAM_TMP/js_sync"
 mkdir -p "$W"
@@ -53,23 +64,28 @@ for n in $SIZES; do
 	read -r _ js_port js_keys < <(grep '^READY ' "$W/$m.server.out") || die "model_server.js did not start"
 	[ "$js_keys" -eq "$n" ] || die "model_server.js holds $js_keys keys, expected $n"
 
-	: >"$W/$m.db"; : >"$W/$m.js"
+	for f in db js db.server_cpu js.server_cpu db.client_cpu js.client_cpu; do : >"$W/$m.$f"; done
 	for rep in $(seq 0 "$REPS"); do
 		if [ $((rep % 2)) -eq 1 ]; then order="js db"; else order="db js"; fi
 		line=""
 		for side in $order; do
-			if [ "$side" = db ]; then p=${LISTEN_OF[a]}; else p=$js_port; fi
+			if [ "$side" = db ]; then p=${LISTEN_OF[a]}; spid=$(worker_pid a); else p=$js_port; spid=$js_pid; fi
 			sqlx a -c "CHECKPOINT" >/dev/null
 			quiet_gate
+			t0=$(cpu_ticks "$spid")
 			disturb_begin
 			out=$("$NODE" "$JS_DIR/sync_client.js" "$p" "$m" "$n") || die "sync from $side failed: $out"
 			disturb_end "$W/foreign.all"
+			scpu=$(awk -v t="$(( $(cpu_ticks "$spid") - t0 ))" -v hz="$HZ" 'BEGIN { printf "%.0f", t * 1000 / hz }')
 			ms=$(sed -E 's/.*"ms":([0-9.e+-]+).*/\1/' <<<"$out")
+			ccpu=$(sed -E 's/.*"cpu_ms":([0-9.e+-]+).*/\1/' <<<"$out")
 			if [ "$rep" -gt 0 ]; then
 				echo "$ms" >>"$W/$m.$side"
+				echo "$scpu" >>"$W/$m.$side.server_cpu"
+				echo "$ccpu" >>"$W/$m.$side.client_cpu"
 				tail -1 "$W/foreign.all" >>"$W/foreign"
 			fi
-			line="$line $side $(printf '%.0f' "$ms") ms (foreign CPU $(tail -1 "$W/foreign.all")%)"
+			line="$line $side $(printf '%.0f' "$ms") ms (server CPU $scpu ms, client CPU $(printf '%.0f' "$ccpu") ms, foreign CPU $(tail -1 "$W/foreign.all")%)"
 		done
 		log "stream_js_sync: $n keys rep=$rep:$line"
 		# the database's connection is gone before the next run
@@ -81,6 +97,8 @@ for n in $SIZES; do
 	bm=$(median <"$W/$m.js"); em=$(median <"$W/$m.db")
 	r=$(ratio "$em" "$bm")
 	record stream_js_sync "JS client initial sync, $n keys" "$bm" "$em" "ms (median of $REPS)" "$r" "<= $TARGET" "$(verdict "$r" '<=' "$TARGET")"
+	record stream_js_sync "$n keys: CPU per sync, serving process" "$(median <"$W/$m.js.server_cpu")" "$(median <"$W/$m.db.server_cpu")" "CPU ms (median of $REPS)" "$(ratio "$(median <"$W/$m.db.server_cpu")" "$(median <"$W/$m.js.server_cpu")")" "-" "info"
+	record stream_js_sync "$n keys: CPU per sync, JS client" "$(printf '%.0f' "$(median <"$W/$m.js.client_cpu")")" "$(printf '%.0f' "$(median <"$W/$m.db.client_cpu")")" "CPU ms (median of $REPS)" "-" "-" "info"
 	log "stream_js_sync: raw $n keys ms JS server: $(paste -sd' ' "$W/$m.js") / database: $(paste -sd' ' "$W/$m.db")"
 done
 

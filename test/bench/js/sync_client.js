@@ -7,7 +7,8 @@
 //
 //   node sync_client.js PORT MODEL EXPECTED_KEYS [HOST]
 //
-// Prints one JSON line {"ms", "connect_ms", "keys", "bytes_in"} and exits 0
+// Prints one JSON line {"ms", "connect_ms", "keys", "bytes_in", "cpu_ms"}
+// (cpu_ms: this process's user + system CPU over the same interval) and exits 0
 // when the Model holds EXPECTED_KEYS keys at 'sync'; exits 1 otherwise
 // (wrong count, stream error, or no sync within SYNC_TIMEOUT_MS, default
 // 600,000).
@@ -22,6 +23,7 @@ if (!port || !modelName || !expected) {
 const timeoutMs = Number(process.env.SYNC_TIMEOUT_MS) || 600000;
 
 const model = new Model();
+const cpu0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
 const ms = () => Number(process.hrtime.bigint() - t0) / 1e6;
 let connectMs = null;
@@ -42,10 +44,11 @@ socket.on('close', () => fail('connection closed before sync'));
 
 stream.once('sync', () => {
 	const elapsed = ms();
+	const cpu = process.cpuUsage(cpu0);
 	clearTimeout(timer);
 	const keys = Object.keys(model.store).length;
 	socket.removeAllListeners('close');
-	console.log(JSON.stringify({ ms: elapsed, connect_ms: connectMs, keys, bytes_in: socket.bytesRead }));
+	console.log(JSON.stringify({ ms: elapsed, connect_ms: connectMs, keys, bytes_in: socket.bytesRead, cpu_ms: (cpu.user + cpu.system) / 1000 }));
 	socket.destroy();
 	if (keys !== Number(expected)) fail(`holds ${keys} keys at sync, expected ${expected}`);
 	process.exit(0);
