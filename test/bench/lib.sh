@@ -122,14 +122,32 @@ so_sum() {
 # FILE appends the percentage to FILE.  On a shared machine a run with
 # more than a few percent is not comparable with the others.
 _machine_busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+# The cluster's CPU ticks: the postmaster's own and its reaped children's,
+# plus its live (or zombie) children's.  Read again when the postmaster
+# reaped a child meanwhile, which would count that child nowhere.
+_pm_ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$BENCH_POSTMASTER/stat" 2>/dev/null || echo 0; }
 _cluster_ticks() {
-	local t c
-	t=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$BENCH_POSTMASTER/stat" 2>/dev/null || echo 0)
-	for c in $(pgrep -P "$BENCH_POSTMASTER"); do
-		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || echo 0)))
+	local a b t c
+	for _ in 1 2 3 4 5; do
+		a=$(_pm_ticks)
+		t=0
+		for c in $(pgrep -P "$BENCH_POSTMASTER"); do
+			t=$((t + $(awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || echo 0)))
+		done
+		b=$(_pm_ticks)
+		[ "$a" = "$b" ] && break
 	done
-	echo "$t"
+	echo $((b + t))
 }
+# Wait (3 s at most) until the postmaster has no more children than $1:
+# the backends of a finished client exit a moment after it.
+_cluster_settle() {
+	for _ in $(seq 1 300); do
+		[ "$(pgrep -c -P "$BENCH_POSTMASTER")" -le "$1" ] && return 0
+		sleep 0.01
+	done
+}
+
 # Children's CPU of the current shell in ticks: "times" has to run here,
 # not in a $(...) subshell, hence the file.
 _child_ticks() {
@@ -143,11 +161,13 @@ _child_ticks() {
 }
 disturb_begin() {
 	_child_ticks; _d_child=$_d_ticks
+	_d_kids=$(pgrep -c -P "$BENCH_POSTMASTER" || true)
 	_d_busy=$(_machine_busy); _d_cluster=$(_cluster_ticks)
 	_d_t0=$(date +%s.%N)
 }
 disturb_end() {
 	local busy cluster child t1
+	_cluster_settle "$_d_kids"
 	busy=$(_machine_busy); cluster=$(_cluster_ticks)
 	_child_ticks; child=$_d_ticks
 	t1=$(date +%s.%N)
