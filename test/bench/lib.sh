@@ -281,7 +281,7 @@ bench_conditions() {
 	if [ -n "${BENCH_EXTENSION_SQL:-}" ]; then
 		printf 'measured: stand-in %s (repository at %s)\n' "$BENCH_EXTENSION_SQL" "$rev"
 	else
-		local same="differs from"
+		local same="not byte-identical to (built elsewhere, or other sources)"
 		cmp -s "$so" "$BENCH_DIR/../../scuttlebutt.so" && same="same as"
 		printf 'measured: %s built %s, %s the repository build (at %s)\n' "$so" \
 			"$(date -u -r "$so" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo '?')" "$same" "$rev"
