@@ -105,6 +105,12 @@ SELECT scuttlebutt.get('bulk', 'k1'),
 SELECT (scuttlebutt.clock('bulk') ->> scuttlebutt.node_id())::float8 = max(ts) AS clock_is_max
 FROM scuttlebutt.entries('bulk');
 
+-- set_many over a key a peer holds newer: that key is written again past it
+SELECT scuttlebutt.apply_update('bulk', '[["k7","future"],9000000000000000,"F"]');
+SELECT scuttlebutt.set_many('bulk', '{"k7":"mine","k8":"also"}');
+SELECT key, value, ts > 9000000000000000 AS after_future, source = scuttlebutt.node_id() AS own
+FROM scuttlebutt.entries('bulk') WHERE key IN ('k7', 'k8');
+
 SELECT name, kind, updates, sources FROM scuttlebutt.models ORDER BY name;
 
 -- drop_model removes everything of the model

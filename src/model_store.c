@@ -371,10 +371,9 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 		qvalues[1] = values[1];
 		qvalues[2] = values[2];
 		qvalues[3] = values[3];
-		if (SPI_execute_with_args("SELECT u.key, u.ts,"
-								  " (SELECT i FROM unnest($4) WITH ORDINALITY k(key, i) WHERE k.key = u.key)"
+		if (SPI_execute_with_args("SELECT u.key, u.ts, t.i"
 								  " FROM scuttlebutt.updates u"
-								  " JOIN unnest($4, $3) AS t(key, ts) ON u.key = t.key"
+								  " JOIN unnest($4, $3) WITH ORDINALITY AS t(key, ts, i) ON u.key = t.key"
 								  " WHERE u.model_id = $1 AND (u.source <> $2 OR u.ts <> t.ts)",
 								  4, qtypes, qvalues, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read scuttlebutt.updates");
