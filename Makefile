@@ -16,12 +16,17 @@ OBJS = \
 	src/shmem.o \
 	src/connection.o \
 	src/worker.o \
+	src/conninfo.o \
+	src/libpq_peer.o \
+	src/poll_functions.o \
 	src/peer_functions.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src -I$(libpq_srcdir)
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+# libpq: the worker dials PostgreSQL peers (as dblink and postgres_fdw do)
+SHLIB_LINK_INTERNAL = $(libpq)
 SHLIB_LINK = -lssl -lcrypto
 
 # pg_regress: sql/<name>.sql against expected/<name>.out

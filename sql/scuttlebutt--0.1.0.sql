@@ -302,7 +302,8 @@ CREATE TABLE scuttlebutt.peers (
 	send boolean NOT NULL DEFAULT true,
 	receive boolean NOT NULL DEFAULT true,
 	created_at timestamptz NOT NULL DEFAULT now(),
-	CHECK (transport <> 'stream' OR (host IS NOT NULL AND port IS NOT NULL))
+	CHECK (transport <> 'stream' OR (host IS NOT NULL AND port IS NOT NULL)),
+	CHECK (transport <> 'libpq' OR conninfo IS NOT NULL)
 );
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.peers', '');
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.peers_id_seq', '');
@@ -322,6 +323,38 @@ RETURNS integer
 AS 'MODULE_PATHNAME', 'scuttlebutt_add_stream_peer'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- A PostgreSQL server reached with libpq: PostgreSQL's roles, pg_hba,
+-- passwords and TLS guard it.  The remote needs the extension (and, for
+-- prompt live pulls, the library preloaded: see poll()).
+CREATE FUNCTION scuttlebutt.add_peer(model text, conninfo text,
+									 send boolean DEFAULT true,
+									 receive boolean DEFAULT true)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'scuttlebutt_add_peer'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The remote end of a libpq peer: the updates newer than sources (at most
+-- max_updates), or, if there are none, a wait of up to wait_ms for the
+-- next commit that writes a model, then none (the caller asks again).
+CREATE FUNCTION scuttlebutt.poll(model text, sources jsonb DEFAULT '{}',
+								 max_updates integer DEFAULT 10000,
+								 wait_ms integer DEFAULT 0)
+RETURNS SETOF json
+AS 'MODULE_PATHNAME', 'scuttlebutt_poll'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- A conninfo as shown to users: every password option removed.
+CREATE FUNCTION scuttlebutt._conninfo_shown(conninfo text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'scuttlebutt_conninfo_shown'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
+-- host:port of a conninfo (its first host), for peer_status.remote_addr
+CREATE FUNCTION scuttlebutt._conninfo_address(conninfo text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'scuttlebutt_conninfo_address'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+
 CREATE FUNCTION scuttlebutt.remove_peer(id integer)
 RETURNS void
 AS 'MODULE_PATHNAME', 'scuttlebutt_remove_peer'
@@ -340,12 +373,16 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 -- A row per configured peer and per live connection.  Configured peers
 -- the worker does not hold (not preloaded, or not yet read) show a NULL
 -- state.
+-- conninfo: a libpq peer's connection string, without its password.
 CREATE VIEW scuttlebutt.peer_status AS
-	SELECT s.* FROM scuttlebutt._peer_status() s
+	SELECT s.*, scuttlebutt._conninfo_shown(p.conninfo) AS conninfo
+	FROM scuttlebutt._peer_status() s
+	LEFT JOIN scuttlebutt.peers p ON p.id = s.peer_id
 	UNION ALL
 	SELECT p.id, 'out', p.transport, p.model,
-		   coalesce(p.host || ':' || p.port, p.conninfo), NULL, NULL, NULL,
-		   0, 0, 0, 0, 0, NULL, NULL
+		   coalesce(p.host || ':' || p.port, scuttlebutt._conninfo_address(p.conninfo)),
+		   NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL,
+		   scuttlebutt._conninfo_shown(p.conninfo)
 	FROM scuttlebutt.peers p
 	WHERE p.id NOT IN (SELECT s.peer_id FROM scuttlebutt._peer_status() s
 					   WHERE s.peer_id IS NOT NULL);

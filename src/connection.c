@@ -52,13 +52,13 @@
 #include "connection.h"
 #include "guc.h"
 #include "jstext.h"
+#include "libpq_peer.h"
 #include "shmem.h"
 
 /* At most one WARNING per connection this often for rejected updates */
 #define SB_REJECT_WARNING_INTERVAL_MS 10000
 
 static bool handle_line(SbConn *conn, const char *line, int len);
-static void note_synced(SbConn *conn);
 
 const char *
 SbConnStateName(SbConnState state)
@@ -107,6 +107,8 @@ SbConnFree(SbConn *conn)
 {
 	if (conn->sock != PGINVALID_SOCKET)
 		closesocket(conn->sock);
+	if (conn->libpq)
+		SbLibpqDisconnect(conn);
 	MemoryContextDelete(conn->cxt);
 }
 
@@ -137,8 +139,8 @@ remote_find(SbRemoteClock *rc, const char *source, bool *found)
 	return lo;
 }
 
-static double
-remote_get(SbRemoteClock *rc, const char *source)
+double
+SbRemoteClockGet(SbRemoteClock *rc, const char *source)
 {
 	bool		found;
 	int			i = remote_find(rc, source, &found);
@@ -146,11 +148,9 @@ remote_get(SbRemoteClock *rc, const char *source)
 	return found ? rc->entries[i].ts : -INFINITY;
 }
 
-/* Raises the peer's entry for source to ts (allocating in the session) */
-static void
-remote_raise(SbConn *conn, const char *source, double ts)
+void
+SbRemoteClockRaise(SbRemoteClock *rc, MemoryContext cxt, const char *source, double ts)
 {
-	SbRemoteClock *rc = &conn->remote;
 	bool		found;
 	int			i = remote_find(rc, source, &found);
 
@@ -165,12 +165,19 @@ remote_raise(SbConn *conn, const char *source, double ts)
 		rc->alloc = Max(16, rc->alloc * 2);
 		rc->entries = rc->entries
 			? repalloc(rc->entries, sizeof(SbClockEntry) * rc->alloc)
-			: MemoryContextAlloc(conn->session_cxt, sizeof(SbClockEntry) * rc->alloc);
+			: MemoryContextAlloc(cxt, sizeof(SbClockEntry) * rc->alloc);
 	}
 	memmove(&rc->entries[i + 1], &rc->entries[i], sizeof(SbClockEntry) * (rc->n - i));
-	rc->entries[i].source = MemoryContextStrdup(conn->session_cxt, source);
+	rc->entries[i].source = MemoryContextStrdup(cxt, source);
 	rc->entries[i].ts = ts;
 	rc->n++;
+}
+
+/* Raises the peer's entry for source to ts (allocating in the session) */
+static void
+remote_raise(SbConn *conn, const char *source, double ts)
+{
+	SbRemoteClockRaise(&conn->remote, conn->session_cxt, source, ts);
 }
 
 /* ---- closing ---- */
@@ -197,6 +204,8 @@ SbConnClose(SbConn *conn, const char *reason, const char *detail)
 		closesocket(conn->sock);
 		conn->sock = PGINVALID_SOCKET;
 	}
+	if (conn->libpq)
+		SbLibpqDisconnect(conn);
 	conn->npending = 0;
 	conn->pending = NULL;
 	conn->pending_alloc = 0;
@@ -215,15 +224,8 @@ SbConnClose(SbConn *conn, const char *reason, const char *detail)
 
 /* ---- transactions ---- */
 
-typedef void (*SbConnTxnFn) (SbConn *conn, void *arg);
-
-/*
- * Runs fn in a transaction of its own, with an active snapshot.  An error
- * aborts the transaction and closes this connection (with the message);
- * returns false then.
- */
-static bool
-with_transaction(SbConn *conn, const char *activity, SbConnTxnFn fn, void *arg)
+bool
+SbConnTransaction(SbConn *conn, const char *activity, SbConnTxnFn fn, void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	volatile bool ok = true;
@@ -329,7 +331,7 @@ send_header(SbConn *conn)
 {
 	HeaderArg	ha = {false};
 
-	if (!with_transaction(conn, "scuttlebutt: sending header", header_txn, &ha))
+	if (!SbConnTransaction(conn, "scuttlebutt: sending header", header_txn, &ha))
 		return false;
 	if (ha.unknown_model)
 	{
@@ -363,6 +365,8 @@ io_failed(SbConn *conn)
 bool
 SbConnWrite(SbConn *conn)
 {
+	if (conn->transport == SB_TRANSPORT_LIBPQ)
+		return SbLibpqFlush(conn);
 	while (conn->out_off < conn->out.len)
 	{
 		ssize_t		n = send(conn->sock, conn->out.data + conn->out_off,
@@ -388,7 +392,7 @@ SbConnWrite(SbConn *conn)
 /* ---- starting ---- */
 
 void
-SbConnStart(SbConn *conn, pgsocket sock, const char *remote_addr)
+SbConnBeginSession(SbConn *conn)
 {
 	MemoryContext old;
 
@@ -399,8 +403,6 @@ SbConnStart(SbConn *conn, pgsocket sock, const char *remote_addr)
 	initStringInfo(&conn->out);
 	MemoryContextSwitchTo(old);
 	conn->out_off = 0;
-	conn->sock = sock;
-	strlcpy(conn->remote_addr, remote_addr, sizeof(conn->remote_addr));
 	conn->remote_id = NULL;
 	conn->header_sent = conn->header_received = false;
 	conn->sync_sent = conn->sync_received = false;
@@ -416,7 +418,14 @@ SbConnStart(SbConn *conn, pgsocket sock, const char *remote_addr)
 	/* a side that accepts nothing has no SYNC to wait for (reference) */
 	if (!conn->receive_enabled)
 		conn->sync_received = true;
+}
 
+void
+SbConnStart(SbConn *conn, pgsocket sock, const char *remote_addr)
+{
+	SbConnBeginSession(conn);
+	conn->sock = sock;
+	strlcpy(conn->remote_addr, remote_addr, sizeof(conn->remote_addr));
 	if (conn->outgoing)
 		(void) send_header(conn);
 }
@@ -560,12 +569,12 @@ handle_header(SbConn *conn, SbMessage *msg)
 	conn->header_received = true;
 	conn->state = SB_CONN_SYNCING;
 	conn->caught_up = false;
-	note_synced(conn);
+	SbConnNoteSynced(conn);
 	return true;
 }
 
-static void
-note_synced(SbConn *conn)
+void
+SbConnNoteSynced(SbConn *conn)
 {
 	if (conn->sync_sent && conn->sync_received && conn->state == SB_CONN_SYNCING)
 	{
@@ -612,28 +621,34 @@ handle_line(SbConn *conn, const char *line, int len)
 		return true;
 
 	ok = SbParseMessage(line, len, &msg, &err);
+	return SbConnReceive(conn, &msg, ok, &err);
+}
+
+bool
+SbConnReceive(SbConn *conn, SbMessage *msg, bool ok, SbMessageError *err)
+{
 	if (!ok)
 	{
 		/* not JSON, or a header without a clock: the stream is broken */
-		if (msg.type == SB_MSG_HEADER ||
-			err.sqlerrcode == ERRCODE_INVALID_TEXT_REPRESENTATION)
+		if (msg->type == SB_MSG_HEADER ||
+			err->sqlerrcode == ERRCODE_INVALID_TEXT_REPRESENTATION)
 		{
-			SbConnClose(conn, msg.type == SB_MSG_HEADER ? "invalid header" : "invalid JSON",
-						err.message);
+			SbConnClose(conn, msg->type == SB_MSG_HEADER ? "invalid header" : "invalid JSON",
+						err->message);
 			return false;
 		}
 		/* JSON, but an update we cannot take: drop it, as the reference does */
-		reject_update(conn, err.message);
+		reject_update(conn, err->message);
 		return true;
 	}
 
-	switch (msg.type)
+	switch (msg->type)
 	{
 		case SB_MSG_HEADER:
-			return handle_header(conn, &msg);
+			return handle_header(conn, msg);
 		case SB_MSG_SYNC:
 			conn->sync_received = true;
-			note_synced(conn);
+			SbConnNoteSynced(conn);
 			return true;
 		case SB_MSG_IGNORED:
 			return true;
@@ -650,12 +665,12 @@ handle_line(SbConn *conn, const char *line, int len)
 	conn->received++;
 	if (!conn->receive_enabled)
 		return true;			/* read-only: accepted, not applied */
-	if (!SbCheckUpdateForKind(&msg, conn->model.kind, &err))
+	if (!SbCheckUpdateForKind(msg, conn->model.kind, err))
 	{
-		reject_update(conn, err.message);
+		reject_update(conn, err->message);
 		return true;
 	}
-	return queue_update(conn, &msg);
+	return queue_update(conn, msg);
 }
 
 /* ---- applying ---- */
@@ -671,7 +686,7 @@ SbConnApplyPending(SbConn *conn)
 {
 	if (conn->npending == 0)
 		return true;
-	if (!with_transaction(conn, "scuttlebutt: applying updates", apply_txn, NULL))
+	if (!SbConnTransaction(conn, "scuttlebutt: applying updates", apply_txn, NULL))
 		return false;
 	/* the peer holds what it sent us: never echo it back */
 	for (int i = 0; i < conn->npending; i++)
@@ -701,7 +716,7 @@ pump_txn(SbConn *conn, void *arg)
 
 	for (int i = 0; i < n; i++)
 	{
-		double		held = remote_get(&conn->remote, clock[i].source);
+		double		held = SbRemoteClockGet(&conn->remote, clock[i].source);
 		double		last = held;
 		int			got;
 		MemoryContext old;
@@ -750,7 +765,7 @@ SbConnPump(SbConn *conn, uint64 commits)
 		{
 			append_line(conn, "\"SYNC\"", 6);
 			conn->sync_sent = true;
-			note_synced(conn);
+			SbConnNoteSynced(conn);
 		}
 		conn->caught_up = true;
 		conn->commits_seen = commits;
@@ -761,7 +776,7 @@ SbConnPump(SbConn *conn, uint64 commits)
 	if (conn->out.len - conn->out_off >= SB_OUT_HIGH_WATER)
 		return true;
 
-	if (!with_transaction(conn, "scuttlebutt: sending history", pump_txn, &pa))
+	if (!SbConnTransaction(conn, "scuttlebutt: sending history", pump_txn, &pa))
 		return false;
 	conn->sent += pa.lines;
 	if (pa.more)
@@ -775,7 +790,7 @@ SbConnPump(SbConn *conn, uint64 commits)
 	{
 		append_line(conn, "\"SYNC\"", 6);
 		conn->sync_sent = true;
-		note_synced(conn);
+		SbConnNoteSynced(conn);
 	}
 	return true;
 }

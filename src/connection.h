@@ -25,6 +25,12 @@ typedef enum SbConnState
 	SB_CONN_CLOSED				/* to be freed (incoming) */
 } SbConnState;
 
+typedef enum SbTransport
+{
+	SB_TRANSPORT_STREAM,		/* a socket speaking the scuttlebutt protocol */
+	SB_TRANSPORT_LIBPQ			/* a PostgreSQL server, through libpq */
+} SbTransport;
+
 /* What the peer is known to hold, per source: it needs only newer updates */
 typedef struct SbRemoteClock
 {
@@ -39,7 +45,9 @@ typedef struct SbConn
 	MemoryContext session_cxt;	/* reset at each (re)connect */
 	MemoryContext batch_cxt;	/* received updates; reset after each apply */
 	int			slot;			/* status slot in shared memory */
-	pgsocket	sock;
+	SbTransport transport;
+	pgsocket	sock;			/* stream only */
+	struct SbLibpqPeer *libpq;	/* libpq only (libpq_peer.c) */
 	SbConnState state;
 	TimestampTz deadline;		/* handshake timeout or reconnect time */
 
@@ -106,6 +114,16 @@ extern void SbConnFree(SbConn *conn);
 /* Starts a session on an accepted or just connected socket */
 extern void SbConnStart(SbConn *conn, pgsocket sock, const char *remote_addr);
 
+/* Resets the per-session state (what the peer holds, buffers, flags) */
+extern void SbConnBeginSession(SbConn *conn);
+
+/* Whether a session is under way (connecting, or connected) */
+static inline bool
+SbConnIsOpen(SbConn *conn)
+{
+	return conn->state != SB_CONN_BACKOFF && conn->state != SB_CONN_CLOSED;
+}
+
 /*
  * Closes the socket, logging reason at WARNING (NULL: a normal close) and
  * counting it; outgoing connections go to backoff, incoming ones to
@@ -116,7 +134,33 @@ extern void SbConnClose(SbConn *conn, const char *reason, const char *detail);
 /* Reads what the socket has; handles complete lines.  False if closed. */
 extern bool SbConnRead(SbConn *conn);
 
-/* Writes buffered output.  False if closed. */
+/*
+ * Takes a parsed line from the peer (parsed_ok and err as SbParseMessage
+ * left them): a header, "SYNC", or an update queued for applying.  False
+ * if the connection was closed.
+ */
+extern bool SbConnReceive(SbConn *conn, SbMessage *msg, bool parsed_ok,
+						  SbMessageError *err);
+
+/* Goes live once "SYNC" went both ways */
+extern void SbConnNoteSynced(SbConn *conn);
+
+typedef void (*SbConnTxnFn) (SbConn *conn, void *arg);
+
+/*
+ * Runs fn in a transaction of its own, with an active snapshot.  An error
+ * aborts the transaction and closes this connection (with the message);
+ * returns false then.
+ */
+extern bool SbConnTransaction(SbConn *conn, const char *activity,
+							  SbConnTxnFn fn, void *arg);
+
+/* A clock of what someone holds: the entry of source, and raising it */
+extern double SbRemoteClockGet(SbRemoteClock *rc, const char *source);
+extern void SbRemoteClockRaise(SbRemoteClock *rc, MemoryContext cxt,
+							   const char *source, double ts);
+
+/* Writes buffered output (libpq: starts pushing it).  False if closed. */
 extern bool SbConnWrite(SbConn *conn);
 
 /* Applies received updates (one transaction).  False if closed. */

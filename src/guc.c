@@ -23,6 +23,7 @@ int			sb_port = 0;
 int			sb_max_connections = SB_DEFAULT_MAX_CONNECTIONS;
 int			sb_max_line_bytes = SB_DEFAULT_MAX_LINE_BYTES;
 int			sb_handshake_timeout_ms = SB_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+int			sb_peer_timeout_ms = SB_DEFAULT_PEER_TIMEOUT_MS;
 int			sb_reconnect_min_ms = SB_DEFAULT_RECONNECT_MIN_MS;
 int			sb_reconnect_max_ms = SB_DEFAULT_RECONNECT_MAX_MS;
 bool		sb_listen_send = true;
@@ -88,6 +89,15 @@ SbGucInit(void)
 							NULL,
 							&sb_handshake_timeout_ms,
 							SB_DEFAULT_HANDSHAKE_TIMEOUT_MS, 100, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.peer_timeout",
+							"Time a query to a libpq peer may take beyond its expected wait before the peer counts as stalled.",
+							"The session is closed (last_error says so) and reconnected with back-off.",
+							&sb_peer_timeout_ms,
+							SB_DEFAULT_PEER_TIMEOUT_MS, 100, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

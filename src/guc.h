@@ -18,6 +18,7 @@
 #define SB_MAX_MAX_LINE_BYTES (64 * 1024 * 1024)
 
 #define SB_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define SB_DEFAULT_PEER_TIMEOUT_MS 30000
 #define SB_DEFAULT_RECONNECT_MIN_MS 100
 #define SB_DEFAULT_RECONNECT_MAX_MS 30000
 
@@ -27,6 +28,7 @@ extern int	sb_port;
 extern int	sb_max_connections;
 extern int	sb_max_line_bytes;
 extern int	sb_handshake_timeout_ms;
+extern int	sb_peer_timeout_ms;
 extern int	sb_reconnect_min_ms;
 extern int	sb_reconnect_max_ms;
 extern bool sb_listen_send;

@@ -22,35 +22,71 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
+#include "conninfo.h"
 #include "model_store.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(scuttlebutt_add_stream_peer);
+PG_FUNCTION_INFO_V1(scuttlebutt_add_peer);
+PG_FUNCTION_INFO_V1(scuttlebutt_conninfo_shown);
+PG_FUNCTION_INFO_V1(scuttlebutt_conninfo_address);
 PG_FUNCTION_INFO_V1(scuttlebutt_remove_peer);
 PG_FUNCTION_INFO_V1(scuttlebutt_peers_changed);
 PG_FUNCTION_INFO_V1(scuttlebutt_peer_status);
 PG_FUNCTION_INFO_V1(scuttlebutt_connection_errors);
 PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_sync);
 
-Datum
-scuttlebutt_add_stream_peer(PG_FUNCTION_ARGS)
+/* Inserts a peer (host/port for a stream, conninfo for libpq); returns its id */
+static int32
+insert_peer(text *model, const char *transport, const char *host, int32 port,
+			const char *conninfo, bool send, bool receive)
 {
-	char	   *model;
-	char	   *host;
-	int32		port;
-	SbModelRef	ref;
-	Oid			argtypes[5] = {TEXTOID, TEXTOID, INT4OID, BOOLOID, BOOLOID};
-	Datum		values[5];
+	Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, BOOLOID, BOOLOID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
 	bool		isnull;
 	int32		id;
 
-	SbRequireWorker("add_stream_peer()");
-	for (int i = 0; i < 5; i++)
+	values[0] = PointerGetDatum(model);
+	values[1] = CStringGetTextDatum(transport);
+	values[2] = host ? CStringGetTextDatum(host) : (Datum) 0;
+	nulls[2] = host ? ' ' : 'n';
+	values[3] = Int32GetDatum(port);
+	nulls[3] = host ? ' ' : 'n';
+	values[4] = conninfo ? CStringGetTextDatum(conninfo) : (Datum) 0;
+	nulls[4] = conninfo ? ' ' : 'n';
+	values[5] = BoolGetDatum(send);
+	values[6] = BoolGetDatum(receive);
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO scuttlebutt.peers"
+							  " (model, transport, host, port, conninfo, send, receive)"
+							  " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+							  7, argtypes, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not insert into scuttlebutt.peers");
+	id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return id;
+}
+
+static void
+check_args_not_null(FunctionCallInfo fcinfo, const char *function)
+{
+	for (int i = 0; i < PG_NARGS(); i++)
 		if (PG_ARGISNULL(i))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("arguments of add_stream_peer() must not be null")));
-	model = text_to_cstring(PG_GETARG_TEXT_PP(0));
+					 errmsg("arguments of %s must not be null", function)));
+}
+
+Datum
+scuttlebutt_add_stream_peer(PG_FUNCTION_ARGS)
+{
+	char	   *host;
+	int32		port;
+	SbModelRef	ref;
+
+	SbRequireWorker("add_stream_peer()");
+	check_args_not_null(fcinfo, "add_stream_peer()");
 	host = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	port = PG_GETARG_INT32(2);
 	if (host[0] == '\0')
@@ -62,22 +98,44 @@ scuttlebutt_add_stream_peer(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("port %d is out of range", port),
 				 errhint("A TCP port is between 1 and 65535.")));
-	SbModelLookup(model, SB_KIND_ANY, &ref);
+	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, &ref);
+	PG_RETURN_INT32(insert_peer(PG_GETARG_TEXT_PP(0), "stream", host, port, NULL,
+								PG_GETARG_BOOL(3), PG_GETARG_BOOL(4)));
+}
 
-	values[0] = PointerGetDatum(PG_GETARG_TEXT_PP(0));
-	values[1] = PointerGetDatum(PG_GETARG_TEXT_PP(1));
-	values[2] = Int32GetDatum(port);
-	values[3] = BoolGetDatum(PG_GETARG_BOOL(3));
-	values[4] = BoolGetDatum(PG_GETARG_BOOL(4));
-	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO scuttlebutt.peers"
-							  " (model, transport, host, port, send, receive)"
-							  " VALUES ($1, 'stream', $2, $3, $4, $5) RETURNING id",
-							  5, argtypes, values, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
-		elog(ERROR, "could not insert into scuttlebutt.peers");
-	id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	PG_RETURN_INT32(id);
+Datum
+scuttlebutt_add_peer(PG_FUNCTION_ARGS)
+{
+	char	   *conninfo;
+	SbModelRef	ref;
+
+	SbRequireWorker("add_peer()");
+	check_args_not_null(fcinfo, "add_peer()");
+	conninfo = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	SbConninfoCheck(conninfo);
+	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, &ref);
+	PG_RETURN_INT32(insert_peer(PG_GETARG_TEXT_PP(0), "libpq", NULL, 0, conninfo,
+								PG_GETARG_BOOL(2), PG_GETARG_BOOL(3)));
+}
+
+Datum
+scuttlebutt_conninfo_shown(PG_FUNCTION_ARGS)
+{
+	char	   *shown = SbConninfoShown(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	if (shown == NULL)
+		PG_RETURN_TEXT_P(cstring_to_text("(invalid connection string)"));
+	PG_RETURN_TEXT_P(cstring_to_text(shown));
+}
+
+Datum
+scuttlebutt_conninfo_address(PG_FUNCTION_ARGS)
+{
+	char	   *address = SbConninfoAddress(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+
+	if (address == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(address));
 }
 
 Datum

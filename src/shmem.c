@@ -13,6 +13,12 @@
  *	  reads them after resetting its latch, so no wake-up is lost.
  *	- status_cv is broadcast by the worker after it publishes statuses;
  *	  wait_for_sync() sleeps on it.
+ *	- commit_cv is broadcast at the commit of a model write, but only while
+ *	  some backend waits in poll() (pollers > 0): a libpq peer's long poll.
+ *	  Both sides use full-barrier atomics (the committer bumps commits then
+ *	  reads pollers; the poller bumps pollers then reads commits), so
+ *	  either the poller sees the new count or the committer sees the
+ *	  poller and broadcasts.
  *
  * The commit hook: any backend that writes a model notes it, and at commit
  * (after the transaction is visible) bumps the commit counter and wakes
@@ -26,7 +32,9 @@
 
 #include "access/xact.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
@@ -67,6 +75,8 @@ sb_shmem_startup(void)
 		pg_atomic_init_u32(&sb_shared->peers_changed, 0);
 		pg_atomic_init_u32(&sb_shared->connections, 0);
 		ConditionVariableInit(&sb_shared->status_cv);
+		pg_atomic_init_u32(&sb_shared->pollers, 0);
+		ConditionVariableInit(&sb_shared->commit_cv);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -92,7 +102,11 @@ sb_xact_callback(XactEvent event, void *arg)
 			if (sb_shared != NULL && (wrote_model_this_xact || changed_peers_this_xact))
 			{
 				if (wrote_model_this_xact)
+				{
 					pg_atomic_fetch_add_u64(&sb_shared->commits, 1);
+					if (pg_atomic_read_u32(&sb_shared->pollers) > 0)
+						ConditionVariableBroadcast(&sb_shared->commit_cv);
+				}
 				if (changed_peers_this_xact)
 					pg_atomic_write_u32(&sb_shared->peers_changed, 1);
 				/* no connection, nobody to tell: spare the wake-up */
@@ -134,6 +148,52 @@ void
 SbNotePeersChanged(void)
 {
 	changed_peers_this_xact = true;
+}
+
+uint64
+SbCommitCount(void)
+{
+	return sb_shared ? pg_atomic_read_u64(&sb_shared->commits) : 0;
+}
+
+bool
+SbWaitForCommit(uint64 commits, int timeout_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	bool		committed = false;
+
+	if (sb_shared == NULL)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		return false;
+	}
+
+	pg_atomic_fetch_add_u32(&sb_shared->pollers, 1);
+	PG_TRY();
+	{
+		ConditionVariablePrepareToSleep(&sb_shared->commit_cv);
+		for (;;)
+		{
+			long		ms;
+
+			committed = pg_atomic_read_u64(&sb_shared->commits) != commits;
+			ms = (long) ((deadline - GetCurrentTimestamp()) / 1000);
+			if (committed || ms <= 0)
+				break;
+			(void) ConditionVariableTimedSleep(&sb_shared->commit_cv, ms,
+											   PG_WAIT_EXTENSION);
+		}
+		ConditionVariableCancelSleep();
+	}
+	PG_FINALLY();
+	{
+		pg_atomic_fetch_sub_u32(&sb_shared->pollers, 1);
+	}
+	PG_END_TRY();
+	return committed;
 }
 
 void

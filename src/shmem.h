@@ -62,6 +62,8 @@ typedef struct SbShared
 	pg_atomic_uint32 peers_changed; /* set when the peers table changed */
 	pg_atomic_uint32 connections;	/* sockets the worker holds */
 	ConditionVariable status_cv;	/* broadcast when statuses change */
+	pg_atomic_uint32 pollers;	/* backends waiting in poll() */
+	ConditionVariable commit_cv;	/* broadcast at commits while pollers > 0 */
 	SbConnStatus conns[SB_STATUS_SLOTS];
 	int			nerrors;
 	SbErrorCount errors[SB_MAX_ERROR_REASONS];
@@ -77,6 +79,15 @@ extern void SbNoteModelWrite(void);
 
 /* Notes that this transaction changed the peers: the worker rereads them */
 extern void SbNotePeersChanged(void);
+
+/*
+ * The count of commits that wrote a model, and a wait of up to timeout_ms
+ * for it to pass commits (read before looking at the tables): true if a
+ * commit came.  Without the library preloaded nothing can wake the wait:
+ * it sleeps the whole timeout and returns false.
+ */
+extern uint64 SbCommitCount(void);
+extern bool SbWaitForCommit(uint64 commits, int timeout_ms);
 
 /* ERROR with a hint unless the library was preloaded */
 extern void SbRequireWorker(const char *what);

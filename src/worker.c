@@ -53,6 +53,7 @@
 
 #include "connection.h"
 #include "guc.h"
+#include "libpq_peer.h"
 #include "shmem.h"
 #include "worker.h"
 
@@ -70,6 +71,9 @@ typedef struct WorkerState
 	uint64		commits;		/* last value of sb_shared->commits seen */
 	bool		set_dirty;		/* sockets changed: rebuild the wait set */
 	WaitEventSet *set;
+	/* per slot and link: the socket and events the wait set holds */
+	pgsocket	(*wait_socks)[SB_LIBPQ_LINKS];
+	uint32		(*wait_events)[SB_LIBPQ_LINKS];
 	bool		extension_ready;
 } WorkerState;
 
@@ -110,7 +114,7 @@ count_connections(void)
 	int			n = 0;
 
 	for (int i = 0; i < SB_STATUS_SLOTS; i++)
-		if (ws.conns[i] && ws.conns[i]->sock != PGINVALID_SOCKET)
+		if (ws.conns[i] && SbConnIsOpen(ws.conns[i]))
 			n++;
 	return n;
 }
@@ -342,7 +346,71 @@ finish_connect(SbConn *conn)
 	SbConnStart(conn, conn->sock, conn->remote_addr);
 }
 
-/* Reads scuttlebutt.peers: adds new stream peers, drops removed ones */
+/* Whether a held peer still matches its row (else it is made anew) */
+static bool
+peer_matches(SbConn *conn, HeapTuple tup, TupleDesc desc)
+{
+	char	   *model = SPI_getvalue(tup, desc, 2);
+	char	   *transport = SPI_getvalue(tup, desc, 3);
+	bool		isnull;
+	bool		send = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+	bool		receive = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+
+	if (strcmp(model, conn->model_name) != 0)
+		return false;
+	if (conn->transport == SB_TRANSPORT_LIBPQ)
+	{
+		char	   *conninfo = SPI_getvalue(tup, desc, 6);
+
+		return strcmp(transport, "libpq") == 0 && conninfo &&
+			SbLibpqConfiguredAs(conn, conninfo, send, receive);
+	}
+	return strcmp(transport, "stream") == 0 &&
+		strcmp(SPI_getvalue(tup, desc, 4), conn->host) == 0 &&
+		DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull)) == conn->port &&
+		send == conn->send_enabled && receive == conn->receive_enabled;
+}
+
+/* A held peer for a row of scuttlebutt.peers, due to connect at once */
+static SbConn *
+make_peer(HeapTuple tup, TupleDesc desc, int32 id, int slot)
+{
+	SbConn	   *conn = SbConnCreate(ws.cxt, true);
+	MemoryContext old = MemoryContextSwitchTo(conn->cxt);
+	bool		isnull;
+
+	conn->peer_id = id;
+	conn->slot = slot;
+	conn->model_name = SPI_getvalue(tup, desc, 2);
+	conn->send_enabled = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+	conn->receive_enabled = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+	if (strcmp(SPI_getvalue(tup, desc, 3), "libpq") == 0)
+		SbLibpqInit(conn, SPI_getvalue(tup, desc, 6));
+	else
+	{
+		conn->host = SPI_getvalue(tup, desc, 4);
+		conn->port = DatumGetInt32(SPI_getbinval(tup, desc, 5, &isnull));
+		snprintf(conn->remote_addr, sizeof(conn->remote_addr), "%s:%d",
+				 conn->host, conn->port);
+		conn->deadline = 0;		/* connect now */
+	}
+	MemoryContextSwitchTo(old);
+	return conn;
+}
+
+static int
+find_peer(int32 id)
+{
+	for (int i = 0; i < SB_STATUS_SLOTS; i++)
+		if (ws.conns[i] && ws.conns[i]->outgoing && ws.conns[i]->peer_id == id)
+			return i;
+	return -1;
+}
+
+/*
+ * Reads scuttlebutt.peers: adds new peers, drops removed ones, and makes
+ * anew those whose row changed (a fixed password, say).
+ */
 static void
 reload_peers(void)
 {
@@ -359,8 +427,8 @@ reload_peers(void)
 	if (ws.extension_ready)
 	{
 		SPI_connect();
-		if (SPI_execute("SELECT id, model, host, port, send, receive"
-						" FROM scuttlebutt.peers WHERE transport = 'stream'",
+		if (SPI_execute("SELECT id, model, transport, host, port, conninfo, send, receive"
+						" FROM scuttlebutt.peers",
 						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read scuttlebutt.peers");
 		n = SPI_processed;
@@ -371,33 +439,18 @@ reload_peers(void)
 			TupleDesc	desc = SPI_tuptable->tupdesc;
 			bool		isnull;
 			int32		id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-			bool		known = false;
+			int			slot = find_peer(id);
 
 			ids[r] = id;
-			for (int i = 0; i < SB_STATUS_SLOTS && !known; i++)
-				known = ws.conns[i] && ws.conns[i]->peer_id == id;
-			if (!known)
+			if (slot >= 0 && !peer_matches(ws.conns[slot], tup, desc))
 			{
-				int			slot = free_slot();
-				SbConn	   *conn;
-				MemoryContext old;
-
-				if (slot < 0)
-					continue;
-				conn = SbConnCreate(ws.cxt, true);
-				old = MemoryContextSwitchTo(conn->cxt);
-				conn->peer_id = id;
-				conn->slot = slot;
-				conn->model_name = SPI_getvalue(tup, desc, 2);
-				conn->host = SPI_getvalue(tup, desc, 3);
-				conn->port = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-				conn->send_enabled = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-				conn->receive_enabled = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
-				snprintf(conn->remote_addr, sizeof(conn->remote_addr), "%s:%d",
-						 conn->host, conn->port);
-				MemoryContextSwitchTo(old);
-				conn->deadline = 0; /* connect now */
-				ws.conns[slot] = conn;
+				drop_conn(slot);
+				slot = -1;
+			}
+			if (slot < 0 && (slot = free_slot()) >= 0)
+			{
+				ws.conns[slot] = make_peer(tup, desc, id, slot);
+				ws.set_dirty = true;
 			}
 		}
 		SPI_finish();
@@ -443,7 +496,8 @@ publish_status(void)
 		st->in_use = true;
 		st->peer_id = c->peer_id;
 		st->direction = c->outgoing ? 'o' : 'i';
-		strlcpy(st->transport, "stream", sizeof(st->transport));
+		strlcpy(st->transport, c->transport == SB_TRANSPORT_LIBPQ ? "libpq" : "stream",
+				sizeof(st->transport));
 		strlcpy(st->model, c->model_name ? c->model_name : "", sizeof(st->model));
 		strlcpy(st->remote_addr, c->remote_addr, sizeof(st->remote_addr));
 		strlcpy(st->remote_id, c->remote_id ? c->remote_id : "", sizeof(st->remote_id));
@@ -458,7 +512,8 @@ publish_status(void)
 		strlcpy(st->last_error, c->last_error, sizeof(st->last_error));
 		st->caught_up = c->state == SB_CONN_LIVE && c->npending == 0 &&
 			!SbConnWantsWrite(c) &&
-			(!c->send_enabled || (c->caught_up && c->commits_seen == ws.commits));
+			(!c->send_enabled || (c->caught_up && c->commits_seen == ws.commits)) &&
+			(c->transport != SB_TRANSPORT_LIBPQ || SbLibpqIdle(c));
 		st->commits_seen = ws.commits;
 	}
 	LWLockRelease(sb_shared->lock);
@@ -468,33 +523,83 @@ publish_status(void)
 
 /* ---- the loop ---- */
 
+/* The sockets a connection waits on, and for what, per link */
+static void
+conn_wait_events(SbConn *c, pgsocket *socks, uint32 *events)
+{
+	if (c->transport == SB_TRANSPORT_LIBPQ)
+	{
+		SbLibpqWaitEvents(c, socks, events);
+		return;
+	}
+	for (int l = 1; l < SB_LIBPQ_LINKS; l++)
+	{
+		socks[l] = PGINVALID_SOCKET;
+		events[l] = 0;
+	}
+	socks[0] = c->sock;
+	events[0] = c->sock == PGINVALID_SOCKET ? 0
+		: c->state == SB_CONN_CONNECTING ? WL_SOCKET_CONNECTED
+		: WL_SOCKET_READABLE | (SbConnWantsWrite(c) ? WL_SOCKET_WRITEABLE : 0);
+}
+
+/* Whether some connection waits on other sockets or events than the set holds */
+static bool
+wait_events_changed(void)
+{
+	for (int i = 0; i < SB_STATUS_SLOTS; i++)
+	{
+		pgsocket	socks[SB_LIBPQ_LINKS];
+		uint32		events[SB_LIBPQ_LINKS];
+
+		if (ws.conns[i] == NULL)
+		{
+			if (ws.wait_events[i][0] != 0 || ws.wait_events[i][1] != 0)
+				return true;
+			continue;
+		}
+		conn_wait_events(ws.conns[i], socks, events);
+		for (int l = 0; l < SB_LIBPQ_LINKS; l++)
+			if (socks[l] != ws.wait_socks[i][l] || events[l] != ws.wait_events[i][l])
+				return true;
+	}
+	return false;
+}
+
+/* Event tags: listeners are negative, connection links 1 + 2 * slot + link */
 static void
 rebuild_wait_set(void)
 {
-	int			nconns = 0;
+	int			nsocks = 0;
 
 	for (int i = 0; i < SB_STATUS_SLOTS; i++)
-		if (ws.conns[i] && ws.conns[i]->sock != PGINVALID_SOCKET)
-			nconns++;
+	{
+		for (int l = 0; l < SB_LIBPQ_LINKS; l++)
+		{
+			ws.wait_socks[i][l] = PGINVALID_SOCKET;
+			ws.wait_events[i][l] = 0;
+		}
+		if (ws.conns[i])
+		{
+			conn_wait_events(ws.conns[i], ws.wait_socks[i], ws.wait_events[i]);
+			for (int l = 0; l < SB_LIBPQ_LINKS; l++)
+				if (ws.wait_events[i][l] != 0)
+					nsocks++;
+		}
+	}
 	if (ws.set)
 		FreeWaitEventSet(ws.set);
-	ws.set = CreateWaitEventSet(ws.cxt, 2 + ws.nlisteners + nconns);
+	ws.set = CreateWaitEventSet(ws.cxt, 2 + ws.nlisteners + nsocks);
 	AddWaitEventToSet(ws.set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(ws.set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (int i = 0; i < ws.nlisteners; i++)
 		AddWaitEventToSet(ws.set, WL_SOCKET_READABLE, ws.listeners[i], NULL,
 						  (void *) (intptr_t) -(i + 1));
 	for (int i = 0; i < SB_STATUS_SLOTS; i++)
-	{
-		SbConn	   *c = ws.conns[i];
-		uint32		events;
-
-		if (c == NULL || c->sock == PGINVALID_SOCKET)
-			continue;
-		events = c->state == SB_CONN_CONNECTING ? WL_SOCKET_CONNECTED
-			: WL_SOCKET_READABLE | (SbConnWantsWrite(c) ? WL_SOCKET_WRITEABLE : 0);
-		AddWaitEventToSet(ws.set, events, c->sock, NULL, (void *) (intptr_t) (i + 1));
-	}
+		for (int l = 0; l < SB_LIBPQ_LINKS; l++)
+			if (ws.wait_events[i][l] != 0)
+				AddWaitEventToSet(ws.set, ws.wait_events[i][l], ws.wait_socks[i][l], NULL,
+								  (void *) (intptr_t) (1 + 2 * i + l));
 	ws.set_dirty = false;
 }
 
@@ -514,12 +619,19 @@ next_timeout(void)
 		if (c == NULL)
 			continue;
 		/* history left to send, and the socket is not what holds it back */
-		if (c->sock != PGINVALID_SOCKET && c->send_enabled && !c->caught_up &&
+		if (SbConnIsOpen(c) && c->send_enabled && !c->caught_up &&
 			(c->state == SB_CONN_SYNCING || c->state == SB_CONN_LIVE) &&
 			!SbConnWantsWrite(c))
 			return 0;
-		if (c->state == SB_CONN_BACKOFF || c->state == SB_CONN_CONNECTING ||
-			c->state == SB_CONN_HANDSHAKE)
+		if (c->transport == SB_TRANSPORT_LIBPQ && c->state != SB_CONN_BACKOFF)
+		{
+			TimestampTz d = SbLibpqDeadline(c);
+
+			if (d != 0 && (next == 0 || d < next))
+				next = d;
+		}
+		else if (c->state == SB_CONN_BACKOFF || c->state == SB_CONN_CONNECTING ||
+				 c->state == SB_CONN_HANDSHAKE)
 			if (next == 0 || c->deadline < next)
 				next = c->deadline;
 	}
@@ -541,8 +653,15 @@ handle_socket_event(WaitEvent *ev)
 		accept_connections(ws.listeners[-tag - 1]);
 		return;
 	}
-	c = ws.conns[tag - 1];
-	if (c == NULL || c->sock != ev->fd)
+	c = ws.conns[(tag - 1) / 2];
+	if (c == NULL)
+		return;
+	if (c->transport == SB_TRANSPORT_LIBPQ)
+	{
+		SbLibpqHandleEvent(c, (tag - 1) % 2, ev->events);
+		return;
+	}
+	if (c->sock != ev->fd)
 		return;
 	if (c->state == SB_CONN_CONNECTING)
 	{
@@ -572,7 +691,14 @@ enforce_deadlines(void)
 			continue;
 		if (c->state == SB_CONN_BACKOFF && c->deadline <= now && ws.extension_ready &&
 			count_connections() < sb_max_connections)
-			start_connect(c);
+		{
+			if (c->transport == SB_TRANSPORT_LIBPQ)
+				SbLibpqStart(c);
+			else
+				start_connect(c);
+		}
+		else if (c->transport == SB_TRANSPORT_LIBPQ)
+			SbLibpqCheckDeadlines(c, now);
 		else if ((c->state == SB_CONN_HANDSHAKE || c->state == SB_CONN_CONNECTING) &&
 				 c->deadline <= now)
 		{
@@ -588,7 +714,6 @@ void
 scuttlebutt_worker_main(Datum main_arg)
 {
 	WaitEvent	events[64];
-	uint32		write_wanted[SB_STATUS_SLOTS];
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -603,8 +728,9 @@ scuttlebutt_worker_main(Datum main_arg)
 										ALLOCSET_DEFAULT_SIZES);
 	ws.conns = MemoryContextAllocZero(ws.cxt, sizeof(SbConn *) * SB_STATUS_SLOTS);
 	ws.listen_port = -1;
+	ws.wait_socks = MemoryContextAllocZero(ws.cxt, sizeof(*ws.wait_socks) * SB_STATUS_SLOTS);
+	ws.wait_events = MemoryContextAllocZero(ws.cxt, sizeof(*ws.wait_events) * SB_STATUS_SLOTS);
 	ws.set_dirty = true;
-	memset(write_wanted, 0, sizeof(write_wanted));
 
 	LWLockAcquire(sb_shared->lock, LW_EXCLUSIVE);
 	sb_shared->worker_pid = MyProcPid;
@@ -641,27 +767,8 @@ scuttlebutt_worker_main(Datum main_arg)
 			pg_atomic_exchange_u32(&sb_shared->peers_changed, 0) != 0)
 			reload_peers();
 
-		if (ws.set_dirty)
+		if (ws.set_dirty || wait_events_changed())
 			rebuild_wait_set();
-		else
-		{
-			/* follow the changes of write interest */
-			for (int i = 0; i < SB_STATUS_SLOTS; i++)
-			{
-				SbConn	   *c = ws.conns[i];
-
-				if (c && c->sock != PGINVALID_SOCKET && c->state != SB_CONN_CONNECTING &&
-					(uint32) SbConnWantsWrite(c) != write_wanted[i])
-				{
-					ws.set_dirty = true;
-					break;
-				}
-			}
-			if (ws.set_dirty)
-				rebuild_wait_set();
-		}
-		for (int i = 0; i < SB_STATUS_SLOTS; i++)
-			write_wanted[i] = ws.conns[i] ? SbConnWantsWrite(ws.conns[i]) : 0;
 
 		nevents = WaitEventSetWait(ws.set, next_timeout(), events, lengthof(events),
 								   PG_WAIT_EXTENSION);
@@ -678,7 +785,7 @@ scuttlebutt_worker_main(Datum main_arg)
 
 		/* apply what was read, then send what peers lack */
 		for (int i = 0; i < SB_STATUS_SLOTS; i++)
-			if (ws.conns[i] && ws.conns[i]->sock != PGINVALID_SOCKET &&
+			if (ws.conns[i] && SbConnIsOpen(ws.conns[i]) &&
 				!SbConnApplyPending(ws.conns[i]))
 				ws.set_dirty = true;
 		ws.commits = pg_atomic_read_u64(&sb_shared->commits);
@@ -686,7 +793,7 @@ scuttlebutt_worker_main(Datum main_arg)
 		{
 			SbConn	   *c = ws.conns[i];
 
-			if (c && c->sock != PGINVALID_SOCKET &&
+			if (c && SbConnIsOpen(c) &&
 				(!SbConnPump(c, ws.commits) || (SbConnWantsWrite(c) && !SbConnWrite(c))))
 				ws.set_dirty = true;
 		}
