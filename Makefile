@@ -30,7 +30,7 @@ SHLIB_LINK_INTERNAL = $(libpq)
 SHLIB_LINK = -lssl -lcrypto
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = model events value history streams json_text errors
+REGRESS = model events value history streams json_text errors peers
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
 
 # rebuild objects when a header they include changes (.deps/)

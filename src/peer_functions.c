@@ -19,6 +19,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "commands/dbcommands.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -186,6 +187,9 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (sb_shared == NULL)
 		return (Datum) 0;		/* not preloaded: nothing is connected */
+	/* peer ids are those of the worker's database: elsewhere they mean nothing */
+	if (sb_database == NULL || strcmp(get_database_name(MyDatabaseId), sb_database) != 0)
+		return (Datum) 0;
 
 	LWLockAcquire(sb_shared->lock, LW_SHARED);
 	for (int i = 0; i < SB_STATUS_SLOTS; i++)

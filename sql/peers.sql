@@ -1,0 +1,53 @@
+-- Peers: configuration and the remote end of a libpq peer (poll()).
+-- The worker serves another database ("postgres"), so the peers
+-- configured here are not dialed, and peer_status shows only their rows.
+SELECT scuttlebutt.create_model('pm');
+SELECT scuttlebutt.create_model('pe', 'events');
+
+-- add_peer: a libpq connection string, checked by libpq's own parser
+SELECT scuttlebutt.add_peer('pm', 'host=127.0.0.1 port=5 dbname=x user=u password=hunter2') AS p1 \gset
+SELECT scuttlebutt.add_peer('pm', 'postgresql://u:hunter2@127.0.0.1:6/db?sslmode=verify-full', send => false) AS p2 \gset
+SELECT scuttlebutt.add_peer('pe', 'host=''a b'' sslpassword=hunter3 dbname=''it\''s''', receive => false) AS p3 \gset
+SELECT model, transport, host, port, send, receive FROM scuttlebutt.peers ORDER BY id;
+
+-- what users see: never a password
+SELECT transport, model, remote_addr, state, conninfo
+FROM scuttlebutt.peer_status ORDER BY peer_id;
+SELECT count(*) AS shown_with_password FROM scuttlebutt.peer_status
+WHERE conninfo LIKE '%hunter%' OR remote_addr LIKE '%hunter%';
+SELECT scuttlebutt._conninfo_shown('port=1 password=x options=''-c a=b''');
+SELECT scuttlebutt._conninfo_address('host=h1,h2 port=7,8'), scuttlebutt._conninfo_address('dbname=x');
+
+-- bad arguments
+SELECT scuttlebutt.add_peer('pm', 'host=127.0.0.1 bogus=1');
+SELECT scuttlebutt.add_peer('pm', 'host=''unterminated');
+SELECT scuttlebutt.add_peer('pm', 'postgresql://[::1');
+SELECT scuttlebutt.add_peer('nosuch', 'host=127.0.0.1');
+SELECT scuttlebutt.add_peer('pm', NULL);
+SELECT scuttlebutt.add_peer('pm', 'host=x', NULL);
+SELECT scuttlebutt.remove_peer(:p3);
+SELECT scuttlebutt.remove_peer(:p3);
+SELECT count(*) FROM scuttlebutt.peers;
+
+-- poll(): the updates newer than what the caller holds, a page at most
+SELECT scuttlebutt.apply_update('pm', '[["a",1],10,"S1"]');
+SELECT scuttlebutt.apply_update('pm', '[["b",2],20,"S1"]');
+SELECT scuttlebutt.apply_update('pm', '[["c",3],15,"S2"]');
+SELECT scuttlebutt.apply_update('pm', '[["a",4],30,"S2"]');
+SELECT scuttlebutt.poll('pm');
+SELECT scuttlebutt.poll('pm', '{"S1": 10}');
+SELECT scuttlebutt.poll('pm', '{"S1": 20, "S2": 30}');
+-- a page: a prefix of each source's updates, in source then timestamp order
+SELECT scuttlebutt.poll('pm', '{}', 1);
+SELECT scuttlebutt.poll('pm', '{"S1": 20}', 1);
+-- nothing new: a short wait, then nothing (the caller asks again)
+SELECT count(*) FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30}', 10, 20);
+
+-- bad arguments
+SELECT scuttlebutt.poll('nosuch');
+SELECT scuttlebutt.poll('pm', '[1]');
+SELECT scuttlebutt.poll('pm', '{"S1": "x"}');
+SELECT scuttlebutt.poll('pm', '{}', 0);
+SELECT scuttlebutt.poll('pm', '{}', 10, -1);
+SELECT scuttlebutt.poll('pm', '{}', 10, 3600001);
+SELECT scuttlebutt.poll('pm', NULL);
