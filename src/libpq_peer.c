@@ -38,6 +38,8 @@
  */
 #include "postgres.h"
 
+#include <sys/socket.h>
+
 #include "libpq-fe.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
@@ -58,6 +60,9 @@
 #define SB_POLL_PAGE 10000
 /* How long a poll waits on the remote for a commit before it returns */
 #define SB_POLL_WAIT_MS 5000
+
+/* Reads of a link's socket per wake-up (a budget of some 2 MB) */
+#define SB_LIBPQ_READS 64
 
 #define SQLSTATE_INSUFFICIENT_PRIVILEGE "42501"
 
@@ -408,7 +413,8 @@ send_poll(SbConn *conn)
 	initStringInfo(&clock);
 	JsAppendClockObject(&clock, lp->held.n, sources, ts);
 	snprintf(page, sizeof(page), "%d", SB_POLL_PAGE);
-	snprintf(wait, sizeof(wait), "%d", SB_POLL_WAIT_MS);
+	/* behind (the last answer was a full page): an empty answer must come at once */
+	snprintf(wait, sizeof(wait), "%d", lp->pull_caught_up ? SB_POLL_WAIT_MS : 0);
 	params[0] = conn->model_name;
 	params[1] = clock.data;
 	params[2] = page;
@@ -637,17 +643,36 @@ take_result(SbConn *conn, int i, PGresult *res)
 	return true;
 }
 
-/* Reads what the link's socket has and takes every complete result */
+/* Whether the socket has bytes to read right now */
+static bool
+socket_has_data(PGconn *pg)
+{
+	char		c;
+
+	return recv(PQsocket(pg), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/*
+ * Reads what the link's socket has and takes every complete result.  A
+ * page arrives in many reads (libpq takes about 32 kB per call): read on
+ * while bytes are waiting, up to a budget, rather than go round the
+ * worker's loop for each.
+ */
 static void
 read_results(SbConn *conn, int i)
 {
 	SbLink	   *l = &conn->libpq->links[i];
+	int			reads = 0;
 
-	if (!PQconsumeInput(l->pg))
+	do
 	{
-		link_failed(conn, i, "connection lost");
-		return;
-	}
+		if (!PQconsumeInput(l->pg))
+		{
+			link_failed(conn, i, "connection lost");
+			return;
+		}
+	} while (++reads < SB_LIBPQ_READS && PQisBusy(l->pg) && socket_has_data(l->pg));
+
 	while (l->state == LINK_HANDSHAKE || l->state == LINK_BUSY)
 	{
 		PGresult   *res;
