@@ -2,7 +2,9 @@
 # The quick-start demo: builds and installs the extension, starts two
 # throwaway PostgreSQL servers with the replication worker and an
 # unmodified JavaScript scuttlebutt peer, and shows one model replicated
-# live between the three.  Servers and files are removed when it ends.
+# live between the three: B and A over libpq (add_peer), the JavaScript
+# peer and A over the scuttlebutt stream protocol.  Servers and files are
+# removed when it ends.
 # Run as root or as a user with sudo:
 #
 #   bash test/demo.sh
@@ -28,8 +30,9 @@ sql_b -c "SELECT scuttlebutt.set('users', 'carol', '{\"name\": \"Carol\"}')" >/d
 echo "  A: $(sql_a -c "SELECT scuttlebutt.to_json('users')")"
 echo "  B: $(sql_b -c "SELECT scuttlebutt.to_json('users')")"
 
-say "B dials A: SELECT scuttlebutt.add_stream_peer('users', '127.0.0.1', $listen_a)"
-sql_b -c "SELECT scuttlebutt.add_stream_peer('users', '127.0.0.1', $listen_a)" >/dev/null
+conninfo_a="host=127.0.0.1 port=$port_a dbname=postgres"
+say "B dials A over libpq: SELECT scuttlebutt.add_peer('users', '$conninfo_a')"
+sql_b -c "SELECT scuttlebutt.add_peer('users', '$conninfo_a')" >/dev/null
 echo "  synced: $(sql_b -c "SELECT scuttlebutt.wait_for_sync('users', '30s')")"
 echo "  B: $(sql_b -c "SELECT scuttlebutt.to_json('users')")"
 
@@ -43,7 +46,7 @@ for _ in $(seq 1 200); do
 done
 sed -n '1,/^READY$/p' "$work/js.out" | grep -v '^READY$'
 
-say "a write on B reaches the JavaScript peer live, relayed by A"
+say "a write on B reaches the JavaScript peer live: B pushes it to A over libpq, A relays it on the stream"
 sql_b -c "SELECT scuttlebutt.set('users', 'from_b', '\"written on B\"')" >/dev/null
 wait "$js_pid"
 sed -n '/^READY$/,$p' "$work/js.out" | grep -v '^READY$'
@@ -55,7 +58,7 @@ a=$(sql_a -c "SELECT scuttlebutt.to_json('users')")
 b=$(sql_b -c "SELECT scuttlebutt.to_json('users')")
 echo "  A: $a"
 echo "  B: $b"
-sql_b -c "SELECT direction || ' ' || remote_addr || ' ' || state || ', sent ' || sent || ', received ' || received FROM scuttlebutt.peer_status" | sed 's/^/  B peer_status: /'
+sql_b -c "SELECT transport || ' ' || direction || ' ' || remote_addr || ' ' || state || ', sent ' || sent || ', received ' || received FROM scuttlebutt.peer_status" | sed 's/^/  B peer_status: /'
 if [ "$a" = "$b" ] && [ "$(sql_a -c "SELECT scuttlebutt.clock('users')")" = "$(sql_b -c "SELECT scuttlebutt.clock('users')")" ]; then
 	echo "  A and B hold the same state and the same clock."
 else
