@@ -268,50 +268,28 @@ SbLibpqStart(SbConn *conn)
 		SbConnClose(conn, "nothing to do", "The peer neither sends nor receives.");
 }
 
-/* Sends a query without parameters (the handshake: several statements) */
+/*
+ * Sends a query: with parameters, or (params NULL) as a simple query that
+ * may hold several statements.  The link is then in state, with a
+ * deadline timeout_ms away.  False if the session was closed.
+ */
 static bool
-send_simple(SbConn *conn, int i, const char *sql)
+send_query(SbConn *conn, int i, const char *sql, int nparams, const char *const *params,
+		   SbLinkState state, int timeout_ms)
 {
 	SbLink	   *l = &conn->libpq->links[i];
 	int			rc;
 
-	if (!PQsendQuery(l->pg, sql))
-	{
-		link_failed(conn, i, "connection lost");
-		return false;
-	}
-	rc = PQflush(l->pg);
-	if (rc < 0)
+	if (!(params ? PQsendQueryParams(l->pg, sql, nparams, NULL, params, NULL, NULL, 0)
+		  : PQsendQuery(l->pg, sql)) ||
+		(rc = PQflush(l->pg)) < 0)
 	{
 		link_failed(conn, i, "connection lost");
 		return false;
 	}
 	l->flush_wanted = rc == 1;
 	l->rows = 0;
-	return true;
-}
-
-static bool
-send_params(SbConn *conn, int i, const char *sql, int nparams, const char *const *params,
-			int timeout_ms)
-{
-	SbLink	   *l = &conn->libpq->links[i];
-	int			rc;
-
-	if (!PQsendQueryParams(l->pg, sql, nparams, NULL, params, NULL, NULL, 0))
-	{
-		link_failed(conn, i, "connection lost");
-		return false;
-	}
-	rc = PQflush(l->pg);
-	if (rc < 0)
-	{
-		link_failed(conn, i, "connection lost");
-		return false;
-	}
-	l->flush_wanted = rc == 1;
-	l->rows = 0;
-	l->state = LINK_BUSY;
+	l->state = state;
 	l->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	return true;
 }
@@ -338,10 +316,7 @@ send_handshake(SbConn *conn, int i)
 				   " SELECT m.kind, scuttlebutt._export_header(scuttlebutt._model_id(m.name))"
 				   " FROM scuttlebutt.models m WHERE m.name = %s", name);
 	PQfreemem(name);
-	if (!send_simple(conn, i, sql))
-		return;
-	l->state = LINK_HANDSHAKE;
-	l->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sb_handshake_timeout_ms);
+	(void) send_query(conn, i, sql, 0, NULL, LINK_HANDSHAKE, sb_handshake_timeout_ms);
 }
 
 static void
@@ -419,8 +394,8 @@ send_poll(SbConn *conn)
 	params[1] = clock.data;
 	params[2] = page;
 	params[3] = wait;
-	(void) send_params(conn, LINK_PULL, "SELECT scuttlebutt.poll($1, $2::jsonb, $3, $4)",
-					   4, params, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
+	(void) send_query(conn, LINK_PULL, "SELECT scuttlebutt.poll($1, $2::jsonb, $3, $4)",
+					  4, params, LINK_BUSY, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
 	conn->bytes_out += clock.len;
 }
 
@@ -476,8 +451,8 @@ send_import(SbConn *conn)
 
 	params[0] = conn->model_name;
 	params[1] = conn->out.data + conn->out_off;
-	if (!send_params(conn, LINK_PUSH, "SELECT scuttlebutt.import($1, $2)", 2, params,
-					 sb_peer_timeout_ms))
+	if (!send_query(conn, LINK_PUSH, "SELECT scuttlebutt.import($1, $2)", 2, params,
+					LINK_BUSY, sb_peer_timeout_ms))
 		return;
 	conn->bytes_out += len;
 	conn->last_activity = GetCurrentTimestamp();
