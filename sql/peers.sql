@@ -29,25 +29,40 @@ SELECT scuttlebutt.remove_peer(:p3);
 SELECT scuttlebutt.remove_peer(:p3);
 SELECT count(*) FROM scuttlebutt.peers;
 
--- poll(): the updates newer than what the caller holds, a page at most
+-- poll(): the updates newer than what the caller holds, a page at most,
+-- and, when that is all, the model's header (node id, clock); the
+-- node id differs per install
+SELECT scuttlebutt.node_id() AS node \gset
 SELECT scuttlebutt.apply_update('pm', '[["a",1],10,"S1"]');
 SELECT scuttlebutt.apply_update('pm', '[["b",2],20,"S1"]');
 SELECT scuttlebutt.apply_update('pm', '[["c",3],15,"S2"]');
 SELECT scuttlebutt.apply_update('pm', '[["a",4],30,"S2"]');
-SELECT scuttlebutt.poll('pm');
-SELECT scuttlebutt.poll('pm', '{"S1": 10}');
-SELECT scuttlebutt.poll('pm', '{"S1": 20, "S2": 30}');
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm') p;
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{"S1": 10}') p;
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30}') p;
 -- a page: a prefix of each source's updates, in source then timestamp order
-SELECT scuttlebutt.poll('pm', '{}', 1);
-SELECT scuttlebutt.poll('pm', '{"S1": 20}', 1);
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{}', 1) p;
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{"S1": 20}', 1) p;
 -- nothing new: a short wait, then nothing (the caller asks again)
 SELECT count(*) FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30}', 10, 20);
 
 -- bad arguments
 SELECT scuttlebutt.poll('nosuch');
-SELECT scuttlebutt.poll('pm', '[1]');
-SELECT scuttlebutt.poll('pm', '{"S1": "x"}');
-SELECT scuttlebutt.poll('pm', '{}', 0);
-SELECT scuttlebutt.poll('pm', '{}', 10, -1);
-SELECT scuttlebutt.poll('pm', '{}', 10, 3600001);
-SELECT scuttlebutt.poll('pm', NULL);
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '[1]') p;
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{"S1": "x"}') p;
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{}', 0) p;
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{}', 10, -1) p;
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{}', 10, 3600001) p;
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', NULL) p;
+
+-- a conninfo changed by hand must still parse
+\set VERBOSITY terse
+UPDATE scuttlebutt.peers SET conninfo = 'password=abc def' WHERE id = :p1;
+\set VERBOSITY default
+
+-- poll() ends an answer that holds all the rest with the model's header
+-- (its clock in the same snapshot); a clock ahead of the caller's alone
+-- (its updates superseded) is news too
+SELECT scuttlebutt.apply_update('pm', '[["a",5],12,"S3"]');  -- loses to S2's "a"
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30}', 10, 5000) p;
+SELECT count(*) FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30, "S3": 12}', 10, 0);

@@ -355,6 +355,11 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'scuttlebutt_conninfo_address'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- A conninfo changed by hand must still parse (libpq's parse errors
+-- would quote it, password and all).
+ALTER TABLE scuttlebutt.peers ADD CONSTRAINT peers_conninfo_valid
+	CHECK (conninfo IS NULL OR scuttlebutt._conninfo_address(conninfo) IS NOT NULL);
+
 CREATE FUNCTION scuttlebutt.remove_peer(id integer)
 RETURNS void
 AS 'MODULE_PATHNAME', 'scuttlebutt_remove_peer'

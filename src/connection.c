@@ -209,6 +209,8 @@ SbConnClose(SbConn *conn, const char *reason, const char *detail)
 	conn->npending = 0;
 	conn->pending = NULL;
 	conn->pending_alloc = 0;
+	conn->pending_clock = NULL;
+	conn->npending_clock = 0;
 	MemoryContextReset(conn->batch_cxt);
 	if (conn->outgoing)
 	{
@@ -410,6 +412,8 @@ SbConnBeginSession(SbConn *conn)
 	conn->caught_up = false;
 	conn->pending = NULL;
 	conn->npending = conn->pending_alloc = 0;
+	conn->pending_clock = NULL;
+	conn->npending_clock = 0;
 	conn->synced_at = 0;
 	conn->state = SB_CONN_HANDSHAKE;
 	conn->last_activity = GetCurrentTimestamp();
@@ -675,16 +679,34 @@ SbConnReceive(SbConn *conn, SbMessage *msg, bool ok, SbMessageError *err)
 
 /* ---- applying ---- */
 
+void
+SbConnQueueClock(SbConn *conn, SbClockEntry *entries, int n)
+{
+	MemoryContext old = MemoryContextSwitchTo(conn->batch_cxt);
+
+	conn->pending_clock = palloc(sizeof(SbClockEntry) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		conn->pending_clock[i].source = pstrdup(entries[i].source);
+		conn->pending_clock[i].ts = entries[i].ts;
+	}
+	conn->npending_clock = n;
+	MemoryContextSwitchTo(old);
+}
+
 static void
 apply_txn(SbConn *conn, void *arg)
 {
-	SbApplyUpdates(&conn->model, conn->pending, conn->npending, NULL);
+	if (conn->npending > 0)
+		SbApplyUpdates(&conn->model, conn->pending, conn->npending, NULL);
+	if (conn->npending_clock > 0)
+		SbRaiseClock(&conn->model, conn->pending_clock, conn->npending_clock);
 }
 
 bool
 SbConnApplyPending(SbConn *conn)
 {
-	if (conn->npending == 0)
+	if (conn->npending == 0 && conn->npending_clock == 0)
 		return true;
 	if (!SbConnTransaction(conn, "scuttlebutt: applying updates", apply_txn, NULL))
 		return false;
@@ -694,6 +716,8 @@ SbConnApplyPending(SbConn *conn)
 	conn->npending = 0;
 	conn->pending = NULL;
 	conn->pending_alloc = 0;
+	conn->pending_clock = NULL;
+	conn->npending_clock = 0;
 	MemoryContextReset(conn->batch_cxt);
 	return true;
 }

@@ -86,6 +86,9 @@ typedef struct SbConn
 	SbMessage  *pending;
 	int			npending;
 	int			pending_alloc;
+	/* a clock to raise ours to after them (libpq: vouched for by a snapshot) */
+	SbClockEntry *pending_clock;
+	int			npending_clock;
 
 	/* counters for peer_status */
 	TimestampTz synced_at;
@@ -141,6 +144,13 @@ extern bool SbConnRead(SbConn *conn);
  */
 extern bool SbConnReceive(SbConn *conn, SbMessage *msg, bool parsed_ok,
 						  SbMessageError *err);
+
+/*
+ * Queues a peer's clock to raise this model's clock to, after the updates
+ * queued before it: only for a clock that came with all of the peer's
+ * history beyond what we held, read in one snapshot (see poll()).
+ */
+extern void SbConnQueueClock(SbConn *conn, SbClockEntry *entries, int n);
 
 /* Goes live once "SYNC" went both ways */
 extern void SbConnNoteSynced(SbConn *conn);

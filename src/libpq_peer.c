@@ -83,6 +83,7 @@ typedef struct SbLink
 	bool		flush_wanted;	/* libpq has output the socket did not take */
 	TimestampTz deadline;		/* 0: none */
 	int64		rows;			/* rows of the query's result so far */
+	bool		header_seen;	/* poll: the answer ended with the remote's header */
 } SbLink;
 
 typedef struct SbLibpqPeer
@@ -94,6 +95,7 @@ typedef struct SbLibpqPeer
 	SbRemoteClock held;			/* what this server holds, per source */
 	uint64		held_commits;	/* commit count when held was last read */
 	bool		pull_caught_up; /* the last poll answered less than a page */
+	bool		pull_started;	/* the first poll was sent */
 } SbLibpqPeer;
 
 static const char *const link_names[SB_LIBPQ_LINKS] = {"pull", "push"};
@@ -248,6 +250,7 @@ SbLibpqStart(SbConn *conn)
 	memset(&lp->held, 0, sizeof(lp->held));	/* its memory went with the session */
 	lp->held_commits = 0;
 	lp->pull_caught_up = false;
+	lp->pull_started = false;
 
 	/* the model may have been dropped and made again: look it up anew */
 	if (!SbConnTransaction(conn, "scuttlebutt: looking up a model", lookup_txn, &la))
@@ -259,6 +262,14 @@ SbLibpqStart(SbConn *conn)
 		return;
 	}
 	conn->model_known = true;
+	/* libpq's parse errors quote the string, password and all: say less */
+	if (SbConninfoAddress(lp->conninfo) == NULL)
+	{
+		SbConnClose(conn, "invalid connection string",
+					psprintf("The conninfo of peer %d is not a libpq connection string.",
+							 conn->peer_id));
+		return;
+	}
 	conn->state = SB_CONN_CONNECTING;
 	if (conn->receive_enabled)
 		link_connect(conn, LINK_PULL);
@@ -289,6 +300,7 @@ send_query(SbConn *conn, int i, const char *sql, int nparams, const char *const 
 	}
 	l->flush_wanted = rc == 1;
 	l->rows = 0;
+	l->header_seen = false;
 	l->state = state;
 	l->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	return true;
@@ -415,13 +427,23 @@ take_poll_rows(SbConn *conn, PGresult *res)
 		bool		ok = SbParseMessage(line, len, &msg, &err);
 
 		conn->bytes_in += len;
+		/* the remote's clock, after all it held beyond ours: ours rises to it */
+		if (ok && msg.type == SB_MSG_HEADER)
+		{
+			lp->links[LINK_PULL].header_seen = true;
+			for (int c = 0; c < msg.nclock; c++)
+				SbRemoteClockRaise(&lp->held, conn->session_cxt,
+								   msg.clock[c].source, msg.clock[c].ts);
+			SbConnQueueClock(conn, msg.clock, msg.nclock);
+			continue;
+		}
 		/* held rises past every update read, even one we reject */
+		lp->links[LINK_PULL].rows++;
 		if (ok && msg.type == SB_MSG_UPDATE)
 			SbRemoteClockRaise(&lp->held, conn->session_cxt, msg.source, msg.ts);
 		if (!SbConnReceive(conn, &msg, ok, &err))
 			return false;
 	}
-	conn->libpq->links[LINK_PULL].rows += n;
 	conn->last_activity = GetCurrentTimestamp();
 	return true;
 }
@@ -573,8 +595,7 @@ query_done(SbConn *conn, int i)
 			return;
 		}
 		note_link_ready(conn);
-		if (i == LINK_PULL)
-			send_poll(conn);
+		(void) SbLibpqFlush(conn);
 		return;
 	}
 	if (i == LINK_PULL)
@@ -722,13 +743,36 @@ SbLibpqHandleEvent(SbConn *conn, int i, uint32 events)
 		read_results(conn, i);
 }
 
-bool
-SbLibpqFlush(SbConn *conn)
+/*
+ * Whether the first push is still under way.  A session pushes all the
+ * remote lacks before it pulls: what it pushes is then read before any
+ * pulled update can supersede it, so the remote's clock gets all of ours;
+ * the pull, for its part, ends with the remote's clock (see poll()).
+ */
+static bool
+first_push_pending(SbConn *conn)
 {
 	SbLink	   *push = &conn->libpq->links[LINK_PUSH];
 
+	return conn->send_enabled && SbConnIsOpen(conn) &&
+		!(conn->sync_sent && push->state == LINK_READY && conn->out_off == conn->out.len);
+}
+
+bool
+SbLibpqFlush(SbConn *conn)
+{
+	SbLibpqPeer *lp = conn->libpq;
+	SbLink	   *push = &lp->links[LINK_PUSH];
+
 	if (SbConnIsOpen(conn) && push->state == LINK_READY && conn->out_off < conn->out.len)
 		send_import(conn);
+	/* the first poll (later ones follow each answer) */
+	if (SbConnIsOpen(conn) && lp->links[LINK_PULL].state == LINK_READY &&
+		!lp->pull_started && !first_push_pending(conn))
+	{
+		lp->pull_started = true;
+		send_poll(conn);
+	}
 	return SbConnIsOpen(conn);
 }
 

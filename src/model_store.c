@@ -44,6 +44,7 @@ static SPIPlanPtr lock_clocks_plan;
 static SPIPlanPtr advance_clocks_plan;
 static SPIPlanPtr read_clock_plan;
 static SPIPlanPtr history_page_plan;
+static SPIPlanPtr raise_clock_plan;
 
 #define UPSERT_CONFLICT_CLAUSE \
 	" ON CONFLICT (model_id, key) DO UPDATE" \
@@ -812,6 +813,37 @@ SbReadClock(SbModelRef *model, SbClockEntry **entries)
 	}
 	SPI_finish();
 	return n;
+}
+
+void
+SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
+{
+	Oid			argtypes[4] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID, TEXTOID};
+	Datum		values[4];
+	char	  **sources = palloc(sizeof(char *) * Max(n, 1));
+	double	   *ts = palloc(sizeof(double) * Max(n, 1));
+
+	if (n == 0)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		sources[i] = entries[i].source;
+		ts[i] = entries[i].ts;
+	}
+	SPI_connect();
+	/* never this node's own source: its clock is its own writes' */
+	prepare_once(&raise_clock_plan,
+				 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+				 " SELECT $1, s, t FROM unnest($2, $3) AS e(s, t) WHERE s <> $4"
+				 " ON CONFLICT (model_id, source) DO UPDATE SET ts = excluded.ts"
+				 " WHERE c.ts < excluded.ts",
+				 4, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = make_text_array(sources, n);
+	values[2] = make_float8_array(ts, n);
+	values[3] = CStringGetTextDatum(model->node_id);
+	execute_plan(raise_clock_plan, values, NULL, SPI_OK_INSERT);
+	SPI_finish();
 }
 
 int

@@ -55,6 +55,13 @@ extern void SbLocalWriteMany(SbModelRef *model, int n, char **keys,
 extern int64 SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n,
 							bool *stored);
 
+/*
+ * Raises the model's clock to entries where they are ahead.  Only for a
+ * clock read with a complete history in one snapshot, all of which is
+ * applied here: every update up to it is then held, or lost to one held.
+ */
+extern void SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n);
+
 /* The model's clock, sorted by source; returns the number of entries */
 extern int	SbReadClock(SbModelRef *model, SbClockEntry **entries);
 

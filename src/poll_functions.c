@@ -11,6 +11,13 @@
  * page of history(), so a prefix of each source's updates), and when there
  * are none waits in shared memory for the next commit that writes a model,
  * then returns nothing: the caller asks again with what it holds by then.
+ *
+ * An answer that holds all the rest ends with the model's header (node
+ * id and clock) read in the same snapshot.  The caller, once it applied
+ * the answer, holds every update up to that clock or one that beats it,
+ * so its clock may rise to it: this is how it learns of updates that were
+ * superseded here before it could pull them (a value overwritten by a
+ * push, say), as a stream peer would have, having received them.
  * Not returning the new rows straight away is deliberate: the caller's
  * clock may be stale by the time a commit wakes us (it may have pushed the
  * very updates that woke us), and re-asking costs one round trip where
@@ -27,6 +34,7 @@
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/snapmgr.h"
 
 #include "model_store.h"
 #include "shmem.h"
@@ -36,31 +44,50 @@
 
 PG_FUNCTION_INFO_V1(scuttlebutt_poll);
 
-static SPIPlanPtr poll_plan = NULL;
+static SPIPlanPtr page_plan = NULL;
+static SPIPlanPtr header_plan = NULL;
 
-/* Appends up to limit updates of history(model, sources) to the result */
-static int64
-read_history_page(text *model, Jsonb *sources, int32 limit, ReturnSetInfo *rsinfo)
+static SPIPlanPtr
+prepare_kept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
-	Datum		values[3];
-	int64		n;
-
-	SPI_connect();
-	if (poll_plan == NULL)
+	if (*cache == NULL)
 	{
-		Oid			argtypes[3] = {TEXTOID, JSONBOID, INT4OID};
-		SPIPlanPtr	plan = SPI_prepare("SELECT h FROM scuttlebutt.history($1, $2) h LIMIT $3",
-									   3, argtypes);
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		SPI_keepplan(plan);
-		poll_plan = plan;
+		*cache = plan;
 	}
+	return *cache;
+}
+
+/*
+ * Appends up to limit updates of history(model, sources) to the result,
+ * and, when that is all there is, the model's header {"id","clock"} read
+ * in the same snapshot.  Returns the updates appended; *clock_ahead says
+ * whether the clock holds more than sources (updates since superseded).
+ */
+static int64
+read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
+		  ReturnSetInfo *rsinfo, bool *clock_ahead)
+{
+	Oid			page_types[3] = {TEXTOID, JSONBOID, INT4OID};
+	Oid			header_types[2] = {INT4OID, JSONBOID};
+	Datum		values[3];
+	int64		n;
+
+	*clock_ahead = false;
+	SPI_connect();
+	/* one snapshot for both queries: the header vouches for the page */
+	PushActiveSnapshot(GetTransactionSnapshot());
 	values[0] = PointerGetDatum(model);
 	values[1] = JsonbPGetDatum(sources);
 	values[2] = Int32GetDatum(limit);
-	if (SPI_execute_plan(poll_plan, values, NULL, false, limit) != SPI_OK_SELECT)
+	if (SPI_execute_plan(prepare_kept(&page_plan,
+									  "SELECT h FROM scuttlebutt.history($1, $2) h LIMIT $3",
+									  3, page_types),
+						 values, NULL, true, limit) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the history of a scuttlebutt model");
 	n = SPI_processed;
 	for (int64 i = 0; i < n; i++)
@@ -70,14 +97,38 @@ read_history_page(text *model, Jsonb *sources, int32 limit, ReturnSetInfo *rsinf
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &doc, &isnull);
 	}
+	if (n < limit)
+	{
+		bool		isnull;
+		Datum		header;
+
+		values[0] = Int32GetDatum(model_id);
+		values[1] = JsonbPGetDatum(sources);
+		if (SPI_execute_plan(prepare_kept(&header_plan,
+										  "SELECT scuttlebutt._export_header($1)::json,"
+										  " EXISTS (SELECT FROM scuttlebutt.clocks c WHERE c.model_id = $1"
+										  "  AND c.ts > coalesce(($2 ->> c.source)::float8, '-infinity'))",
+										  2, header_types),
+							 values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not read the clock of a scuttlebutt model");
+		*clock_ahead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (n > 0 || *clock_ahead)
+		{
+			header = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &header, &isnull);
+		}
+	}
+	PopActiveSnapshot();
 	SPI_finish();
 	return n;
 }
 
 /*
  * scuttlebutt.poll(model, sources, max_updates, wait_ms): at most
- * max_updates updates newer than sources, per source in timestamp order;
- * if there are none, waits up to wait_ms for a commit and returns none.
+ * max_updates updates newer than sources, per source in timestamp order,
+ * then, if that was all, the model's header (its clock in the same
+ * snapshot); if there is nothing new, not even in the clock, waits up to
+ * wait_ms for a commit and returns nothing.
  */
 Datum
 scuttlebutt_poll(PG_FUNCTION_ARGS)
@@ -89,6 +140,7 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 	int32		wait_ms;
 	uint64		commits;
 	SbModelRef	ref;
+	bool		clock_ahead;
 
 	for (int i = 0; i < 4; i++)
 		if (PG_ARGISNULL(i))
@@ -116,7 +168,8 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 
 	/* the count first: a commit after it is either seen below or waited for */
 	commits = SbCommitCount();
-	if (read_history_page(model, sources, max_updates, rsinfo) > 0)
+	if (read_page(model, ref.id, sources, max_updates, rsinfo, &clock_ahead) > 0 ||
+		clock_ahead)
 		return (Datum) 0;
 
 	/* under a transaction snapshot nothing new would ever be seen */
