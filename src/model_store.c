@@ -46,6 +46,11 @@ static SPIPlanPtr read_clock_plan;
 static SPIPlanPtr history_page_plan;
 static SPIPlanPtr raise_clock_plan;
 
+/*
+ * SB_LOCK_ORDER: upserts of many keys take their rows in key order, so a
+ * set_many() and the worker applying a peer's batch over the same keys
+ * wait for each other instead of deadlocking.
+ */
 #define UPSERT_CONFLICT_CLAUSE \
 	" ON CONFLICT (model_id, key) DO UPDATE" \
 	" SET source = excluded.source, ts = excluded.ts, doc = excluded.doc" \
@@ -291,6 +296,7 @@ upsert_rows(SbModelRef *model, int n, char **sources, double *ts, char **keys,
 						"INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
 						" SELECT $1, t.source, t.ts, t.key, t.doc"
 						" FROM unnest($2, $3, $4, $5) AS t(source, ts, key, doc)"
+						" ORDER BY t.key" /* see SB_LOCK_ORDER */
 						UPSERT_CONFLICT_CLAUSE
 						" RETURNING u.source, u.ts",
 						5, argtypes);
@@ -341,6 +347,7 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 				 "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
 				 " SELECT $1, $2, t.ts, t.key, t.doc"
 				 " FROM unnest($3, $4, $5) AS t(ts, key, doc)"
+				 " ORDER BY t.key" /* see SB_LOCK_ORDER */
 				 UPSERT_CONFLICT_CLAUSE,
 				 5, argtypes);
 	last = advance_local_clock(model);

@@ -721,6 +721,13 @@ scuttlebutt_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(sb_database, NULL, 0);
 	pgstat_report_appname("scuttlebutt replication worker");
 
+	/*
+	 * In a lock cycle with a local writer, be the one that gives way: we
+	 * check for deadlock first, so the cycle costs our transaction (the
+	 * connection resumes from the clocks) rather than the application's.
+	 */
+	SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_SESSION);
+
 	memset(&ws, 0, sizeof(ws));
 	ws.cxt = AllocSetContextCreate(TopMemoryContext, "scuttlebutt worker",
 								   ALLOCSET_DEFAULT_SIZES);

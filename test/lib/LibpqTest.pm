@@ -1,0 +1,495 @@
+# Helpers for the libpq replication TAP tests (test/t/121-127): servers
+# that dial each other with scuttlebutt.add_peer(model, conninfo).
+#
+#   my $node = LibpqTest::new_node('a', conf => "...", listen => 0,
+#                                   extension => 1);
+#       a started PostgreSQL::Test::Cluster (UTF8, no locale, the library
+#       preloaded) that also accepts TCP connections on 127.0.0.1 at its
+#       port (pg_hba: trust, as initdb -A trust writes it), with short
+#       reconnect back-offs; the extension created unless extension => 0;
+#       listen => 1 also opens the stream listener (LibpqTest::stream_port);
+#       preload => 0 leaves the library out of shared_preload_libraries
+#
+#   LibpqTest::conninfo($node, tcp => 1, extra => 'user=x password=y')
+#       a libpq connection string of $node's "postgres" database: over
+#       its unix socket, or over TCP with tcp => 1
+#
+#   my $id = LibpqTest::add_peer($node, $model, $conninfo, send => 'false')
+#       scuttlebutt.add_peer() on $node; returns the peer id
+#
+#   LibpqTest::peer($node, $where)
+#       the first peer_status row matching $where, as a hash of every
+#       column of the view (undef if none)
+#
+#   LibpqTest::wait_peer($node, $where, sub { my $r = shift; ... }, $timeout)
+#       polls until the row matching $where satisfies the condition;
+#       returns (ok, last row seen)
+#
+#   LibpqTest::find_count($node, $re, $offset, $n, $timeout)
+#       true once $re matches $n times in the log after $offset
+#
+#   LibpqTest::visible_text($node)
+#       everything peer_status and connection_errors show, as text (for
+#       checks that a password appears nowhere)
+#
+#   LibpqTest::run_js($node, $label, $js_source, @args)
+#       runs a node.js script given as text (it can require the interop
+#       harness through process.env.SB_INTEROP) like
+#       ScuttlebuttTest::run_interop runs test/interop/*.js
+#
+#   my $proxy = LibpqTest::Proxy->new($to_port);
+#       a TCP proxy on 127.0.0.1:$proxy->port forwarding to
+#       127.0.0.1:$to_port, in a child process; $proxy->pause stops every
+#       byte (and accepts no connection) until $proxy->resume, the
+#       connections staying open: a network stall
+package LibpqTest;
+
+use strict;
+use warnings;
+
+use Carp;
+use File::Temp ();
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use ScuttlebuttTest;
+use StreamTest;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+# a peer that closes its socket must not kill the test with SIGPIPE
+$SIG{PIPE} = 'IGNORE';
+
+my %stream_port_of;
+
+sub new_node
+{
+	my ($name, %o) = @_;
+	my $listen = $o{listen} // 0;
+	my $sport = $listen ? PostgreSQL::Test::Cluster::get_free_port() : 0;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init(extra => [ '--encoding=UTF8', '--no-locale' ]);
+	$node->append_conf('postgresql.conf',
+		$ScuttlebuttTest::common_conf
+		  . "listen_addresses = '127.0.0.1'\n"
+		  . "scuttlebutt.reconnect_min = 50ms\n"
+		  . "scuttlebutt.reconnect_max = 500ms\n"
+		  . ($listen
+			? "scuttlebutt.listen_addresses = '127.0.0.1'\nscuttlebutt.port = $sport\n"
+			: '')
+		  . (($o{preload} // 1) ? '' : "shared_preload_libraries = ''\n")
+		  . ($o{conf} // ''));
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION scuttlebutt')
+	  if $o{extension} // 1;
+	$stream_port_of{ $node->name } = $sport;
+	$node->wait_for_log(qr/listening for stream peers on "127\.0\.0\.1" port $sport/)
+	  if $listen;
+	return $node;
+}
+
+sub stream_port
+{
+	my ($node) = @_;
+	return $stream_port_of{ $node->name };
+}
+
+sub q1
+{
+	my ($node, $sql) = @_;
+	return $node->safe_psql('postgres', $sql);
+}
+
+# A SQL string literal
+sub lit
+{
+	my ($s) = @_;
+	return 'NULL' unless defined $s;
+	$s =~ s/'/''/g;
+	return "'$s'";
+}
+
+sub conninfo
+{
+	my ($node, %o) = @_;
+	my $host = $o{tcp} ? '127.0.0.1' : $node->host;
+	my $port = $o{port} // $node->port;
+	my $s = "host=$host port=$port dbname=postgres";
+	$s .= " $o{extra}" if defined $o{extra} && $o{extra} ne '';
+	return $s;
+}
+
+sub add_peer
+{
+	my ($node, $model, $conninfo, %o) = @_;
+	my $args = lit($model) . ', ' . lit($conninfo);
+	$args .= ", send => $o{send}" if defined $o{send};
+	$args .= ", receive => $o{receive}" if defined $o{receive};
+	return q1($node, "SELECT scuttlebutt.add_peer($args)");
+}
+
+my $json = JSON::PP->new->utf8;
+
+sub peer
+{
+	my ($node, $where) = @_;
+	my $out = q1($node,
+		"SELECT row_to_json(s)::text FROM scuttlebutt.peer_status s WHERE $where"
+		  . ' ORDER BY peer_id, remote_addr LIMIT 1');
+	return undef if $out eq '';
+	return $json->decode($out);
+}
+
+# Every peer_status row matching $where, as hashes
+sub peers
+{
+	my ($node, $where) = @_;
+	my $out = q1($node,
+		"SELECT row_to_json(s)::text FROM scuttlebutt.peer_status s WHERE $where ORDER BY peer_id");
+	return [ map { $json->decode($_) } grep { $_ ne '' } split /\n/, $out ];
+}
+
+# A row as one line, for diagnostics
+sub show
+{
+	my ($r) = @_;
+	return 'no row' unless $r;
+	return join(', ', map { "$_=" . ($r->{$_} // 'NULL') } sort keys %$r);
+}
+
+sub wait_peer
+{
+	my ($node, $where, $cond, $timeout) = @_;
+	my $deadline = time + ($timeout // 60);
+	my $r;
+	while (1)
+	{
+		$r = peer($node, $where);
+		my $ok = $r && eval { $cond->($r) };
+		return (1, $r) if $ok;
+		last if time > $deadline;
+		usleep(100_000);
+	}
+	diag('peer_status row (' . $where . ') on ' . $node->name . ' never matched; last: ' . show($r));
+	return (0, $r);
+}
+
+sub visible_text
+{
+	my ($node) = @_;
+	return q1($node,
+		q{SELECT coalesce((SELECT string_agg(row_to_json(s)::text, E'\n') FROM scuttlebutt.peer_status s), '')
+		  || E'\n' || coalesce((SELECT string_agg(row_to_json(e)::text, E'\n') FROM scuttlebutt.connection_errors e), '')});
+}
+
+# Per source, the number of entries of a key/value model ("n,n,n" sorted)
+sub per_source
+{
+	my ($node, $model) = @_;
+	return q1($node,
+		"SELECT string_agg(n::text, ',' ORDER BY n) FROM"
+		  . " (SELECT count(*) n FROM scuttlebutt.entries(" . lit($model) . ") GROUP BY source) s");
+}
+
+# Polls until $re matches at least $n times in $node's log after
+# $offset; false after $timeout seconds
+sub find_count
+{
+	my ($node, $re, $offset, $n, $timeout) = @_;
+	my $deadline = time + ($timeout // 30);
+	while (1)
+	{
+		my $c = () = slurp_file($node->logfile, $offset) =~ /$re/g;
+		return 1 if $c >= $n;
+		if (time > $deadline)
+		{
+			diag("found $c of $n matches of $re in the log of " . $node->name);
+			return 0;
+		}
+		usleep(200_000);
+	}
+}
+
+# StreamTest::wait_converged, with the clocks and history sizes in the
+# diagnostics when it fails
+sub wait_converged
+{
+	my ($model, $nodes, $timeout) = @_;
+	return 1 if StreamTest::wait_converged($model, $nodes, $timeout);
+	for my $n (@$nodes)
+	{
+		my $m = lit($model);
+		diag($n->name . " $model: clock " . substr(q1($n, "SELECT scuttlebutt.clock($m)"), 0, 600)
+			  . '; ' . q1($n, "SELECT count(*) FROM scuttlebutt.history($m)") . ' updates held');
+	}
+	return 0;
+}
+sub poll { return StreamTest::poll(@_) }
+sub digest { return StreamTest::digest(@_) }
+
+# Runs a node.js script given as text; every check it reports (through
+# test/interop/lib/harness.js) becomes a TAP assertion.  Returns the
+# number of checks.
+sub run_js
+{
+	my ($node, $label, $source, @args) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my $file = "$dir/$label.js";
+	open my $fh, '>', $file or die "cannot write $file: $!";
+	print $fh $source;
+	close $fh;
+	local $ENV{SB_INTEROP} = $ScuttlebuttTest::interop_dir;
+	local $ENV{PG_TEST_TIMEOUT_DEFAULT} = $PostgreSQL::Test::Utils::timeout_default;
+	my ($out, $err) = ('', '');
+	my @cmd = ('node', $file, $node->connstr('postgres'), @args);
+	my $ran = IPC::Run::run(\@cmd, '<', \'', '>', \$out, '2>', \$err);
+	my $dec = JSON::PP->new;
+	my ($done, $checks) = (0, 0);
+	for my $line (split /\n/, $out)
+	{
+		my $msg = eval { $dec->decode($line) };
+		if (!$msg)
+		{
+			note("$label: $line");
+			next;
+		}
+		my $k = $msg->{kind};
+		if ($k eq 'is')
+		{
+			is($msg->{got}, $msg->{expected}, "$label: $msg->{name}");
+			$checks++;
+		}
+		elsif ($k eq 'ok')
+		{
+			ok($msg->{pass}, "$label: $msg->{name}") or diag($msg->{diag});
+			$checks++;
+		}
+		elsif ($k eq 'note')
+		{
+			note("$label: $msg->{text}");
+		}
+		elsif ($k eq 'done')
+		{
+			$done = 1;
+			is($msg->{checks}, $checks, "$label: every check was reported");
+		}
+	}
+	ok($ran && $done, "$label ran to completion") or diag("exit status $?; stderr:\n$err");
+	diag("$label stderr:\n$err") if $err ne '' && $ran;
+	return $checks;
+}
+
+
+package LibpqTest::Proxy;
+
+# A pausable TCP forwarder, in a forked child.  The child never returns
+# into the test (POSIX::_exit), so it runs none of the test's END blocks.
+
+use strict;
+use warnings;
+
+use Errno qw(EAGAIN EINTR EWOULDBLOCK);
+use IO::Select;
+use IO::Socket::INET;
+use POSIX ();
+use Time::HiRes qw(time);
+
+my @proxies;
+
+sub new
+{
+	my ($class, $to_port) = @_;
+	my $lsn = IO::Socket::INET->new(
+		LocalAddr => '127.0.0.1',
+		LocalPort => 0,
+		Listen => 64,
+		ReuseAddr => 1,
+		Proto => 'tcp') or die "proxy: cannot listen: $!";
+	my $port = $lsn->sockport;
+	pipe(my $ack_r, my $ack_w) or die "pipe: $!";
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		close $ack_r;
+		my $rc = eval { _serve($lsn, $to_port, $ack_w); 1 } ? 0 : 1;
+		POSIX::_exit($rc);
+	}
+	close $ack_w;
+	close $lsn;
+	my $self = bless { pid => $pid, port => $port, to => $to_port, ack => $ack_r }, $class;
+	push @proxies, $self;
+	$self->_ack('R') or die "proxy did not start";
+	return $self;
+}
+
+sub port { return $_[0]->{port} }
+
+# Waits for the child's acknowledgement ("P" paused, "R" running)
+sub _ack
+{
+	my ($self, $want) = @_;
+	my $sel = IO::Select->new($self->{ack});
+	my $deadline = time + 10;
+	while (time < $deadline)
+	{
+		next unless $sel->can_read($deadline - time);
+		my $n = sysread($self->{ack}, my $c, 2);
+		return 0 unless $n;
+		return 1 if substr($c, 0, 1) eq $want;
+	}
+	return 0;
+}
+
+# Stops forwarding; returns once the child has stopped
+sub pause
+{
+	my ($self) = @_;
+	kill 'USR1', $self->{pid};
+	return $self->_ack('P');
+}
+
+sub resume
+{
+	my ($self) = @_;
+	kill 'USR2', $self->{pid};
+	return $self->_ack('R');
+}
+
+sub stop
+{
+	my ($self) = @_;
+	return unless $self->{pid};
+	kill 'TERM', $self->{pid};
+	waitpid($self->{pid}, 0);
+	$self->{pid} = 0;
+	@proxies = grep { $_ != $self } @proxies;
+}
+
+END
+{
+	my $rc = $?;
+	$_->stop for my @all = @proxies;
+	$? = $rc;
+}
+
+# The child's loop.  Each connection is a pair of sockets; bytes read on
+# one are queued for the other.  While paused nothing is read, written or
+# accepted.
+sub _serve
+{
+	my ($lsn, $to_port, $ack) = @_;
+	my ($paused, $stop, $told) = (0, 0, '');
+	$SIG{USR1} = sub { $paused = 1 };
+	$SIG{USR2} = sub { $paused = 0 };
+	$SIG{TERM} = sub { $stop = 1 };
+	$SIG{PIPE} = 'IGNORE';
+	$lsn->blocking(0);
+	my %c;    # fileno => { sock, other (fileno), out, closing }
+
+	my $close = sub {
+		my ($fd) = @_;
+		my $e = delete $c{$fd} or return;
+		close $e->{sock};
+		my $o = $c{ $e->{other} } or return;
+		if ($o->{out} eq '')
+		{
+			delete $c{ $e->{other} };
+			close $o->{sock};
+		}
+		else
+		{
+			$o->{closing} = 1;    # flush what it was sent, then close
+		}
+	};
+
+	while (!$stop)
+	{
+		my $state = $paused ? 'P' : 'R';
+		if ($state ne $told)
+		{
+			syswrite($ack, "$state\n");
+			$told = $state;
+		}
+		if ($paused)
+		{
+			select(undef, undef, undef, 0.05);
+			next;
+		}
+		my $rsel = IO::Select->new($lsn);
+		my $wsel = IO::Select->new;
+		for my $fd (keys %c)
+		{
+			my $e = $c{$fd};
+			my $o = $c{ $e->{other} };
+			$rsel->add($e->{sock}) if !$e->{closing} && $o && length($o->{out}) < (1 << 20);
+			$wsel->add($e->{sock}) if $e->{out} ne '';
+		}
+		my ($r, $w) = IO::Select->select($rsel, $wsel, undef, 0.05);
+		next if $paused || !defined $r;
+		for my $s (@$r)
+		{
+			if ($s == $lsn)
+			{
+				my $cli = $lsn->accept or next;
+				my $up = IO::Socket::INET->new(
+					PeerAddr => '127.0.0.1',
+					PeerPort => $to_port,
+					Proto => 'tcp');
+				if (!$up)
+				{
+					close $cli;
+					next;
+				}
+				$_->blocking(0) for $cli, $up;
+				binmode($_) for $cli, $up;
+				$c{ fileno($cli) } = { sock => $cli, other => fileno($up), out => '' };
+				$c{ fileno($up) } = { sock => $up, other => fileno($cli), out => '' };
+				next;
+			}
+			my $fd = fileno($s);
+			next unless defined $fd;
+			my $e = $c{$fd} or next;
+			next if $e->{sock} != $s;
+			my $n = sysread($s, my $buf, 65536);
+			if (!defined $n)
+			{
+				next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
+				$close->($fd);
+			}
+			elsif ($n == 0)
+			{
+				$close->($fd);
+			}
+			else
+			{
+				$c{ $e->{other} }{out} .= $buf if $c{ $e->{other} };
+			}
+		}
+		for my $s (@$w)
+		{
+			my $fd = fileno($s);
+			next unless defined $fd;
+			my $e = $c{$fd} or next;
+			next if $e->{sock} != $s || $e->{out} eq '';
+			my $n = syswrite($s, $e->{out});
+			if (!defined $n)
+			{
+				next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
+				$close->($fd);
+				next;
+			}
+			substr($e->{out}, 0, $n) = '';
+			if ($e->{out} eq '' && $e->{closing})
+			{
+				delete $c{$fd};
+				close $s;
+			}
+		}
+	}
+	close $_->{sock} for values %c;
+	return;
+}
+
+1;
