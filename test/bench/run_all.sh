@@ -2,7 +2,7 @@
 # test/bench/run_all.sh: every scuttlebutt benchmark against its baseline in
 # one throw-away cluster, then one combined table.  Each script's settings
 # pass through (TPS_*, MANY_*, HISTORY_*, JS_SYNC_*, SERVER_SYNC_*, LATENCY_*,
-# STREAM_MEM_*; see the scripts' headers).
+# STREAM_MEM_*, LIBPQ_*; see the scripts' headers).
 # BENCH_KEEP=1 keeps the raw numbers, logs and plans.
 #
 #   make install && test/bench/run_all.sh
@@ -20,6 +20,13 @@ started=$(date +%s)
 "$BENCH_DIR/stream_server_sync.sh"
 "$BENCH_DIR/stream_latency.sh"
 "$BENCH_DIR/stream_memory.sh"
+# replication over libpq (add_peer), against PostgreSQL's logical
+# replication: servers of their own as well
+"$BENCH_DIR/libpq_sync.sh"
+"$BENCH_DIR/libpq_live_throughput.sh"
+"$BENCH_DIR/libpq_latency.sh"
+"$BENCH_DIR/libpq_memory.sh"
+"$BENCH_DIR/libpq_notify_cost.sh"
 
 echo
 echo "scuttlebutt benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(($(date +%s) - started)) s"
@@ -27,7 +34,8 @@ echo "$(bench_conditions)"
 echo "baseline: set_tps plain upsert, set_many plain INSERT..jsonb_each..ON CONFLICT,"
 echo "          history the 10k-key model (delta) / a plain query of the same rows (dump),"
 echo "          stream_js_sync a JavaScript server, stream_server_sync s/100k at the smallest size,"
-echo "          stream_memory one peer"
+echo "          stream_memory one peer, libpq_sync / libpq_live_throughput / libpq_latency logical replication,"
+echo "          libpq_memory one peer, libpq_notify_cost plain upsert (and set() without a peer)"
 echo "ratio: extension / baseline"
 print_table
 if grep -q $'\tMISS$' "$BENCH_OUT/results.tsv"; then
