@@ -335,7 +335,9 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- The remote end of a libpq peer: the updates newer than sources (at most
 -- max_updates), or, if there are none, a wait of up to wait_ms for the
--- next commit that writes a model, then none (the caller asks again).
+-- next commit that writes the model, then none (the caller asks again).
+-- While it waits it holds back no vacuum horizon: call it alone, not
+-- joined with reads of other tables, when wait_ms > 0.
 CREATE FUNCTION scuttlebutt.poll(model text, sources jsonb DEFAULT '{}',
 								 max_updates integer DEFAULT 10000,
 								 wait_ms integer DEFAULT 0)

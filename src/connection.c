@@ -256,6 +256,12 @@ SbConnTransaction(SbConn *conn, const char *activity, SbConnTxnFn fn, void *arg)
 		AbortCurrentTransaction();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		MemoryContextSwitchTo(oldcxt);
+		/* the detail (a deadlock's lock cycle, say) goes to the log only */
+		if (edata->detail)
+			ereport(LOG,
+					(errmsg("scuttlebutt: %s in a transaction for %s", edata->message,
+							conn->remote_addr),
+					 errdetail_internal("%s", edata->detail)));
 		SbConnClose(conn, "database error", edata->message);
 		FreeErrorData(edata);
 		ok = false;
@@ -367,8 +373,6 @@ io_failed(SbConn *conn)
 bool
 SbConnWrite(SbConn *conn)
 {
-	if (conn->transport == SB_TRANSPORT_LIBPQ)
-		return SbLibpqFlush(conn);
 	while (conn->out_off < conn->out.len)
 	{
 		ssize_t		n = send(conn->sock, conn->out.data + conn->out_off,
@@ -389,6 +393,14 @@ SbConnWrite(SbConn *conn)
 	resetStringInfo(&conn->out);
 	conn->out_off = 0;
 	return true;
+}
+
+bool
+SbConnFlush(SbConn *conn)
+{
+	if (conn->transport == SB_TRANSPORT_LIBPQ)
+		return SbLibpqFlush(conn);
+	return !SbConnWantsWrite(conn) || SbConnWrite(conn);
 }
 
 /* ---- starting ---- */

@@ -170,8 +170,14 @@ extern double SbRemoteClockGet(SbRemoteClock *rc, const char *source);
 extern void SbRemoteClockRaise(SbRemoteClock *rc, MemoryContext cxt,
 							   const char *source, double ts);
 
-/* Writes buffered output (libpq: starts pushing it).  False if closed. */
+/* Writes buffered output to the socket (streams).  False if closed. */
 extern bool SbConnWrite(SbConn *conn);
+
+/*
+ * Sends what is due: a stream's buffered output; a libpq peer's push of
+ * it, or its first poll.  False if closed.
+ */
+extern bool SbConnFlush(SbConn *conn);
 
 /* Applies received updates (one transaction).  False if closed. */
 extern bool SbConnApplyPending(SbConn *conn);

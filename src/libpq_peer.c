@@ -375,7 +375,7 @@ static void
 send_poll(SbConn *conn)
 {
 	SbLibpqPeer *lp = conn->libpq;
-	uint64		commits = SbCommitCount();
+	uint64		commits = SbModelCommitCount(conn->model.id);
 	StringInfoData clock;
 	char	  **sources;
 	double	   *ts;
@@ -383,7 +383,7 @@ send_poll(SbConn *conn)
 	char		wait[16];
 	const char *params[4];
 
-	/* what committed here since the last look (ours, pushed, relayed) */
+	/* what committed to the model here since the last look (ours, relayed) */
 	if (commits != lp->held_commits || lp->held.n == 0)
 	{
 		if (!SbConnTransaction(conn, "scuttlebutt: reading a clock", read_clock_txn, NULL))
@@ -514,6 +514,14 @@ push_refused(SbConn *conn, PGresult *res)
 
 /* ---- results ---- */
 
+static void
+no_model_on_remote(SbConn *conn)
+{
+	SbConnClose(conn, "no such model on the remote",
+				psprintf("The remote has no scuttlebutt model \"%s\"; create it there with scuttlebutt.create_model().",
+						 conn->model_name));
+}
+
 /* The remote's kind and header: the session can start on this link */
 static bool
 take_handshake_row(SbConn *conn, int i, PGresult *res)
@@ -525,9 +533,7 @@ take_handshake_row(SbConn *conn, int i, PGresult *res)
 
 	if (PQntuples(res) != 1 || PQnfields(res) != 2)
 	{
-		SbConnClose(conn, "no such model on the remote",
-					psprintf("The remote has no scuttlebutt model \"%s\"; create it there with scuttlebutt.create_model().",
-							 conn->model_name));
+		no_model_on_remote(conn);
 		return false;
 	}
 	kind = PQgetvalue(res, 0, 0);
@@ -589,9 +595,7 @@ query_done(SbConn *conn, int i)
 	{
 		if (l->rows == 0)
 		{
-			SbConnClose(conn, "no such model on the remote",
-						psprintf("The remote has no scuttlebutt model \"%s\"; create it there with scuttlebutt.create_model().",
-								 conn->model_name));
+			no_model_on_remote(conn);
 			return;
 		}
 		note_link_ready(conn);

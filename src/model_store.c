@@ -57,8 +57,8 @@ static SPIPlanPtr raise_clock_plan;
 	" WHERE (excluded.ts, excluded.source) > (u.ts, u.source)"
 
 /* Prepares a statement once per backend and keeps it. */
-static SPIPlanPtr
-prepare_once(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+SPIPlanPtr
+SbPrepareOnce(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*cache == NULL)
 	{
@@ -164,7 +164,7 @@ SbModelTryLookup(const char *name, SbModelRef *model)
 		return true;
 
 	SPI_connect();
-	plan = prepare_once(&lookup_plan,
+	plan = SbPrepareOnce(&lookup_plan,
 						"SELECT r.id, r.kind, n.id"
 						" FROM scuttlebutt.registry r, scuttlebutt.node n"
 						" WHERE r.name = $1",
@@ -203,7 +203,7 @@ advance_local_clock(SbModelRef *model)
 	Datum		values[3];
 	bool		isnull;
 
-	prepare_once(&local_clock_plan,
+	SbPrepareOnce(&local_clock_plan,
 				 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
 				 " VALUES ($1, $2, $3)"
 				 " ON CONFLICT (model_id, source) DO UPDATE"
@@ -249,7 +249,7 @@ SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 	double		ts;
 
 	SPI_connect();
-	plan = prepare_once(&local_write_plan,
+	plan = SbPrepareOnce(&local_write_plan,
 						"WITH clock AS ("
 						" INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
 						" VALUES ($1, $2, greatest($3, scuttlebutt._ts_after("
@@ -278,7 +278,7 @@ SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 	ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
 									  SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
-	SbNoteModelWrite();
+	SbNoteModelWrite(model->id);
 	return ts;
 }
 
@@ -292,7 +292,7 @@ upsert_rows(SbModelRef *model, int n, char **sources, double *ts, char **keys,
 	Datum		values[5];
 	SPIPlanPtr	plan;
 
-	plan = prepare_once(&upsert_many_plan,
+	plan = SbPrepareOnce(&upsert_many_plan,
 						"INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
 						" SELECT $1, t.source, t.ts, t.key, t.doc"
 						" FROM unnest($2, $3, $4, $5) AS t(source, ts, key, doc)"
@@ -343,7 +343,7 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 	initStringInfo(&buf);
 
 	SPI_connect();
-	prepare_once(&upsert_local_many_plan,
+	SbPrepareOnce(&upsert_local_many_plan,
 				 "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
 				 " SELECT $1, $2, t.ts, t.key, t.doc"
 				 " FROM unnest($3, $4, $5) AS t(ts, key, doc)"
@@ -421,7 +421,7 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 		Oid			ctypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
 		Datum		cvalues[3];
 
-		prepare_once(&set_clock_plan,
+		SbPrepareOnce(&set_clock_plan,
 					 "UPDATE scuttlebutt.clocks SET ts = $3"
 					 " WHERE model_id = $1 AND source = $2",
 					 3, ctypes);
@@ -431,7 +431,7 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 		execute_plan(set_clock_plan, cvalues, NULL, SPI_OK_UPDATE);
 	}
 	SPI_finish();
-	SbNoteModelWrite();
+	SbNoteModelWrite(model->id);
 }
 
 /* ---- applying updates from elsewhere ---- */
@@ -625,7 +625,7 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 		Oid			argtypes[2] = {INT4OID, TEXTARRAYOID};
 		Datum		values[2];
 
-		prepare_once(&lock_clocks_plan,
+		SbPrepareOnce(&lock_clocks_plan,
 					 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
 					 " SELECT $1, s, '-infinity' FROM unnest($2) AS s"
 					 " ON CONFLICT (model_id, source) DO UPDATE SET ts = c.ts"
@@ -755,7 +755,7 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 			}
 		if (na > 0)
 		{
-			prepare_once(&advance_clocks_plan,
+			SbPrepareOnce(&advance_clocks_plan,
 						 "UPDATE scuttlebutt.clocks AS c SET ts = v.ts"
 						 " FROM unnest($2, $3) AS v(source, ts)"
 						 " WHERE c.model_id = $1 AND c.source = v.source"
@@ -770,7 +770,7 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 
 	SPI_finish();
 	if (nstored > 0)
-		SbNoteModelWrite();
+		SbNoteModelWrite(model->id);
 	return nstored + nsuperseded;
 }
 
@@ -799,7 +799,7 @@ SbReadClock(SbModelRef *model, SbClockEntry **entries)
 	int			n;
 
 	SPI_connect();
-	prepare_once(&read_clock_plan,
+	SbPrepareOnce(&read_clock_plan,
 				 "SELECT source, ts FROM scuttlebutt.clocks"
 				 " WHERE model_id = $1 ORDER BY source",
 				 1, argtypes);
@@ -839,7 +839,7 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 	}
 	SPI_connect();
 	/* never this node's own source: its clock is its own writes' */
-	prepare_once(&raise_clock_plan,
+	SbPrepareOnce(&raise_clock_plan,
 				 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
 				 " SELECT $1, s, t FROM unnest($2, $3) AS e(s, t) WHERE s <> $4"
 				 " ON CONFLICT (model_id, source) DO UPDATE SET ts = excluded.ts"
@@ -851,6 +851,8 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 	values[3] = CStringGetTextDatum(model->node_id);
 	execute_plan(raise_clock_plan, values, NULL, SPI_OK_INSERT);
 	SPI_finish();
+	/* pollers of this model learn the clock (poll()'s header) */
+	SbNoteModelWrite(model->id);
 }
 
 int
@@ -862,7 +864,7 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 	int			n;
 
 	SPI_connect();
-	prepare_once(&history_page_plan,
+	SbPrepareOnce(&history_page_plan,
 				 "SELECT u.ts, u.doc::text FROM scuttlebutt.updates u"
 				 " WHERE u.model_id = $1 AND u.source = $2 AND u.ts > $3"
 				 " ORDER BY u.ts LIMIT $4",

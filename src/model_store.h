@@ -8,6 +8,7 @@
 #ifndef SCUTTLEBUTT_MODEL_STORE_H
 #define SCUTTLEBUTT_MODEL_STORE_H
 
+#include "executor/spi.h"
 #include "lib/stringinfo.h"
 
 #include "wire_message.h"
@@ -19,6 +20,13 @@ typedef struct SbModelRef
 	char	   *name;
 	char	   *node_id;		/* this database's source id */
 } SbModelRef;
+
+/*
+ * A statement prepared (generic plan) and kept in *cache on first use:
+ * the statements here run with different values but always one plan.
+ */
+extern SPIPlanPtr SbPrepareOnce(SPIPlanPtr *cache, const char *sql, int nargs,
+								Oid *argtypes);
 
 /* Any kind, for SbModelLookup */
 #define SB_KIND_ANY (-1)

@@ -9,7 +9,7 @@
  *
  * which returns at once the updates newer than what the caller holds (a
  * page of history(), so a prefix of each source's updates), and when there
- * are none waits in shared memory for the next commit that writes a model,
+ * are none waits in shared memory for the next commit that writes the model,
  * then returns nothing: the caller asks again with what it holds by then.
  *
  * An answer that holds all the rest ends with the model's header (node
@@ -32,6 +32,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "storage/proc.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/snapmgr.h"
@@ -46,21 +47,6 @@ PG_FUNCTION_INFO_V1(scuttlebutt_poll);
 
 static SPIPlanPtr page_plan = NULL;
 static SPIPlanPtr header_plan = NULL;
-
-static SPIPlanPtr
-prepare_kept(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		*cache = plan;
-	}
-	return *cache;
-}
 
 /*
  * Appends up to limit updates of history(model, sources) to the result,
@@ -84,7 +70,7 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 	values[0] = PointerGetDatum(model);
 	values[1] = JsonbPGetDatum(sources);
 	values[2] = Int32GetDatum(limit);
-	if (SPI_execute_plan(prepare_kept(&page_plan,
+	if (SPI_execute_plan(SbPrepareOnce(&page_plan,
 									  "SELECT h FROM scuttlebutt.history($1, $2) h LIMIT $3",
 									  3, page_types),
 						 values, NULL, true, limit) != SPI_OK_SELECT)
@@ -104,7 +90,7 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 
 		values[0] = Int32GetDatum(model_id);
 		values[1] = JsonbPGetDatum(sources);
-		if (SPI_execute_plan(prepare_kept(&header_plan,
+		if (SPI_execute_plan(SbPrepareOnce(&header_plan,
 										  "SELECT scuttlebutt._export_header($1)::json,"
 										  " EXISTS (SELECT FROM scuttlebutt.clocks c WHERE c.model_id = $1"
 										  "  AND c.ts > coalesce(($2 ->> c.source)::float8, '-infinity'))",
@@ -167,13 +153,23 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
 	/* the count first: a commit after it is either seen below or waited for */
-	commits = SbCommitCount();
+	commits = SbModelCommitCount(ref.id);
 	if (read_page(model, ref.id, sources, max_updates, rsinfo, &clock_ahead) > 0 ||
 		clock_ahead)
 		return (Datum) 0;
 
 	/* under a transaction snapshot nothing new would ever be seen */
 	if (wait_ms > 0 && !IsolationUsesXactSnapshot())
-		(void) SbWaitForCommit(commits, wait_ms);
+	{
+		/*
+		 * A wait can last seconds: hold back no vacuum horizon meanwhile
+		 * (on hot rows, such as a model's clock, that would grow long
+		 * version chains).  Nothing is read with this statement's snapshot
+		 * after it: a poll that waited returns nothing.
+		 */
+		InvalidateCatalogSnapshot();
+		MyProc->xmin = InvalidTransactionId;
+		(void) SbWaitForModelCommit(ref.id, commits, wait_ms);
+	}
 	return (Datum) 0;
 }

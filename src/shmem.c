@@ -13,12 +13,14 @@
  *	  reads them after resetting its latch, so no wake-up is lost.
  *	- status_cv is broadcast by the worker after it publishes statuses;
  *	  wait_for_sync() sleeps on it.
- *	- commit_cv is broadcast at the commit of a model write, but only while
- *	  some backend waits in poll() (pollers > 0): a libpq peer's long poll.
- *	  Both sides use full-barrier atomics (the committer bumps commits then
- *	  reads pollers; the poller bumps pollers then reads commits), so
- *	  either the poller sees the new count or the committer sees the
- *	  poller and broadcasts.
+ *	- model_cv[slot] is broadcast at the commit of a write to a model of
+ *	  that slot (model id % SB_MODEL_COMMIT_SLOTS), but only while some
+ *	  backend waits for it in poll() (model_pollers[slot] > 0): a libpq
+ *	  peer's long poll.  Writers to other models wake nobody.  Both sides
+ *	  use full-barrier atomics (the committer bumps model_commits[slot]
+ *	  then reads model_pollers[slot]; the poller bumps model_pollers[slot]
+ *	  then reads model_commits[slot]), so either the poller sees the new
+ *	  count or the committer sees the poller and broadcasts.
  *
  * The commit hook: any backend that writes a model notes it, and at commit
  * (after the transaction is visible) bumps the commit counter and wakes
@@ -45,8 +47,11 @@ SbShared   *sb_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
-static bool wrote_model_this_xact = false;
+/* The model slots this transaction wrote (bit i: slot i) */
+static uint64 wrote_model_slots = 0;
 static bool changed_peers_this_xact = false;
+
+#define model_slot(model_id) ((uint32) (model_id) % SB_MODEL_COMMIT_SLOTS)
 
 static void
 sb_shmem_request(void)
@@ -75,8 +80,12 @@ sb_shmem_startup(void)
 		pg_atomic_init_u32(&sb_shared->peers_changed, 0);
 		pg_atomic_init_u32(&sb_shared->connections, 0);
 		ConditionVariableInit(&sb_shared->status_cv);
-		pg_atomic_init_u32(&sb_shared->pollers, 0);
-		ConditionVariableInit(&sb_shared->commit_cv);
+		for (int i = 0; i < SB_MODEL_COMMIT_SLOTS; i++)
+		{
+			pg_atomic_init_u64(&sb_shared->model_commits[i], 0);
+			pg_atomic_init_u32(&sb_shared->model_pollers[i], 0);
+			ConditionVariableInit(&sb_shared->model_cv[i]);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -99,13 +108,18 @@ sb_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			if (sb_shared != NULL && (wrote_model_this_xact || changed_peers_this_xact))
+			if (sb_shared != NULL && (wrote_model_slots != 0 || changed_peers_this_xact))
 			{
-				if (wrote_model_this_xact)
+				if (wrote_model_slots != 0)
 				{
+					for (int i = 0; i < SB_MODEL_COMMIT_SLOTS; i++)
+						if (wrote_model_slots & (UINT64CONST(1) << i))
+						{
+							pg_atomic_fetch_add_u64(&sb_shared->model_commits[i], 1);
+							if (pg_atomic_read_u32(&sb_shared->model_pollers[i]) > 0)
+								ConditionVariableBroadcast(&sb_shared->model_cv[i]);
+						}
 					pg_atomic_fetch_add_u64(&sb_shared->commits, 1);
-					if (pg_atomic_read_u32(&sb_shared->pollers) > 0)
-						ConditionVariableBroadcast(&sb_shared->commit_cv);
 				}
 				if (changed_peers_this_xact)
 					pg_atomic_write_u32(&sb_shared->peers_changed, 1);
@@ -114,12 +128,14 @@ sb_xact_callback(XactEvent event, void *arg)
 					pg_atomic_read_u32(&sb_shared->connections) > 0)
 					wake_worker();
 			}
-			wrote_model_this_xact = changed_peers_this_xact = false;
+			wrote_model_slots = 0;
+			changed_peers_this_xact = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
-			wrote_model_this_xact = changed_peers_this_xact = false;
+			wrote_model_slots = 0;
+			changed_peers_this_xact = false;
 			break;
 		default:
 			break;
@@ -139,9 +155,9 @@ SbShmemInit(void)
 }
 
 void
-SbNoteModelWrite(void)
+SbNoteModelWrite(int32 model_id)
 {
-	wrote_model_this_xact = true;
+	wrote_model_slots |= UINT64CONST(1) << model_slot(model_id);
 }
 
 void
@@ -151,15 +167,16 @@ SbNotePeersChanged(void)
 }
 
 uint64
-SbCommitCount(void)
+SbModelCommitCount(int32 model_id)
 {
-	return sb_shared ? pg_atomic_read_u64(&sb_shared->commits) : 0;
+	return sb_shared ? pg_atomic_read_u64(&sb_shared->model_commits[model_slot(model_id)]) : 0;
 }
 
 bool
-SbWaitForCommit(uint64 commits, int timeout_ms)
+SbWaitForModelCommit(int32 model_id, uint64 commits, int timeout_ms)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	uint32		slot;
 	bool		committed = false;
 
 	if (sb_shared == NULL)
@@ -171,26 +188,27 @@ SbWaitForCommit(uint64 commits, int timeout_ms)
 		return false;
 	}
 
-	pg_atomic_fetch_add_u32(&sb_shared->pollers, 1);
+	slot = model_slot(model_id);
+	pg_atomic_fetch_add_u32(&sb_shared->model_pollers[slot], 1);
 	PG_TRY();
 	{
-		ConditionVariablePrepareToSleep(&sb_shared->commit_cv);
+		ConditionVariablePrepareToSleep(&sb_shared->model_cv[slot]);
 		for (;;)
 		{
 			long		ms;
 
-			committed = pg_atomic_read_u64(&sb_shared->commits) != commits;
+			committed = pg_atomic_read_u64(&sb_shared->model_commits[slot]) != commits;
 			ms = (long) ((deadline - GetCurrentTimestamp()) / 1000);
 			if (committed || ms <= 0)
 				break;
-			(void) ConditionVariableTimedSleep(&sb_shared->commit_cv, ms,
+			(void) ConditionVariableTimedSleep(&sb_shared->model_cv[slot], ms,
 											   PG_WAIT_EXTENSION);
 		}
 		ConditionVariableCancelSleep();
 	}
 	PG_FINALLY();
 	{
-		pg_atomic_fetch_sub_u32(&sb_shared->pollers, 1);
+		pg_atomic_fetch_sub_u32(&sb_shared->model_pollers[slot], 1);
 	}
 	PG_END_TRY();
 	return committed;

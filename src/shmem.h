@@ -20,6 +20,9 @@
 #define SB_STATUS_SLOTS (SB_MAX_MAX_CONNECTIONS + 64)
 #define SB_MAX_ERROR_REASONS 32
 
+/* Commit counters per model: model id modulo this many */
+#define SB_MODEL_COMMIT_SLOTS 64
+
 #define SB_TEXT_SHORT 64
 #define SB_TEXT_LONG 256
 
@@ -62,8 +65,14 @@ typedef struct SbShared
 	pg_atomic_uint32 peers_changed; /* set when the peers table changed */
 	pg_atomic_uint32 connections;	/* sockets the worker holds */
 	ConditionVariable status_cv;	/* broadcast when statuses change */
-	pg_atomic_uint32 pollers;	/* backends waiting in poll() */
-	ConditionVariable commit_cv;	/* broadcast at commits while pollers > 0 */
+	/*
+	 * Per model slot (model id % slots): commits that wrote a model of the
+	 * slot, the backends waiting for one in poll(), and their condition
+	 * variable (broadcast at such a commit only while some wait).
+	 */
+	pg_atomic_uint64 model_commits[SB_MODEL_COMMIT_SLOTS];
+	pg_atomic_uint32 model_pollers[SB_MODEL_COMMIT_SLOTS];
+	ConditionVariable model_cv[SB_MODEL_COMMIT_SLOTS];
 	SbConnStatus conns[SB_STATUS_SLOTS];
 	int			nerrors;
 	SbErrorCount errors[SB_MAX_ERROR_REASONS];
@@ -75,19 +84,20 @@ extern SbShared *sb_shared;
 extern void SbShmemInit(void);
 
 /* Notes that this transaction wrote a model: the worker is woken at commit */
-extern void SbNoteModelWrite(void);
+extern void SbNoteModelWrite(int32 model_id);
 
 /* Notes that this transaction changed the peers: the worker rereads them */
 extern void SbNotePeersChanged(void);
 
 /*
- * The count of commits that wrote a model, and a wait of up to timeout_ms
- * for it to pass commits (read before looking at the tables): true if a
- * commit came.  Without the library preloaded nothing can wake the wait:
- * it sleeps the whole timeout and returns false.
+ * The count of commits that wrote model_id (or a model sharing its slot),
+ * and a wait of up to timeout_ms for it to pass commits (read before
+ * looking at the tables): true if such a commit came.  Without the library
+ * preloaded nothing can wake the wait: it sleeps the whole timeout and
+ * returns false.
  */
-extern uint64 SbCommitCount(void);
-extern bool SbWaitForCommit(uint64 commits, int timeout_ms);
+extern uint64 SbModelCommitCount(int32 model_id);
+extern bool SbWaitForModelCommit(int32 model_id, uint64 commits, int timeout_ms);
 
 /* ERROR with a hint unless the library was preloaded */
 extern void SbRequireWorker(const char *what);

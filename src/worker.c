@@ -800,11 +800,7 @@ scuttlebutt_worker_main(Datum main_arg)
 		{
 			SbConn	   *c = ws.conns[i];
 
-			/* (a libpq peer may also have a query to start) */
-			if (c && SbConnIsOpen(c) &&
-				(!SbConnPump(c, ws.commits) ||
-				 ((SbConnWantsWrite(c) || c->transport == SB_TRANSPORT_LIBPQ) &&
-				  !SbConnWrite(c))))
+			if (c && SbConnIsOpen(c) && (!SbConnPump(c, ws.commits) || !SbConnFlush(c)))
 				ws.set_dirty = true;
 		}
 
