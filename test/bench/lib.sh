@@ -336,3 +336,19 @@ backend_run() {
 	[ -n "$spid" ] && wait "$spid"
 	awk '/^Time: / { print $2 }' "$pre.out"
 }
+
+# write_set_tps_scripts DIR KEYS: the pgbench scripts of the set() TPS
+# comparison: DIR/plain.pgb, a single-row upsert into plain_kv, and
+# DIR/set.pgb, scuttlebutt.set() on model 'bench'; a random key of KEYS.
+write_set_tps_scripts() {
+	cat >"$1/plain.pgb" <<PGB
+\\set k random(1, $2)
+\\set v random(1, 1000000000)
+INSERT INTO plain_kv (key, value) VALUES ('k' || :k, jsonb_build_object('v', :v::integer)) ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+PGB
+	cat >"$1/set.pgb" <<PGB
+\\set k random(1, $2)
+\\set v random(1, 1000000000)
+SELECT scuttlebutt.set('bench', 'k' || :k, jsonb_build_object('v', :v::integer));
+PGB
+}

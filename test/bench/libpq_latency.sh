@@ -55,7 +55,7 @@ CASES=""
 has_side logical && CASES="$CASES logical"
 has_side scuttlebutt && CASES="$CASES pull push"
 
-W="$LIBPQ_TMP/latency"
+W="$SERVERS_TMP/latency"
 mkdir -p "$W"
 libpq_server a
 libpq_server b
@@ -140,7 +140,7 @@ run() {
 	quiet_gate
 	sqlx1 "$rd" -F ' ' -c "SELECT i, ts, seen_ms FROM public.bench_observe('$kind', '$pre', $N, $POLL_MS / 1000.0, 120 + $N * $GAP_MS / 1000.0)" >"$tag.obs" 2>&1 &
 	opid=$!
-	libpq_track "$opid"
+	track_pid "$opid"
 	# the reader polls before the first write
 	for _ in $(seq 1 100); do
 		[ "$(sqlx1 "$rd" -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%bench_observe(''$kind'', ''$pre''%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break

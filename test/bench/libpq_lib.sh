@@ -2,10 +2,8 @@
 # (libpq_sync.sh, libpq_live_throughput.sh, libpq_latency.sh,
 # libpq_memory.sh, libpq_notify_cost.sh), sourced after lib.sh.
 #
-# Each script starts its own throw-away clusters (a, b, ...) under one temp
-# directory: free loopback ports, a temp socket directory, all stopped and
-# removed on exit with every helper process the script started.  Run from
-# run_all.sh the results go to the shared $BENCH_OUT/results.tsv; the
+# Each script starts its own throw-away clusters (a, b, ...) with
+# servers_lib.sh (removed on exit with every helper it started); the
 # shared cluster of run_all.sh is not used.
 #
 # Every server is configured alike, for both sides of each comparison:
@@ -29,96 +27,32 @@
 # drops it (with its slot) afterwards, so no walsender decodes the WAL of
 # the scuttlebutt runs.
 #
-# Environment (besides lib.sh's):
-#   BENCH_TMP_PREFIX  the temp directory is $BENCH_TMP_PREFIX.XXXXXX
-#                     (default /tmp/scuttlebutt-libpq-bench)
-#   BENCH_KEEP=1      keep it (server logs, raw numbers)
+# Environment (besides lib.sh's and servers_lib.sh's):
 #   LIBPQ_SIDES       what to measure: "logical scuttlebutt" (default), or
 #                     "logical" alone (no scuttlebutt: the library is not
 #                     even preloaded; the baseline rows only), or
 #                     "scuttlebutt" alone (no ratios)
 
 LIBPQ_SIDES=${LIBPQ_SIDES:-logical scuttlebutt}
-declare -A PORT_OF=() DATA_OF=()
-LIBPQ_SERVERS=()
-LIBPQ_PIDS=()
 
 has_side() { case " $LIBPQ_SIDES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 has_side logical || has_side scuttlebutt || die "LIBPQ_SIDES must name logical and/or scuttlebutt"
 
-LIBPQ_TMP=$(mktemp -d "${BENCH_TMP_PREFIX:-/tmp/scuttlebutt-libpq-bench}.XXXXXX")
-chmod 755 "$LIBPQ_TMP"
-mkdir "$LIBPQ_TMP/sock" "$LIBPQ_TMP/out"
-chown postgres: "$LIBPQ_TMP/sock" 2>/dev/null || true
-if [ -z "${BENCH_OUT:-}" ]; then
-	BENCH_OUT="$LIBPQ_TMP/out"
-fi
-export BENCH_OUT
-BENCH_SO_SUM=${BENCH_SO_SUM:-$(so_sum)}
-export BENCH_SO_SUM
+SERVERS_KIND=libpq
+. "$BENCH_DIR/servers_lib.sh"
+
 # the library this script's servers preload (they load it when they start)
 LIBPQ_SO_LOADED="$(date -u -r "$("$PG_CONFIG" --pkglibdir)/scuttlebutt.so" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo '?') (md5 $(so_sum)), repository at $(git -C "$BENCH_DIR" describe --always --dirty 2>/dev/null || echo unknown)"
-
-# lib.sh's disturbance measure, over every server started here and every
-# tracked helper (as stream_lib.sh does).
-_cluster_ticks() {
-	local t=0 name pm c pid
-	for name in "${LIBPQ_SERVERS[@]}"; do
-		pm=$(head -1 "${DATA_OF[$name]}/postmaster.pid" 2>/dev/null) || continue
-		t=$((t + $(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat" 2>/dev/null || echo 0)))
-		for c in $(pgrep -P "$pm"); do
-			t=$((t + $(awk '{ print $14 + $15 }' "/proc/$c/stat" 2>/dev/null || echo 0)))
-		done
-	done
-	for pid in "${LIBPQ_PIDS[@]}"; do
-		t=$((t + $(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-	done
-	echo "$t"
-}
-
-libpq_cleanup() {
-	local rc=$? name pid
-	trap - EXIT INT TERM
-	for pid in "${LIBPQ_PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-	done
-	for name in "${LIBPQ_SERVERS[@]}"; do
-		"${AS_OWNER[@]}" "$PGBIN/pg_ctl" -D "${DATA_OF[$name]}" -m immediate -w stop >/dev/null 2>&1 || true
-	done
-	if [ "${BENCH_KEEP:-0}" = 1 ]; then
-		log "kept $LIBPQ_TMP"
-	else
-		rm -rf "$LIBPQ_TMP"
-	fi
-	exit $rc
-}
-trap libpq_cleanup EXIT
-trap 'exit 130' INT TERM
-
-# libpq_track PID: a background process to kill on exit.
-libpq_track() { LIBPQ_PIDS+=("$1"); }
 
 # libpq_server NAME: a cluster as described above, the extension created
 # in database postgres (when scuttlebutt is measured).
 libpq_server() {
-	local name=$1 dir="$LIBPQ_TMP/$1" port preload=""
-	mkdir "$dir"
-	chown postgres: "$dir" 2>/dev/null || true
-	"${AS_OWNER[@]}" "$PGBIN/initdb" -D "$dir/data" -U postgres \
-		--auth=trust --no-sync -E UTF8 --locale=C >"$dir/initdb.log" 2>&1 ||
-		die "initdb of server $name failed, see $dir/initdb.log"
+	local name=$1 dir="$SERVERS_TMP/$1" preload=""
 	if has_side scuttlebutt; then
 		preload="shared_preload_libraries = 'scuttlebutt'
 scuttlebutt.database = 'postgres'"
 	fi
-	cat >>"$dir/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$LIBPQ_TMP/sock'
-shared_buffers = ${BENCH_SHARED_BUFFERS:-1GB}
-max_wal_size = 16GB
-checkpoint_timeout = 1h
-max_connections = 30
-logging_collector = off
+	start_server "$name" "max_connections = 30
 client_min_messages = warning
 wal_level = logical
 max_wal_senders = 10
@@ -126,27 +60,7 @@ max_replication_slots = 10
 max_worker_processes = 16
 max_logical_replication_workers = 6
 wal_retrieve_retry_interval = 100ms
-$preload
-${BENCH_EXTRA_CONF:-}
-CONF
-	DATA_OF[$name]="$dir/data"
-	LIBPQ_SERVERS+=("$name")
-	for _ in 1 2 3 4 5; do
-		port=$(free_port) || die "no free port"
-		sed -i "/^port = /d" "$dir/data/postgresql.conf"
-		echo "port = $port" >>"$dir/data/postgresql.conf"
-		if "${AS_OWNER[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null 2>&1; then
-			break
-		fi
-		"${AS_OWNER[@]}" "$PGBIN/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
-		port=""
-	done
-	[ -n "$port" ] || die "server $name did not start, see $dir/server.log"
-	PORT_OF[$name]=$port
-	# lib.sh's disturb_end waits for the first server's finished backends
-	if [ "${#LIBPQ_SERVERS[@]}" -eq 1 ]; then
-		BENCH_POSTMASTER=$(head -1 "$dir/data/postmaster.pid")
-	fi
+$preload"
 	if has_side scuttlebutt; then
 		sqlx "$name" -c "CREATE EXTENSION scuttlebutt" >/dev/null 2>"$dir/ext.err" ||
 			die "CREATE EXTENSION scuttlebutt on $name failed: $(cat "$dir/ext.err")"
@@ -175,22 +89,14 @@ BEGIN
 END
 $$;
 SQL
-	log "server $name: port $port, data in $dir/data"
+	log "server $name: port ${PORT_OF[$name]}, data in $dir/data"
 }
-
-sqlx() { local n=$1; shift; "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$LIBPQ_TMP/sock" -p "${PORT_OF[$n]}" -U postgres -d postgres "$@"; }
-sqlx1() { sqlx "$@" -At; }
 
 # conninfo NAME: how the other servers reach NAME (TCP on 127.0.0.1).
 conninfo() { echo "host=127.0.0.1 port=${PORT_OF[$1]} dbname=postgres user=postgres"; }
 
 # now_ms: epoch milliseconds (this machine's clock, as the servers').
 now_ms() { date +%s%3N; }
-
-# worker_pid NAME: the pid of NAME's scuttlebutt replication worker.
-worker_pid() {
-	sqlx1 "$1" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'scuttlebutt replication worker' ORDER BY pid LIMIT 1"
-}
 
 # peer_backends NAME: client backends of NAME connected over TCP, i.e. the
 # connections of other servers' scuttlebutt workers (the scripts' own
@@ -231,25 +137,6 @@ wait_no_connections() {
 		done
 		die "server $s still holds connections: $(sqlx1 "$s" -c "SELECT string_agg(backend_type || ' ' || coalesce(client_addr::text, '') || ' ' || coalesce(application_name, '') || ' ' || coalesce(left(query, 60), ''), '; ') FROM pg_stat_activity WHERE (backend_type = 'client backend' AND client_addr IS NOT NULL) OR backend_type = 'walsender'")"
 	done
-}
-
-# build_model NAME MODEL N [CHUNK] [FIRST]: model MODEL on NAME holding keys
-# k<FIRST>..k<FIRST+N-1> (default k1..kN) with values {"v": i, "s": "value i"},
-# written with set_many() in chunks (default 100,000), then VACUUM ANALYZE.
-build_model() {
-	local name=$1 m=$2 n=$3 chunk=${4:-100000} first=${5:-1} lo hi last
-	last=$((first + n - 1))
-	sqlx "$name" -c "SELECT scuttlebutt.create_model('$m') WHERE NOT EXISTS (SELECT FROM scuttlebutt.registry WHERE name = '$m')" >/dev/null
-	for ((lo = first; lo <= last; lo += chunk)); do
-		hi=$((lo + chunk - 1)); [ $hi -gt "$last" ] && hi=$last
-		sqlx "$name" -c "SELECT scuttlebutt.set_many('$m', (SELECT jsonb_object_agg('k' || i, jsonb_build_object('v', i, 's', 'value ' || i)) FROM generate_series($lo, $hi) i))" >/dev/null
-	done
-	sqlx "$name" -c "VACUUM ANALYZE scuttlebutt.updates" -c "VACUUM ANALYZE scuttlebutt.clocks" >/dev/null
-}
-
-# model_count NAME MODEL: updates held by MODEL on NAME (0 if no such model).
-model_count() {
-	sqlx1 "$1" -c "SELECT coalesce((SELECT updates FROM scuttlebutt.models WHERE name = '$2'), 0)"
 }
 
 # model_clock NAME MODEL: MODEL's clock on NAME, as jsonb text (key order
@@ -364,22 +251,13 @@ sub_wait_streaming() {
 	die "subscription $2 on $1 does not stream from $3"
 }
 
-# pctl P: the P-th percentile (nearest rank) of the numbers on stdin.
-pctl() {
-	sort -g | awk -v p="$1" '{ v[NR] = $1 } END {
-		if (NR == 0) { print "nan"; exit }
-		i = int(p / 100 * NR + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR
-		printf "%.6g\n", v[i] }'
-}
-
 # fmt DIGITS X: X with DIGITS decimals ("-" stays "-").
 fmt() { case $2 in - | nan | "") echo "${2:--}" ;; *) printf "%.${1}f\n" "$2" ;; esac; }
 
 # libpq_conditions: bench_conditions for our servers (first server), and
 # the sides measured.
 libpq_conditions() {
-	PGHOST="$LIBPQ_TMP/sock" PGPORT="${PORT_OF[${LIBPQ_SERVERS[0]}]}" PGUSER=postgres PGDATABASE=postgres \
-		bench_conditions
+	servers_conditions
 	printf 'servers: wal_level=logical, scuttlebutt preloaded: %s; sides measured: %s\n' \
 		"$(has_side scuttlebutt && echo "yes, scuttlebutt.so built $LIBPQ_SO_LOADED when they started" || echo no)" "$LIBPQ_SIDES"
 }

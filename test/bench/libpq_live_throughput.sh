@@ -63,7 +63,7 @@ has_side logical && CASES="$CASES logical"
 has_side scuttlebutt && CASES="$CASES pull push"
 MODES=${LIBPQ_TP_MODES:-live backlog}
 
-W="$LIBPQ_TMP/throughput"
+W="$SERVERS_TMP/throughput"
 mkdir -p "$W"
 libpq_server a
 libpq_server b
@@ -151,7 +151,7 @@ run() {
 	quiet_gate
 	sqlx1 "$obs" -c "SELECT public.bench_wait_until(\$chk\$$check\$chk\$, 600, 0.002)" >"$tag.seen" 2>&1 &
 	opid=$!
-	libpq_track "$opid"
+	track_pid "$opid"
 	disturb_begin
 	if [ "$mode" = live ]; then
 		sqlx1 "$wr" -f "$tag.sql" >"$tag.out" 2>&1 || die "writes on $wr failed: $(tail -3 "$tag.out")"

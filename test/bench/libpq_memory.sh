@@ -40,7 +40,7 @@ if ! has_side scuttlebutt; then
 	exit 0
 fi
 
-W="$LIBPQ_TMP/memory"
+W="$SERVERS_TMP/memory"
 mkdir -p "$W"
 libpq_server a
 libpq_server b
@@ -55,27 +55,6 @@ wait "$p2" || die "building m2 on c failed"
 [ "$(model_count a m1)" -eq "$KEYS" ] || die "model m1 holds $(model_count a m1) updates, expected $KEYS"
 [ "$(model_count c m2)" -eq "$KEYS" ] || die "model m2 holds $(model_count c m2) updates, expected $KEYS"
 log "libpq_memory: built m1 on a and m2 on c ($KEYS keys each) in $(($(date +%s) - t0)) s"
-
-status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-
-# sample PID PREFIX: until PREFIX.stop exists, the peaks of RssAnon and
-# VmRSS (kB) into PREFIX.anon and PREFIX.rss (fork-free, as in
-# stream_memory.sh).
-sample() {
-	local pid=$1 pre=$2 anon=0 rss=0 n=0 k v _
-	exec {nap}<> <(:)
-	while [ ! -e "$pre.stop" ] && [ -r "/proc/$pid/status" ]; do
-		while read -r k v _; do
-			case $k in
-				VmRSS:) [ "$v" -gt "$rss" ] && rss=$v ;;
-				RssAnon:) [ "$v" -gt "$anon" ] && anon=$v; break ;;
-			esac
-		done <"/proc/$pid/status" 2>/dev/null || true
-		n=$((n + 1))
-		read -r -t 0.02 -u $nap _ || true
-	done
-	echo "$anon" >"$pre.anon"; echo "$rss" >"$pre.rss"; echo "$n" >"$pre.samples"
-}
 
 # run CASE REP: CASE is one (m1 from a) or two (m1 from a, m2 from c).
 run() {
@@ -102,7 +81,7 @@ run() {
 	disturb_begin
 	sample "$pid" "$pre" &
 	spid=$!
-	libpq_track "$spid"
+	track_pid "$spid"
 	sqlx1 b -F ' ' -f "$pre.sql" >"$pre.out" 2>&1 || { touch "$pre.stop"; die "sync on b failed: $(cat "$pre.out")"; }
 	hwm=$(status_kb "$pid" VmHWM); after=$(status_kb "$pid" RssAnon)
 	touch "$pre.stop"

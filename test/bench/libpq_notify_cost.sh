@@ -48,7 +48,7 @@ if ! has_side scuttlebutt; then
 	exit 0
 fi
 
-W="$LIBPQ_TMP/notify"
+W="$SERVERS_TMP/notify"
 mkdir -p "$W"
 libpq_server a
 libpq_server b
@@ -66,16 +66,7 @@ VACUUM ANALYZE scuttlebutt.clocks;
 SQL
 sqlx b -c "SELECT scuttlebutt.create_model('bench')" -c "SELECT scuttlebutt.create_model('other')" >/dev/null
 
-cat >"$W/plain.pgb" <<PGB
-\set k random(1, $KEYS)
-\set v random(1, 1000000000)
-INSERT INTO plain_kv (key, value) VALUES ('k' || :k, jsonb_build_object('v', :v::integer)) ON CONFLICT (key) DO UPDATE SET value = excluded.value;
-PGB
-cat >"$W/set.pgb" <<PGB
-\set k random(1, $KEYS)
-\set v random(1, 1000000000)
-SELECT scuttlebutt.set('bench', 'k' || :k, jsonb_build_object('v', :v::integer));
-PGB
+write_set_tps_scripts "$W" "$KEYS"
 
 # peers_for CASE: b's peers as CASE needs them, a poll waiting on a.
 peers_for() {
@@ -108,7 +99,7 @@ run() {
 	quiet_gate
 	ta=$(server_ticks a); tb=$(server_ticks b)
 	disturb_begin
-	PGHOST="$LIBPQ_TMP/sock" PGPORT="${PORT_OF[a]}" PGUSER=postgres PGDATABASE=postgres PGOPTIONS="-c synchronous_commit=$SYNC" \
+	PGHOST="$SERVERS_TMP/sock" PGPORT="${PORT_OF[a]}" PGUSER=postgres PGDATABASE=postgres PGOPTIONS="-c synchronous_commit=$SYNC" \
 		"$PGBIN/pgbench" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -T "$SECS" -f "$W/$script.pgb" >"$out" 2>&1 ||
 		die "pgbench failed: $(tail -5 "$out")"
 	disturb_end "$W/foreign"

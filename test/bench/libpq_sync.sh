@@ -51,7 +51,7 @@ SIDES=""
 has_side logical && SIDES="$SIDES logical"
 has_side scuttlebutt && SIDES="$SIDES scuttlebutt"
 
-W="$LIBPQ_TMP/sync"
+W="$SERVERS_TMP/sync"
 mkdir -p "$W"
 libpq_server a
 libpq_server b

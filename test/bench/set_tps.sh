@@ -75,16 +75,7 @@ SQL
 W="$BENCH_OUT/set_tps"
 mkdir -p "$W"
 : >"$W/foreign"
-cat >"$W/plain.pgb" <<PGB
-\set k random(1, $KEYS)
-\set v random(1, 1000000000)
-INSERT INTO plain_kv (key, value) VALUES ('k' || :k, jsonb_build_object('v', :v::integer)) ON CONFLICT (key) DO UPDATE SET value = excluded.value;
-PGB
-cat >"$W/set.pgb" <<PGB
-\set k random(1, $KEYS)
-\set v random(1, 1000000000)
-SELECT scuttlebutt.set('bench', 'k' || :k, jsonb_build_object('v', :v::integer));
-PGB
+write_set_tps_scripts "$W" "$KEYS"
 
 # run SIDE CLIENTS SYNC REP: one pgbench run, prints its TPS.
 run() {

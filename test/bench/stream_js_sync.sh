@@ -40,7 +40,7 @@ HZ=$(getconf CLK_TCK)
 # cpu_ticks PID: user + system CPU time of PID, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-W="$STREAM_TMP/js_sync"
+W="$SERVERS_TMP/js_sync"
 mkdir -p "$W"
 stream_server a
 : >"$W/foreign"
@@ -55,7 +55,7 @@ for n in $SIZES; do
 
 	"$NODE" "$JS_DIR/model_server.js" "$W/$m.dump" >"$W/$m.server.out" 2>&1 &
 	js_pid=$!
-	stream_track "$js_pid"
+	track_pid "$js_pid"
 	for _ in $(seq 1 600); do
 		grep -q '^READY ' "$W/$m.server.out" && break
 		kill -0 "$js_pid" 2>/dev/null || die "model_server.js failed: $(cat "$W/$m.server.out")"

@@ -43,7 +43,7 @@ DIALS=${LATENCY_DIALS:-b a}
 TARGET_P50=5
 TARGET_P99=50
 
-W="$STREAM_TMP/latency"
+W="$SERVERS_TMP/latency"
 mkdir -p "$W"
 stream_server a
 stream_server b

@@ -31,7 +31,7 @@ KEYS=${STREAM_MEM_KEYS:-1000000}
 REPS=${STREAM_MEM_REPS:-3}
 TARGET_MB=100
 
-W="$STREAM_TMP/memory"
+W="$SERVERS_TMP/memory"
 mkdir -p "$W"
 stream_server a
 stream_server b
@@ -40,27 +40,6 @@ t0=$(date +%s)
 build_model a m "$KEYS"
 [ "$(model_count a m)" -eq "$KEYS" ] || die "model m holds $(model_count a m) updates, expected $KEYS"
 log "stream_memory: built m ($KEYS keys) on a in $(($(date +%s) - t0)) s"
-
-status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
-
-# sample PID PREFIX: until PREFIX.stop exists, the peaks of RssAnon and
-# VmRSS (kB) into PREFIX.anon and PREFIX.rss.  Fork-free: read -t on a
-# pipe nobody writes is the sleep.
-sample() {
-	local pid=$1 pre=$2 anon=0 rss=0 n=0 k v _
-	exec {nap}<> <(:)
-	while [ ! -e "$pre.stop" ] && [ -r "/proc/$pid/status" ]; do
-		while read -r k v _; do
-			case $k in
-				VmRSS:) [ "$v" -gt "$rss" ] && rss=$v ;;
-				RssAnon:) [ "$v" -gt "$anon" ] && anon=$v; break ;;
-			esac
-		done <"/proc/$pid/status" 2>/dev/null || true
-		n=$((n + 1))
-		read -r -t 0.02 -u $nap _ || true
-	done
-	echo "$anon" >"$pre.anon"; echo "$rss" >"$pre.rss"; echo "$n" >"$pre.samples"
-}
 
 # sync_to NAME PREFIX: add_stream_peer + wait_for_sync on NAME; ms into PREFIX.NAME.ms
 sync_to() {
@@ -91,7 +70,7 @@ run() {
 	disturb_begin
 	sample "$pid" "$pre" &
 	spid=$!
-	stream_track "$spid"
+	track_pid "$spid"
 	local pids=()
 	for s in $peers; do
 		sync_to "$s" "$pre" &

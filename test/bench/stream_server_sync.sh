@@ -32,7 +32,7 @@ REPS=${SERVER_SYNC_REPS:-3}
 TARGET_1M=10
 TARGET_GROWTH=1.5
 
-W="$STREAM_TMP/server_sync"
+W="$SERVERS_TMP/server_sync"
 mkdir -p "$W"
 stream_server a
 stream_server b
