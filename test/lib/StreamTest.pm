@@ -5,6 +5,11 @@
 #       127.0.0.1 at a port from get_free_port() (StreamTest::port($node)),
 #       started, with the extension created, and the listener open
 #
+#   StreamTest::two_server_fixture($na, $nb, @extra_models)
+#   StreamTest::check_two_server_fixture($na, $nb)
+#       the models and writes of the two-server tests (111, 121), and
+#       what both nodes hold once those are synced
+#
 #   StreamTest::wait_converged($model, [@nodes])
 #       true once every node holds the same history (wire text) and clock
 #       for $model
@@ -63,6 +68,67 @@ sub q1
 {
 	my ($node, $sql) = @_;
 	return $node->safe_psql('postgres', $sql);
+}
+
+# The two-server fixture of 111 and 121: models kv, ev (events), val
+# (value) and kv2 on both nodes (and any EXTRA models); before any peer, A
+# writes 3 keys, 2 events and a value, B 2 keys, 1 event, then a value
+# (later, so B's value wins); each writes one key of kv2.
+sub two_server_fixture
+{
+	my ($na, $nb, @extra) = @_;
+	my $extra = join('', map { "SELECT scuttlebutt.create_model('$_', 'model');\n" } @extra);
+	for my $n ($na, $nb)
+	{
+		q1($n, qq{
+			SELECT scuttlebutt.create_model('kv', 'model');
+			SELECT scuttlebutt.create_model('ev', 'events');
+			SELECT scuttlebutt.create_model('val', 'value');
+			SELECT scuttlebutt.create_model('kv2', 'model');
+			$extra
+		});
+	}
+	q1($na, q{
+		SELECT scuttlebutt.set('kv', 'a' || i, jsonb_build_object('from', 'a', 'n', i))
+		  FROM generate_series(1, 3) i;
+		SELECT scuttlebutt.emit('ev', 'a-ev', jsonb_build_object('n', i)) FROM generate_series(1, 2) i;
+		SELECT scuttlebutt.set_value('val', '"a0"');
+		SELECT scuttlebutt.set('kv2', 'a', '1');
+	});
+	q1($nb, q{
+		SELECT scuttlebutt.set('kv', 'b' || i, jsonb_build_object('from', 'b', 'n', i))
+		  FROM generate_series(1, 2) i;
+		SELECT scuttlebutt.emit('ev', 'b-ev', '{"n": 1}');
+		SELECT scuttlebutt.set_value('val', '"b0"');
+		SELECT scuttlebutt.set('kv2', 'b', '2');
+	});
+}
+
+# What both nodes must hold once the fixture's models are synced.
+sub check_two_server_fixture
+{
+	my ($na, $nb) = @_;
+	my $qa = sub { q1($na, @_) };
+	my $qb = sub { q1($nb, @_) };
+	my ($id_a, $id_b) = map { q1($_, 'SELECT scuttlebutt.node_id()') } ($na, $nb);
+	my $log = q{SELECT string_agg(event || ':' || data::text || ':' || ts || ':' || source, ',' ORDER BY ts)
+				FROM scuttlebutt.events('ev')};
+
+	is($qb->(q{SELECT scuttlebutt.to_json('kv')}),
+		'{"a1": {"n": 1, "from": "a"}, "a2": {"n": 2, "from": "a"}, "a3": {"n": 3, "from": "a"}, "b1": {"n": 1, "from": "b"}, "b2": {"n": 2, "from": "b"}}',
+		'kv: B holds both sides\' keys');
+	is($qa->(q{SELECT scuttlebutt.to_json('kv')}), $qb->(q{SELECT scuttlebutt.to_json('kv')}), 'kv: same to_json');
+	is($qa->(q{SELECT scuttlebutt.clock('kv')}), $qb->(q{SELECT scuttlebutt.clock('kv')}), 'kv: same clock');
+	is($qb->(q{SELECT string_agg(k, ',' ORDER BY k) FROM jsonb_object_keys(scuttlebutt.clock('kv')) k}),
+		join(',', sort($id_a, $id_b)), 'kv: the clock lists both nodes');
+	is($qa->(q{SELECT string_agg(event || ':' || data::text, ',' ORDER BY ts) FROM scuttlebutt.events('ev')}),
+		'a-ev:{"n": 1},a-ev:{"n": 2},b-ev:{"n": 1}', 'ev: A holds the whole log, in timestamp order');
+	is($qa->($log), $qb->($log), 'ev: same log on both');
+	is($qa->(q{SELECT scuttlebutt.get_value('val')}), '"b0"', 'val: the later write (B\'s) wins on A');
+	is($qb->(q{SELECT scuttlebutt.get_value('val')}), '"b0"', 'val: and on B');
+	is($qa->(q{SELECT scuttlebutt.clock('val')}), $qb->(q{SELECT scuttlebutt.clock('val')}), 'val: same clock');
+	is($qa->(q{SELECT scuttlebutt.to_json('kv2')}), '{"a": 1, "b": 2}', 'kv2 (A dialing B): both keys on A');
+	is($qb->(q{SELECT scuttlebutt.to_json('kv2')}), '{"a": 1, "b": 2}', 'kv2 (A dialing B): both keys on B');
 }
 
 # What must be equal on two nodes that hold the same model: the updates

@@ -33,34 +33,7 @@ my $id_a = qa('SELECT scuttlebutt.node_id()');
 my $id_b = qb('SELECT scuttlebutt.node_id()');
 isnt($id_a, $id_b, 'the two servers are different nodes');
 
-for my $n ($na, $nb)
-{
-	LibpqTest::q1($n, q{
-		SELECT scuttlebutt.create_model('kv', 'model');
-		SELECT scuttlebutt.create_model('ev', 'events');
-		SELECT scuttlebutt.create_model('val', 'value');
-		SELECT scuttlebutt.create_model('kv2', 'model');
-		SELECT scuttlebutt.create_model('ro_pull', 'model');
-		SELECT scuttlebutt.create_model('ro_push', 'model');
-	});
-}
-
-# Before any peer: A writes 3 keys, 2 events, a value; B writes 2 keys,
-# 1 event, then a value (later, so B's value wins).
-qa(q{
-	SELECT scuttlebutt.set('kv', 'a' || i, jsonb_build_object('from', 'a', 'n', i))
-	  FROM generate_series(1, 3) i;
-	SELECT scuttlebutt.emit('ev', 'a-ev', jsonb_build_object('n', i)) FROM generate_series(1, 2) i;
-	SELECT scuttlebutt.set_value('val', '"a0"');
-	SELECT scuttlebutt.set('kv2', 'a', '1');
-});
-qb(q{
-	SELECT scuttlebutt.set('kv', 'b' || i, jsonb_build_object('from', 'b', 'n', i))
-	  FROM generate_series(1, 2) i;
-	SELECT scuttlebutt.emit('ev', 'b-ev', '{"n": 1}');
-	SELECT scuttlebutt.set_value('val', '"b0"');
-	SELECT scuttlebutt.set('kv2', 'b', '2');
-});
+StreamTest::two_server_fixture($na, $nb, qw(ro_pull ro_push));
 
 # A's trust authentication ignores the password, but the worker must hide
 # it all the same
@@ -104,22 +77,7 @@ for my $m (qw(kv ev val kv2))
 {
 	ok(LibpqTest::wait_converged($m, [ $na, $nb ], 20), "initial sync: $m converged");
 }
-is(qb(q{SELECT scuttlebutt.to_json('kv')}),
-	'{"a1": {"n": 1, "from": "a"}, "a2": {"n": 2, "from": "a"}, "a3": {"n": 3, "from": "a"}, "b1": {"n": 1, "from": "b"}, "b2": {"n": 2, "from": "b"}}',
-	'kv: B holds both sides\' keys');
-is(qa(q{SELECT scuttlebutt.to_json('kv')}), qb(q{SELECT scuttlebutt.to_json('kv')}), 'kv: same to_json on A');
-is(qa(q{SELECT scuttlebutt.clock('kv')}), qb(q{SELECT scuttlebutt.clock('kv')}), 'kv: same clock');
-is(qb(q{SELECT string_agg(k, ',' ORDER BY k) FROM jsonb_object_keys(scuttlebutt.clock('kv')) k}),
-	join(',', sort($id_a, $id_b)), 'kv: the clock lists both nodes');
-is(qa(q{SELECT string_agg(event || ':' || data::text, ',' ORDER BY ts) FROM scuttlebutt.events('ev')}),
-	'a-ev:{"n": 1},a-ev:{"n": 2},b-ev:{"n": 1}', 'ev: A holds the whole log, in timestamp order');
-is(qa(q{SELECT string_agg(event || ':' || data::text || ':' || ts || ':' || source, ',' ORDER BY ts) FROM scuttlebutt.events('ev')}),
-	qb(q{SELECT string_agg(event || ':' || data::text || ':' || ts || ':' || source, ',' ORDER BY ts) FROM scuttlebutt.events('ev')}),
-	'ev: same log on both');
-is(qa(q{SELECT scuttlebutt.get_value('val')}), '"b0"', 'val: the later write (B\'s) wins on A');
-is(qb(q{SELECT scuttlebutt.get_value('val')}), '"b0"', 'val: and on B');
-is(qa(q{SELECT scuttlebutt.to_json('kv2')}), '{"a": 1, "b": 2}', 'kv2 (A dialing B): both keys on A');
-is(qb(q{SELECT scuttlebutt.to_json('kv2')}), '{"a": 1, "b": 2}', 'kv2 (A dialing B): both keys on B');
+StreamTest::check_two_server_fixture($na, $nb);
 
 # ---- peer_status ----
 # expected [sent, received] of B's rows, per model.  A session pushes
