@@ -8,6 +8,7 @@ OBJS = \
 	src/jstext.o \
 	src/wire_message.o \
 	src/timestamp.o \
+	src/sequencer.o \
 	src/model_store.o \
 	src/model_cache.o \
 	src/model_functions.o \
@@ -32,6 +33,11 @@ SHLIB_LINK = -lssl -lcrypto
 # pg_regress: sql/<name>.sql against expected/<name>.out
 REGRESS = model events value history streams json_text errors peers
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
+
+# pg_isolation_regress: test/isolation/specs/<name>.spec against
+# test/isolation/expected/<name>.out (needs the library preloaded)
+ISOLATION = publication_order
+ISOLATION_OPTS = --inputdir=$(srcdir)/test/isolation --load-extension=$(EXTENSION)
 
 # rebuild objects when a header they include changes (.deps/)
 override autodepend = yes

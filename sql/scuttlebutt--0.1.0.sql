@@ -25,8 +25,11 @@ CREATE TABLE scuttlebutt.registry (
 
 -- A model's vector clock: the greatest timestamp accepted from each source,
 -- whether or not that update is still held.  The row of a (model, source)
--- is locked by every write from that source until commit, which makes
--- commit order equal timestamp order per source.
+-- is locked by every batch from that source until commit, which makes
+-- commit order equal timestamp order per source.  For this node's own
+-- source, with the library preloaded, the row is a reservation (no local
+-- timestamp is above it) and readers see the sequencer's visible limit
+-- instead (_visible_ts).
 CREATE TABLE scuttlebutt.clocks (
 	model_id integer NOT NULL REFERENCES scuttlebutt.registry (id) ON DELETE CASCADE,
 	source text COLLATE "C" NOT NULL,
@@ -90,6 +93,21 @@ RETURNS float8
 AS 'MODULE_PATHNAME', 'scuttlebutt_ts_after'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- The timestamp of a local write, from the shared-memory sequencer, past
+-- floor (the key's current timestamp; NULL: none).
+CREATE FUNCTION scuttlebutt._next_local_ts(model_id integer, node_id text, floor float8)
+RETURNS float8
+AS 'MODULE_PATHNAME', 'scuttlebutt_next_local_ts'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- A clock entry as readers may see it: ts, or for this node's own source
+-- the greatest timestamp below every local write still running (so a
+-- reader never sees a later local update before an earlier one).
+CREATE FUNCTION scuttlebutt._visible_ts(model_id integer, source text, ts float8)
+RETURNS float8
+AS 'MODULE_PATHNAME', 'scuttlebutt_visible_ts'
+LANGUAGE C STABLE STRICT PARALLEL RESTRICTED;
+
 -- The wire text [change,ts,"source"] of a local update.
 CREATE FUNCTION scuttlebutt._update_text(change text, ts float8, source text)
 RETURNS json
@@ -126,7 +144,8 @@ CREATE VIEW scuttlebutt.models AS
 		   r.kind,
 		   (SELECT count(*) FROM scuttlebutt.updates u WHERE u.model_id = r.id) AS updates,
 		   (SELECT count(*) FROM scuttlebutt.clocks c WHERE c.model_id = r.id) AS sources,
-		   (SELECT max(c.ts) FROM scuttlebutt.clocks c WHERE c.model_id = r.id) AS latest_ts
+		   (SELECT max(scuttlebutt._visible_ts(c.model_id, c.source, c.ts))
+			FROM scuttlebutt.clocks c WHERE c.model_id = r.id) AS latest_ts
 	FROM scuttlebutt.registry r;
 
 --------------------------------------------------------------------------
@@ -222,8 +241,9 @@ RETURN (SELECT (u.doc -> 0)::jsonb
 
 CREATE FUNCTION scuttlebutt.clock(model text)
 RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE
-RETURN (SELECT coalesce(jsonb_object_agg(c.source, c.ts ORDER BY c.source), '{}'::jsonb)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURN (SELECT coalesce(jsonb_object_agg(c.source, scuttlebutt._visible_ts(c.model_id, c.source, c.ts)
+										 ORDER BY c.source), '{}'::jsonb)
 		FROM scuttlebutt.clocks c
 		WHERE c.model_id = scuttlebutt._model_id(model));
 
@@ -231,10 +251,11 @@ RETURN (SELECT coalesce(jsonb_object_agg(c.source, c.ts ORDER BY c.source), '{}'
 -- source not listed), per source in increasing timestamp order.  Written
 -- as an inlinable SQL function (not STRICT, not VOLATILE) so the planner
 -- sees one nested loop: the model's clock rows, then an index range scan
--- per source.  Cost follows the rows returned, not the model's size.
+-- per source.  Cost follows the rows returned, not the model's size.  This
+-- node's own updates stop below any local write still running.
 CREATE FUNCTION scuttlebutt.history(model text, sources jsonb DEFAULT '{}')
 RETURNS SETOF json
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
 	SELECT u.doc
 	FROM scuttlebutt.clocks c
@@ -244,6 +265,7 @@ AS $$
 		WHERE u.model_id = c.model_id
 		  AND u.source = c.source
 		  AND u.ts > coalesce((sources ->> c.source)::float8, '-infinity')
+		  AND u.ts <= scuttlebutt._visible_ts(c.model_id, c.source, c.ts)
 		ORDER BY u.ts
 	) u
 	WHERE c.model_id = scuttlebutt._model_id(model)
@@ -262,7 +284,7 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 CREATE FUNCTION scuttlebutt.export(model text)
 RETURNS SETOF text
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
 	SELECT scuttlebutt._export_header(scuttlebutt._model_id(model))
 	UNION ALL

@@ -26,6 +26,7 @@ int			sb_handshake_timeout_ms = SB_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 int			sb_peer_timeout_ms = SB_DEFAULT_PEER_TIMEOUT_MS;
 int			sb_reconnect_min_ms = SB_DEFAULT_RECONNECT_MIN_MS;
 int			sb_reconnect_max_ms = SB_DEFAULT_RECONNECT_MAX_MS;
+int			sb_timestamp_reserve_ms = SB_DEFAULT_TIMESTAMP_RESERVE_MS;
 bool		sb_listen_send = true;
 bool		sb_listen_receive = true;
 
@@ -99,6 +100,15 @@ SbGucInit(void)
 							&sb_peer_timeout_ms,
 							SB_DEFAULT_PEER_TIMEOUT_MS, 100, INT_MAX,
 							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.timestamp_reserve",
+							"How far ahead of this node's timestamps the reservation in its clock row runs.",
+							"After a restart new local timestamps start past the reservation; a larger one writes the row less often.",
+							&sb_timestamp_reserve_ms,
+							SB_DEFAULT_TIMESTAMP_RESERVE_MS, 10, 3600 * 1000,
+							PGC_SUSET,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 

@@ -19,6 +19,7 @@
 
 #define SB_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define SB_DEFAULT_PEER_TIMEOUT_MS 30000
+#define SB_DEFAULT_TIMESTAMP_RESERVE_MS 1000
 #define SB_DEFAULT_RECONNECT_MIN_MS 100
 #define SB_DEFAULT_RECONNECT_MAX_MS 30000
 
@@ -31,6 +32,7 @@ extern int	sb_handshake_timeout_ms;
 extern int	sb_peer_timeout_ms;
 extern int	sb_reconnect_min_ms;
 extern int	sb_reconnect_max_ms;
+extern int	sb_timestamp_reserve_ms;
 extern bool sb_listen_send;
 extern bool sb_listen_receive;
 

@@ -16,6 +16,7 @@
 #include "postgres.h"
 
 #include "commands/trigger.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -36,6 +37,7 @@ typedef struct ModelCacheEntry
 } ModelCacheEntry;
 
 static HTAB *model_cache = NULL;
+static char *local_node_id = NULL;
 
 static void
 model_cache_flush(Datum arg, Oid relid)
@@ -44,6 +46,11 @@ model_cache_flush(Datum arg, Oid relid)
 	{
 		hash_destroy(model_cache);
 		model_cache = NULL;
+	}
+	if (local_node_id != NULL)
+	{
+		pfree(local_node_id);
+		local_node_id = NULL;
 	}
 }
 
@@ -92,6 +99,24 @@ SbModelCachePut(const SbModelRef *model)
 	entry->id = model->id;
 	entry->kind = model->kind;
 	strlcpy(entry->node_id, model->node_id, SB_CACHE_NAME_LEN);
+}
+
+const char *
+SbLocalNodeId(void)
+{
+	if (local_node_id == NULL)
+	{
+		char	   *id;
+
+		SPI_connect();
+		if (SPI_execute("SELECT id FROM scuttlebutt.node", true, 1) != SPI_OK_SELECT ||
+			SPI_processed != 1)
+			elog(ERROR, "scuttlebutt.node must hold exactly one row");
+		id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		local_node_id = MemoryContextStrdup(CacheMemoryContext, id);
+		SPI_finish();
+	}
+	return local_node_id;
 }
 
 PG_FUNCTION_INFO_V1(scuttlebutt_registry_changed);

@@ -17,4 +17,7 @@ extern bool SbModelCacheGet(const char *name, SbModelRef *model);
 
 extern void SbModelCachePut(const SbModelRef *model);
 
+/* This database's node id (scuttlebutt.node), cached like the models */
+extern const char *SbLocalNodeId(void);
+
 #endif							/* SCUTTLEBUTT_MODEL_CACHE_H */

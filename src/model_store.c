@@ -7,11 +7,15 @@
  * (per model and source, the greatest timestamp accepted) and updates
  * (the updates a model holds, each exactly as on the wire).
  *
- * Ordering: every write from a source first upserts that source's clock
- * row, and the row lock is held until commit.  So per (model, source)
- * writers are serialized from timestamp choice to commit, and commit order
- * equals timestamp order: a peer that has seen timestamp t from a source
- * can never miss an older update committing later.
+ * Ordering: a peer that has seen timestamp t from a source never asks for
+ * older ones, so no reader may see a source's update while an older one
+ * could still commit.  Updates from other sources (applied batches) first
+ * upsert their sources' clock rows and hold the row locks until commit:
+ * per (model, source) commit order equals timestamp order.  This node's
+ * own writes take timestamps from the shared-memory sequencer instead
+ * (sequencer.c), which lets writers run side by side and holds readers
+ * below the oldest timestamp still running; without the library preloaded
+ * they lock the clock row like the others.
  *
  * Merge rule (one place: the WHERE of the updates upsert): for a key, the
  * update with the greater (timestamp, source) wins, comparing sources
@@ -22,6 +26,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
@@ -31,6 +37,7 @@
 #include "jstext.h"
 #include "model_cache.h"
 #include "model_store.h"
+#include "sequencer.h"
 #include "shmem.h"
 #include "timestamp.h"
 
@@ -38,6 +45,8 @@ static SPIPlanPtr lookup_plan;
 static SPIPlanPtr local_clock_plan;
 static SPIPlanPtr set_clock_plan;
 static SPIPlanPtr local_write_plan;
+static SPIPlanPtr local_write_locking_plan;
+static SPIPlanPtr key_ts_plan;
 static SPIPlanPtr upsert_many_plan;
 static SPIPlanPtr upsert_local_many_plan;
 static SPIPlanPtr lock_clocks_plan;
@@ -192,9 +201,10 @@ SbModelTryLookup(const char *name, SbModelRef *model)
 }
 
 /*
- * Takes the next timestamp of this node's source in a model, past the
- * clock and the wall clock, and locks the clock row to commit (set_many's
- * first step; SbLocalWrite does the same inside its single statement).
+ * Without the sequencer: takes the next timestamp of this node's source in
+ * a model, past the clock and the wall clock, and locks the clock row to
+ * commit (set_many's first step; SbLocalWrite does the same inside its
+ * single statement).
  */
 static double
 advance_local_clock(SbModelRef *model)
@@ -233,10 +243,16 @@ SbAppendUpdateText(StringInfo buf, const char *change_text, double ts,
 }
 
 /*
- * One statement for a local write, the hot path of set(), emit() and
- * set_value(): advance this node's clock (locking its row to commit), then
- * store [change, ts, node] under the merge rule.  Returns ts even when a
- * concurrent newer update of the key wins.
+ * A local write, the hot path of set(), emit() and set_value(): store
+ * [change, ts, node] under the merge rule, with a timestamp past the key's
+ * current one.  Returns ts even when a concurrent newer update of the key
+ * wins.
+ *
+ * With the sequencer, one statement takes the next timestamp from shared
+ * memory and stores; only if the key holds a newer value (a peer whose
+ * clock runs ahead) do we read it and write again past it.  Without the
+ * sequencer, one statement reads the key, advances this node's clock row
+ * (locking it until commit) and stores.
  */
 double
 SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
@@ -244,39 +260,70 @@ SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 	Oid			argtypes[5] = {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, TEXTOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	SPIPlanPtr	plan;
 	bool		isnull;
 	double		ts;
 
 	SPI_connect();
-	plan = SbPrepareOnce(&local_write_plan,
-						"WITH clock AS ("
-						" INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
-						" VALUES ($1, $2, greatest($3, scuttlebutt._ts_after("
-						"   (SELECT u.ts FROM scuttlebutt.updates u"
-						"    WHERE u.model_id = $1 AND u.key = $4))))"
-						" ON CONFLICT (model_id, source) DO UPDATE"
-						" SET ts = greatest(excluded.ts, scuttlebutt._ts_after(c.ts))"
-						" RETURNING c.ts"
-						"), stored AS ("
-						" INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
-						" SELECT $1, $2, clock.ts, $4, scuttlebutt._update_text($5, clock.ts, $2)"
-						" FROM clock"
-						UPSERT_CONFLICT_CLAUSE
-						" RETURNING 1"
-						") SELECT ts FROM clock",
-						5, argtypes);
 	values[0] = Int32GetDatum(model->id);
 	values[1] = CStringGetTextDatum(model->node_id);
-	values[2] = Float8GetDatum(SbNowMillis());
 	if (key)
 		values[3] = CStringGetTextDatum(key);
 	else
 		nulls[3] = 'n';
 	values[4] = CStringGetTextDatum(change_text);
-	execute_plan(plan, values, nulls, SPI_OK_SELECT);
-	ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
-									  SPI_tuptable->tupdesc, 1, &isnull));
+	if (SbSequencerActive())
+	{
+		/* $3: the floor, NULL but when written again past a newer value */
+		SbPrepareOnce(&local_write_plan,
+					 "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+					 " SELECT $1, $2, t.ts, $4, scuttlebutt._update_text($5, t.ts, $2)"
+					 " FROM (SELECT scuttlebutt._next_local_ts($1, $2, $3) AS ts) t"
+					 UPSERT_CONFLICT_CLAUSE
+					 " RETURNING u.ts",
+					 5, argtypes);
+		nulls[2] = 'n';
+		execute_plan(local_write_plan, values, nulls, SPI_OK_INSERT_RETURNING);
+		if (SPI_processed == 0)
+		{
+			SbPrepareOnce(&key_ts_plan,
+						 "SELECT ts FROM scuttlebutt.updates WHERE model_id = $1 AND key = $2",
+						 2, (Oid[]) {INT4OID, TEXTOID});
+			execute_plan(key_ts_plan, (Datum[]) {values[0], values[3]}, NULL, SPI_OK_SELECT);
+			if (SPI_processed == 1)
+			{
+				values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+				nulls[2] = ' ';
+			}
+			execute_plan(local_write_plan, values, nulls, SPI_OK_INSERT_RETURNING);
+		}
+		/* stored, or lost again to a concurrent write: ours is the last taken */
+		ts = SPI_processed == 1
+			? DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull))
+			: SbSequencerLastTaken();
+	}
+	else
+	{
+		SbPrepareOnce(&local_write_locking_plan,
+					 "WITH clock AS ("
+					 " INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+					 " VALUES ($1, $2, greatest($3, scuttlebutt._ts_after("
+					 "   (SELECT u.ts FROM scuttlebutt.updates u"
+					 "    WHERE u.model_id = $1 AND u.key = $4))))"
+					 " ON CONFLICT (model_id, source) DO UPDATE"
+					 " SET ts = greatest(excluded.ts, scuttlebutt._ts_after(c.ts))"
+					 " RETURNING c.ts"
+					 "), stored AS ("
+					 " INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+					 " SELECT $1, $2, clock.ts, $4, scuttlebutt._update_text($5, clock.ts, $2)"
+					 " FROM clock"
+					 UPSERT_CONFLICT_CLAUSE
+					 ") SELECT ts FROM clock",
+					 5, argtypes);
+		values[2] = Float8GetDatum(SbNowMillis());
+		execute_plan(local_write_locking_plan, values, nulls, SPI_OK_SELECT);
+		ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	}
 	SPI_finish();
 	SbNoteModelWrite(model->id);
 	return ts;
@@ -350,7 +397,9 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 				 " ORDER BY t.key" /* see SB_LOCK_ORDER */
 				 UPSERT_CONFLICT_CLAUSE,
 				 5, argtypes);
-	last = advance_local_clock(model);
+	last = SbSequencerActive()
+		? SbSequencerNext(model->id, model->node_id, NAN, n)
+		: advance_local_clock(model);
 	for (int i = 0; i < n; i++)
 	{
 		ts[i] = i == 0 ? last : SbTimestampAfter(ts[i - 1]);
@@ -402,7 +451,12 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 		}
 		for (int i = 0; i < m; i++)
 		{
-			ts[i] = SbTimestampAfter(i == 0 ? newest : ts[i - 1]);
+			if (i > 0)
+				ts[i] = SbTimestampAfter(ts[i - 1]);
+			else if (SbSequencerActive())
+				ts[i] = SbSequencerNext(model->id, model->node_id, newest, m);
+			else
+				ts[i] = SbTimestampAfter(newest);
 			docs[i] = local_update_datum(&buf, lost_changes[i], ts[i], model->node_id);
 		}
 		if (m > 0)
@@ -416,7 +470,8 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 		}
 	}
 
-	/* the clock row is ours until commit: move it to the last timestamp */
+	/* without the sequencer the clock row is ours until commit: move it */
+	if (!SbSequencerActive())
 	{
 		Oid			ctypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
 		Datum		cvalues[3];
@@ -662,6 +717,26 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 		}
 	}
 
+	/*
+	 * Our own updates coming back past our clock (say, a peer kept what a
+	 * crash lost here): later local timestamps must pass them, and readers
+	 * must wait for this transaction as for a local write.
+	 */
+	if (SbSequencerActive())
+	{
+		int			own = find_source(sources, nsources, model->node_id);
+
+		if (own >= 0 && advanced[own])
+		{
+			double		first = INFINITY;
+
+			for (int i = 0; i < naccepted; i++)
+				if (strcmp(updates[accepted[i]].source, model->node_id) == 0)
+					first = Min(first, updates[accepted[i]].ts);
+			SbSequencerAdopt(model->id, model->node_id, first, clock[own]);
+		}
+	}
+
 	/* of several updates to one key, only the winner can be stored */
 	sort_updates = updates;
 	winners = palloc(sizeof(int) * Max(naccepted, 1));
@@ -800,7 +875,8 @@ SbReadClock(SbModelRef *model, SbClockEntry **entries)
 
 	SPI_connect();
 	SbPrepareOnce(&read_clock_plan,
-				 "SELECT source, ts FROM scuttlebutt.clocks"
+				 "SELECT source, scuttlebutt._visible_ts(model_id, source, ts)"
+				 " FROM scuttlebutt.clocks"
 				 " WHERE model_id = $1 ORDER BY source",
 				 1, argtypes);
 	values[0] = Int32GetDatum(model->id);
@@ -867,6 +943,7 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 	SbPrepareOnce(&history_page_plan,
 				 "SELECT u.ts, u.doc::text FROM scuttlebutt.updates u"
 				 " WHERE u.model_id = $1 AND u.source = $2 AND u.ts > $3"
+				 "   AND u.ts <= scuttlebutt._visible_ts($1, $2, 'Infinity')"
 				 " ORDER BY u.ts LIMIT $4",
 				 4, argtypes);
 	values[0] = Int32GetDatum(model->id);

@@ -93,7 +93,8 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 		if (SPI_execute_plan(SbPrepareOnce(&header_plan,
 										  "SELECT scuttlebutt._export_header($1)::json,"
 										  " EXISTS (SELECT FROM scuttlebutt.clocks c WHERE c.model_id = $1"
-										  "  AND c.ts > coalesce(($2 ->> c.source)::float8, '-infinity'))",
+										  "  AND scuttlebutt._visible_ts(c.model_id, c.source, c.ts)"
+										  "   > coalesce(($2 ->> c.source)::float8, '-infinity'))",
 										  2, header_types),
 							 values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not read the clock of a scuttlebutt model");

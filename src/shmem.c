@@ -40,6 +40,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "sequencer.h"
 #include "shmem.h"
 
 SbShared   *sb_shared = NULL;
@@ -60,6 +61,7 @@ sb_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(SbShared)));
 	RequestNamedLWLockTranche("scuttlebutt", 1);
+	SbSequencerShmemRequest();
 }
 
 static void
@@ -87,6 +89,7 @@ sb_shmem_startup(void)
 			ConditionVariableInit(&sb_shared->model_cv[i]);
 		}
 	}
+	SbSequencerShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -146,6 +149,7 @@ void
 SbShmemInit(void)
 {
 	RegisterXactCallback(sb_xact_callback, NULL);
+	SbSequencerInit();
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	prev_shmem_request_hook = shmem_request_hook;

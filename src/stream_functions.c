@@ -50,7 +50,8 @@ scuttlebutt_export_header(PG_FUNCTION_ARGS)
 		elog(ERROR, "scuttlebutt.node must hold exactly one row");
 	node_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 
-	if (SPI_execute_with_args("SELECT source, ts FROM scuttlebutt.clocks"
+	if (SPI_execute_with_args("SELECT source, scuttlebutt._visible_ts(model_id, source, ts)"
+							  " FROM scuttlebutt.clocks"
 							  " WHERE model_id = $1 ORDER BY source",
 							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read scuttlebutt.clocks");

@@ -35,12 +35,30 @@ SbNowMillis(void)
 }
 
 double
-SbTimestampAfter(double ts)
+SbTimestampNext(double ts)
 {
 	double		next = ts + SB_TIMESTAMP_STEP;
 
 	if (next <= ts)
 		next = nextafter(ts, INFINITY);
+	return next;
+}
+
+double
+SbTimestampBefore(double ts)
+{
+	double		prev = ts - SB_TIMESTAMP_STEP;
+
+	if (prev >= ts)
+		prev = nextafter(ts, -INFINITY);
+	return prev;
+}
+
+double
+SbTimestampAfter(double ts)
+{
+	double		next = SbTimestampNext(ts);
+
 	if (!isfinite(next))
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),

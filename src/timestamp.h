@@ -14,4 +14,10 @@ extern double SbNowMillis(void);
 /* The next timestamp after ts that a local update may take */
 extern double SbTimestampAfter(double ts);
 
+/* The same without the ERROR (Infinity past the largest double) */
+extern double SbTimestampNext(double ts);
+
+/* A value below ts and above any timestamp taken before ts */
+extern double SbTimestampBefore(double ts);
+
 #endif							/* SCUTTLEBUTT_TIMESTAMP_H */

@@ -11,12 +11,14 @@
 # and defines say, as_test_user, free_port and start_cluster.
 #
 # Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config),
-# SB_TEST_USER (default postgres).
+# SB_TEST_USER (default postgres).  A PG_CONFIG elsewhere (a relocated copy
+# of the server, to test a build without replacing the installed one) also
+# supplies the server binaries.
 # Source it with "set -euo pipefail" in effect.
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-pgbin=/usr/lib/postgresql/15/bin
+pgbin=$(dirname "$PG_CONFIG")
 test_user=${SB_TEST_USER:-postgres}
 
 say() { printf '\n=== %s\n' "$*"; }

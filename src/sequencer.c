@@ -1,0 +1,921 @@
+/*-------------------------------------------------------------------------
+ *
+ * sequencer.c
+ *	  This node's timestamps, handed out in shared memory, and the horizon
+ *	  below which readers may see them.
+ *
+ * A peer that has seen timestamp t from a source never asks for older
+ * ones again, so no reader may be shown a source's update while an older
+ * one of that source could still commit.  For the sources of other nodes
+ * the clock row lock keeps commit order equal to timestamp order (see
+ * model_store.c).  For this node's own source, that lock would make every
+ * local writer of a model wait for the previous one to commit; instead:
+ *
+ *	- Writers take timestamps from a slot per (database, model, node id)
+ *	  in shared memory, under the slot's LWLock, and in the same critical
+ *	  section publish an entry "transaction X has taken timestamps from m
+ *	  on" in their own backend's array.  Writers never wait for each other.
+ *	- A reader computes, for its snapshot S, the limit below which every
+ *	  timestamp handed out is either in S or will never commit: the
+ *	  greatest timestamp committed (read first; after a restart, the latest
+ *	  update held), capped below the smallest timestamp of any entry still
+ *	  running or committed after S (XidInMVCCSnapshot).  Every reader of
+ *	  this node's source goes through scuttlebutt._visible_ts(), so
+ *	  history(), clock(), export(), poll() and the worker all show a prefix
+ *	  in timestamp order, and clock() is the latest update that prefix
+ *	  holds, not a timestamp of a write that rolled back.
+ *	- A committed entry stays until no snapshot can see its transaction as
+ *	  running (GlobalVisCheckRemovableXid).  When a backend needs the room
+ *	  before that, the entry is folded into the backend's floor: per model
+ *	  the smallest timestamp folded, and latestCompletedXid as of the last
+ *	  folded commit.  It caps only snapshots whose xmax is not past that,
+ *	  which may have been taken before that commit (coarse, but only for
+ *	  snapshots older than a few of that backend's transactions).
+ *
+ * Persistence: the clocks row of this node's source holds a reservation,
+ * a timestamp no handed-out timestamp exceeds.  A transaction that takes a
+ * timestamp past the committed reservation must move it ahead (by
+ * scuttlebutt.timestamp_reserve) in its own transaction, so that they
+ * commit or vanish together, waiting if another one holds the row.  So
+ * that this is rare, the first writer past half the reservation moves it
+ * early, if nobody holds the row (SKIP LOCKED), while the others go on
+ * below the committed one.  After a restart the slot starts from the row.
+ * That is about two row updates per model per reservation instead of one
+ * per write; readers never show the reservation itself.
+ *
+ * Without the library preloaded there is no shared memory: model_store.c
+ * then locks the clock row until commit, as for other sources.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/backendid.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "utils/builtins.h"
+#include "fmgr.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "model_cache.h"
+#include "guc.h"
+#include "model_store.h"
+#include "sequencer.h"
+#include "timestamp.h"
+
+/* Models with timestamps handed out at once (idle ones are evicted) */
+#define SB_SEQ_SLOTS 1024
+/* Recent transactions remembered per backend */
+#define SB_SEQ_ENTRIES 16
+/* Models an entry lists with their own smallest timestamp */
+#define SB_SEQ_ENTRY_MODELS 4
+
+typedef struct SeqKey
+{
+	Oid			dboid;
+	int32		model_id;
+	uint32		node_hash;		/* a new node id (re-created extension) is a new slot */
+} SeqKey;
+
+typedef struct SeqHashEntry
+{
+	SeqKey		key;
+	int			slot;
+} SeqHashEntry;
+
+/* Guarded by its LWLock, but inflight (atomic) */
+typedef struct SeqSlot
+{
+	SeqKey		key;
+	bool		valid;
+	double		last;			/* new timestamps go past this */
+	double		shown;			/* the greatest timestamp committed */
+	double		reserved;		/* the committed reservation (clocks row) */
+	bool		bumping;		/* a transaction is moving it early */
+	pg_atomic_uint32 inflight;	/* running transactions that took timestamps */
+} SeqSlot;
+
+typedef enum SeqEntryState
+{
+	ENTRY_FREE = 0,
+	ENTRY_RUNNING,
+	ENTRY_COMMITTED
+} SeqEntryState;
+
+/*
+ * A transaction that took timestamps, in its backend's array: per model
+ * written, the smallest timestamp it took (beyond the first few models,
+ * one bit per model id % 64 and one smallest timestamp for all of them).
+ */
+typedef struct SeqEntry
+{
+	SeqEntryState state;
+	Oid			dboid;
+	TransactionId xid;
+	int			nmodels;
+	int32		model_ids[SB_SEQ_ENTRY_MODELS];
+	double		min_ts[SB_SEQ_ENTRY_MODELS];
+	uint64		more_models;
+	double		more_min_ts;
+	TransactionId completed;	/* latestCompletedXid once it committed */
+} SeqEntry;
+
+/* Per backend; written only by its backend, under mutex */
+typedef struct SeqProc
+{
+	slock_t		mutex;
+	int			nused;
+	SeqEntry	entries[SB_SEQ_ENTRIES];
+	SeqEntry	floor;			/* committed entries folded together */
+} SeqProc;
+
+typedef struct SeqShared
+{
+	LWLockPadded *locks;		/* [0] the hash table, [1 + i] slot i */
+	pg_atomic_uint64 evictions;
+	SeqSlot		slots[SB_SEQ_SLOTS];
+	SeqProc		procs[FLEXIBLE_ARRAY_MEMBER];	/* MaxBackends */
+} SeqShared;
+
+static SeqShared *seq = NULL;
+static HTAB *seq_hash = NULL;
+
+#define hash_lock() (&seq->locks[0].lock)
+#define slot_lock(i) (&seq->locks[1 + (i)].lock)
+#define model_bit(model_id) (UINT64CONST(1) << ((uint32) (model_id) % 64))
+
+/* This backend's slot lookups: the last one */
+static SeqKey cached_key;
+static int	cached_slot = -1;
+
+/* This transaction: its entry and the slots it took timestamps from */
+typedef struct TouchedSlot
+{
+	int			slot;
+	double		max_ts;			/* the greatest timestamp we took */
+	double		bump;			/* reservation written, 0 if none */
+	SubTransactionId bump_subid;
+	bool		bumping;		/* we set the slot's bumping */
+} TouchedSlot;
+
+static int	my_entry = -1;
+static double last_taken = 0;
+static TouchedSlot *touched = NULL;
+static int	ntouched = 0;
+static int	touched_size = 0;
+
+static SPIPlanPtr read_reservation_plan;
+static SPIPlanPtr write_reservation_plan;
+static SPIPlanPtr try_reservation_plan;
+
+static Size
+seq_shmem_size(void)
+{
+	return add_size(offsetof(SeqShared, procs),
+					mul_size(sizeof(SeqProc), MaxBackends));
+}
+
+void
+SbSequencerShmemRequest(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(seq_shmem_size()));
+	RequestAddinShmemSpace(hash_estimate_size(SB_SEQ_SLOTS, sizeof(SeqHashEntry)));
+	RequestNamedLWLockTranche("scuttlebutt sequencer", 1 + SB_SEQ_SLOTS);
+}
+
+/* Called with AddinShmemInitLock held */
+void
+SbSequencerShmemInit(void)
+{
+	HASHCTL		info;
+	bool		found;
+
+	seq = ShmemInitStruct("scuttlebutt sequencer", seq_shmem_size(), &found);
+	if (!found)
+	{
+		memset(seq, 0, seq_shmem_size());
+		seq->locks = GetNamedLWLockTranche("scuttlebutt sequencer");
+		pg_atomic_init_u64(&seq->evictions, 0);
+		for (int i = 0; i < SB_SEQ_SLOTS; i++)
+			pg_atomic_init_u32(&seq->slots[i].inflight, 0);
+		for (int i = 0; i < MaxBackends; i++)
+			SpinLockInit(&seq->procs[i].mutex);
+	}
+	info.keysize = sizeof(SeqKey);
+	info.entrysize = sizeof(SeqHashEntry);
+	seq_hash = ShmemInitHash("scuttlebutt sequencer slots", SB_SEQ_SLOTS,
+							 SB_SEQ_SLOTS, &info, HASH_ELEM | HASH_BLOBS);
+}
+
+bool
+SbSequencerActive(void)
+{
+	return seq != NULL && MyBackendId != InvalidBackendId;
+}
+
+static SeqProc *
+my_proc(void)
+{
+	return &seq->procs[MyBackendId - 1];
+}
+
+static void
+make_key(SeqKey *key, int32 model_id, const char *node_id)
+{
+	memset(key, 0, sizeof(SeqKey));
+	key->dboid = MyDatabaseId;
+	key->model_id = model_id;
+	key->node_hash = hash_bytes((const unsigned char *) node_id, strlen(node_id));
+}
+
+/*
+ * For a new slot, as committed now: the reservation in the clocks row,
+ * and the latest update of this node's source held (-Infinity: none).
+ * Before the slot hands anything out, readers are shown the latest held.
+ */
+static void
+read_reservation(int32 model_id, const char *node_id, double *reserved,
+				 double *latest)
+{
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+
+	*reserved = *latest = -INFINITY;
+	SPI_connect();
+	SbPrepareOnce(&read_reservation_plan,
+				 "SELECT (SELECT ts FROM scuttlebutt.clocks WHERE model_id = $1 AND source = $2),"
+				 " (SELECT max(ts) FROM scuttlebutt.updates WHERE model_id = $1 AND source = $2)",
+				 2, argtypes);
+	values[0] = Int32GetDatum(model_id);
+	values[1] = CStringGetTextDatum(node_id);
+	/* the latest snapshot: a transaction snapshot may predate the row */
+	PushActiveSnapshot(GetLatestSnapshot());
+	if (SPI_execute_plan(read_reservation_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read scuttlebutt.clocks");
+	PopActiveSnapshot();
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d;
+
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			*reserved = DatumGetFloat8(d);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		if (!isnull)
+			*latest = DatumGetFloat8(d);
+	}
+	SPI_finish();
+	/* a row written without the sequencer is exact: past the latest held */
+	*reserved = Max(*reserved, *latest);
+}
+
+/*
+ * Moves the reservation to at least reserved; if early, only when nobody
+ * holds the row (SKIP LOCKED).  Returns whether it was written.
+ */
+static bool
+write_reservation(int32 model_id, const char *node_id, double reserved,
+				  bool early)
+{
+	Oid			argtypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
+	Datum		values[3];
+	bool		written;
+
+	SPI_connect();
+	values[0] = Int32GetDatum(model_id);
+	values[1] = CStringGetTextDatum(node_id);
+	values[2] = Float8GetDatum(reserved);
+	if (early)
+	{
+		SbPrepareOnce(&try_reservation_plan,
+					 "UPDATE scuttlebutt.clocks AS c SET ts = greatest(c.ts, $3)"
+					 " FROM (SELECT ctid FROM scuttlebutt.clocks"
+					 "       WHERE model_id = $1 AND source = $2"
+					 "       FOR UPDATE SKIP LOCKED) AS free"
+					 " WHERE c.ctid = free.ctid",
+					 3, argtypes);
+		if (SPI_execute_plan(try_reservation_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not write scuttlebutt.clocks");
+	}
+	else
+	{
+		SbPrepareOnce(&write_reservation_plan,
+					 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+					 " VALUES ($1, $2, $3)"
+					 " ON CONFLICT (model_id, source) DO UPDATE"
+					 " SET ts = greatest(c.ts, excluded.ts)",
+					 3, argtypes);
+		if (SPI_execute_plan(write_reservation_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not write scuttlebutt.clocks");
+	}
+	written = SPI_processed == 1;
+	SPI_finish();
+	return written;
+}
+
+/* Frees an idle slot; hash lock held exclusively */
+static void
+evict_idle_slot(void)
+{
+	HASH_SEQ_STATUS status;
+	SeqHashEntry *entry;
+
+	hash_seq_init(&status, seq_hash);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		SeqSlot    *slot = &seq->slots[entry->slot];
+		bool		idle;
+
+		LWLockAcquire(slot_lock(entry->slot), LW_EXCLUSIVE);
+		idle = pg_atomic_read_u32(&slot->inflight) == 0;
+		if (idle)
+			slot->valid = false;
+		LWLockRelease(slot_lock(entry->slot));
+		if (idle)
+		{
+			pg_atomic_fetch_add_u64(&seq->evictions, 1);
+			hash_search(seq_hash, &entry->key, HASH_REMOVE, NULL);
+			hash_seq_term(&status);
+			return;
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("too many scuttlebutt models are being written at once"),
+			 errdetail("Running transactions hold timestamps of %d models.", SB_SEQ_SLOTS)));
+}
+
+/* The slot of key, created from the clocks row if needed */
+static int
+find_slot(const SeqKey *key, int32 model_id, const char *node_id, bool create)
+{
+	SeqHashEntry *entry;
+
+	if (cached_slot >= 0 && memcmp(&cached_key, key, sizeof(SeqKey)) == 0)
+		return cached_slot;
+
+	LWLockAcquire(hash_lock(), LW_SHARED);
+	entry = hash_search(seq_hash, key, HASH_FIND, NULL);
+	cached_slot = entry ? entry->slot : -1;
+	LWLockRelease(hash_lock());
+
+	while (cached_slot < 0 && create)
+	{
+		uint64		evictions = pg_atomic_read_u64(&seq->evictions);
+		double		reserved;
+		double		latest;
+		bool		found;
+
+		read_reservation(model_id, node_id, &reserved, &latest);
+
+		LWLockAcquire(hash_lock(), LW_EXCLUSIVE);
+		entry = hash_search(seq_hash, key, HASH_FIND, NULL);
+		if (entry != NULL)
+			cached_slot = entry->slot;
+		else if (pg_atomic_read_u64(&seq->evictions) == evictions)
+		{
+			/*
+			 * No eviction since the read: no reservation of this key can
+			 * have committed after it without its slot still being here.
+			 */
+			int			free_slot = -1;
+
+			if (hash_get_num_entries(seq_hash) >= SB_SEQ_SLOTS)
+				evict_idle_slot();
+			for (int i = 0; i < SB_SEQ_SLOTS && free_slot < 0; i++)
+				if (!seq->slots[i].valid &&
+					pg_atomic_read_u32(&seq->slots[i].inflight) == 0)
+					free_slot = i;
+			if (free_slot < 0)
+				elog(ERROR, "no free scuttlebutt sequencer slot");
+			entry = hash_search(seq_hash, key, HASH_ENTER, &found);
+			entry->slot = free_slot;
+			LWLockAcquire(slot_lock(free_slot), LW_EXCLUSIVE);
+			seq->slots[free_slot].key = *key;
+			seq->slots[free_slot].last = reserved;
+			seq->slots[free_slot].shown = latest;
+			seq->slots[free_slot].reserved = reserved;
+			seq->slots[free_slot].bumping = false;
+			seq->slots[free_slot].valid = true;
+			LWLockRelease(slot_lock(free_slot));
+			cached_slot = free_slot;
+		}
+		LWLockRelease(hash_lock());
+	}
+	if (cached_slot >= 0)
+		cached_key = *key;
+	return cached_slot;
+}
+
+/* This transaction's record of slot i (added if new) */
+static TouchedSlot *
+touch(int slot)
+{
+	for (int i = 0; i < ntouched; i++)
+		if (touched[i].slot == slot)
+			return &touched[i];
+	if (ntouched == touched_size)
+	{
+		touched_size = Max(8, touched_size * 2);
+		touched = touched == NULL
+			? MemoryContextAlloc(TopMemoryContext, sizeof(TouchedSlot) * touched_size)
+			: repalloc(touched, sizeof(TouchedSlot) * touched_size);
+	}
+	touched[ntouched].slot = -1;	/* until the slot counts us */
+	touched[ntouched].bump = 0;
+	touched[ntouched].max_ts = -INFINITY;
+	touched[ntouched].bump_subid = InvalidSubTransactionId;
+	touched[ntouched].bumping = false;
+	return &touched[ntouched++];
+}
+
+/*
+ * The smallest timestamp an entry took for a model (-1: any model);
+ * Infinity if none.
+ */
+static double
+entry_min_ts(const SeqEntry *e, int32 model_id)
+{
+	double		min_ts = INFINITY;
+
+	for (int i = 0; i < e->nmodels; i++)
+		if (model_id < 0 || e->model_ids[i] == model_id)
+			min_ts = Min(min_ts, e->min_ts[i]);
+	if (model_id < 0 || (e->more_models & model_bit(model_id)))
+		min_ts = Min(min_ts, e->more_min_ts);
+	return min_ts;
+}
+
+/* Adds e's models and timestamps to floor; the backend's mutex is held */
+static void
+fold_into_floor(SeqEntry *floor, const SeqEntry *e)
+{
+	if (floor->state != ENTRY_COMMITTED)
+	{
+		*floor = *e;
+		return;
+	}
+	if (TransactionIdFollows(e->completed, floor->completed))
+		floor->completed = e->completed;
+	floor->dboid = e->dboid == floor->dboid ? e->dboid : InvalidOid;
+	for (int i = 0; i < e->nmodels; i++)
+	{
+		int			j;
+
+		for (j = 0; j < floor->nmodels && floor->model_ids[j] != e->model_ids[i]; j++)
+			;
+		if (j < floor->nmodels)
+			floor->min_ts[j] = Min(floor->min_ts[j], e->min_ts[i]);
+		else if (j < SB_SEQ_ENTRY_MODELS)
+		{
+			floor->model_ids[j] = e->model_ids[i];
+			floor->min_ts[j] = e->min_ts[i];
+			floor->nmodels++;
+		}
+		else
+		{
+			floor->more_models |= model_bit(e->model_ids[i]);
+			floor->more_min_ts = Min(floor->more_min_ts, e->min_ts[i]);
+		}
+	}
+	floor->more_models |= e->more_models;
+	floor->more_min_ts = Min(floor->more_min_ts, e->more_min_ts);
+}
+
+/*
+ * Makes my_entry an entry this transaction may publish: free, or already
+ * its own.  A committed entry that some snapshot may still see running
+ * is folded into the floor.
+ */
+static void
+prepare_entry(void)
+{
+	SeqProc    *p = my_proc();
+	int			oldest = -1;
+	bool		removable;
+
+	if (my_entry >= 0)
+		return;
+	/* only this backend writes its entries: reading them needs no lock */
+	for (int i = 0; i < SB_SEQ_ENTRIES; i++)
+	{
+		if (p->entries[i].state == ENTRY_FREE)
+		{
+			my_entry = i;
+			return;
+		}
+		if (oldest < 0 || TransactionIdPrecedes(p->entries[i].xid, p->entries[oldest].xid))
+			oldest = i;
+	}
+	Assert(p->entries[oldest].state == ENTRY_COMMITTED);
+	removable = GlobalVisCheckRemovableXid(NULL, p->entries[oldest].xid);
+	/* a floor no snapshot predates is forgotten */
+	if (!removable && p->floor.state == ENTRY_COMMITTED &&
+		GlobalVisCheckRemovableXid(NULL, p->floor.completed))
+	{
+		SpinLockAcquire(&p->mutex);
+		p->floor.state = ENTRY_FREE;
+		SpinLockRelease(&p->mutex);
+	}
+
+	SpinLockAcquire(&p->mutex);
+	if (!removable)
+		fold_into_floor(&p->floor, &p->entries[oldest]);
+	p->entries[oldest].state = ENTRY_FREE;
+	p->nused--;
+	SpinLockRelease(&p->mutex);
+	my_entry = oldest;
+}
+
+/* Publishes this transaction's entry; the slot's lock is held */
+static void
+publish_entry(int32 model_id, TransactionId xid, double first)
+{
+	SeqProc    *p = my_proc();
+	SeqEntry   *e = &p->entries[my_entry];
+
+	int			i;
+
+	SpinLockAcquire(&p->mutex);
+	if (e->state == ENTRY_FREE)
+	{
+		e->dboid = MyDatabaseId;
+		e->xid = xid;
+		e->nmodels = 0;
+		e->more_models = 0;
+		e->more_min_ts = INFINITY;
+		e->state = ENTRY_RUNNING;
+		p->nused++;
+	}
+	for (i = 0; i < e->nmodels && e->model_ids[i] != model_id; i++)
+		;
+	if (i < e->nmodels)
+		e->min_ts[i] = Min(e->min_ts[i], first);
+	else if (i < SB_SEQ_ENTRY_MODELS)
+	{
+		e->model_ids[i] = model_id;
+		e->min_ts[i] = first;
+		e->nmodels++;
+	}
+	else
+	{
+		e->more_models |= model_bit(model_id);
+		e->more_min_ts = Min(e->more_min_ts, first);
+	}
+	SpinLockRelease(&p->mutex);
+}
+
+/*
+ * The common part of Next and Adopt: under the slot's lock, moves the
+ * slot past [first, last] (chosen here, or adopt_first..adopt_last) and
+ * publishes this transaction's entry; then writes a reservation if the
+ * committed one does not cover last.
+ */
+static double
+take(int32 model_id, const char *node_id, double floor, int count,
+	 double adopt_first, double adopt_last)
+{
+	SeqKey		key;
+	TransactionId xid = GetTopTransactionId();
+	double		now = SbNowMillis();
+	double		first = 0;
+	double		last = 0;
+	double		bump = 0;
+	bool		early = false;
+	double		reserve = sb_timestamp_reserve_ms;
+	int			slot;
+	TouchedSlot *t;
+	bool		adopt = !isnan(adopt_first);
+
+	make_key(&key, model_id, node_id);
+	prepare_entry();
+	for (;;)
+	{
+		SeqSlot    *s;
+
+		slot = find_slot(&key, model_id, node_id, true);
+		t = touch(slot);
+		s = &seq->slots[slot];
+		LWLockAcquire(slot_lock(slot), LW_EXCLUSIVE);
+		if (!s->valid || memcmp(&s->key, &key, sizeof(SeqKey)) != 0)
+		{
+			/* evicted since we looked it up: look again */
+			LWLockRelease(slot_lock(slot));
+			if (t->slot < 0)
+				ntouched--;
+			cached_slot = -1;
+			continue;
+		}
+		if (adopt)
+		{
+			first = adopt_first;
+			last = Max(s->last, adopt_last);
+		}
+		else
+		{
+			first = Max(now, SbTimestampNext(s->last));
+			if (!isnan(floor))
+				first = Max(first, SbTimestampNext(floor));
+			last = first;
+			for (int i = 1; i < count; i++)
+				last = SbTimestampNext(last);
+			if (!isfinite(last))
+			{
+				LWLockRelease(slot_lock(slot));
+				if (t->slot < 0)
+					ntouched--;
+				ereport(ERROR,
+						(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+						 errmsg("no timestamp is left after %g", s->last),
+						 errdetail("A source's timestamps must increase, and this one has reached the largest double.")));
+			}
+		}
+		s->last = Max(s->last, last);
+		t->max_ts = Max(t->max_ts, last);
+		if (t->slot < 0)
+		{
+			t->slot = slot;
+			pg_atomic_fetch_add_u32(&s->inflight, 1);
+		}
+		publish_entry(model_id, xid, first);
+		if (last > Max(s->reserved, t->bump))
+			bump = adopt ? last : Max(now, last) + reserve;
+		else if (!adopt && !s->bumping && t->bump == 0 &&
+				 last > s->reserved - reserve / 2 && !IsolationUsesXactSnapshot())
+		{
+			/* a transaction snapshot would fail on a row updated since */
+			early = true;
+			s->bumping = t->bumping = true;
+			bump = Max(now, last) + reserve;
+		}
+		LWLockRelease(slot_lock(slot));
+		break;
+	}
+	last_taken = first;
+	if (bump > 0 && write_reservation(model_id, node_id, bump, early))
+	{
+		t->bump = Max(t->bump, bump);
+		t->bump_subid = GetCurrentSubTransactionId();
+	}
+	return first;
+}
+
+double
+SbSequencerNext(int32 model_id, const char *node_id, double floor, int count)
+{
+	Assert(count >= 1);
+	return take(model_id, node_id, floor, count, NAN, NAN);
+}
+
+double
+SbSequencerLastTaken(void)
+{
+	return last_taken;
+}
+
+void
+SbSequencerAdopt(int32 model_id, const char *node_id, double first_ts,
+				 double last_ts)
+{
+	(void) take(model_id, node_id, NAN, 1, first_ts, last_ts);
+}
+
+double
+SbSequencerVisibleLimit(int32 model_id, const char *node_id)
+{
+	SeqKey		key;
+	int			slot;
+	double		limit = INFINITY;
+	double		cap = INFINITY;
+	Snapshot	snapshot;
+	TransactionId my_xid = GetTopTransactionIdIfAny();
+
+	/* first the last timestamp handed out, then who still holds one back */
+	make_key(&key, model_id, node_id);
+	for (;;)
+	{
+		SeqSlot    *s;
+		bool		ok;
+
+		slot = find_slot(&key, model_id, node_id, true);
+		s = &seq->slots[slot];
+		LWLockAcquire(slot_lock(slot), LW_SHARED);
+		ok = s->valid && memcmp(&s->key, &key, sizeof(SeqKey)) == 0;
+		if (ok)
+			limit = s->shown;
+		LWLockRelease(slot_lock(slot));
+		if (ok)
+			break;
+		cached_slot = -1;
+	}
+	/* our own writes, not committed yet, are in our snapshot */
+	for (int i = 0; i < ntouched; i++)
+		if (touched[i].slot == slot)
+			limit = Max(limit, touched[i].max_ts);
+
+	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	for (int b = 0; b < MaxBackends; b++)
+	{
+		SeqProc    *p = &seq->procs[b];
+		SeqEntry	entries[SB_SEQ_ENTRIES];
+		SeqEntry	floor;
+
+		if (p->nused == 0 && p->floor.state == ENTRY_FREE)
+			continue;
+		SpinLockAcquire(&p->mutex);
+		memcpy(entries, p->entries, sizeof(entries));
+		floor = p->floor;
+		SpinLockRelease(&p->mutex);
+
+		for (int i = 0; i < SB_SEQ_ENTRIES; i++)
+		{
+			SeqEntry   *e = &entries[i];
+
+			double		min_ts;
+
+			if (e->state == ENTRY_FREE || e->dboid != MyDatabaseId)
+				continue;
+			min_ts = entry_min_ts(e, model_id);
+			if (!isfinite(min_ts))
+				continue;
+			if (e->state == ENTRY_RUNNING)
+			{
+				/* our own writes are in our snapshot */
+				if (TransactionIdIsValid(my_xid) && e->xid == my_xid)
+					continue;
+				cap = Min(cap, min_ts);
+			}
+			else if (XidInMVCCSnapshot(e->xid, snapshot))
+				cap = Min(cap, min_ts);
+		}
+		/*
+		 * The floor's transactions all committed by latestCompletedXid =
+		 * floor.completed: a snapshot whose xmax is past floor.completed + 1
+		 * was taken after that and sees them all.
+		 */
+		if (floor.state == ENTRY_COMMITTED &&
+			(floor.dboid == MyDatabaseId || floor.dboid == InvalidOid))
+		{
+			TransactionId after = floor.completed;
+
+			TransactionIdAdvance(after);
+			if (!TransactionIdFollows(snapshot->xmax, after))
+				cap = Min(cap, entry_min_ts(&floor, model_id));
+		}
+	}
+	if (isfinite(cap))
+		limit = Min(limit, SbTimestampBefore(cap));
+	return limit;
+}
+
+static void
+end_transaction(bool committed)
+{
+	if (my_entry >= 0)
+	{
+		SeqProc    *p = my_proc();
+
+		SpinLockAcquire(&p->mutex);
+		if (p->entries[my_entry].state == ENTRY_RUNNING)
+		{
+			if (committed)
+			{
+				p->entries[my_entry].completed =
+					XidFromFullTransactionId(ShmemVariableCache->latestCompletedXid);
+				p->entries[my_entry].state = ENTRY_COMMITTED;
+			}
+			else
+			{
+				p->entries[my_entry].state = ENTRY_FREE;
+				p->nused--;
+			}
+		}
+		SpinLockRelease(&p->mutex);
+		my_entry = -1;
+	}
+	for (int i = 0; i < ntouched; i++)
+	{
+		SeqSlot    *s = &seq->slots[touched[i].slot];
+
+		if (committed || touched[i].bumping)
+		{
+			LWLockAcquire(slot_lock(touched[i].slot), LW_EXCLUSIVE);
+			if (committed)
+			{
+				s->shown = Max(s->shown, touched[i].max_ts);
+				s->reserved = Max(s->reserved, touched[i].bump);
+			}
+			if (touched[i].bumping)
+				s->bumping = false;
+			LWLockRelease(slot_lock(touched[i].slot));
+		}
+		pg_atomic_fetch_sub_u32(&s->inflight, 1);
+	}
+	ntouched = 0;
+}
+
+static void
+seq_xact_callback(XactEvent event, void *arg)
+{
+	if (seq == NULL)
+		return;
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+			/* after the transaction became visible */
+			end_transaction(true);
+			break;
+		case XACT_EVENT_ABORT:
+			end_transaction(false);
+			break;
+		case XACT_EVENT_PREPARE:
+			end_transaction(false);
+			break;
+		case XACT_EVENT_PRE_PREPARE:
+			if (my_entry >= 0 && my_proc()->entries[my_entry].state == ENTRY_RUNNING)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that has written local updates to a scuttlebutt model")));
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+seq_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					 SubTransactionId parentSubid, void *arg)
+{
+	/* a reservation written in an aborted subtransaction is gone */
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		for (int i = 0; i < ntouched; i++)
+			if (touched[i].bump > 0 && touched[i].bump_subid >= mySubid)
+				touched[i].bump = 0;
+}
+
+void
+SbSequencerInit(void)
+{
+	RegisterXactCallback(seq_xact_callback, NULL);
+	RegisterSubXactCallback(seq_subxact_callback, NULL);
+}
+
+PG_FUNCTION_INFO_V1(scuttlebutt_next_local_ts);
+
+/*
+ * scuttlebutt._next_local_ts(model_id, node_id, floor): the timestamp of
+ * a local write, past floor (the key's current timestamp, or NULL), for
+ * model_store.c's single-statement write.
+ */
+Datum
+scuttlebutt_next_local_ts(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model id and node id must not be null")));
+	if (!SbSequencerActive())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("scuttlebutt's timestamp sequencer needs the library in shared_preload_libraries")));
+	PG_RETURN_FLOAT8(SbSequencerNext(PG_GETARG_INT32(0),
+									 text_to_cstring(PG_GETARG_TEXT_PP(1)),
+									 PG_ARGISNULL(2) ? NAN : PG_GETARG_FLOAT8(2),
+									 1));
+}
+
+PG_FUNCTION_INFO_V1(scuttlebutt_visible_ts);
+
+/*
+ * scuttlebutt._visible_ts(model_id, source, ts): ts, or for this node's
+ * own source the visible limit if lower.  Every reader of a clock or of
+ * history applies it.
+ */
+Datum
+scuttlebutt_visible_ts(PG_FUNCTION_ARGS)
+{
+	int32		model_id = PG_GETARG_INT32(0);
+	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	double		ts = PG_GETARG_FLOAT8(2);
+	const char *node_id;
+
+	if (!SbSequencerActive())
+		PG_RETURN_FLOAT8(ts);
+	node_id = SbLocalNodeId();
+	if (strcmp(source, node_id) != 0)
+		PG_RETURN_FLOAT8(ts);
+	PG_RETURN_FLOAT8(Min(ts, SbSequencerVisibleLimit(model_id, node_id)));
+}
