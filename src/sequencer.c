@@ -53,6 +53,7 @@
 #include <math.h>
 
 #include "access/transam.h"
+#include "access/xlog.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -123,13 +124,13 @@ typedef struct SeqEntry
 {
 	SeqEntryState state;
 	Oid			dboid;
-	TransactionId xid;
+	FullTransactionId fxid;
 	int			nmodels;
 	int32		model_ids[SB_SEQ_ENTRY_MODELS];
 	double		min_ts[SB_SEQ_ENTRY_MODELS];
 	uint64		more_models;
 	double		more_min_ts;
-	TransactionId completed;	/* latestCompletedXid once it committed */
+	FullTransactionId completed;	/* latestCompletedXid once it committed */
 } SeqEntry;
 
 /* Per backend; written only by its backend, under mutex */
@@ -165,6 +166,7 @@ typedef struct TouchedSlot
 {
 	int			slot;
 	double		max_ts;			/* the greatest timestamp we took */
+	CommandId	max_cid;		/* in this command */
 	double		bump;			/* reservation written, 0 if none */
 	SubTransactionId bump_subid;
 	bool		bumping;		/* we set the slot's bumping */
@@ -219,10 +221,23 @@ SbSequencerShmemInit(void)
 							 SB_SEQ_SLOTS, &info, HASH_ELEM | HASH_BLOBS);
 }
 
+/*
+ * Not on a hot standby: its readers see the primary's commits as replayed
+ * (see the README: a standby is no replication source).
+ */
 bool
 SbSequencerActive(void)
 {
-	return seq != NULL && MyBackendId != InvalidBackendId;
+	return seq != NULL && MyBackendId != InvalidBackendId && !RecoveryInProgress();
+}
+
+/* The full xid of xid, which is at most 2^31 before next */
+static FullTransactionId
+full_xid_before(FullTransactionId next, TransactionId xid)
+{
+	uint32		back = XidFromFullTransactionId(next) - xid;
+
+	return FullTransactionIdFromU64(U64FromFullTransactionId(next) - back);
 }
 
 static SeqProc *
@@ -468,7 +483,7 @@ fold_into_floor(SeqEntry *floor, const SeqEntry *e)
 		*floor = *e;
 		return;
 	}
-	if (TransactionIdFollows(e->completed, floor->completed))
+	if (FullTransactionIdFollows(e->completed, floor->completed))
 		floor->completed = e->completed;
 	floor->dboid = e->dboid == floor->dboid ? e->dboid : InvalidOid;
 	for (int i = 0; i < e->nmodels; i++)
@@ -517,14 +532,14 @@ prepare_entry(void)
 			my_entry = i;
 			return;
 		}
-		if (oldest < 0 || TransactionIdPrecedes(p->entries[i].xid, p->entries[oldest].xid))
+		if (oldest < 0 || FullTransactionIdPrecedes(p->entries[i].fxid, p->entries[oldest].fxid))
 			oldest = i;
 	}
 	Assert(p->entries[oldest].state == ENTRY_COMMITTED);
-	removable = GlobalVisCheckRemovableXid(NULL, p->entries[oldest].xid);
+	removable = GlobalVisCheckRemovableFullXid(NULL, p->entries[oldest].fxid);
 	/* a floor no snapshot predates is forgotten */
 	if (!removable && p->floor.state == ENTRY_COMMITTED &&
-		GlobalVisCheckRemovableXid(NULL, p->floor.completed))
+		GlobalVisCheckRemovableFullXid(NULL, p->floor.completed))
 	{
 		SpinLockAcquire(&p->mutex);
 		p->floor.state = ENTRY_FREE;
@@ -542,7 +557,7 @@ prepare_entry(void)
 
 /* Publishes this transaction's entry; the slot's lock is held */
 static void
-publish_entry(int32 model_id, TransactionId xid, double first)
+publish_entry(int32 model_id, FullTransactionId fxid, double first)
 {
 	SeqProc    *p = my_proc();
 	SeqEntry   *e = &p->entries[my_entry];
@@ -553,7 +568,7 @@ publish_entry(int32 model_id, TransactionId xid, double first)
 	if (e->state == ENTRY_FREE)
 	{
 		e->dboid = MyDatabaseId;
-		e->xid = xid;
+		e->fxid = fxid;
 		e->nmodels = 0;
 		e->more_models = 0;
 		e->more_min_ts = INFINITY;
@@ -589,7 +604,7 @@ take(int32 model_id, const char *node_id, double floor, int count,
 	 double adopt_first, double adopt_last)
 {
 	SeqKey		key;
-	TransactionId xid = GetTopTransactionId();
+	FullTransactionId fxid = GetTopFullTransactionId();
 	double		now = SbNowMillis();
 	double		first = 0;
 	double		last = 0;
@@ -644,13 +659,17 @@ take(int32 model_id, const char *node_id, double floor, int count,
 			}
 		}
 		s->last = Max(s->last, last);
-		t->max_ts = Max(t->max_ts, last);
+		if (last > t->max_ts)
+		{
+			t->max_ts = last;
+			t->max_cid = GetCurrentCommandId(false);
+		}
 		if (t->slot < 0)
 		{
 			t->slot = slot;
 			pg_atomic_fetch_add_u32(&s->inflight, 1);
 		}
-		publish_entry(model_id, xid, first);
+		publish_entry(model_id, fxid, first);
 		if (last > Max(s->reserved, t->bump))
 			bump = adopt ? last : Max(now, last) + reserve;
 		else if (!adopt && !s->bumping && t->bump == 0 &&
@@ -693,40 +712,42 @@ SbSequencerAdopt(int32 model_id, const char *node_id, double first_ts,
 	(void) take(model_id, node_id, NAN, 1, first_ts, last_ts);
 }
 
-double
-SbSequencerVisibleLimit(int32 model_id, const char *node_id)
+/*
+ * The limit for one snapshot: base (the greatest timestamp committed, read
+ * first) and cap (the smallest timestamp still held back in it).
+ */
+static void
+compute_limit(const SeqKey *key, int32 model_id, const char *node_id,
+			  Snapshot snapshot, int *slot_out, double *base_out, double *cap_out)
 {
-	SeqKey		key;
-	int			slot;
-	double		limit = INFINITY;
+	FullTransactionId my_fxid = GetTopFullTransactionIdIfAny();
+	FullTransactionId next = ReadNextFullTransactionId();
+	FullTransactionId xmin = full_xid_before(next, snapshot->xmin);
+	FullTransactionId xmax = full_xid_before(next, snapshot->xmax);
+	double		base = INFINITY;
 	double		cap = INFINITY;
-	Snapshot	snapshot;
-	TransactionId my_xid = GetTopTransactionIdIfAny();
+	int			slot;
 
-	/* first the last timestamp handed out, then who still holds one back */
-	make_key(&key, model_id, node_id);
 	for (;;)
 	{
 		SeqSlot    *s;
 		bool		ok;
 
-		slot = find_slot(&key, model_id, node_id, true);
+		/* (not in parallel mode: creating a slot takes a snapshot) */
+		slot = find_slot(key, model_id, node_id, !IsInParallelMode());
+		if (slot < 0)
+			break;				/* the clock row, capped below, will do */
 		s = &seq->slots[slot];
 		LWLockAcquire(slot_lock(slot), LW_SHARED);
-		ok = s->valid && memcmp(&s->key, &key, sizeof(SeqKey)) == 0;
+		ok = s->valid && memcmp(&s->key, key, sizeof(SeqKey)) == 0;
 		if (ok)
-			limit = s->shown;
+			base = s->shown;
 		LWLockRelease(slot_lock(slot));
 		if (ok)
 			break;
 		cached_slot = -1;
 	}
-	/* our own writes, not committed yet, are in our snapshot */
-	for (int i = 0; i < ntouched; i++)
-		if (touched[i].slot == slot)
-			limit = Max(limit, touched[i].max_ts);
 
-	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
 	for (int b = 0; b < MaxBackends; b++)
 	{
 		SeqProc    *p = &seq->procs[b];
@@ -743,7 +764,6 @@ SbSequencerVisibleLimit(int32 model_id, const char *node_id)
 		for (int i = 0; i < SB_SEQ_ENTRIES; i++)
 		{
 			SeqEntry   *e = &entries[i];
-
 			double		min_ts;
 
 			if (e->state == ENTRY_FREE || e->dboid != MyDatabaseId)
@@ -754,30 +774,96 @@ SbSequencerVisibleLimit(int32 model_id, const char *node_id)
 			if (e->state == ENTRY_RUNNING)
 			{
 				/* our own writes are in our snapshot */
-				if (TransactionIdIsValid(my_xid) && e->xid == my_xid)
+				if (FullTransactionIdIsValid(my_fxid) &&
+					FullTransactionIdEquals(e->fxid, my_fxid))
 					continue;
 				cap = Min(cap, min_ts);
 			}
-			else if (XidInMVCCSnapshot(e->xid, snapshot))
+			else if (!FullTransactionIdPrecedes(e->fxid, xmin) &&
+					 XidInMVCCSnapshot(XidFromFullTransactionId(e->fxid), snapshot))
 				cap = Min(cap, min_ts);
 		}
+
 		/*
 		 * The floor's transactions all committed by latestCompletedXid =
 		 * floor.completed: a snapshot whose xmax is past floor.completed + 1
 		 * was taken after that and sees them all.
 		 */
 		if (floor.state == ENTRY_COMMITTED &&
-			(floor.dboid == MyDatabaseId || floor.dboid == InvalidOid))
-		{
-			TransactionId after = floor.completed;
-
-			TransactionIdAdvance(after);
-			if (!TransactionIdFollows(snapshot->xmax, after))
-				cap = Min(cap, entry_min_ts(&floor, model_id));
-		}
+			(floor.dboid == MyDatabaseId || floor.dboid == InvalidOid) &&
+			U64FromFullTransactionId(xmax) <= U64FromFullTransactionId(floor.completed) + 1)
+			cap = Min(cap, entry_min_ts(&floor, model_id));
 	}
-	if (isfinite(cap))
-		limit = Min(limit, SbTimestampBefore(cap));
+	*slot_out = slot;
+	*base_out = base;
+	*cap_out = cap;
+}
+
+/*
+ * Limits already computed, per snapshot: every reader of one snapshot
+ * must get the same limit (a header vouches for the history read with it),
+ * while the shared state moves on (a commit is visible a moment before its
+ * entry says so, and a running one may abort).  A snapshot is known by
+ * what it sees: xmin, xmax and its running xids (in any order).
+ */
+typedef struct LimitCacheEntry
+{
+	SeqKey		key;
+	TransactionId xmin;
+	TransactionId xmax;
+	uint32		xcnt;
+	uint64		xip_sum;		/* 0: unused */
+	int			slot;
+	double		base;
+	double		cap;
+} LimitCacheEntry;
+
+#define SB_LIMIT_CACHE 8
+static LimitCacheEntry limit_cache[SB_LIMIT_CACHE];
+static int	limit_cache_next = 0;
+
+double
+SbSequencerVisibleLimit(int32 model_id, const char *node_id)
+{
+	SeqKey		key;
+	Snapshot	snapshot;
+	LimitCacheEntry *hit = NULL;
+	uint64		xip_sum = 1;
+	double		limit;
+
+	make_key(&key, model_id, node_id);
+	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	for (uint32 i = 0; i < snapshot->xcnt; i++)
+		xip_sum += (uint64) murmurhash32(snapshot->xip[i]) + 1;
+	for (int i = 0; i < SB_LIMIT_CACHE && hit == NULL; i++)
+		if (limit_cache[i].xip_sum == xip_sum &&
+			limit_cache[i].xmin == snapshot->xmin &&
+			limit_cache[i].xmax == snapshot->xmax &&
+			limit_cache[i].xcnt == snapshot->xcnt &&
+			memcmp(&limit_cache[i].key, &key, sizeof(SeqKey)) == 0)
+			hit = &limit_cache[i];
+	if (hit == NULL)
+	{
+		hit = &limit_cache[limit_cache_next];
+		limit_cache_next = (limit_cache_next + 1) % SB_LIMIT_CACHE;
+		hit->xip_sum = 0;		/* in case of an ERROR below */
+		compute_limit(&key, model_id, node_id, snapshot, &hit->slot,
+					  &hit->base, &hit->cap);
+		hit->key = key;
+		hit->xmin = snapshot->xmin;
+		hit->xmax = snapshot->xmax;
+		hit->xcnt = snapshot->xcnt;
+		hit->xip_sum = xip_sum;
+	}
+
+	/* our own writes, not committed yet, if our snapshot sees them */
+	limit = hit->base;
+	for (int i = 0; i < ntouched; i++)
+		if (touched[i].slot == hit->slot && touched[i].slot >= 0 &&
+			touched[i].max_cid < snapshot->curcid)
+			limit = Max(limit, touched[i].max_ts);
+	if (isfinite(hit->cap))
+		limit = Min(limit, SbTimestampBefore(hit->cap));
 	return limit;
 }
 
@@ -793,8 +879,7 @@ end_transaction(bool committed)
 		{
 			if (committed)
 			{
-				p->entries[my_entry].completed =
-					XidFromFullTransactionId(ShmemVariableCache->latestCompletedXid);
+				p->entries[my_entry].completed = ShmemVariableCache->latestCompletedXid;
 				p->entries[my_entry].state = ENTRY_COMMITTED;
 			}
 			else
