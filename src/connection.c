@@ -287,21 +287,14 @@ static void
 send_header_txn(SbConn *conn, void *arg)
 {
 	SbClockEntry *clock;
-	int			n = SbReadClock(&conn->model, &clock);
-	char	  **sources = palloc(sizeof(char *) * Max(n, 1));
-	double	   *ts = palloc(sizeof(double) * Max(n, 1));
+	int			n = SbReadClock(&conn->model, &clock, false);
 	StringInfoData buf;
 
-	for (int i = 0; i < n; i++)
-	{
-		sources[i] = clock[i].source;
-		ts[i] = clock[i].ts;
-	}
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "{\"id\":");
 	JsAppendString(&buf, conn->model.node_id, strlen(conn->model.node_id));
 	appendStringInfoString(&buf, ",\"clock\":");
-	JsAppendClockObject(&buf, n, sources, ts);
+	SbAppendClockJson(&buf, clock, n);
 	if (conn->outgoing)
 	{
 		appendStringInfoString(&buf, ",\"meta\":");
@@ -747,7 +740,7 @@ pump_txn(SbConn *conn, void *arg)
 {
 	PumpArg    *pa = arg;
 	SbClockEntry *clock;
-	int			n = SbReadClock(&conn->model, &clock);
+	int			n = SbReadClock(&conn->model, &clock, false);
 	int			budget = SB_HISTORY_PAGE;
 
 	for (int i = 0; i < n; i++)

@@ -364,7 +364,7 @@ read_clock_txn(SbConn *conn, void *arg)
 {
 	SbLibpqPeer *lp = conn->libpq;
 	SbClockEntry *clock;
-	int			n = SbReadClock(&conn->model, &clock);
+	int			n = SbReadClock(&conn->model, &clock, false);
 
 	for (int i = 0; i < n; i++)
 		SbRemoteClockRaise(&lp->held, conn->session_cxt, clock[i].source, clock[i].ts);
@@ -377,8 +377,6 @@ send_poll(SbConn *conn)
 	SbLibpqPeer *lp = conn->libpq;
 	uint64		commits = SbModelCommitCount(conn->model.id);
 	StringInfoData clock;
-	char	  **sources;
-	double	   *ts;
 	char		page[16];
 	char		wait[16];
 	const char *params[4];
@@ -390,15 +388,8 @@ send_poll(SbConn *conn)
 			return;
 		lp->held_commits = commits;
 	}
-	sources = palloc(sizeof(char *) * Max(lp->held.n, 1));
-	ts = palloc(sizeof(double) * Max(lp->held.n, 1));
-	for (int i = 0; i < lp->held.n; i++)
-	{
-		sources[i] = lp->held.entries[i].source;
-		ts[i] = lp->held.entries[i].ts;
-	}
 	initStringInfo(&clock);
-	JsAppendClockObject(&clock, lp->held.n, sources, ts);
+	SbAppendClockJson(&clock, lp->held.entries, lp->held.n);
 	snprintf(page, sizeof(page), "%d", SB_POLL_PAGE);
 	/* behind (the last answer was a full page): an empty answer must come at once */
 	snprintf(wait, sizeof(wait), "%d", lp->pull_caught_up ? SB_POLL_WAIT_MS : 0);

@@ -866,7 +866,7 @@ scuttlebutt_update_text(PG_FUNCTION_ARGS)
 /* ---- reading, for the replication worker ---- */
 
 int
-SbReadClock(SbModelRef *model, SbClockEntry **entries)
+SbReadClock(SbModelRef *model, SbClockEntry **entries, bool in_caller_snapshot)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	Oid			argtypes[1] = {INT4OID};
@@ -880,7 +880,8 @@ SbReadClock(SbModelRef *model, SbClockEntry **entries)
 				 " WHERE model_id = $1 ORDER BY source",
 				 1, argtypes);
 	values[0] = Int32GetDatum(model->id);
-	execute_plan(read_clock_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_execute_plan(read_clock_plan, values, NULL, in_caller_snapshot, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read scuttlebutt.clocks");
 	n = SPI_processed;
 	*entries = MemoryContextAlloc(caller, sizeof(SbClockEntry) * Max(n, 1));
 	for (int i = 0; i < n; i++)

@@ -70,8 +70,14 @@ extern int64 SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n,
  */
 extern void SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n);
 
-/* The model's clock, sorted by source; returns the number of entries */
-extern int	SbReadClock(SbModelRef *model, SbClockEntry **entries);
+/*
+ * The model's clock, sorted by source, as readers may see it (this node's
+ * own source at its visible limit); returns the number of entries.
+ * in_caller_snapshot: in the active snapshot, as a header must be read
+ * with the history it vouches for; otherwise in a new one.
+ */
+extern int	SbReadClock(SbModelRef *model, SbClockEntry **entries,
+						bool in_caller_snapshot);
 
 /*
  * Appends to out, one per line, up to limit updates of source newer than

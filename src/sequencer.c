@@ -474,6 +474,29 @@ entry_min_ts(const SeqEntry *e, int32 model_id)
 	return min_ts;
 }
 
+/* Records that an entry's transaction took ts (or later) for a model */
+static void
+entry_add(SeqEntry *e, int32 model_id, double ts)
+{
+	int			i;
+
+	for (i = 0; i < e->nmodels && e->model_ids[i] != model_id; i++)
+		;
+	if (i < e->nmodels)
+		e->min_ts[i] = Min(e->min_ts[i], ts);
+	else if (i < SB_SEQ_ENTRY_MODELS)
+	{
+		e->model_ids[i] = model_id;
+		e->min_ts[i] = ts;
+		e->nmodels++;
+	}
+	else
+	{
+		e->more_models |= model_bit(model_id);
+		e->more_min_ts = Min(e->more_min_ts, ts);
+	}
+}
+
 /* Adds e's models and timestamps to floor; the backend's mutex is held */
 static void
 fold_into_floor(SeqEntry *floor, const SeqEntry *e)
@@ -487,25 +510,7 @@ fold_into_floor(SeqEntry *floor, const SeqEntry *e)
 		floor->completed = e->completed;
 	floor->dboid = e->dboid == floor->dboid ? e->dboid : InvalidOid;
 	for (int i = 0; i < e->nmodels; i++)
-	{
-		int			j;
-
-		for (j = 0; j < floor->nmodels && floor->model_ids[j] != e->model_ids[i]; j++)
-			;
-		if (j < floor->nmodels)
-			floor->min_ts[j] = Min(floor->min_ts[j], e->min_ts[i]);
-		else if (j < SB_SEQ_ENTRY_MODELS)
-		{
-			floor->model_ids[j] = e->model_ids[i];
-			floor->min_ts[j] = e->min_ts[i];
-			floor->nmodels++;
-		}
-		else
-		{
-			floor->more_models |= model_bit(e->model_ids[i]);
-			floor->more_min_ts = Min(floor->more_min_ts, e->min_ts[i]);
-		}
-	}
+		entry_add(floor, e->model_ids[i], e->min_ts[i]);
 	floor->more_models |= e->more_models;
 	floor->more_min_ts = Min(floor->more_min_ts, e->more_min_ts);
 }
@@ -562,8 +567,6 @@ publish_entry(int32 model_id, FullTransactionId fxid, double first)
 	SeqProc    *p = my_proc();
 	SeqEntry   *e = &p->entries[my_entry];
 
-	int			i;
-
 	SpinLockAcquire(&p->mutex);
 	if (e->state == ENTRY_FREE)
 	{
@@ -575,21 +578,7 @@ publish_entry(int32 model_id, FullTransactionId fxid, double first)
 		e->state = ENTRY_RUNNING;
 		p->nused++;
 	}
-	for (i = 0; i < e->nmodels && e->model_ids[i] != model_id; i++)
-		;
-	if (i < e->nmodels)
-		e->min_ts[i] = Min(e->min_ts[i], first);
-	else if (i < SB_SEQ_ENTRY_MODELS)
-	{
-		e->model_ids[i] = model_id;
-		e->min_ts[i] = first;
-		e->nmodels++;
-	}
-	else
-	{
-		e->more_models |= model_bit(model_id);
-		e->more_min_ts = Min(e->more_min_ts, first);
-	}
+	entry_add(e, model_id, first);
 	SpinLockRelease(&p->mutex);
 }
 

@@ -19,6 +19,7 @@
 #include "utils/memutils.h"
 
 #include "jstext.h"
+#include "model_cache.h"
 #include "model_functions.h"
 #include "model_store.h"
 #include "wire_message.h"
@@ -29,56 +30,27 @@
 PG_FUNCTION_INFO_V1(scuttlebutt_export_header);
 PG_FUNCTION_INFO_V1(scuttlebutt_import);
 
-/* scuttlebutt._export_header(model_id): {"id":...,"clock":{...}} */
+/*
+ * scuttlebutt._export_header(model_id): {"id":...,"clock":{...}}, in the
+ * caller's snapshot (export() and poll() read the history in it)
+ */
 Datum
 scuttlebutt_export_header(PG_FUNCTION_ARGS)
 {
-	int32		model_id = PG_GETARG_INT32(0);
-	MemoryContext caller = CurrentMemoryContext;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
-	StringInfoData buf;
-	char	  **sources;
-	double	   *ts;
+	SbModelRef	model;
+	SbClockEntry *clock;
 	int			n;
-	char	   *node_id;
+	StringInfoData buf;
 
-	values[0] = Int32GetDatum(model_id);
-	SPI_connect();
-	if (SPI_execute("SELECT id FROM scuttlebutt.node", true, 1) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "scuttlebutt.node must hold exactly one row");
-	node_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-
-	if (SPI_execute_with_args("SELECT source, scuttlebutt._visible_ts(model_id, source, ts)"
-							  " FROM scuttlebutt.clocks"
-							  " WHERE model_id = $1 ORDER BY source",
-							  1, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read scuttlebutt.clocks");
-	n = SPI_processed;
-	sources = palloc(sizeof(char *) * Max(n, 1));
-	ts = palloc(sizeof(double) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		sources[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		ts[i] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i],
-											 SPI_tuptable->tupdesc, 2, &isnull));
-	}
-
-	{
-		MemoryContext spi = MemoryContextSwitchTo(caller);
-
-		initStringInfo(&buf);
-		appendStringInfoString(&buf, "{\"id\":");
-		JsAppendString(&buf, node_id, strlen(node_id));
-		appendStringInfoString(&buf, ",\"clock\":");
-		JsAppendClockObject(&buf, n, sources, ts);
-		appendStringInfoChar(&buf, '}');
-		MemoryContextSwitchTo(spi);
-	}
-	SPI_finish();
+	model.id = PG_GETARG_INT32(0);
+	model.node_id = (char *) SbLocalNodeId();
+	n = SbReadClock(&model, &clock, true);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"id\":");
+	JsAppendString(&buf, model.node_id, strlen(model.node_id));
+	appendStringInfoString(&buf, ",\"clock\":");
+	SbAppendClockJson(&buf, clock, n);
+	appendStringInfoChar(&buf, '}');
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
 

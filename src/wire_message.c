@@ -27,6 +27,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/errcodes.h"
 
+#include "jstext.h"
 #include "wire_message.h"
 
 /* Deepest nesting accepted in a line (each level costs parser stack) */
@@ -473,4 +474,20 @@ SbKindFromName(const char *name, SbKind *kind)
 	else
 		return false;
 	return true;
+}
+
+void
+SbAppendClockJson(StringInfo buf, const SbClockEntry *entries, int n)
+{
+	char	  **sources = palloc(sizeof(char *) * Max(n, 1));
+	double	   *ts = palloc(sizeof(double) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+	{
+		sources[i] = entries[i].source;
+		ts[i] = entries[i].ts;
+	}
+	JsAppendClockObject(buf, n, sources, ts);
+	pfree(sources);
+	pfree(ts);
 }

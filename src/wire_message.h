@@ -8,6 +8,8 @@
 #ifndef SCUTTLEBUTT_WIRE_MESSAGE_H
 #define SCUTTLEBUTT_WIRE_MESSAGE_H
 
+#include "lib/stringinfo.h"
+
 /* Kinds of model; the same codes as scuttlebutt.registry.kind */
 typedef enum SbKind
 {
@@ -37,6 +39,9 @@ typedef struct SbClockEntry
 	char	   *source;
 	double		ts;
 } SbClockEntry;
+
+/* A clock as the JavaScript object JSON.stringify would write */
+extern void SbAppendClockJson(StringInfo buf, const SbClockEntry *entries, int n);
 
 /* What went wrong with a line, for an ERROR or a connection's log */
 typedef struct SbMessageError

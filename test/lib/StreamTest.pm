@@ -131,6 +131,31 @@ sub check_two_server_fixture
 	is($qb->(q{SELECT scuttlebutt.to_json('kv2')}), '{"a": 1, "b": 2}', 'kv2 (A dialing B): both keys on B');
 }
 
+# After the fixture's dialer B restarted (its kv peer removed before, and
+# while it was down A wrote an event, a value and a kv2 key): B's peers
+# sync again, the models converge, and B caught up with those writes.
+# $kv2_side names A's end of kv2 in the labels; $converged is the
+# transport's wait_converged.
+sub check_restart_caught_up
+{
+	my ($na, $nb, $kv2_side, $converged) = @_;
+	my $qa = sub { q1($na, @_) };
+	my $qb = sub { q1($nb, @_) };
+
+	is($qb->(q{SELECT scuttlebutt.wait_for_sync('ev', '60s') AND scuttlebutt.wait_for_sync('val', '60s')}), 't',
+		'restart: wait_for_sync on B');
+	is($qa->(q{SELECT scuttlebutt.wait_for_sync('kv2', '60s')}), 't', 'restart: A redials B for kv2');
+	for my $m (qw(ev val kv2))
+	{
+		ok($converged->($m, [ $na, $nb ]), "restart: $m converged");
+	}
+	is($qb->(q{SELECT count(*) FROM scuttlebutt.events('ev') WHERE event = 'while_b_down'}), 1,
+		'restart: B caught up with an event written while it was down');
+	is($qb->(q{SELECT scuttlebutt.get_value('val')}), '"set while B was down"', 'restart: and with the value');
+	is($qb->(q{SELECT scuttlebutt.get('kv2', 'while_b_down')}), '1', "restart: and with kv2 (the $kv2_side side)");
+	ok(!defined peer($nb, "model = 'kv'"), 'restart: the removed peer stays removed');
+}
+
 # What must be equal on two nodes that hold the same model: the updates
 # held, byte for byte, and the clock.
 sub digest

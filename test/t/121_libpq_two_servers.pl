@@ -197,18 +197,7 @@ ok(LibpqTest::poll($nb,
 		qq{SELECT array_agg(peer_id ORDER BY peer_id) = ARRAY[$peer{ev}, $peer{val}]
 		   AND bool_and(state = 'live') AND bool_and(transport = 'libpq') FROM scuttlebutt.peer_status WHERE direction = 'out'}, 60),
 	'restart: B redials its two remaining peers, same ids, live');
-is(qb(q{SELECT scuttlebutt.wait_for_sync('ev', '60s') AND scuttlebutt.wait_for_sync('val', '60s')}), 't',
-	'restart: wait_for_sync on B');
-is(qa(q{SELECT scuttlebutt.wait_for_sync('kv2', '60s')}), 't', 'restart: A redials B for kv2');
-for my $m (qw(ev val kv2))
-{
-	ok(LibpqTest::wait_converged($m, [ $na, $nb ]), "restart: $m converged");
-}
-is(qb(q{SELECT count(*) FROM scuttlebutt.events('ev') WHERE event = 'while_b_down'}), 1,
-	'restart: B caught up with an event written while it was down');
-is(qb(q{SELECT scuttlebutt.get_value('val')}), '"set while B was down"', 'restart: and with the value');
-is(qb(q{SELECT scuttlebutt.get('kv2', 'while_b_down')}), '1', 'restart: and with kv2 (the dialed side)');
-ok(!defined LibpqTest::peer($nb, "model = 'kv'"), 'restart: the removed peer stays removed');
+StreamTest::check_restart_caught_up($na, $nb, 'dialed', \&LibpqTest::wait_converged);
 ($ok, my $row) = LibpqTest::wait_peer($nb, "peer_id = $peer{ev}", sub { $_[0]{received} == 1 }, 10);
 is($row->{sent}, 0, 'restart: B had nothing new to send for ev');
 is($row->{received}, 1, 'restart: B received exactly the one event it lacked');
