@@ -15,10 +15,14 @@ OBJS = \
 	src/stream_functions.o \
 	src/guc.o \
 	src/shmem.o \
-	src/connection.o \
+	src/close_reason.o \
+	src/session.o \
+	src/channel_tcp.o \
+	src/stream.o \
+	src/listener.o \
+	src/libpq_peer.o \
 	src/worker.o \
 	src/conninfo.o \
-	src/libpq_peer.o \
 	src/poll_functions.o \
 	src/peer_functions.o
 

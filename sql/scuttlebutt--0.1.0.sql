@@ -338,6 +338,14 @@ CREATE TRIGGER peers_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scuttlebutt.peers
 	FOR EACH STATEMENT EXECUTE FUNCTION scuttlebutt._peers_changed();
 
+-- the worker of this database learns of the extension at commit
+CREATE FUNCTION scuttlebutt._wake_worker()
+RETURNS void
+AS 'MODULE_PATHNAME', 'scuttlebutt_peers_changed'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+REVOKE ALL ON FUNCTION scuttlebutt._wake_worker() FROM PUBLIC;
+SELECT scuttlebutt._wake_worker();
+
 CREATE FUNCTION scuttlebutt.add_stream_peer(model text, host text, port integer,
 											send boolean DEFAULT true,
 											receive boolean DEFAULT true)

@@ -14,9 +14,9 @@
  *	  reads a page while we apply the last one.  When the remote has
  *	  nothing new, poll() waits there in shared memory for a commit, which
  *	  makes the live path prompt without NOTIFY or sleeping.
- *	- push: the stream's pump (connection.c) fills the output buffer with
- *	  the local history the remote's clock lacks, and each buffer is sent
- *	  as one scuttlebutt.import(model, lines).  A remote role that may not
+ *	- push: the session's pump (session.c) fills its outbox with the local
+ *	  history the remote's clock lacks, and each outbox is sent as one
+ *	  scuttlebutt.import(model, lines).  A remote role that may not
  *	  write is told by the remote (insufficient_privilege): the session
  *	  then only pulls, and last_error says why.
  *
@@ -49,12 +49,16 @@
 #include "conninfo.h"
 #include "guc.h"
 #include "jstext.h"
-#include "libpq_peer.h"
 #include "model_store.h"
 #include "shmem.h"
+#include "transport.h"
 
 #define LINK_PULL 0
 #define LINK_PUSH 1
+/* A libpq peer has two connections ("links"): one pulls, one pushes */
+#define SB_LIBPQ_LINKS 2
+StaticAssertDecl(SB_LIBPQ_LINKS <= SB_SESSION_SOCKETS,
+				 "a session waits on every link of a libpq peer");
 
 /* Updates per poll: a page of the remote's history */
 #define SB_POLL_PAGE 10000
@@ -100,29 +104,25 @@ typedef struct SbLibpqPeer
 
 static const char *const link_names[SB_LIBPQ_LINKS] = {"pull", "push"};
 
-void
-SbLibpqInit(SbConn *conn, const char *conninfo)
-{
-	SbLibpqPeer *lp = MemoryContextAllocZero(conn->cxt, sizeof(SbLibpqPeer));
-	char	   *address = SbConninfoAddress(conninfo);
+static bool libpq_flush(SbSession *s);
 
-	lp->conninfo = MemoryContextStrdup(conn->cxt, conninfo);
-	lp->want_send = conn->send_enabled;
-	lp->want_receive = conn->receive_enabled;
-	conn->transport = SB_TRANSPORT_LIBPQ;
-	conn->libpq = lp;
-	strlcpy(conn->remote_addr, address ? address : "?", sizeof(conn->remote_addr));
-	conn->state = SB_CONN_BACKOFF;
-	conn->deadline = 0;			/* connect now */
+static inline SbLibpqPeer *
+lp_of(SbSession *s)
+{
+	return (SbLibpqPeer *) s->transport;
 }
 
-bool
-SbLibpqConfiguredAs(SbConn *conn, const char *conninfo, bool send, bool receive)
+static void
+libpq_configure(SbSession *s, const SbPeerConfig *config)
 {
-	SbLibpqPeer *lp = conn->libpq;
+	SbLibpqPeer *lp = MemoryContextAllocZero(s->cxt, sizeof(SbLibpqPeer));
+	char	   *address = SbConninfoAddress(config->conninfo);
 
-	return strcmp(lp->conninfo, conninfo) == 0 && lp->want_send == send &&
-		lp->want_receive == receive;
+	lp->conninfo = MemoryContextStrdup(s->cxt, config->conninfo);
+	lp->want_send = config->send;
+	lp->want_receive = config->receive;
+	s->transport = lp;
+	strlcpy(s->remote_addr, address ? address : "?", sizeof(s->remote_addr));
 }
 
 /* ---- errors ---- */
@@ -152,73 +152,82 @@ one_line(const char *msg)
 
 /* Closes the session over a link's connection-level failure */
 static void
-link_failed(SbConn *conn, int i, const char *reason)
+link_failed(SbSession *s, int i, SbCloseReason reason)
 {
-	SbLink	   *l = &conn->libpq->links[i];
+	SbLink	   *l = &lp_of(s)->links[i];
 	char	   *detail = one_line(l->pg ? PQerrorMessage(l->pg) : NULL);
 
-	SbConnClose(conn, reason,
-				psprintf("%s connection: %s", link_names[i],
-						 detail[0] ? detail : "no message from libpq"));
+	SbSessionClose(s, reason,
+				   psprintf("%s connection: %s", link_names[i],
+							detail[0] ? detail : "no message from libpq"));
 }
 
 /* Closes the session over an error the remote reported for a query */
 static void
-query_failed(SbConn *conn, int i, PGresult *res)
+query_failed(SbSession *s, int i, PGresult *res)
 {
 	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-	const char *reason = "remote error";
+	SbCloseReason reason = SB_CLOSE_REMOTE_ERROR;
+	int			code = 0;
 
-	if (sqlstate && conn->libpq->links[i].state == LINK_HANDSHAKE &&
+	if (sqlstate && lp_of(s)->links[i].state == LINK_HANDSHAKE &&
 		(strcmp(sqlstate, "3F000") == 0 || strcmp(sqlstate, "42P01") == 0 ||
 		 strcmp(sqlstate, "42883") == 0))
-		reason = "no scuttlebutt extension on the remote";
-	SbConnClose(conn, reason,
-				psprintf("%s connection: %s (SQLSTATE %s)", link_names[i],
-						 one_line(primary ? primary : PQresultErrorMessage(res)),
-						 sqlstate ? sqlstate : "?"));
+		reason = SB_CLOSE_NO_REMOTE_EXTENSION;
+	else if (sqlstate && strlen(sqlstate) == 5)
+		code = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3],
+							 sqlstate[4]);
+	SbSessionCloseWithCode(s, reason, code,
+						   psprintf("%s connection: %s (SQLSTATE %s)", link_names[i],
+									one_line(primary ? primary : PQresultErrorMessage(res)),
+									sqlstate ? sqlstate : "?"));
 }
 
 /* ---- connecting ---- */
 
-void
-SbLibpqDisconnect(SbConn *conn)
+/* Closes one link's connection */
+static void
+link_close(SbSession *s, SbLink *l)
 {
-	SbLibpqPeer *lp = conn->libpq;
-
-	for (int i = 0; i < SB_LIBPQ_LINKS; i++)
+	if (l->pg)
 	{
-		SbLink	   *l = &lp->links[i];
-
-		if (l->pg)
-			PQfinish(l->pg);
-		memset(l, 0, sizeof(*l));
-		l->state = LINK_OFF;
+		PQfinish(l->pg);
+		s->sockets_changed = true;
 	}
+	memset(l, 0, sizeof(*l));
+	l->state = LINK_OFF;
 }
 
 static void
-link_connect(SbConn *conn, int i)
+libpq_disconnect(SbSession *s)
 {
-	SbLink	   *l = &conn->libpq->links[i];
+	for (int i = 0; i < SB_LIBPQ_LINKS; i++)
+		link_close(s, &lp_of(s)->links[i]);
+}
+
+static void
+link_connect(SbSession *s, int i)
+{
+	SbLink	   *l = &lp_of(s)->links[i];
 	const char *keywords[] = {"fallback_application_name", "dbname", "client_encoding", NULL};
 	const char *values[4];
 
 	/* later keywords win: the conninfo may name the application, not the encoding */
 	values[0] = i == LINK_PULL ? "scuttlebutt pull" : "scuttlebutt push";
-	values[1] = conn->libpq->conninfo;
+	values[1] = lp_of(s)->conninfo;
 	values[2] = "UTF8";
 	values[3] = NULL;
 	l->pg = PQconnectStartParams(keywords, values, 1);
 	if (l->pg == NULL)
 	{
-		SbConnClose(conn, "could not connect", "out of memory in libpq");
+		SbSessionClose(s, SB_CLOSE_CONNECT_FAILED, "out of memory in libpq");
 		return;
 	}
+	s->sockets_changed = true;
 	if (PQstatus(l->pg) == CONNECTION_BAD)
 	{
-		link_failed(conn, i, "could not connect");
+		link_failed(s, i, SB_CLOSE_CONNECT_FAILED);
 		return;
 	}
 	l->state = LINK_CONNECTING;
@@ -226,57 +235,40 @@ link_connect(SbConn *conn, int i)
 	l->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sb_handshake_timeout_ms);
 }
 
-typedef struct LookupArg
-{
-	bool		found;
-} LookupArg;
-
 static void
-lookup_txn(SbConn *conn, void *arg)
+libpq_start(SbSession *s)
 {
-	((LookupArg *) arg)->found = SbModelTryLookup(conn->model_name, &conn->model);
-}
+	SbLibpqPeer *lp = lp_of(s);
 
-void
-SbLibpqStart(SbConn *conn)
-{
-	SbLibpqPeer *lp = conn->libpq;
-	LookupArg	la = {false};
-
-	conn->send_enabled = lp->want_send;
-	conn->receive_enabled = lp->want_receive;
-	SbConnBeginSession(conn);
-	conn->sync_sent = !conn->send_enabled;
+	/* a refused push narrowed the last session: this one tries again */
+	s->send_enabled = lp->want_send;
+	s->receive_enabled = lp->want_receive;
+	SbSessionBegin(s);
+	s->state = SB_SESSION_CONNECTING;
 	memset(&lp->held, 0, sizeof(lp->held));	/* its memory went with the session */
 	lp->held_commits = 0;
 	lp->pull_caught_up = false;
 	lp->pull_started = false;
 
-	/* the model may have been dropped and made again: look it up anew */
-	if (!SbConnTransaction(conn, "scuttlebutt: looking up a model", lookup_txn, &la))
+	if (!SbSessionResolveModel(s))
 		return;
-	if (!la.found)
-	{
-		SbConnClose(conn, "unknown model",
-					psprintf("There is no scuttlebutt model \"%s\" here.", conn->model_name));
-		return;
-	}
-	conn->model_known = true;
 	/* libpq's parse errors quote the string, password and all: say less */
 	if (SbConninfoAddress(lp->conninfo) == NULL)
 	{
-		SbConnClose(conn, "invalid connection string",
-					psprintf("The conninfo of peer %d is not a libpq connection string.",
-							 conn->peer_id));
+		SbSessionClose(s, SB_CLOSE_INVALID_CONNINFO,
+					   psprintf("The conninfo of peer %d is not a libpq connection string.",
+								s->peer_id));
 		return;
 	}
-	conn->state = SB_CONN_CONNECTING;
-	if (conn->receive_enabled)
-		link_connect(conn, LINK_PULL);
-	if (conn->send_enabled && SbConnIsOpen(conn))
-		link_connect(conn, LINK_PUSH);
-	if (!conn->send_enabled && !conn->receive_enabled && SbConnIsOpen(conn))
-		SbConnClose(conn, "nothing to do", "The peer neither sends nor receives.");
+	if (!s->send_enabled && !s->receive_enabled)
+	{
+		SbSessionClose(s, SB_CLOSE_NOTHING_TO_DO, "The peer neither sends nor receives.");
+		return;
+	}
+	if (s->receive_enabled)
+		link_connect(s, LINK_PULL);
+	if (s->send_enabled && SbSessionIsOpen(s))
+		link_connect(s, LINK_PUSH);
 }
 
 /*
@@ -285,17 +277,17 @@ SbLibpqStart(SbConn *conn)
  * deadline timeout_ms away.  False if the session was closed.
  */
 static bool
-send_query(SbConn *conn, int i, const char *sql, int nparams, const char *const *params,
+send_query(SbSession *s, int i, const char *sql, int nparams, const char *const *params,
 		   SbLinkState state, int timeout_ms)
 {
-	SbLink	   *l = &conn->libpq->links[i];
+	SbLink	   *l = &lp_of(s)->links[i];
 	int			rc;
 
 	if (!(params ? PQsendQueryParams(l->pg, sql, nparams, NULL, params, NULL, NULL, 0)
 		  : PQsendQuery(l->pg, sql)) ||
 		(rc = PQflush(l->pg)) < 0)
 	{
-		link_failed(conn, i, "connection lost");
+		link_failed(s, i, SB_CLOSE_CONNECTION_LOST);
 		return false;
 	}
 	l->flush_wanted = rc == 1;
@@ -312,15 +304,15 @@ send_query(SbConn *conn, int i, const char *sql, int nparams, const char *const 
  * stalls), then the model's kind and the remote's header.
  */
 static void
-send_handshake(SbConn *conn, int i)
+send_handshake(SbSession *s, int i)
 {
-	SbLink	   *l = &conn->libpq->links[i];
-	char	   *name = PQescapeLiteral(l->pg, conn->model_name, strlen(conn->model_name));
+	SbLink	   *l = &lp_of(s)->links[i];
+	char	   *name = PQescapeLiteral(l->pg, s->model_name, strlen(s->model_name));
 	char	   *sql;
 
 	if (name == NULL)
 	{
-		link_failed(conn, i, "connection lost");
+		link_failed(s, i, SB_CLOSE_CONNECTION_LOST);
 		return;
 	}
 	sql = psprintf("SET default_transaction_isolation TO 'read committed';"
@@ -328,29 +320,34 @@ send_handshake(SbConn *conn, int i)
 				   " SELECT m.kind, scuttlebutt._export_header(scuttlebutt._model_id(m.name))"
 				   " FROM scuttlebutt.models m WHERE m.name = %s", name);
 	PQfreemem(name);
-	(void) send_query(conn, i, sql, 0, NULL, LINK_HANDSHAKE, sb_handshake_timeout_ms);
+	(void) send_query(s, i, sql, 0, NULL, LINK_HANDSHAKE, sb_handshake_timeout_ms);
 }
 
 static void
-connect_step(SbConn *conn, int i)
+connect_step(SbSession *s, int i)
 {
-	SbLink	   *l = &conn->libpq->links[i];
+	SbLink	   *l = &lp_of(s)->links[i];
 
+	/*
+	 * libpq may close a refused address's socket and open the next one's,
+	 * under the same descriptor number: the worker must register it anew.
+	 */
 	l->polling = PQconnectPoll(l->pg);
+	s->sockets_changed = true;
 	switch (l->polling)
 	{
 		case PGRES_POLLING_FAILED:
-			link_failed(conn, i, "could not connect");
+			link_failed(s, i, SB_CLOSE_CONNECT_FAILED);
 			return;
 		case PGRES_POLLING_OK:
 			if (PQsetnonblocking(l->pg, 1) != 0)
 			{
-				link_failed(conn, i, "could not connect");
+				link_failed(s, i, SB_CLOSE_CONNECT_FAILED);
 				return;
 			}
-			send_handshake(conn, i);
-			if (SbConnIsOpen(conn) && conn->state == SB_CONN_CONNECTING)
-				conn->state = SB_CONN_HANDSHAKE;
+			send_handshake(s, i);
+			if (SbSessionIsOpen(s) && s->state == SB_SESSION_CONNECTING)
+				s->state = SB_SESSION_HANDSHAKE;
 			return;
 		default:
 			return;				/* reading or writing: wait for the socket */
@@ -360,22 +357,22 @@ connect_step(SbConn *conn, int i)
 /* ---- pulling ---- */
 
 static void
-read_clock_txn(SbConn *conn, void *arg)
+read_clock_txn(SbSession *s, void *arg)
 {
-	SbLibpqPeer *lp = conn->libpq;
+	SbLibpqPeer *lp = lp_of(s);
 	SbClockEntry *clock;
-	int			n = SbReadClock(&conn->model, &clock, false);
+	int			n = SbReadClock(&s->model, &clock, false);
 
 	for (int i = 0; i < n; i++)
-		SbRemoteClockRaise(&lp->held, conn->session_cxt, clock[i].source, clock[i].ts);
+		SbRemoteClockRaise(&lp->held, s->session_cxt, clock[i].source, clock[i].ts);
 }
 
 /* Asks the remote for what it holds beyond what we hold */
 static void
-send_poll(SbConn *conn)
+send_poll(SbSession *s)
 {
-	SbLibpqPeer *lp = conn->libpq;
-	uint64		commits = SbModelCommitCount(conn->model.id);
+	SbLibpqPeer *lp = lp_of(s);
+	uint64		commits = SbModelCommitCount(s->model.id);
 	StringInfoData clock;
 	char		page[16];
 	char		wait[16];
@@ -384,7 +381,7 @@ send_poll(SbConn *conn)
 	/* what committed to the model here since the last look (ours, relayed) */
 	if (commits != lp->held_commits || lp->held.n == 0)
 	{
-		if (!SbConnTransaction(conn, "scuttlebutt: reading a clock", read_clock_txn, NULL))
+		if (!SbSessionTransaction(s, "scuttlebutt: reading a clock", read_clock_txn, NULL))
 			return;
 		lp->held_commits = commits;
 	}
@@ -393,20 +390,20 @@ send_poll(SbConn *conn)
 	snprintf(page, sizeof(page), "%d", SB_POLL_PAGE);
 	/* behind (the last answer was a full page): an empty answer must come at once */
 	snprintf(wait, sizeof(wait), "%d", lp->pull_caught_up ? SB_POLL_WAIT_MS : 0);
-	params[0] = conn->model_name;
+	params[0] = s->model_name;
 	params[1] = clock.data;
 	params[2] = page;
 	params[3] = wait;
-	(void) send_query(conn, LINK_PULL, "SELECT scuttlebutt.poll($1, $2::jsonb, $3, $4)",
+	(void) send_query(s, LINK_PULL, "SELECT scuttlebutt.poll($1, $2::jsonb, $3, $4)",
 					  4, params, LINK_BUSY, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
-	conn->bytes_out += clock.len;
+	s->bytes_out += clock.len;
 }
 
 /* A page of the remote's history: each update as a received line */
 static bool
-take_poll_rows(SbConn *conn, PGresult *res)
+take_poll_rows(SbSession *s, PGresult *res)
 {
-	SbLibpqPeer *lp = conn->libpq;
+	SbLibpqPeer *lp = lp_of(s);
 	int			n = PQntuples(res);
 
 	for (int r = 0; r < n; r++)
@@ -417,60 +414,55 @@ take_poll_rows(SbConn *conn, PGresult *res)
 		SbMessageError err;
 		bool		ok = SbParseMessage(line, len, &msg, &err);
 
-		conn->bytes_in += len;
+		s->bytes_in += len;
 		/* the remote's clock, after all it held beyond ours: ours rises to it */
 		if (ok && msg.type == SB_MSG_HEADER)
 		{
 			lp->links[LINK_PULL].header_seen = true;
 			for (int c = 0; c < msg.nclock; c++)
-				SbRemoteClockRaise(&lp->held, conn->session_cxt,
+				SbRemoteClockRaise(&lp->held, s->session_cxt,
 								   msg.clock[c].source, msg.clock[c].ts);
-			SbConnQueueClock(conn, msg.clock, msg.nclock);
+			SbSessionQueueClock(s, msg.clock, msg.nclock);
 			continue;
 		}
 		/* held rises past every update read, even one we reject */
 		lp->links[LINK_PULL].rows++;
 		if (ok && msg.type == SB_MSG_UPDATE)
-			SbRemoteClockRaise(&lp->held, conn->session_cxt, msg.source, msg.ts);
-		if (!SbConnReceive(conn, &msg, ok, &err))
+			SbRemoteClockRaise(&lp->held, s->session_cxt, msg.source, msg.ts);
+		if (!SbSessionReceive(s, &msg, ok, &err))
 			return false;
 	}
-	conn->last_activity = GetCurrentTimestamp();
+	s->last_activity = GetCurrentTimestamp();
 	return true;
 }
 
 static void
-poll_done(SbConn *conn)
+poll_done(SbSession *s)
 {
-	SbLibpqPeer *lp = conn->libpq;
+	SbLibpqPeer *lp = lp_of(s);
 
 	lp->pull_caught_up = lp->links[LINK_PULL].rows < SB_POLL_PAGE;
-	if (lp->pull_caught_up && !conn->sync_received)
-	{
-		conn->sync_received = true;
-		SbConnNoteSynced(conn);
-	}
+	if (lp->pull_caught_up && !s->sync_received)
+		SbSessionPeerSynced(s);
 	/* at once: the remote reads the next page while we apply this one */
-	send_poll(conn);
+	send_poll(s);
 }
 
 /* ---- pushing ---- */
 
 static void
-send_import(SbConn *conn)
+send_import(SbSession *s)
 {
 	const char *params[2];
-	int			len = conn->out.len - conn->out_off;
+	int			len = SbSessionOutboxLength(s);
 
-	params[0] = conn->model_name;
-	params[1] = conn->out.data + conn->out_off;
-	if (!send_query(conn, LINK_PUSH, "SELECT scuttlebutt.import($1, $2)", 2, params,
+	params[0] = s->model_name;
+	params[1] = s->out.data + s->out_off;
+	if (!send_query(s, LINK_PUSH, "SELECT scuttlebutt.import($1, $2)", 2, params,
 					LINK_BUSY, sb_peer_timeout_ms))
 		return;
-	conn->bytes_out += len;
-	conn->last_activity = GetCurrentTimestamp();
-	resetStringInfo(&conn->out);
-	conn->out_off = 0;
+	/* libpq holds its own copy of the parameters now */
+	SbSessionOutboxConsumed(s, len);
 }
 
 /*
@@ -478,44 +470,38 @@ send_import(SbConn *conn)
  * next session (after a reconnect) tries again.
  */
 static void
-push_refused(SbConn *conn, PGresult *res)
+push_refused(SbSession *s, PGresult *res)
 {
-	SbLink	   *l = &conn->libpq->links[LINK_PUSH];
+	SbLink	   *l = &lp_of(s)->links[LINK_PUSH];
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 
 	ereport(WARNING,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("scuttlebutt: %s refused updates of model \"%s\": %s",
-					conn->remote_addr, conn->model_name, primary ? primary : "?"),
+					s->remote_addr, s->model_name, primary ? primary : "?"),
 			 errdetail("Until the next reconnect this peer only pulls."),
 			 errhint("Grant the remote role the right to write the scuttlebutt tables, or add the peer with send => false.")));
-	snprintf(conn->last_error, sizeof(conn->last_error),
+	snprintf(s->last_error, sizeof(s->last_error),
 			 "push refused by the remote: %s (SQLSTATE %s)",
 			 primary ? primary : "?", SQLSTATE_INSUFFICIENT_PRIVILEGE);
-	PQfinish(l->pg);
-	memset(l, 0, sizeof(*l));
-	l->state = LINK_OFF;
-	resetStringInfo(&conn->out);
-	conn->out_off = 0;
-	conn->send_enabled = false;
-	conn->sync_sent = true;
-	conn->caught_up = true;
-	SbConnNoteSynced(conn);
+	link_close(s, l);
+	s->send_enabled = false;
+	SbSessionOutboxConsumed(s, SbSessionOutboxLength(s));
 }
 
 /* ---- results ---- */
 
 static void
-no_model_on_remote(SbConn *conn)
+no_model_on_remote(SbSession *s)
 {
-	SbConnClose(conn, "no such model on the remote",
-				psprintf("The remote has no scuttlebutt model \"%s\"; create it there with scuttlebutt.create_model().",
-						 conn->model_name));
+	SbSessionClose(s, SB_CLOSE_NO_REMOTE_MODEL,
+				   psprintf("The remote has no scuttlebutt model \"%s\"; create it there with scuttlebutt.create_model().",
+							s->model_name));
 }
 
 /* The remote's kind and header: the session can start on this link */
 static bool
-take_handshake_row(SbConn *conn, int i, PGresult *res)
+take_handshake_row(SbSession *s, int i, PGresult *res)
 {
 	const char *kind;
 	const char *header;
@@ -524,60 +510,43 @@ take_handshake_row(SbConn *conn, int i, PGresult *res)
 
 	if (PQntuples(res) != 1 || PQnfields(res) != 2)
 	{
-		no_model_on_remote(conn);
+		no_model_on_remote(s);
 		return false;
 	}
 	kind = PQgetvalue(res, 0, 0);
-	if (strcmp(kind, SbKindName(conn->model.kind)) != 0)
+	if (strcmp(kind, SbKindName(s->model.kind)) != 0)
 	{
-		SbConnClose(conn, "model kinds differ",
-					psprintf("Model \"%s\" is a %s here and a %s on the remote.",
-							 conn->model_name, SbKindName(conn->model.kind), kind));
+		SbSessionClose(s, SB_CLOSE_KIND_MISMATCH,
+					   psprintf("Model \"%s\" is a %s here and a %s on the remote.",
+							 s->model_name, SbKindName(s->model.kind), kind));
 		return false;
 	}
 	header = PQgetvalue(res, 0, 1);
 	if (!SbParseMessage(header, PQgetlength(res, 0, 1), &msg, &err) ||
 		msg.type != SB_MSG_HEADER)
 	{
-		SbConnClose(conn, "invalid header", err.message ? err.message : header);
+		SbSessionClose(s, SB_CLOSE_INVALID_HEADER, err.message ? err.message : header);
 		return false;
 	}
-	if (msg.id && conn->remote_id == NULL)
-		conn->remote_id = MemoryContextStrdup(conn->session_cxt, msg.id);
-	/* the push link sends what the remote's clock lacks */
+	/*
+	 * The push link's header says what the remote's clock lacks: the pump
+	 * may run.  A session that does not push has nothing to learn from it.
+	 */
 	if (i == LINK_PUSH)
-	{
-		for (int c = 0; c < msg.nclock; c++)
-			SbRemoteClockRaise(&conn->remote, conn->session_cxt,
-							   msg.clock[c].source, msg.clock[c].ts);
-	}
-	conn->libpq->links[i].rows = 1;
+		SbSessionPeerHeader(s, msg.id, msg.clock, msg.nclock);
+	else if (!s->send_enabled)
+		SbSessionPeerHeader(s, msg.id, NULL, 0);
+	else if (msg.id && s->remote_id == NULL)
+		s->remote_id = MemoryContextStrdup(s->session_cxt, msg.id);
+	lp_of(s)->links[i].rows = 1;
 	return true;
-}
-
-/* Every enabled link past its handshake: the session syncs */
-static void
-note_link_ready(SbConn *conn)
-{
-	SbLibpqPeer *lp = conn->libpq;
-
-	for (int i = 0; i < SB_LIBPQ_LINKS; i++)
-		if (lp->links[i].state == LINK_CONNECTING || lp->links[i].state == LINK_HANDSHAKE)
-			return;
-	if (conn->state == SB_CONN_CONNECTING || conn->state == SB_CONN_HANDSHAKE)
-	{
-		conn->state = SB_CONN_SYNCING;
-		conn->header_received = conn->header_sent = true;	/* the pump may run */
-		conn->caught_up = false;
-		SbConnNoteSynced(conn);
-	}
 }
 
 /* A query's results have all come: what the link does next */
 static void
-query_done(SbConn *conn, int i)
+query_done(SbSession *s, int i)
 {
-	SbLink	   *l = &conn->libpq->links[i];
+	SbLink	   *l = &lp_of(s)->links[i];
 	SbLinkState was = l->state;
 
 	l->state = LINK_READY;
@@ -586,22 +555,21 @@ query_done(SbConn *conn, int i)
 	{
 		if (l->rows == 0)
 		{
-			no_model_on_remote(conn);
+			no_model_on_remote(s);
 			return;
 		}
-		note_link_ready(conn);
-		(void) SbLibpqFlush(conn);
+		(void) libpq_flush(s);
 		return;
 	}
 	if (i == LINK_PULL)
-		poll_done(conn);
+		poll_done(s);
 }
 
 /* Takes one result of the query in flight; false if the session closed */
 static bool
-take_result(SbConn *conn, int i, PGresult *res)
+take_result(SbSession *s, int i, PGresult *res)
 {
-	SbLink	   *l = &conn->libpq->links[i];
+	SbLink	   *l = &lp_of(s)->links[i];
 	ExecStatusType status = PQresultStatus(res);
 
 	if (status == PGRES_FATAL_ERROR)
@@ -611,25 +579,25 @@ take_result(SbConn *conn, int i, PGresult *res)
 		if (i == LINK_PUSH && l->state == LINK_BUSY && sqlstate &&
 			strcmp(sqlstate, SQLSTATE_INSUFFICIENT_PRIVILEGE) == 0)
 		{
-			push_refused(conn, res);
+			push_refused(s, res);
 			return true;
 		}
-		query_failed(conn, i, res);
+		query_failed(s, i, res);
 		return false;
 	}
 	if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK)
 	{
-		SbConnClose(conn, "remote error",
-					psprintf("%s connection: unexpected result %s", link_names[i],
+		SbSessionClose(s, SB_CLOSE_REMOTE_ERROR,
+					   psprintf("%s connection: unexpected result %s", link_names[i],
 							 PQresStatus(status)));
 		return false;
 	}
 	if (status == PGRES_TUPLES_OK)
 	{
 		if (l->state == LINK_HANDSHAKE)
-			return take_handshake_row(conn, i, res);
+			return take_handshake_row(s, i, res);
 		if (i == LINK_PULL)
-			return take_poll_rows(conn, res);
+			return take_poll_rows(s, res);
 	}
 	return true;
 }
@@ -650,16 +618,16 @@ socket_has_data(PGconn *pg)
  * worker's loop for each.
  */
 static void
-read_results(SbConn *conn, int i)
+read_results(SbSession *s, int i)
 {
-	SbLink	   *l = &conn->libpq->links[i];
+	SbLink	   *l = &lp_of(s)->links[i];
 	int			reads = 0;
 
 	do
 	{
 		if (!PQconsumeInput(l->pg))
 		{
-			link_failed(conn, i, "connection lost");
+			link_failed(s, i, SB_CLOSE_CONNECTION_LOST);
 			return;
 		}
 	} while (++reads < SB_LIBPQ_READS && PQisBusy(l->pg) && socket_has_data(l->pg));
@@ -674,53 +642,54 @@ read_results(SbConn *conn, int i)
 		res = PQgetResult(l->pg);
 		if (res == NULL)
 		{
-			query_done(conn, i);
+			query_done(s, i);
 			return;				/* a new query may be in flight: its results come later */
 		}
-		ok = take_result(conn, i, res);
+		ok = take_result(s, i, res);
 		PQclear(res);
 		if (!ok || l->pg == NULL)
 			return;				/* the session (or this link) was closed */
 	}
 	/* idle: a connection the remote closed shows here */
 	if (PQstatus(l->pg) == CONNECTION_BAD)
-		link_failed(conn, i, "connection lost");
+		link_failed(s, i, SB_CLOSE_CONNECTION_LOST);
 }
 
 /* ---- the worker's calls ---- */
 
-void
-SbLibpqWaitEvents(SbConn *conn, pgsocket *socks, uint32 *events)
+static void
+libpq_wait_sockets(SbSession *s, SbWaitSocket *socks)
 {
-	SbLibpqPeer *lp = conn->libpq;
+	SbLibpqPeer *lp = lp_of(s);
 
 	for (int i = 0; i < SB_LIBPQ_LINKS; i++)
 	{
 		SbLink	   *l = &lp->links[i];
 
-		socks[i] = PGINVALID_SOCKET;
-		events[i] = 0;
+		socks[i].sock = PGINVALID_SOCKET;
+		socks[i].events = 0;
 		if (l->pg == NULL || l->state == LINK_OFF || PQsocket(l->pg) < 0)
 			continue;
-		socks[i] = PQsocket(l->pg);
+		socks[i].sock = PQsocket(l->pg);
 		if (l->state == LINK_CONNECTING)
-			events[i] = l->polling == PGRES_POLLING_READING ? WL_SOCKET_READABLE
+			socks[i].events = l->polling == PGRES_POLLING_READING ? WL_SOCKET_READABLE
 				: WL_SOCKET_WRITEABLE;
 		else
-			events[i] = WL_SOCKET_READABLE | (l->flush_wanted ? WL_SOCKET_WRITEABLE : 0);
+			socks[i].events = WL_SOCKET_READABLE |
+				(l->flush_wanted ? WL_SOCKET_WRITEABLE : 0);
 	}
 }
 
-void
-SbLibpqHandleEvent(SbConn *conn, int i, uint32 events)
+static void
+libpq_handle(SbSession *s, int i, uint32 events)
 {
-	SbLink	   *l = &conn->libpq->links[i];
+	SbLink	   *l = &lp_of(s)->links[i];
 
 	if (l->pg == NULL || l->state == LINK_OFF)
 		return;
 	if (l->state == LINK_CONNECTING)
 	{
-		connect_step(conn, i);
+		connect_step(s, i);
 		return;
 	}
 	if ((events & WL_SOCKET_WRITEABLE) && l->flush_wanted)
@@ -729,13 +698,13 @@ SbLibpqHandleEvent(SbConn *conn, int i, uint32 events)
 
 		if (rc < 0)
 		{
-			link_failed(conn, i, "connection lost");
+			link_failed(s, i, SB_CLOSE_CONNECTION_LOST);
 			return;
 		}
 		l->flush_wanted = rc == 1;
 	}
 	if (events & WL_SOCKET_READABLE)
-		read_results(conn, i);
+		read_results(s, i);
 }
 
 /*
@@ -745,40 +714,43 @@ SbLibpqHandleEvent(SbConn *conn, int i, uint32 events)
  * the pull, for its part, ends with the remote's clock (see poll()).
  */
 static bool
-first_push_pending(SbConn *conn)
+first_push_pending(SbSession *s)
 {
-	SbLink	   *push = &conn->libpq->links[LINK_PUSH];
+	SbLink	   *push = &lp_of(s)->links[LINK_PUSH];
 
-	return conn->send_enabled && SbConnIsOpen(conn) &&
-		!(conn->sync_sent && push->state == LINK_READY && conn->out_off == conn->out.len);
+	return s->send_enabled && SbSessionIsOpen(s) &&
+		!(s->sync_sent && push->state == LINK_READY && SbSessionOutboxLength(s) == 0);
 }
 
-bool
-SbLibpqFlush(SbConn *conn)
+static bool
+libpq_flush(SbSession *s)
 {
-	SbLibpqPeer *lp = conn->libpq;
+	SbLibpqPeer *lp = lp_of(s);
 	SbLink	   *push = &lp->links[LINK_PUSH];
 
-	if (SbConnIsOpen(conn) && push->state == LINK_READY && conn->out_off < conn->out.len)
-		send_import(conn);
+	if (SbSessionIsOpen(s) && push->state == LINK_READY && SbSessionOutboxLength(s) > 0)
+		send_import(s);
+	/* no push link (receive only, or refused): the "SYNC" has no way to go */
+	if (!s->send_enabled)
+		SbSessionOutboxConsumed(s, SbSessionOutboxLength(s));
 	/* the first poll (later ones follow each answer) */
-	if (SbConnIsOpen(conn) && lp->links[LINK_PULL].state == LINK_READY &&
-		!lp->pull_started && !first_push_pending(conn))
+	if (SbSessionIsOpen(s) && lp->links[LINK_PULL].state == LINK_READY &&
+		!lp->pull_started && !first_push_pending(s))
 	{
 		lp->pull_started = true;
-		send_poll(conn);
+		send_poll(s);
 	}
-	return SbConnIsOpen(conn);
+	return SbSessionIsOpen(s);
 }
 
-TimestampTz
-SbLibpqDeadline(SbConn *conn)
+static TimestampTz
+libpq_deadline(SbSession *s)
 {
 	TimestampTz next = 0;
 
 	for (int i = 0; i < SB_LIBPQ_LINKS; i++)
 	{
-		TimestampTz d = conn->libpq->links[i].deadline;
+		TimestampTz d = lp_of(s)->links[i].deadline;
 
 		if (d != 0 && (next == 0 || d < next))
 			next = d;
@@ -786,31 +758,44 @@ SbLibpqDeadline(SbConn *conn)
 	return next;
 }
 
-void
-SbLibpqCheckDeadlines(SbConn *conn, TimestampTz now)
+static void
+libpq_check_deadline(SbSession *s, TimestampTz now)
 {
-	for (int i = 0; i < SB_LIBPQ_LINKS && SbConnIsOpen(conn); i++)
+	for (int i = 0; i < SB_LIBPQ_LINKS && SbSessionIsOpen(s); i++)
 	{
-		SbLink	   *l = &conn->libpq->links[i];
+		SbLink	   *l = &lp_of(s)->links[i];
 
 		if (l->deadline == 0 || l->deadline > now)
 			continue;
 		if (l->state == LINK_CONNECTING || l->state == LINK_HANDSHAKE)
-			SbConnClose(conn, "connect timeout",
-						psprintf("%s connection: not connected within scuttlebutt.handshake_timeout (%d ms).",
+			SbSessionClose(s, SB_CLOSE_CONNECT_TIMEOUT,
+						   psprintf("%s connection: not connected within scuttlebutt.handshake_timeout (%d ms).",
 								 link_names[i], sb_handshake_timeout_ms));
 		else
-			SbConnClose(conn, "query timeout",
-						psprintf("%s connection: no answer within scuttlebutt.peer_timeout (%d ms) beyond the query's wait.",
+			SbSessionClose(s, SB_CLOSE_QUERY_TIMEOUT,
+						   psprintf("%s connection: no answer within scuttlebutt.peer_timeout (%d ms) beyond the query's wait.",
 								 link_names[i], sb_peer_timeout_ms));
 	}
 }
 
-bool
-SbLibpqIdle(SbConn *conn)
+static bool
+libpq_idle(SbSession *s)
 {
-	SbLibpqPeer *lp = conn->libpq;
+	SbLibpqPeer *lp = lp_of(s);
 
 	return lp->links[LINK_PUSH].state != LINK_BUSY &&
 		(lp->links[LINK_PULL].state == LINK_OFF || lp->pull_caught_up);
 }
+
+const SbTransportOps SbLibpqTransport = {
+	.name = "libpq",
+	.configure = libpq_configure,
+	.start = libpq_start,
+	.wait_sockets = libpq_wait_sockets,
+	.handle = libpq_handle,
+	.flush = libpq_flush,
+	.deadline = libpq_deadline,
+	.check_deadline = libpq_check_deadline,
+	.idle = libpq_idle,
+	.disconnect = libpq_disconnect,
+};

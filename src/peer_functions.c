@@ -162,14 +162,18 @@ scuttlebutt_remove_peer(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* Statement trigger on scuttlebutt.peers: the worker rereads it at commit */
+/*
+ * Statement trigger on scuttlebutt.peers, and the install script's last
+ * step (so a worker waiting for CREATE EXTENSION needs no polling): the
+ * worker rereads the peers at commit.
+ */
 Datum
 scuttlebutt_peers_changed(PG_FUNCTION_ARGS)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		elog(ERROR, "scuttlebutt_peers_changed: not called by trigger manager");
 	SbNotePeersChanged();
-	return PointerGetDatum(NULL);
+	if (CALLED_AS_TRIGGER(fcinfo))
+		return PointerGetDatum(NULL);
+	PG_RETURN_VOID();
 }
 
 static Datum
@@ -235,13 +239,15 @@ scuttlebutt_connection_errors(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	LWLockAcquire(sb_shared->lock, LW_SHARED);
-	for (int i = 0; i < sb_shared->nerrors; i++)
+	for (int i = 0; i < SB_CLOSE_REASONS; i++)
 	{
 		SbErrorCount *e = &sb_shared->errors[i];
 		Datum		values[4];
 		bool		nulls[4] = {0};
 
-		values[0] = CStringGetTextDatum(e->reason);
+		if (e->count == 0)
+			continue;
+		values[0] = CStringGetTextDatum(SbCloseReasonName(i));
 		values[1] = Int64GetDatum(e->count);
 		values[2] = timestamp_or_null(e->last_at, &nulls[2]);
 		values[3] = CStringGetTextDatum(e->last_peer);

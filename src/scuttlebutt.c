@@ -43,6 +43,5 @@ _PG_init(void)
 	SbGucInit();
 	SbModelCacheInit();
 	SbShmemInit();
-	if (process_shared_preload_libraries_in_progress)
-		SbWorkerRegister();
+	SbWorkerInit();
 }

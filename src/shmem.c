@@ -229,24 +229,13 @@ SbRequireWorker(const char *what)
 }
 
 void
-SbCountConnectionError(const char *reason, const char *peer)
+SbCountConnectionError(SbCloseReason reason, const char *peer)
 {
-	SbErrorCount *slot = NULL;
+	SbErrorCount *slot = &sb_shared->errors[reason];
 
 	LWLockAcquire(sb_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < sb_shared->nerrors; i++)
-		if (strcmp(sb_shared->errors[i].reason, reason) == 0)
-			slot = &sb_shared->errors[i];
-	if (slot == NULL && sb_shared->nerrors < SB_MAX_ERROR_REASONS)
-	{
-		slot = &sb_shared->errors[sb_shared->nerrors++];
-		strlcpy(slot->reason, reason, sizeof(slot->reason));
-	}
-	if (slot != NULL)
-	{
-		slot->count++;
-		slot->last_at = GetCurrentTimestamp();
-		strlcpy(slot->last_peer, peer ? peer : "", sizeof(slot->last_peer));
-	}
+	slot->count++;
+	slot->last_at = GetCurrentTimestamp();
+	strlcpy(slot->last_peer, peer ? peer : "", sizeof(slot->last_peer));
 	LWLockRelease(sb_shared->lock);
 }

@@ -14,17 +14,19 @@
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 
+#include "close_reason.h"
 #include "guc.h"
 
 /* One slot per connection the worker holds or peer it is dialing */
 #define SB_STATUS_SLOTS (SB_MAX_MAX_CONNECTIONS + 64)
-#define SB_MAX_ERROR_REASONS 32
 
 /* Commit counters per model: model id modulo this many */
 #define SB_MODEL_COMMIT_SLOTS 64
 
 #define SB_TEXT_SHORT 64
 #define SB_TEXT_LONG 256
+/* last_error: room for libpq's message about every address it tried */
+#define SB_TEXT_ERROR 1024
 
 typedef struct SbConnStatus
 {
@@ -43,14 +45,14 @@ typedef struct SbConnStatus
 	int64		rejected;
 	int64		bytes_in;
 	int64		bytes_out;
-	char		last_error[SB_TEXT_LONG];
+	char		last_error[SB_TEXT_ERROR];
 	bool		caught_up;		/* live, and nothing left to send ... */
 	uint64		commits_seen;	/* ... as of this many commits */
 } SbConnStatus;
 
+/* Sessions closed for one reason (close_reason.h) */
 typedef struct SbErrorCount
 {
-	char		reason[SB_TEXT_SHORT];
 	int64		count;
 	TimestampTz last_at;
 	char		last_peer[SB_TEXT_SHORT];
@@ -74,8 +76,7 @@ typedef struct SbShared
 	pg_atomic_uint32 model_pollers[SB_MODEL_COMMIT_SLOTS];
 	ConditionVariable model_cv[SB_MODEL_COMMIT_SLOTS];
 	SbConnStatus conns[SB_STATUS_SLOTS];
-	int			nerrors;
-	SbErrorCount errors[SB_MAX_ERROR_REASONS];
+	SbErrorCount errors[SB_CLOSE_REASONS];
 } SbShared;
 
 /* NULL unless the library was preloaded */
@@ -103,6 +104,6 @@ extern bool SbWaitForModelCommit(int32 model_id, uint64 commits, int timeout_ms)
 extern void SbRequireWorker(const char *what);
 
 /* Counts a connection closed for reason (worker only) */
-extern void SbCountConnectionError(const char *reason, const char *peer);
+extern void SbCountConnectionError(SbCloseReason reason, const char *peer);
 
 #endif							/* SCUTTLEBUTT_SHMEM_H */

@@ -491,3 +491,27 @@ SbAppendClockJson(StringInfo buf, const SbClockEntry *entries, int n)
 	pfree(sources);
 	pfree(ts);
 }
+
+/* A header line's text: {"id":...,"clock":{...}[,"meta":model]} */
+void
+SbWireAppendHeader(StringInfo buf, const char *id, const SbClockEntry *clock,
+				   int nclock, const char *meta_model)
+{
+	appendStringInfoString(buf, "{\"id\":");
+	JsAppendString(buf, id, strlen(id));
+	appendStringInfoString(buf, ",\"clock\":");
+	SbAppendClockJson(buf, clock, nclock);
+	if (meta_model)
+	{
+		appendStringInfoString(buf, ",\"meta\":");
+		JsAppendString(buf, meta_model, strlen(meta_model));
+	}
+	appendStringInfoChar(buf, '}');
+}
+
+/* The "SYNC" line's text */
+void
+SbWireAppendSync(StringInfo buf)
+{
+	appendStringInfoString(buf, "\"SYNC\"");
+}

@@ -43,6 +43,14 @@ typedef struct SbClockEntry
 /* A clock as the JavaScript object JSON.stringify would write */
 extern void SbAppendClockJson(StringInfo buf, const SbClockEntry *entries, int n);
 
+/* A header line's text (meta_model NULL: no meta), without a newline */
+extern void SbWireAppendHeader(StringInfo buf, const char *id,
+							   const SbClockEntry *clock, int nclock,
+							   const char *meta_model);
+
+/* The "SYNC" line's text, without a newline */
+extern void SbWireAppendSync(StringInfo buf);
+
 /* What went wrong with a line, for an ERROR or a connection's log */
 typedef struct SbMessageError
 {

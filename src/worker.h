@@ -8,7 +8,7 @@
 #ifndef SCUTTLEBUTT_WORKER_H
 #define SCUTTLEBUTT_WORKER_H
 
-/* Registers the worker (from _PG_init, when preloaded) */
-extern void SbWorkerRegister(void);
+/* Registers the worker when the library is preloaded (from _PG_init) */
+extern void SbWorkerInit(void);
 
 #endif							/* SCUTTLEBUTT_WORKER_H */

@@ -1,0 +1,65 @@
+/*-------------------------------------------------------------------------
+ *
+ * close_reason.c
+ *	  The table of reasons a peer session ends.
+ *
+ * A protocol violation is 08P01; failures to connect, lost connections,
+ * timeouts, missing objects and limits carry the codes PostgreSQL uses
+ * for the same situations on its own connections.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "close_reason.h"
+
+typedef struct SbCloseReasonInfo
+{
+	const char *name;
+	int			sqlerrcode;
+} SbCloseReasonInfo;
+
+static const SbCloseReasonInfo reasons[SB_CLOSE_REASONS] = {
+	[SB_CLOSE_PEER_CLOSED] = {"closed by peer", ERRCODE_CONNECTION_EXCEPTION},
+	[SB_CLOSE_CONNECTION_LOST] = {"connection lost", ERRCODE_CONNECTION_FAILURE},
+	[SB_CLOSE_UNFINISHED_LINE] = {"closed in the middle of a line", ERRCODE_PROTOCOL_VIOLATION},
+	[SB_CLOSE_LINE_TOO_LONG] = {"line too long", ERRCODE_PROGRAM_LIMIT_EXCEEDED},
+	[SB_CLOSE_INVALID_JSON] = {"invalid JSON", ERRCODE_PROTOCOL_VIOLATION},
+	[SB_CLOSE_INVALID_HEADER] = {"invalid header", ERRCODE_PROTOCOL_VIOLATION},
+	[SB_CLOSE_NO_MODEL_NAMED] = {"no model named", ERRCODE_PROTOCOL_VIOLATION},
+	[SB_CLOSE_UPDATE_BEFORE_HEADER] = {"update before header", ERRCODE_PROTOCOL_VIOLATION},
+	[SB_CLOSE_UNKNOWN_MODEL] = {"unknown model", ERRCODE_UNDEFINED_OBJECT},
+	[SB_CLOSE_NO_REMOTE_EXTENSION] = {"no scuttlebutt extension on the remote", ERRCODE_UNDEFINED_OBJECT},
+	[SB_CLOSE_NO_REMOTE_MODEL] = {"no such model on the remote", ERRCODE_UNDEFINED_OBJECT},
+	[SB_CLOSE_KIND_MISMATCH] = {"model kinds differ", ERRCODE_WRONG_OBJECT_TYPE},
+	[SB_CLOSE_RESOLVE_FAILED] = {"could not resolve host", ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION},
+	[SB_CLOSE_CONNECT_FAILED] = {"could not connect", ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION},
+	[SB_CLOSE_CONNECT_TIMEOUT] = {"connect timeout", ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION},
+	[SB_CLOSE_HANDSHAKE_TIMEOUT] = {"handshake timeout", ERRCODE_PROTOCOL_VIOLATION},
+	[SB_CLOSE_INVALID_CONNINFO] = {"invalid connection string", ERRCODE_INVALID_PARAMETER_VALUE},
+	[SB_CLOSE_NOTHING_TO_DO] = {"nothing to do", ERRCODE_INVALID_PARAMETER_VALUE},
+	[SB_CLOSE_TOO_MANY_CONNECTIONS] = {"too many connections", ERRCODE_TOO_MANY_CONNECTIONS},
+	[SB_CLOSE_DATABASE_ERROR] = {"database error", ERRCODE_INTERNAL_ERROR},
+	[SB_CLOSE_REMOTE_ERROR] = {"remote error", ERRCODE_CONNECTION_EXCEPTION},
+	[SB_CLOSE_QUERY_TIMEOUT] = {"query timeout", ERRCODE_QUERY_CANCELED},
+};
+
+const char *
+SbCloseReasonName(SbCloseReason reason)
+{
+	Assert(reason >= 0 && reason < SB_CLOSE_REASONS);
+	return reasons[reason].name;
+}
+
+int
+SbCloseReasonErrcode(SbCloseReason reason)
+{
+	Assert(reason >= 0 && reason < SB_CLOSE_REASONS);
+	return reasons[reason].sqlerrcode;
+}
+
+int
+SbCloseReasonLevel(SbCloseReason reason)
+{
+	return reason == SB_CLOSE_PEER_CLOSED ? LOG : WARNING;
+}

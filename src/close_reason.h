@@ -1,0 +1,57 @@
+/*-------------------------------------------------------------------------
+ *
+ * close_reason.h
+ *	  Why a peer session ended: one name, errcode and log level each.
+ *
+ * The name is what connection_errors and peer_status.last_error show; the
+ * errcode is what the server log shows.  Counters are kept per reason, so
+ * nothing compares strings.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SCUTTLEBUTT_CLOSE_REASON_H
+#define SCUTTLEBUTT_CLOSE_REASON_H
+
+typedef enum SbCloseReason
+{
+	/* the peer went away */
+	SB_CLOSE_PEER_CLOSED,
+	SB_CLOSE_CONNECTION_LOST,
+	/* what the peer sent breaks the protocol */
+	SB_CLOSE_UNFINISHED_LINE,
+	SB_CLOSE_LINE_TOO_LONG,
+	SB_CLOSE_INVALID_JSON,
+	SB_CLOSE_INVALID_HEADER,
+	SB_CLOSE_NO_MODEL_NAMED,
+	SB_CLOSE_UPDATE_BEFORE_HEADER,
+	/* the model cannot be replicated with this peer */
+	SB_CLOSE_UNKNOWN_MODEL,
+	SB_CLOSE_NO_REMOTE_EXTENSION,
+	SB_CLOSE_NO_REMOTE_MODEL,
+	SB_CLOSE_KIND_MISMATCH,
+	/* connecting */
+	SB_CLOSE_RESOLVE_FAILED,
+	SB_CLOSE_CONNECT_FAILED,
+	SB_CLOSE_CONNECT_TIMEOUT,
+	SB_CLOSE_HANDSHAKE_TIMEOUT,
+	SB_CLOSE_INVALID_CONNINFO,
+	SB_CLOSE_NOTHING_TO_DO,
+	SB_CLOSE_TOO_MANY_CONNECTIONS,
+	/* table work and remote queries */
+	SB_CLOSE_DATABASE_ERROR,
+	SB_CLOSE_REMOTE_ERROR,
+	SB_CLOSE_QUERY_TIMEOUT
+} SbCloseReason;
+
+#define SB_CLOSE_REASONS (SB_CLOSE_QUERY_TIMEOUT + 1)
+
+/* The name shown in connection_errors and last_error */
+extern const char *SbCloseReasonName(SbCloseReason reason);
+
+/* The errcode its log entry carries (a database error may carry its own) */
+extern int	SbCloseReasonErrcode(SbCloseReason reason);
+
+/* LOG for a peer's orderly close, WARNING for the rest */
+extern int	SbCloseReasonLevel(SbCloseReason reason);
+
+#endif							/* SCUTTLEBUTT_CLOSE_REASON_H */

@@ -1,0 +1,635 @@
+/*-------------------------------------------------------------------------
+ *
+ * session.c
+ *	  A transport-neutral peer session: one model replicated with one peer.
+ *
+ * A session runs as the reference's createStream() does:
+ *
+ *	  both sides send a header {"id", "clock"[, "meta"]}; on the peer's
+ *	  header a side sends the history the peer's clock lacks, then "SYNC",
+ *	  then keeps sending new updates (tailing); both "SYNC"s exchanged, the
+ *	  session is live.
+ *
+ * How headers travel is the transport's business (a line on a stream, the
+ * answer to a handshake query over libpq); it hands the peer's clock to
+ * SbSessionPeerHeader and every other message to SbSessionReceive.
+ *
+ * What the peer holds is tracked per source (SbRemoteClock): its header
+ * clock, then every update sent to it or received from it.  Sending is a
+ * "pump": per source, the held updates newer than what the peer holds, a
+ * page at a time, each page in its own short transaction, into the outbox
+ * and only while the outbox is below its high-water mark.  So an initial
+ * sync of any size goes out with bounded memory and no long transaction,
+ * and a slow peer only slows itself.  Tailing is the same pump, run when a
+ * commit anywhere bumps the shared commit counter.  Updates received from
+ * this peer count as held by it: they are never echoed back.
+ *
+ * Received updates are applied in batches, one transaction per batch,
+ * under the same rules as apply_update().  An update that is JSON but
+ * invalid is dropped and counted (as the reference drops it), and the
+ * session goes on; a line that is not JSON ends it.
+ *
+ * Errors from table work (a transaction that fails) close this session
+ * with the error's message; they never reach the worker's main loop.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "guc.h"
+#include "session.h"
+#include "shmem.h"
+#include "transport.h"
+
+/* At most one WARNING per session this often for rejected updates */
+#define SB_REJECT_WARNING_INTERVAL_MS 10000
+
+const char *
+SbSessionStateName(SbSessionState state)
+{
+	switch (state)
+	{
+		case SB_SESSION_CONNECTING:
+			return "connecting";
+		case SB_SESSION_HANDSHAKE:
+			return "handshake";
+		case SB_SESSION_SYNCING:
+			return "syncing";
+		case SB_SESSION_LIVE:
+			return "live";
+		case SB_SESSION_BACKOFF:
+			return "backoff";
+		case SB_SESSION_CLOSED:
+			return "closed";
+	}
+	return "?";
+}
+
+SbSession *
+SbSessionCreate(MemoryContext parent, bool outgoing, const SbTransportOps *ops)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "scuttlebutt session",
+											  ALLOCSET_SMALL_SIZES);
+	SbSession  *s = MemoryContextAllocZero(cxt, sizeof(SbSession));
+
+	s->cxt = cxt;
+	s->session_cxt = AllocSetContextCreate(cxt, "scuttlebutt connection",
+										   ALLOCSET_DEFAULT_SIZES);
+	s->batch_cxt = AllocSetContextCreate(cxt, "scuttlebutt batch",
+										 ALLOCSET_DEFAULT_SIZES);
+	s->ops = ops;
+	s->slot = -1;
+	s->outgoing = outgoing;
+	s->send_enabled = true;
+	s->receive_enabled = true;
+	s->state = outgoing ? SB_SESSION_BACKOFF : SB_SESSION_HANDSHAKE;
+	s->deadline = 0;			/* outgoing: connect at once */
+	return s;
+}
+
+void
+SbSessionFree(SbSession *s)
+{
+	s->ops->disconnect(s);
+	MemoryContextDelete(s->cxt);
+}
+
+/* ---- what the peer holds ---- */
+
+static int
+remote_find(SbRemoteClock *rc, const char *source, bool *found)
+{
+	int			lo = 0;
+	int			hi = rc->n - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		int			c = strcmp(rc->entries[mid].source, source);
+
+		if (c == 0)
+		{
+			*found = true;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	*found = false;
+	return lo;
+}
+
+double
+SbRemoteClockGet(SbRemoteClock *rc, const char *source)
+{
+	bool		found;
+	int			i = remote_find(rc, source, &found);
+
+	return found ? rc->entries[i].ts : -INFINITY;
+}
+
+void
+SbRemoteClockRaise(SbRemoteClock *rc, MemoryContext cxt, const char *source, double ts)
+{
+	bool		found;
+	int			i = remote_find(rc, source, &found);
+
+	if (found)
+	{
+		if (ts > rc->entries[i].ts)
+			rc->entries[i].ts = ts;
+		return;
+	}
+	if (rc->n == rc->alloc)
+	{
+		rc->alloc = Max(16, rc->alloc * 2);
+		rc->entries = rc->entries
+			? repalloc(rc->entries, sizeof(SbClockEntry) * rc->alloc)
+			: MemoryContextAlloc(cxt, sizeof(SbClockEntry) * rc->alloc);
+	}
+	memmove(&rc->entries[i + 1], &rc->entries[i], sizeof(SbClockEntry) * (rc->n - i));
+	rc->entries[i].source = MemoryContextStrdup(cxt, source);
+	rc->entries[i].ts = ts;
+	rc->n++;
+}
+
+/* Raises the peer's entry for source to ts (allocating in the connection) */
+static void
+remote_raise(SbSession *s, const char *source, double ts)
+{
+	SbRemoteClockRaise(&s->remote, s->session_cxt, source, ts);
+}
+
+/* ---- starting and ending ---- */
+
+static void
+forget_pending(SbSession *s)
+{
+	s->pending = NULL;
+	s->npending = s->pending_alloc = 0;
+	s->pending_clock = NULL;
+	s->npending_clock = 0;
+	MemoryContextReset(s->batch_cxt);
+}
+
+void
+SbSessionBegin(SbSession *s)
+{
+	MemoryContextReset(s->session_cxt);
+	forget_pending(s);
+	s->out.data = MemoryContextAlloc(s->session_cxt, 1024);
+	s->out.maxlen = 1024;
+	resetStringInfo(&s->out);
+	s->out_off = 0;
+	s->remote_id = NULL;
+	s->peer_clock_known = false;
+	s->sync_sent = false;
+	/* a side that accepts nothing has no SYNC to wait for (reference) */
+	s->sync_received = !s->receive_enabled;
+	memset(&s->remote, 0, sizeof(s->remote));
+	s->caught_up = false;
+	s->synced_at = 0;
+	s->state = SB_SESSION_HANDSHAKE;
+	s->last_activity = GetCurrentTimestamp();
+}
+
+void
+SbSessionClose(SbSession *s, SbCloseReason reason, const char *detail)
+{
+	SbSessionCloseWithCode(s, reason, 0, detail);
+}
+
+void
+SbSessionCloseWithCode(SbSession *s, SbCloseReason reason, int sqlerrcode,
+					   const char *detail)
+{
+	const char *name = SbCloseReasonName(reason);
+
+	ereport(SbCloseReasonLevel(reason),
+			(errcode(sqlerrcode ? sqlerrcode : SbCloseReasonErrcode(reason)),
+			 errmsg("scuttlebutt: closing connection %s %s: %s",
+					s->outgoing ? "to" : "from", s->remote_addr, name),
+			 detail ? errdetail_internal("%s", detail) : 0));
+	SbCountConnectionError(reason, s->remote_addr);
+	snprintf(s->last_error, sizeof(s->last_error), "%s%s%s",
+			 name, detail ? ": " : "", detail ? detail : "");
+
+	s->ops->disconnect(s);
+	forget_pending(s);
+	if (s->outgoing)
+	{
+		int			delay = s->backoff_ms > 0 ? s->backoff_ms : sb_reconnect_min_ms;
+
+		s->state = SB_SESSION_BACKOFF;
+		s->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay);
+		s->backoff_ms = Min((int64) delay * 2, (int64) sb_reconnect_max_ms);
+	}
+	else
+		s->state = SB_SESSION_CLOSED;
+}
+
+void
+SbSessionReject(SbSession *s, const char *why)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	s->rejected++;
+	s->rejects_unreported++;
+	if (TimestampDifferenceExceeds(s->last_reject_warning, now,
+								   SB_REJECT_WARNING_INTERVAL_MS))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("scuttlebutt: dropped %lld invalid update(s) from %s: %s",
+						(long long) s->rejects_unreported, s->remote_addr, why)));
+		s->last_reject_warning = now;
+		s->rejects_unreported = 0;
+	}
+	snprintf(s->last_error, sizeof(s->last_error), "rejected update: %s", why);
+}
+
+/* ---- transactions ---- */
+
+bool
+SbSessionTransaction(SbSession *s, const char *activity, SbSessionTxnFn fn, void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		debug_query_string = activity;
+		pgstat_report_activity(STATE_RUNNING, activity);
+
+		fn(s, arg);
+
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(oldcxt);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		/* the detail (a deadlock's lock cycle, say) goes to the log only */
+		if (edata->detail)
+			ereport(LOG,
+					(errmsg("scuttlebutt: %s in a transaction for %s", edata->message,
+							s->remote_addr),
+					 errdetail_internal("%s", edata->detail)));
+		SbSessionCloseWithCode(s, SB_CLOSE_DATABASE_ERROR, edata->sqlerrcode,
+							   edata->message);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	debug_query_string = NULL;
+	/* a background worker's table statistics reach autovacuum only so */
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return ok;
+}
+
+/* The model's name and node id live as long as the connection */
+static void
+lookup_txn(SbSession *s, void *arg)
+{
+	MemoryContext old = MemoryContextSwitchTo(s->session_cxt);
+
+	*(bool *) arg = SbModelTryLookup(s->model_name, &s->model);
+	MemoryContextSwitchTo(old);
+}
+
+bool
+SbSessionResolveModel(SbSession *s)
+{
+	bool		found = false;
+
+	/* the model may have been dropped and made again: look it up anew */
+	if (!SbSessionTransaction(s, "scuttlebutt: looking up a model", lookup_txn, &found))
+		return false;
+	if (!found)
+	{
+		SbSessionClose(s, SB_CLOSE_UNKNOWN_MODEL,
+					   psprintf("There is no scuttlebutt model \"%s\" here.", s->model_name));
+		return false;
+	}
+	s->model_known = true;
+	return true;
+}
+
+/* ---- receiving ---- */
+
+void
+SbSessionPeerHeader(SbSession *s, const char *id, const SbClockEntry *clock, int n)
+{
+	if (id && s->remote_id == NULL)
+		s->remote_id = MemoryContextStrdup(s->session_cxt, id);
+	for (int i = 0; i < n; i++)
+		remote_raise(s, clock[i].source, clock[i].ts);
+	s->peer_clock_known = true;
+	s->caught_up = false;
+	if (s->state == SB_SESSION_CONNECTING || s->state == SB_SESSION_HANDSHAKE)
+		s->state = SB_SESSION_SYNCING;
+}
+
+static void
+note_live(SbSession *s)
+{
+	if (s->sync_sent && s->sync_received && s->state == SB_SESSION_SYNCING)
+	{
+		s->state = SB_SESSION_LIVE;
+		s->synced_at = GetCurrentTimestamp();
+		s->backoff_ms = 0;		/* a good session resets the back-off */
+	}
+}
+
+void
+SbSessionPeerSynced(SbSession *s)
+{
+	s->sync_received = true;
+	note_live(s);
+}
+
+static void
+queue_update(SbSession *s, SbMessage *msg)
+{
+	MemoryContext old = MemoryContextSwitchTo(s->batch_cxt);
+	SbMessage  *copy;
+
+	if (s->npending == s->pending_alloc)
+	{
+		s->pending_alloc = Max(64, s->pending_alloc * 2);
+		s->pending = s->pending
+			? repalloc(s->pending, sizeof(SbMessage) * s->pending_alloc)
+			: palloc(sizeof(SbMessage) * s->pending_alloc);
+	}
+	copy = &s->pending[s->npending++];
+	*copy = *msg;
+	copy->text = pnstrdup(msg->text, msg->len);
+	copy->source = pstrdup(msg->source);
+	copy->key = msg->key ? pstrdup(msg->key) : NULL;
+	copy->signature = NULL;
+	copy->clock = NULL;
+	MemoryContextSwitchTo(old);
+}
+
+bool
+SbSessionReceive(SbSession *s, SbMessage *msg, bool ok, SbMessageError *err)
+{
+	if (!ok)
+	{
+		/* not JSON, or a header without a clock: the stream is broken */
+		if (msg->type == SB_MSG_HEADER)
+		{
+			SbSessionClose(s, SB_CLOSE_INVALID_HEADER, err->message);
+			return false;
+		}
+		if (err->sqlerrcode == ERRCODE_INVALID_TEXT_REPRESENTATION)
+		{
+			SbSessionClose(s, SB_CLOSE_INVALID_JSON, err->message);
+			return false;
+		}
+		/* JSON, but an update we cannot take: drop it, as the reference does */
+		SbSessionReject(s, err->message);
+		return true;
+	}
+
+	switch (msg->type)
+	{
+		case SB_MSG_HEADER:		/* the transport's; a second one changes nothing */
+		case SB_MSG_IGNORED:
+			return true;
+		case SB_MSG_SYNC:
+			SbSessionPeerSynced(s);
+			return true;
+		case SB_MSG_UPDATE:
+			break;
+	}
+
+	if (!s->model_known)
+	{
+		SbSessionClose(s, SB_CLOSE_UPDATE_BEFORE_HEADER,
+					   "An incoming stream must start with a header naming its model.");
+		return false;
+	}
+	s->received++;
+	if (!s->receive_enabled)
+		return true;			/* read-only: accepted, not applied */
+	if (!SbCheckUpdateForKind(msg, s->model.kind, err))
+	{
+		SbSessionReject(s, err->message);
+		return true;
+	}
+	queue_update(s, msg);
+	if (s->npending >= SB_APPLY_BATCH)
+		return SbSessionApplyPending(s);
+	return true;
+}
+
+/* ---- applying ---- */
+
+void
+SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n)
+{
+	MemoryContext old = MemoryContextSwitchTo(s->batch_cxt);
+
+	s->pending_clock = palloc(sizeof(SbClockEntry) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		s->pending_clock[i].source = pstrdup(entries[i].source);
+		s->pending_clock[i].ts = entries[i].ts;
+	}
+	s->npending_clock = n;
+	MemoryContextSwitchTo(old);
+}
+
+static void
+apply_txn(SbSession *s, void *arg)
+{
+	if (s->npending > 0)
+		SbApplyUpdates(&s->model, s->pending, s->npending, NULL);
+	if (s->npending_clock > 0)
+		SbRaiseClock(&s->model, s->pending_clock, s->npending_clock);
+}
+
+bool
+SbSessionApplyPending(SbSession *s)
+{
+	if (s->npending == 0 && s->npending_clock == 0)
+		return true;
+	if (!SbSessionTransaction(s, "scuttlebutt: applying updates", apply_txn, NULL))
+		return false;
+	/* the peer holds what it sent us: never echo it back */
+	for (int i = 0; i < s->npending; i++)
+		remote_raise(s, s->pending[i].source, s->pending[i].ts);
+	forget_pending(s);
+	return true;
+}
+
+/* ---- the outbox ---- */
+
+void
+SbSessionAppendLine(SbSession *s, const char *text, int len)
+{
+	MemoryContext old = MemoryContextSwitchTo(s->session_cxt);
+
+	appendBinaryStringInfo(&s->out, text, len);
+	appendStringInfoChar(&s->out, '\n');
+	MemoryContextSwitchTo(old);
+}
+
+void
+SbSessionOutboxConsumed(SbSession *s, int n)
+{
+	Assert(n <= s->out.len - s->out_off);
+	s->out_off += n;
+	s->bytes_out += n;
+	s->last_activity = GetCurrentTimestamp();
+	if (s->out_off == s->out.len)
+	{
+		resetStringInfo(&s->out);
+		s->out_off = 0;
+	}
+}
+
+/* ---- sending history ---- */
+
+typedef struct PumpArg
+{
+	bool		more;
+	int64		lines;
+} PumpArg;
+
+static void
+pump_txn(SbSession *s, void *arg)
+{
+	PumpArg    *pa = arg;
+	SbClockEntry *clock;
+	int			n = SbReadClock(&s->model, &clock, false);
+	int			budget = SB_HISTORY_PAGE;
+
+	for (int i = 0; i < n; i++)
+	{
+		double		held = SbRemoteClockGet(&s->remote, clock[i].source);
+		double		last = held;
+		int			got;
+		MemoryContext old;
+
+		if (clock[i].ts <= held)
+			continue;
+		if (budget == 0 || SbSessionOutboxLength(s) >= SB_OUT_HIGH_WATER)
+		{
+			pa->more = true;
+			break;
+		}
+		old = MemoryContextSwitchTo(s->session_cxt);
+		got = SbReadHistoryPage(&s->model, clock[i].source, held, budget,
+								&s->out, &last);
+		MemoryContextSwitchTo(old);
+		budget -= got;
+		pa->lines += got;
+		if (got > 0)
+			remote_raise(s, clock[i].source, last);
+		if (budget > 0)
+		{
+			/* nothing more is held up to the clock: the rest was superseded */
+			remote_raise(s, clock[i].source, clock[i].ts);
+		}
+		else
+			pa->more = true;
+	}
+}
+
+static void
+send_sync(SbSession *s)
+{
+	StringInfoData line;
+
+	if (s->sync_sent)
+		return;
+	initStringInfo(&line);
+	SbWireAppendSync(&line);
+	SbSessionAppendLine(s, line.data, line.len);
+	pfree(line.data);
+	s->sync_sent = true;
+	note_live(s);
+}
+
+bool
+SbSessionPump(SbSession *s, uint64 commits)
+{
+	PumpArg		pa = {false, 0};
+
+	if (!s->peer_clock_known ||
+		(s->state != SB_SESSION_SYNCING && s->state != SB_SESSION_LIVE))
+		return true;
+
+	/*
+	 * A side that sends nothing (readable: false) still answers the peer's
+	 * header with "SYNC", as the reference does, so the peer can go live.
+	 */
+	if (!s->send_enabled)
+	{
+		send_sync(s);
+		s->caught_up = true;
+		s->commits_seen = commits;
+		return true;
+	}
+	if (s->caught_up && s->commits_seen == commits)
+		return true;
+	if (SbSessionOutboxLength(s) >= SB_OUT_HIGH_WATER)
+		return true;
+
+	if (!SbSessionTransaction(s, "scuttlebutt: sending history", pump_txn, &pa))
+		return false;
+	s->sent += pa.lines;
+	if (pa.more)
+	{
+		s->caught_up = false;
+		return true;
+	}
+	s->caught_up = true;
+	s->commits_seen = commits;
+	send_sync(s);
+	return true;
+}
+
+/* Whether history is left to send that the outbox has room for */
+bool
+SbSessionWantsPump(SbSession *s)
+{
+	return SbSessionIsOpen(s) && s->send_enabled && s->peer_clock_known &&
+		!s->caught_up &&
+		(s->state == SB_SESSION_SYNCING || s->state == SB_SESSION_LIVE) &&
+		SbSessionOutboxLength(s) == 0;
+}
+
+bool
+SbSessionCaughtUp(SbSession *s, uint64 commits)
+{
+	return s->state == SB_SESSION_LIVE && s->npending == 0 &&
+		SbSessionOutboxLength(s) == 0 &&
+		(!s->send_enabled || (s->caught_up && s->commits_seen == commits)) &&
+		s->ops->idle(s);
+}

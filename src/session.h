@@ -1,0 +1,213 @@
+/*-------------------------------------------------------------------------
+ *
+ * session.h
+ *	  A transport-neutral peer session: one model replicated with one peer.
+ *
+ * The session knows what the peer holds, what it sent us (the pending
+ * batch) and what we still owe it (the outbox of lines filled by the
+ * history sender, "pump").  It knows nothing of sockets or libpq: a
+ * transport (transport.h) moves its lines and calls back into it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SCUTTLEBUTT_SESSION_H
+#define SCUTTLEBUTT_SESSION_H
+
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+
+#include "close_reason.h"
+#include "model_store.h"
+#include "wire_message.h"
+
+struct SbTransportOps;
+
+typedef enum SbSessionState
+{
+	SB_SESSION_CONNECTING,		/* outgoing: the transport is connecting */
+	SB_SESSION_HANDSHAKE,		/* waiting for the peer's header */
+	SB_SESSION_SYNCING,			/* history being exchanged */
+	SB_SESSION_LIVE,			/* both sides sent "SYNC": tailing */
+	SB_SESSION_BACKOFF,			/* outgoing: waiting to reconnect */
+	SB_SESSION_CLOSED			/* to be freed (incoming) */
+} SbSessionState;
+
+/* What the peer is known to hold, per source: it needs only newer updates */
+typedef struct SbRemoteClock
+{
+	int			n;
+	int			alloc;
+	SbClockEntry *entries;		/* sorted by source (strcmp) */
+} SbRemoteClock;
+
+/* Room for the longest message libpq gives for a multi-address failure */
+#define SB_LAST_ERROR_LEN 1024
+
+typedef struct SbSession
+{
+	MemoryContext cxt;			/* everything of this session's peer */
+	MemoryContext session_cxt;	/* reset at each (re)connect */
+	MemoryContext batch_cxt;	/* received updates; reset after each apply */
+	int			slot;			/* status slot in shared memory */
+
+	const struct SbTransportOps *ops;	/* the transport */
+	void	   *transport;		/* the transport's own state */
+	bool		sockets_changed;	/* a socket was opened, replaced or
+									 * closed: the wait set must follow */
+
+	SbSessionState state;
+	TimestampTz deadline;		/* backoff: when to reconnect */
+	int32		peer_id;		/* outgoing: scuttlebutt.peers.id */
+	bool		outgoing;
+	int			backoff_ms;
+	bool		send_enabled;	/* false: read-only replica's side */
+	bool		receive_enabled;	/* false: master's side */
+	char		remote_addr[64];
+	char	   *remote_id;
+
+	/* the model, once known (outgoing: at once; incoming: from the header) */
+	char	   *model_name;
+	bool		model_known;
+	SbModelRef	model;
+
+	/* outbox: out.data[out_off .. out.len) are lines not yet sent */
+	StringInfoData out;
+	int			out_off;
+
+	bool		peer_clock_known;	/* the pump may run */
+	bool		sync_sent;
+	bool		sync_received;
+	SbRemoteClock remote;		/* what the peer holds */
+	bool		caught_up;		/* nothing left to send as of commits_seen */
+	uint64		commits_seen;
+
+	/* received updates waiting to be applied in one transaction */
+	SbMessage  *pending;
+	int			npending;
+	int			pending_alloc;
+	/* a clock to raise ours to after them (vouched for by the peer) */
+	SbClockEntry *pending_clock;
+	int			npending_clock;
+
+	/* counters for peer_status */
+	TimestampTz synced_at;
+	TimestampTz last_activity;
+	int64		sent;
+	int64		received;
+	int64		rejected;
+	int64		bytes_in;
+	int64		bytes_out;
+	TimestampTz last_reject_warning;
+	int64		rejects_unreported;
+	char		last_error[SB_LAST_ERROR_LEN];
+} SbSession;
+
+/* Output beyond this waits for the transport before more history is read */
+#define SB_OUT_HIGH_WATER (256 * 1024)
+/* Updates read per page of history, and applied per transaction */
+#define SB_HISTORY_PAGE 2000
+#define SB_APPLY_BATCH 5000
+
+/* A session for a transport; outgoing ones start in backoff, due at once */
+extern SbSession *SbSessionCreate(MemoryContext parent, bool outgoing,
+								  const struct SbTransportOps *ops);
+extern void SbSessionFree(SbSession *s);
+
+/* Resets the per-connection state (what the peer holds, buffers, flags) */
+extern void SbSessionBegin(SbSession *s);
+
+/* Whether a connection is under way (connecting, or connected) */
+static inline bool
+SbSessionIsOpen(SbSession *s)
+{
+	return s->state != SB_SESSION_BACKOFF && s->state != SB_SESSION_CLOSED;
+}
+
+/*
+ * Ends the connection: logs the reason (its errcode; sqlerrcode 0 takes the
+ * reason's own) with detail, counts it, keeps it as last_error, releases
+ * the transport's connections.  Outgoing sessions go to backoff, incoming
+ * ones to SB_SESSION_CLOSED.
+ */
+extern void SbSessionClose(SbSession *s, SbCloseReason reason,
+						   const char *detail);
+extern void SbSessionCloseWithCode(SbSession *s, SbCloseReason reason,
+								   int sqlerrcode, const char *detail);
+
+/* Notes a rejected update (counted; a WARNING now and then) */
+extern void SbSessionReject(SbSession *s, const char *why);
+
+typedef void (*SbSessionTxnFn) (SbSession *s, void *arg);
+
+/*
+ * Runs fn in a transaction of its own, with an active snapshot.  An error
+ * aborts the transaction and closes this session (with the message);
+ * returns false then.
+ */
+extern bool SbSessionTransaction(SbSession *s, const char *activity,
+								 SbSessionTxnFn fn, void *arg);
+
+/* Looks the model up by name (a transaction); closes the session if absent */
+extern bool SbSessionResolveModel(SbSession *s);
+
+/*
+ * The peer's header: its id and clock.  From now on the pump sends it what
+ * that clock lacks.
+ */
+extern void SbSessionPeerHeader(SbSession *s, const char *id,
+								const SbClockEntry *clock, int n);
+
+/*
+ * Takes a parsed message from the peer (parsed_ok and err as
+ * SbParseMessage left them): "SYNC", or an update queued for applying.
+ * Headers are the transport's.  False if the session was closed.
+ */
+extern bool SbSessionReceive(SbSession *s, SbMessage *msg, bool parsed_ok,
+							 SbMessageError *err);
+
+/* The peer has sent all it had ("SYNC"): goes live once both have */
+extern void SbSessionPeerSynced(SbSession *s);
+
+/*
+ * Queues a peer's clock to raise this model's clock to, after the updates
+ * queued before it: only for a clock that came with all of the peer's
+ * history beyond what we held, read in one snapshot (see poll()).
+ */
+extern void SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n);
+
+/* Applies received updates (one transaction).  False if closed. */
+extern bool SbSessionApplyPending(SbSession *s);
+
+/*
+ * Appends to the outbox the history the peer lacks, a page at a time while
+ * the outbox is below its high-water mark, then "SYNC".  False if closed.
+ */
+extern bool SbSessionPump(SbSession *s, uint64 commits);
+
+/* Appends one line (text without its newline) to the outbox */
+extern void SbSessionAppendLine(SbSession *s, const char *text, int len);
+
+/* Bytes of the outbox not yet sent */
+static inline int
+SbSessionOutboxLength(SbSession *s)
+{
+	return s->out.len - s->out_off;
+}
+
+/* The transport took n bytes of the outbox */
+extern void SbSessionOutboxConsumed(SbSession *s, int n);
+
+/* Whether history is left to send and the outbox has room (no waiting) */
+extern bool SbSessionWantsPump(SbSession *s);
+
+/* Whether nothing is owed or waiting either way (for wait_for_sync) */
+extern bool SbSessionCaughtUp(SbSession *s, uint64 commits);
+
+/* A clock of what someone holds: the entry of source, and raising it */
+extern double SbRemoteClockGet(SbRemoteClock *rc, const char *source);
+extern void SbRemoteClockRaise(SbRemoteClock *rc, MemoryContext cxt,
+							   const char *source, double ts);
+
+extern const char *SbSessionStateName(SbSessionState state);
+
+#endif							/* SCUTTLEBUTT_SESSION_H */

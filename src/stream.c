@@ -1,0 +1,521 @@
+/*-------------------------------------------------------------------------
+ *
+ * stream.c
+ *	  The stream transport: the scuttlebutt line protocol on a byte channel.
+ *
+ * One connection carries one scuttlebutt stream for one model, as the
+ * reference's createStream() speaks it: newline-terminated JSON lines.  An
+ * incoming connection learns its model from the peer's header meta (a
+ * string, or an object with a "model" field); an outgoing one names it in
+ * its own header's meta.  A line that is not JSON, a header without a
+ * clock, or a line longer than scuttlebutt.max_line_bytes ends the session.
+ *
+ * Outgoing connections try every address the host name resolves to, in
+ * order, as libpq does with a multi-address host: a refused ::1 falls
+ * through to 127.0.0.1.  Each new socket is announced to the worker
+ * (sockets_changed), since it may reuse the descriptor number of the one
+ * just closed.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/ip.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "channel.h"
+#include "guc.h"
+#include "stream.h"
+#include "transport.h"
+
+/* Bytes read from one socket before the loop serves the others */
+#define SB_READ_BUDGET (512 * 1024)
+
+typedef struct SbStream
+{
+	SbChannel	ch;				/* ch.sock PGINVALID_SOCKET: none */
+	StringInfoData in;			/* bytes not yet split into lines */
+	bool		connecting;		/* outgoing: connect() in progress */
+	bool		header_received;
+	TimestampTz deadline;		/* connect or handshake timeout */
+	/* outgoing */
+	char	   *host;
+	int			port;
+	struct addrinfo *addrs;		/* getaddrinfo's answer, being tried */
+	struct addrinfo *next_addr; /* the address to try next */
+	StringInfoData failures;	/* why each address tried failed */
+} SbStream;
+
+static inline SbStream *
+stream_of(SbSession *s)
+{
+	return (SbStream *) s->transport;
+}
+
+static SbStream *
+stream_new(SbSession *s)
+{
+	SbStream   *st = MemoryContextAllocZero(s->cxt, sizeof(SbStream));
+
+	st->ch.sock = PGINVALID_SOCKET;
+	s->transport = st;
+	return st;
+}
+
+/* ---- the connection's start and end ---- */
+
+static void
+stream_disconnect(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+
+	if (st->ch.sock != PGINVALID_SOCKET)
+	{
+		st->ch.ops->close(&st->ch);
+		s->sockets_changed = true;
+	}
+	if (st->addrs)
+		freeaddrinfo(st->addrs);
+	st->addrs = st->next_addr = NULL;
+	st->connecting = false;
+}
+
+/* Our header: {"id":...,"clock":{...}} with meta = model when we dialed */
+static void
+header_txn(SbSession *s, void *arg)
+{
+	SbClockEntry *clock;
+	int			n = SbReadClock(&s->model, &clock, false);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	SbWireAppendHeader(&buf, s->model.node_id, clock, n,
+					   s->outgoing ? s->model_name : NULL);
+	SbSessionAppendLine(s, buf.data, buf.len);
+}
+
+static bool
+send_header(SbSession *s)
+{
+	return SbSessionResolveModel(s) &&
+		SbSessionTransaction(s, "scuttlebutt: sending header", header_txn, NULL);
+}
+
+/* A connected channel: the session begins, the peer has a while for its header */
+static void
+stream_begin(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+
+	SbSessionBegin(s);
+	st->in.data = MemoryContextAlloc(s->session_cxt, 1024);
+	st->in.maxlen = 1024;
+	resetStringInfo(&st->in);
+	st->connecting = false;
+	st->header_received = false;
+	st->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											   sb_handshake_timeout_ms);
+}
+
+void
+SbStreamAccept(SbSession *s, pgsocket sock, const char *remote_addr)
+{
+	SbStream   *st = stream_new(s);
+
+	SbChannelTcpOpen(&st->ch, sock);
+	s->sockets_changed = true;
+	strlcpy(s->remote_addr, remote_addr, sizeof(s->remote_addr));
+	stream_begin(s);
+}
+
+/* ---- dialing ---- */
+
+static void
+stream_configure(SbSession *s, const SbPeerConfig *config)
+{
+	SbStream   *st = stream_new(s);
+
+	st->host = MemoryContextStrdup(s->cxt, config->host);
+	st->port = config->port;
+	st->failures.data = MemoryContextAlloc(s->cxt, 256);
+	st->failures.maxlen = 256;
+	resetStringInfo(&st->failures);
+	snprintf(s->remote_addr, sizeof(s->remote_addr), "%s:%d", st->host, st->port);
+}
+
+static void
+note_address_failure(SbStream *st, struct addrinfo *ai, int err)
+{
+	char		host[NI_MAXHOST];
+
+	if (pg_getnameinfo_all((struct sockaddr_storage *) ai->ai_addr, ai->ai_addrlen,
+						   host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
+		strlcpy(host, "?", sizeof(host));
+	appendStringInfo(&st->failures, "%s%s%s%s port %d: %s",
+					 st->failures.len > 0 ? "; " : "",
+					 ai->ai_family == AF_INET6 ? "[" : "", host,
+					 ai->ai_family == AF_INET6 ? "]" : "", st->port, strerror(err));
+}
+
+static void
+connected(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+
+	if (st->addrs)
+		freeaddrinfo(st->addrs);
+	st->addrs = st->next_addr = NULL;
+	stream_begin(s);
+	(void) send_header(s);
+}
+
+/*
+ * Tries the addresses not tried yet, until a connect() succeeds or is under
+ * way; closes the session when none is left.
+ */
+static void
+try_next_address(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+
+	while (st->next_addr != NULL)
+	{
+		struct addrinfo *ai = st->next_addr;
+		pgsocket	sock = socket(ai->ai_family, SOCK_STREAM, 0);
+		int			one = 1;
+		int			rc;
+
+		st->next_addr = ai->ai_next;
+		if (sock == PGINVALID_SOCKET || !pg_set_noblock(sock))
+		{
+			note_address_failure(st, ai, errno);
+			if (sock != PGINVALID_SOCKET)
+				closesocket(sock);
+			continue;
+		}
+		(void) setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		SbChannelTcpOpen(&st->ch, sock);
+		s->sockets_changed = true;
+		rc = connect(sock, ai->ai_addr, ai->ai_addrlen);
+		if (rc == 0)
+		{
+			connected(s);
+			return;
+		}
+		if (errno == EINPROGRESS)
+		{
+			st->connecting = true;
+			s->state = SB_SESSION_CONNECTING;
+			return;
+		}
+		note_address_failure(st, ai, errno);
+		st->ch.ops->close(&st->ch);
+	}
+	SbSessionClose(s, SB_CLOSE_CONNECT_FAILED, st->failures.data);
+}
+
+static void
+stream_start(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+	struct addrinfo hints;
+	char		portstr[16];
+	int			rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(portstr, sizeof(portstr), "%d", st->port);
+	/* blocking, as libpq's own resolution: give an address to avoid DNS */
+	rc = getaddrinfo(st->host, portstr, &hints, &st->addrs);
+	if (rc != 0)
+	{
+		st->addrs = NULL;
+		SbSessionClose(s, SB_CLOSE_RESOLVE_FAILED, gai_strerror(rc));
+		return;
+	}
+	st->next_addr = st->addrs;
+	resetStringInfo(&st->failures);
+	s->state = SB_SESSION_CONNECTING;
+	st->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											   sb_handshake_timeout_ms);
+	try_next_address(s);
+}
+
+/* connect() finished on the address being tried: go on, or the next one */
+static void
+finish_connect(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+	int			err = 0;
+	socklen_t	len = sizeof(err);
+
+	if (getsockopt(st->ch.sock, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err == 0)
+	{
+		connected(s);
+		return;
+	}
+	/* the address just tried is the one before next_addr */
+	for (struct addrinfo *ai = st->addrs; ai; ai = ai->ai_next)
+		if (ai->ai_next == st->next_addr)
+		{
+			note_address_failure(st, ai, err);
+			break;
+		}
+	st->ch.ops->close(&st->ch);
+	s->sockets_changed = true;
+	st->connecting = false;
+	try_next_address(s);
+}
+
+/* ---- input ---- */
+
+static bool
+handle_header(SbSession *s, SbMessage *msg)
+{
+	SbStream   *st = stream_of(s);
+
+	if (st->header_received)
+		return true;			/* a second header changes nothing */
+	if (!s->outgoing)
+	{
+		if (msg->meta_model == NULL)
+		{
+			SbSessionClose(s, SB_CLOSE_NO_MODEL_NAMED,
+						   "The header's meta must name a model: a string, or an object with a \"model\" field.");
+			return false;
+		}
+		s->model_name = MemoryContextStrdup(s->cxt, msg->meta_model);
+		if (!send_header(s))
+			return false;
+	}
+	st->header_received = true;
+	SbSessionPeerHeader(s, msg->id, msg->clock, msg->nclock);
+	return true;
+}
+
+static bool
+handle_line(SbSession *s, const char *line, int len)
+{
+	SbMessage	msg;
+	SbMessageError err;
+	bool		ok;
+
+	while (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (len == 0)
+		return true;
+	ok = SbParseMessage(line, len, &msg, &err);
+	if (ok && msg.type == SB_MSG_HEADER)
+		return handle_header(s, &msg);
+	return SbSessionReceive(s, &msg, ok, &err);
+}
+
+/* Hands every complete line of the input to the session; false if closed */
+static bool
+take_lines(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+	int			start = 0;
+	char	   *nl;
+
+	while ((nl = memchr(st->in.data + start, '\n', st->in.len - start)) != NULL)
+	{
+		int			len = nl - (st->in.data + start);
+
+		if (len > sb_max_line_bytes)
+		{
+			SbSessionClose(s, SB_CLOSE_LINE_TOO_LONG,
+						   psprintf("A line of %d bytes is longer than scuttlebutt.max_line_bytes (%d).",
+									len, sb_max_line_bytes));
+			return false;
+		}
+		if (!handle_line(s, st->in.data + start, len))
+			return false;
+		start += len + 1;
+	}
+	if (start > 0)
+	{
+		memmove(st->in.data, st->in.data + start, st->in.len - start);
+		st->in.len -= start;
+		st->in.data[st->in.len] = '\0';
+	}
+	/* a partial line past the limit: close now, do not buffer the rest */
+	if (st->in.len > sb_max_line_bytes)
+	{
+		SbSessionClose(s, SB_CLOSE_LINE_TOO_LONG,
+					   psprintf("More than scuttlebutt.max_line_bytes (%d) bytes without a newline.",
+								sb_max_line_bytes));
+		return false;
+	}
+	return true;
+}
+
+/* The channel failed or ended: what the peer sent before still counts */
+static void
+input_ended(SbSession *s, ssize_t rc)
+{
+	SbStream   *st = stream_of(s);
+	int			saved_errno = errno;
+
+	if (!SbSessionApplyPending(s))
+		return;
+	if (rc == SB_CHANNEL_ERROR)
+		SbSessionClose(s, SB_CLOSE_CONNECTION_LOST, strerror(saved_errno));
+	else if (st->in.len > 0)
+		SbSessionClose(s, SB_CLOSE_UNFINISHED_LINE,
+					   psprintf("%d bytes of an unfinished line were dropped.", st->in.len));
+	else
+		SbSessionClose(s, SB_CLOSE_PEER_CLOSED, NULL);
+}
+
+/*
+ * Reads what the channel has, up to a budget per call: the socket stays
+ * readable, so the loop serves the other sessions and comes straight back.
+ */
+static void
+stream_read(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+	char		buf[65536];
+	int			budget = SB_READ_BUDGET;
+
+	while (budget > 0)
+	{
+		ssize_t		n = st->ch.ops->read(&st->ch, buf, sizeof(buf));
+		MemoryContext old;
+
+		if (n == SB_CHANNEL_WOULD_BLOCK)
+			return;
+		if (n <= 0)
+		{
+			input_ended(s, n);
+			return;
+		}
+		s->bytes_in += n;
+		budget -= n;
+		s->last_activity = GetCurrentTimestamp();
+		old = MemoryContextSwitchTo(s->session_cxt);
+		appendBinaryStringInfo(&st->in, buf, n);
+		MemoryContextSwitchTo(old);
+		if (!take_lines(s))
+			return;
+	}
+}
+
+/* ---- output ---- */
+
+static bool
+stream_flush(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+
+	while (SbSessionIsOpen(s) && SbSessionOutboxLength(s) > 0 &&
+		   st->ch.sock != PGINVALID_SOCKET && !st->connecting)
+	{
+		ssize_t		n = st->ch.ops->write(&st->ch, s->out.data + s->out_off,
+										  SbSessionOutboxLength(s));
+
+		if (n == SB_CHANNEL_WOULD_BLOCK)
+			break;
+		if (n < 0)
+		{
+			input_ended(s, n);
+			break;
+		}
+		SbSessionOutboxConsumed(s, n);
+	}
+	return SbSessionIsOpen(s);
+}
+
+/* ---- the worker's calls ---- */
+
+static void
+stream_wait_sockets(SbSession *s, SbWaitSocket *socks)
+{
+	SbStream   *st = stream_of(s);
+
+	socks[1].sock = PGINVALID_SOCKET;
+	socks[1].events = 0;
+	socks[0].sock = st->ch.sock;
+	if (st->ch.sock == PGINVALID_SOCKET)
+		socks[0].events = 0;
+	else if (st->connecting)
+		socks[0].events = WL_SOCKET_CONNECTED;
+	else
+		socks[0].events = WL_SOCKET_READABLE |
+			(SbSessionOutboxLength(s) > 0 ? WL_SOCKET_WRITEABLE : 0);
+}
+
+static void
+stream_handle(SbSession *s, int index, uint32 events)
+{
+	SbStream   *st = stream_of(s);
+
+	if (index != 0 || st->ch.sock == PGINVALID_SOCKET)
+		return;
+	if (st->connecting)
+	{
+		finish_connect(s);
+		return;
+	}
+	if ((events & WL_SOCKET_WRITEABLE) && !stream_flush(s))
+		return;
+	if (events & WL_SOCKET_READABLE)
+		stream_read(s);
+}
+
+static TimestampTz
+stream_deadline(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+
+	return st->connecting || !st->header_received ? st->deadline : 0;
+}
+
+static void
+stream_check_deadline(SbSession *s, TimestampTz now)
+{
+	SbStream   *st = stream_of(s);
+	TimestampTz deadline = stream_deadline(s);
+
+	if (deadline == 0 || deadline > now)
+		return;
+	if (st->connecting)
+		SbSessionClose(s, SB_CLOSE_CONNECT_TIMEOUT,
+					   psprintf("Not connected within scuttlebutt.handshake_timeout (%d ms).",
+								sb_handshake_timeout_ms));
+	else
+		SbSessionClose(s, SB_CLOSE_HANDSHAKE_TIMEOUT,
+					   psprintf("No header within scuttlebutt.handshake_timeout (%d ms).",
+								sb_handshake_timeout_ms));
+}
+
+static bool
+stream_idle(SbSession *s)
+{
+	return true;				/* the outbox is all it holds */
+}
+
+const SbTransportOps SbStreamTransport = {
+	.name = "stream",
+	.configure = stream_configure,
+	.start = stream_start,
+	.wait_sockets = stream_wait_sockets,
+	.handle = stream_handle,
+	.flush = stream_flush,
+	.deadline = stream_deadline,
+	.check_deadline = stream_check_deadline,
+	.idle = stream_idle,
+	.disconnect = stream_disconnect,
+};
