@@ -16,6 +16,7 @@ OBJS = \
 	src/guc.o \
 	src/shmem.o \
 	src/close_reason.o \
+	src/remote_clock.o \
 	src/session.o \
 	src/channel_tcp.o \
 	src/stream.o \

@@ -352,7 +352,8 @@ scuttlebutt_wait_for_sync(PG_FUNCTION_ARGS)
 		synced = model_synced(model, commits, npeers, peers);
 		if (synced || now >= deadline)
 			break;
-		ms = (long) Min((deadline - now) / 1000 + 1, 1000);
+		/* every publication of statuses wakes us: sleep up to the deadline */
+		ms = (long) ((deadline - now) / 1000 + 1);
 		(void) ConditionVariableTimedSleep(&sb_shared->status_cv, ms,
 										   PG_WAIT_EXTENSION);
 	}

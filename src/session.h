@@ -18,6 +18,7 @@
 
 #include "close_reason.h"
 #include "model_store.h"
+#include "remote_clock.h"
 #include "wire_message.h"
 
 struct SbTransportOps;
@@ -31,14 +32,6 @@ typedef enum SbSessionState
 	SB_SESSION_BACKOFF,			/* outgoing: waiting to reconnect */
 	SB_SESSION_CLOSED			/* to be freed (incoming) */
 } SbSessionState;
-
-/* What the peer is known to hold, per source: it needs only newer updates */
-typedef struct SbRemoteClock
-{
-	int			n;
-	int			alloc;
-	SbClockEntry *entries;		/* sorted by source (strcmp) */
-} SbRemoteClock;
 
 /* Room for the longest message libpq gives for a multi-address failure */
 #define SB_LAST_ERROR_LEN 1024
@@ -202,11 +195,6 @@ extern bool SbSessionWantsPump(SbSession *s);
 
 /* Whether nothing is owed or waiting either way (for wait_for_sync) */
 extern bool SbSessionCaughtUp(SbSession *s, uint64 commits);
-
-/* A clock of what someone holds: the entry of source, and raising it */
-extern double SbRemoteClockGet(SbRemoteClock *rc, const char *source);
-extern void SbRemoteClockRaise(SbRemoteClock *rc, MemoryContext cxt,
-							   const char *source, double ts);
 
 extern const char *SbSessionStateName(SbSessionState state);
 
