@@ -36,8 +36,6 @@
  */
 #include "postgres.h"
 
-#include <math.h>
-
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
