@@ -520,12 +520,20 @@ handle_socket_event(WaitEvent *ev)
 
 /* ---- deadlines ---- */
 
+/* Whether a peer in backoff may connect now */
+static bool
+may_dial(void)
+{
+	return ws.extension_ready && count_open_sessions() < sb_max_connections;
+}
+
 /* Milliseconds to the nearest deadline, -1 for none */
 static long
 next_timeout(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = 0;
+	bool		dial = may_dial();
 	long		ms;
 
 	for (int a = 0; a < ws.nactive; a++)
@@ -536,8 +544,16 @@ next_timeout(void)
 		/* history left to send, and the outbox is not what holds it back */
 		if (SbSessionWantsPump(s))
 			return 0;
-		d = s->state == SB_SESSION_BACKOFF ? s->deadline
-			: SbSessionIsOpen(s) ? s->ops->deadline(s) : 0;
+		if (s->state == SB_SESSION_BACKOFF)
+		{
+			if (!dial)
+				continue;		/* a closing session or CREATE EXTENSION wakes us */
+			if (s->deadline <= now)
+				return 0;
+			d = s->deadline;
+		}
+		else
+			d = SbSessionIsOpen(s) ? s->ops->deadline(s) : 0;
 		if (d != 0 && (next == 0 || d < next))
 			next = d;
 	}
@@ -563,8 +579,7 @@ enforce_deadlines(void)
 
 		if (s->state == SB_SESSION_BACKOFF)
 		{
-			if (s->deadline <= now && ws.extension_ready &&
-				count_open_sessions() < sb_max_connections)
+			if (s->deadline <= now && may_dial())
 				s->ops->start(s);
 		}
 		else if (SbSessionIsOpen(s))
