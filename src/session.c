@@ -379,8 +379,6 @@ SbSessionReceive(SbSession *s, SbMessage *msg, bool ok, SbMessageError *err)
 		return true;
 	}
 	queue_update(s, msg);
-	if (s->npending >= SB_APPLY_BATCH)
-		return SbSessionApplyPending(s);
 	return true;
 }
 

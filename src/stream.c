@@ -410,6 +410,8 @@ stream_read(SbSession *s)
 		MemoryContextSwitchTo(old);
 		if (!take_lines(s))
 			return;
+		if (s->npending >= SB_APPLY_BATCH && !SbSessionApplyPending(s))
+			return;
 	}
 }
 
