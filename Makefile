@@ -6,7 +6,8 @@ MODULE_big = scuttlebutt
 OBJS = \
 	src/scuttlebutt.o \
 	src/jstext.o \
-	src/wire_message.o \
+	src/wire.o \
+	src/merge.o \
 	src/timestamp.o \
 	src/sequencer.o \
 	src/model_store.o \
@@ -31,7 +32,7 @@ SHLIB_LINK_INTERNAL = $(libpq)
 SHLIB_LINK = -lssl -lcrypto
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = model events value history streams json_text errors peers
+REGRESS = model events value merge history streams json_text errors peers
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
 
 # pg_isolation_regress: test/isolation/specs/<name>.spec against
@@ -52,3 +53,8 @@ prove-installcheck: PROVE_TESTS ?= test/t/*.pl
 prove-installcheck:
 	$(prove_installcheck)
 .PHONY: prove-installcheck
+
+# Unit tests of the pure-C merge rules (no server): make unit-test
+unit-test:
+	$(MAKE) -C $(srcdir)/test/unit
+.PHONY: unit-test

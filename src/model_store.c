@@ -35,6 +35,7 @@
 #include "utils/lsyscache.h"
 
 #include "jstext.h"
+#include "merge.h"
 #include "model_cache.h"
 #include "model_store.h"
 #include "sequencer.h"
@@ -60,10 +61,7 @@ static SPIPlanPtr raise_clock_plan;
  * set_many() and the worker applying a peer's batch over the same keys
  * wait for each other instead of deadlocking.
  */
-#define UPSERT_CONFLICT_CLAUSE \
-	" ON CONFLICT (model_id, key) DO UPDATE" \
-	" SET source = excluded.source, ts = excluded.ts, doc = excluded.doc" \
-	" WHERE (excluded.ts, excluded.source) > (u.ts, u.source)"
+#define UPSERT_CONFLICT_CLAUSE SB_MERGE_SQL_UPSERT
 
 /* Prepares a statement once per backend and keeps it. */
 SPIPlanPtr
@@ -226,20 +224,6 @@ advance_local_clock(SbModelRef *model)
 	execute_plan(local_clock_plan, values, NULL, SPI_OK_INSERT_RETURNING);
 	return DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
 										SPI_tuptable->tupdesc, 1, &isnull));
-}
-
-/* Appends [change,ts,"source"] as JSON.stringify writes it */
-void
-SbAppendUpdateText(StringInfo buf, const char *change_text, double ts,
-				   const char *source)
-{
-	appendStringInfoChar(buf, '[');
-	appendStringInfoString(buf, change_text);
-	appendStringInfoChar(buf, ',');
-	JsAppendNumber(buf, ts);
-	appendStringInfoChar(buf, ',');
-	JsAppendString(buf, source, strlen(source));
-	appendStringInfoChar(buf, ']');
 }
 
 /*
@@ -518,9 +502,7 @@ cmp_by_key_then_version(const void *a, const void *b)
 
 	if (c != 0)
 		return c;
-	if (ua->ts != ub->ts)
-		return ua->ts < ub->ts ? -1 : 1;
-	return strcmp(ua->source, ub->source);
+	return SbVersionCmp(ua->ts, ua->source, ub->ts, ub->source);
 }
 
 static int
@@ -535,15 +517,6 @@ cmp_by_source_ts(const void *a, const void *b)
 	if (ua->ts != ub->ts)
 		return ua->ts < ub->ts ? -1 : 1;
 	return 0;
-}
-
-/* (ts, source) ordering of versions: the merge rule, for in-batch counting */
-static int
-cmp_version(double ts_a, const char *src_a, double ts_b, const char *src_b)
-{
-	if (ts_a != ts_b)
-		return ts_a < ts_b ? -1 : 1;
-	return strcmp(src_a, src_b);
 }
 
 static int
@@ -627,7 +600,7 @@ count_superseded_in_batch(SbModelRef *model, SbMessage *updates,
 			SbMessage  *u = &updates[members[m]];
 			bool		is_winner = members[m] == accepted[end - 1];
 
-			if (source == NULL || cmp_version(u->ts, u->source, ts, source) > 0)
+			if (SbMerge(model->kind, ts, source, u->ts, u->source) != SB_MERGE_LOSE)
 			{
 				ts = u->ts;
 				source = u->source;
@@ -709,7 +682,7 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 	{
 		int			s = find_source(sources, nsources, updates[i].source);
 
-		if (updates[i].ts > clock[s])
+		if (SbClockAccepts(clock[s], updates[i].ts))
 		{
 			clock[s] = updates[i].ts;
 			advanced[s] = true;
@@ -740,7 +713,7 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 	/* of several updates to one key, only the winner can be stored */
 	sort_updates = updates;
 	winners = palloc(sizeof(int) * Max(naccepted, 1));
-	if (model->kind == SB_KIND_EVENTS)
+	if (SbKindKeeps(model->kind) == SB_KEEP_ALL)
 	{
 		memcpy(winners, accepted, sizeof(int) * naccepted);
 		nwinners = naccepted;

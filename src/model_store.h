@@ -88,8 +88,4 @@ extern int	SbReadHistoryPage(SbModelRef *model, const char *source,
 							  double after, int limit, StringInfo out,
 							  double *last_ts);
 
-/* Appends the wire text [change,ts,"source"] of a local update */
-extern void SbAppendUpdateText(StringInfo buf, const char *change_text,
-							   double ts, const char *source);
-
 #endif							/* SCUTTLEBUTT_MODEL_STORE_H */

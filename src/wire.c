@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
- * wire_message.c
- *	  Parsing one line of the scuttlebutt wire protocol.
+ * wire.c
+ *	  The wire codec: every line of the scuttlebutt protocol is parsed and
+ *	  written here.
  *
- * A line is one JSON text: an update array, a header object, the string
+ * Reading.  A line is one JSON text: an update array, a header object, the string
  * "SYNC", or anything else (ignored, as the reference does).  We parse it
  * with PostgreSQL's own JSON parser (common/jsonapi.h) and semantic
  * actions that pick out the parts the protocol needs, keeping byte spans
@@ -17,6 +18,12 @@
  * Nothing here throws on bad input: the caller decides whether that is an
  * ERROR (SQL functions) or a closed connection (the replication worker).
  *
+ * Writing.  The lines this node writes (an update of its own, a header,
+ * a clock, "SYNC") are built by the SbAppend/SbWireAppend functions at the
+ * end of this file, byte for byte as the reference's JSON.stringify
+ * writes them (jstext.c): peers compare and sign that text.  Updates from
+ * elsewhere are never rewritten: they are stored and relayed as received.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -28,7 +35,7 @@
 #include "utils/errcodes.h"
 
 #include "jstext.h"
-#include "wire_message.h"
+#include "wire.h"
 
 /* Deepest nesting accepted in a line (each level costs parser stack) */
 #define SB_MAX_JSON_DEPTH 512
@@ -447,35 +454,9 @@ SbCheckUpdateForKind(SbMessage *msg, SbKind kind, SbMessageError *err)
 	return true;
 }
 
-const char *
-SbKindName(SbKind kind)
-{
-	switch (kind)
-	{
-		case SB_KIND_MODEL:
-			return "model";
-		case SB_KIND_EVENTS:
-			return "events";
-		case SB_KIND_VALUE:
-			return "value";
-	}
-	return "?";
-}
+/* ---- writing ---- */
 
-bool
-SbKindFromName(const char *name, SbKind *kind)
-{
-	if (strcmp(name, "model") == 0)
-		*kind = SB_KIND_MODEL;
-	else if (strcmp(name, "events") == 0)
-		*kind = SB_KIND_EVENTS;
-	else if (strcmp(name, "value") == 0)
-		*kind = SB_KIND_VALUE;
-	else
-		return false;
-	return true;
-}
-
+/* A clock {source: ts, ...} in JavaScript's own-key order */
 void
 SbAppendClockJson(StringInfo buf, const SbClockEntry *entries, int n)
 {
@@ -490,4 +471,45 @@ SbAppendClockJson(StringInfo buf, const SbClockEntry *entries, int n)
 	JsAppendClockObject(buf, n, sources, ts);
 	pfree(sources);
 	pfree(ts);
+}
+
+/* An update [change,ts,"source"] as JSON.stringify writes it */
+void
+SbAppendUpdateText(StringInfo buf, const char *change_text, double ts,
+				   const char *source)
+{
+	appendStringInfoChar(buf, '[');
+	appendStringInfoString(buf, change_text);
+	appendStringInfoChar(buf, ',');
+	JsAppendNumber(buf, ts);
+	appendStringInfoChar(buf, ',');
+	JsAppendString(buf, source, strlen(source));
+	appendStringInfoChar(buf, ']');
+}
+
+/*
+ * A header as the reference writes it: {"id":...,"clock":{...}}, with
+ * ,"meta":"model" when the dialing side names the model it wants
+ */
+void
+SbWireAppendHeader(StringInfo buf, const char *id, const SbClockEntry *clock,
+				   int nclock, const char *meta_model)
+{
+	appendStringInfoString(buf, "{\"id\":");
+	JsAppendString(buf, id, strlen(id));
+	appendStringInfoString(buf, ",\"clock\":");
+	SbAppendClockJson(buf, clock, nclock);
+	if (meta_model != NULL)
+	{
+		appendStringInfoString(buf, ",\"meta\":");
+		JsAppendString(buf, meta_model, strlen(meta_model));
+	}
+	appendStringInfoChar(buf, '}');
+}
+
+/* "SYNC": the end of the history a header announced */
+void
+SbWireAppendSync(StringInfo buf)
+{
+	appendStringInfoString(buf, "\"SYNC\"");
 }
