@@ -5,23 +5,31 @@ EXTVERSION = 0.1.0
 MODULE_big = scuttlebutt
 OBJS = \
 	src/scuttlebutt.o \
+	src/guc.o \
 	src/jstext.o \
 	src/wire.o \
 	src/merge.o \
 	src/timestamp.o \
-	src/sequencer.o \
-	src/model_store.o \
+	src/spi_util.o \
+	src/store.o \
+	src/apply.o \
 	src/model_cache.o \
-	src/model_functions.o \
-	src/stream_functions.o \
-	src/guc.o \
+	src/sequencer.o \
 	src/shmem.o \
 	src/connection.o \
 	src/worker.o \
 	src/conninfo.o \
 	src/libpq_peer.o \
-	src/poll_functions.o \
-	src/peer_functions.o
+	src/sql_util.o \
+	src/sql_internal.o \
+	src/sql_model.o \
+	src/sql_events.o \
+	src/sql_value.o \
+	src/sql_history.o \
+	src/sql_streams.o \
+	src/sql_json.o \
+	src/sql_peers.o \
+	src/sql_poll.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 

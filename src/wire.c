@@ -297,6 +297,50 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 	}
 }
 
+/* The checks of a parsed update's elements: [change, ts, source(, sig)] */
+static bool
+check_update(ParseState *st, SbMessage *msg, SbMessageError *err)
+{
+	if (msg->nelems < 3 || msg->nelems > 4)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = psprintf("update has %d elements, expected [change, timestamp, source] or [change, timestamp, source, signature]",
+								msg->nelems);
+		return false;
+	}
+	if (!st->elem1_is_number)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update timestamp (element 1) is not a number");
+		return false;
+	}
+	if (!isfinite(msg->ts))
+	{
+		err->sqlerrcode = ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
+		err->message = pstrdup("update timestamp (element 1) is out of range for a JavaScript number");
+		return false;
+	}
+	if (!st->elem2_is_string)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update source (element 2) is not a string");
+		return false;
+	}
+	if (strcmp(msg->source, "__proto__") == 0)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update source \"__proto__\" is not allowed");
+		return false;
+	}
+	if (msg->nelems == 4 && !st->elem3_is_string)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update signature (element 3) is not a string");
+		return false;
+	}
+	return true;
+}
+
 bool
 SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
 {
@@ -368,44 +412,7 @@ SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
 	msg->type = SB_MSG_UPDATE;
 	msg->nelems = st.top_index;
 	msg->change_nelems = st.change_index;
-	if (msg->nelems < 3 || msg->nelems > 4)
-	{
-		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-		err->message = psprintf("update has %d elements, expected [change, timestamp, source] or [change, timestamp, source, signature]",
-								msg->nelems);
-		return false;
-	}
-	if (!st.elem1_is_number)
-	{
-		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-		err->message = pstrdup("update timestamp (element 1) is not a number");
-		return false;
-	}
-	if (!isfinite(msg->ts))
-	{
-		err->sqlerrcode = ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
-		err->message = pstrdup("update timestamp (element 1) is out of range for a JavaScript number");
-		return false;
-	}
-	if (!st.elem2_is_string)
-	{
-		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-		err->message = pstrdup("update source (element 2) is not a string");
-		return false;
-	}
-	if (strcmp(msg->source, "__proto__") == 0)
-	{
-		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-		err->message = pstrdup("update source \"__proto__\" is not allowed");
-		return false;
-	}
-	if (msg->nelems == 4 && !st.elem3_is_string)
-	{
-		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-		err->message = pstrdup("update signature (element 3) is not a string");
-		return false;
-	}
-	return true;
+	return check_update(&st, msg, err);
 }
 
 bool

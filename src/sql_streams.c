@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * stream_functions.c
+ * sql_streams.c
  *	  The persistence streams: export() and import(), the database's side
  *	  of the reference's createReadStream() and createWriteStream().
  *
@@ -19,10 +19,10 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "jstext.h"
+#include "apply.h"
 #include "model_cache.h"
-#include "model_functions.h"
-#include "model_store.h"
+#include "sql_util.h"
+#include "store.h"
 #include "wire.h"
 
 /* Updates applied per batch by import(): bounds memory on large dumps */
