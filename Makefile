@@ -16,6 +16,7 @@ OBJS = \
 	src/model_cache.o \
 	src/sequencer.o \
 	src/shmem.o \
+	src/commit.o \
 	src/connection.o \
 	src/worker.o \
 	src/conninfo.o \

@@ -19,6 +19,7 @@
  *	model_cache.c		per-backend cache of model lookups
  *	sequencer.c			local timestamps in shared memory, visible limits
  *	shmem.c				shared state, commit counts, waking the worker
+ *	commit.c			the one transaction callback (sequencer, then wake-ups)
  *	worker.c			the replication worker's loop, listener, peers
  *	connection.c		one stream connection's state machine
  *	libpq_peer.c		a peer dialed over libpq
@@ -42,6 +43,7 @@
 
 #include "miscadmin.h"
 
+#include "commit.h"
 #include "guc.h"
 #include "model_cache.h"
 #include "shmem.h"
@@ -57,6 +59,7 @@ _PG_init(void)
 	SbGucInit();
 	SbModelCacheInit();
 	SbShmemInit();
+	SbCommitInit();
 	if (process_shared_preload_libraries_in_progress)
 		SbWorkerRegister();
 }

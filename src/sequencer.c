@@ -808,8 +808,13 @@ end_transaction(bool committed)
 	ntouched = 0;
 }
 
-static void
-seq_xact_callback(XactEvent event, void *arg)
+/*
+ * The sequencer's step of the transaction callback (commit.c calls it
+ * first at commit): a commit publishes this transaction's timestamps as
+ * committed, an abort forgets them; PREPARE cannot carry them.
+ */
+void
+SbSequencerXactEvent(XactEvent event)
 {
 	if (seq == NULL)
 		return;
@@ -836,20 +841,13 @@ seq_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-static void
-seq_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					 SubTransactionId parentSubid, void *arg)
+/* The sequencer's step of the subtransaction callback (commit.c) */
+void
+SbSequencerSubXactEvent(SubXactEvent event, SubTransactionId mySubid)
 {
 	/* a reservation written in an aborted subtransaction is gone */
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		for (int i = 0; i < ntouched; i++)
 			if (touched[i].bump > 0 && touched[i].bump_subid >= mySubid)
 				touched[i].bump = 0;
-}
-
-void
-SbSequencerInit(void)
-{
-	RegisterXactCallback(seq_xact_callback, NULL);
-	RegisterSubXactCallback(seq_subxact_callback, NULL);
 }

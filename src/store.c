@@ -168,7 +168,7 @@ advance_local_clock(SbModelRef *model)
 /* A local update's wire text as a json datum, built in buf (reused) */
 Datum
 SbUpdateTextDatum(StringInfo buf, const char *change_text, double ts,
-				   const char *source)
+				  const char *source)
 {
 	resetStringInfo(buf);
 	SbAppendUpdateText(buf, change_text, ts, source);
