@@ -5,16 +5,18 @@ EXTVERSION = 0.1.0
 MODULE_big = scuttlebutt
 OBJS = \
 	src/scuttlebutt.o \
-	src/jstext.o \
-	src/wire_message.o \
-	src/timestamp.o \
-	src/sequencer.o \
-	src/model_store.o \
-	src/model_cache.o \
-	src/model_functions.o \
-	src/stream_functions.o \
 	src/guc.o \
+	src/jstext.o \
+	src/wire.o \
+	src/merge.o \
+	src/timestamp.o \
+	src/spi_util.o \
+	src/store.o \
+	src/apply.o \
+	src/model_cache.o \
+	src/sequencer.o \
 	src/shmem.o \
+	src/commit.o \
 	src/close_reason.o \
 	src/remote_clock.o \
 	src/session.o \
@@ -24,8 +26,16 @@ OBJS = \
 	src/libpq_peer.o \
 	src/worker.o \
 	src/conninfo.o \
-	src/poll_functions.o \
-	src/peer_functions.o
+	src/sql_util.o \
+	src/sql_internal.o \
+	src/sql_model.o \
+	src/sql_events.o \
+	src/sql_value.o \
+	src/sql_history.o \
+	src/sql_streams.o \
+	src/sql_json.o \
+	src/sql_peers.o \
+	src/sql_poll.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
@@ -36,7 +46,7 @@ SHLIB_LINK_INTERNAL = $(libpq)
 SHLIB_LINK = -lssl -lcrypto
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = model events value history streams json_text errors peers
+REGRESS = model events value merge history streams json_text errors peers
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
 
 # pg_isolation_regress: test/isolation/specs/<name>.spec against
@@ -57,3 +67,8 @@ prove-installcheck: PROVE_TESTS ?= test/t/*.pl
 prove-installcheck:
 	$(prove_installcheck)
 .PHONY: prove-installcheck
+
+# Unit tests of the pure-C merge rules (no server): make unit-test
+unit-test:
+	$(MAKE) -C $(srcdir)/test/unit
+.PHONY: unit-test

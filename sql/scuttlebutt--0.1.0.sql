@@ -114,6 +114,12 @@ RETURNS json
 AS 'MODULE_PATHNAME', 'scuttlebutt_update_text'
 LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
+-- The line "SYNC" that ends a dump, as the wire codec writes it.
+CREATE FUNCTION scuttlebutt._sync_line()
+RETURNS text
+AS 'MODULE_PATHNAME', 'scuttlebutt_sync_line'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
 -- The header line createReadStream() writes for a model.
 CREATE FUNCTION scuttlebutt._export_header(model_id integer)
 RETURNS text
@@ -290,7 +296,7 @@ AS $$
 	UNION ALL
 	SELECT h::text FROM scuttlebutt.history(model) h
 	UNION ALL
-	SELECT '"SYNC"'
+	SELECT scuttlebutt._sync_line()
 $$;
 
 CREATE FUNCTION scuttlebutt.import(model text, lines text)

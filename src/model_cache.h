@@ -8,7 +8,7 @@
 #ifndef SCUTTLEBUTT_MODEL_CACHE_H
 #define SCUTTLEBUTT_MODEL_CACHE_H
 
-#include "model_store.h"
+#include "store.h"
 
 extern void SbModelCacheInit(void);
 

@@ -1,95 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * model_store.h
- *	  Reading and writing models in their tables (through SPI).
+ *	  Kept for its includers: table access is store.h, batched applies of
+ *	  updates from elsewhere apply.h, the SPI helpers spi_util.h.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef SCUTTLEBUTT_MODEL_STORE_H
 #define SCUTTLEBUTT_MODEL_STORE_H
 
-#include "executor/spi.h"
-#include "lib/stringinfo.h"
-
-#include "wire_message.h"
-
-typedef struct SbModelRef
-{
-	int32		id;
-	SbKind		kind;
-	char	   *name;
-	char	   *node_id;		/* this database's source id */
-} SbModelRef;
-
-/*
- * A statement prepared (generic plan) and kept in *cache on first use:
- * the statements here run with different values but always one plan.
- */
-extern SPIPlanPtr SbPrepareOnce(SPIPlanPtr *cache, const char *sql, int nargs,
-								Oid *argtypes);
-
-/* Any kind, for SbModelLookup */
-#define SB_KIND_ANY (-1)
-
-/*
- * Finds a model by name; ERROR (undefined_object) if there is none, and
- * (wrong_object_type) if expected_kind is not SB_KIND_ANY and differs.
- */
-extern void SbModelLookup(const char *name, int expected_kind, SbModelRef *model);
-
-/* Like SbModelLookup, but false (no error) when there is no such model */
-extern bool SbModelTryLookup(const char *name, SbModelRef *model);
-
-/*
- * A local update: takes the next timestamp of this node's source (past
- * that of the key's current value), stores [change, ts, node_id] and
- * returns ts.  change_text is the change's JSON text as JSON.stringify
- * writes it; key is the row key (NULL for events, "" for a value).
- */
-extern double SbLocalWrite(SbModelRef *model, const char *key,
-						   const char *change_text);
-
-/* Many local updates to distinct keys of a key/value model at once */
-extern void SbLocalWriteMany(SbModelRef *model, int n, char **keys,
-							 char **change_texts);
-
-/*
- * Applies updates from elsewhere, each already parsed and checked for the
- * model's kind, in order: an update at or below its source's clock is old
- * and dropped; the others advance the clock and are stored unless they
- * lose to a newer value.  Returns how many were stored; stored[i] (if not
- * NULL) says which.
- */
-extern int64 SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n,
-							bool *stored);
-
-/*
- * Raises the model's clock to entries where they are ahead.  Only for a
- * clock read with a complete history in one snapshot, all of which is
- * applied here: every update up to it is then held, or lost to one held.
- */
-extern void SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n);
-
-/*
- * The model's clock, sorted by source, as readers may see it (this node's
- * own source at its visible limit); returns the number of entries.
- * in_caller_snapshot: in the active snapshot, as a header must be read
- * with the history it vouches for; otherwise in a new one.
- */
-extern int	SbReadClock(SbModelRef *model, SbClockEntry **entries,
-						bool in_caller_snapshot);
-
-/*
- * Appends to out, one per line, up to limit updates of source newer than
- * after, in timestamp order; sets *last_ts to the last one's timestamp.
- * Returns how many.
- */
-extern int	SbReadHistoryPage(SbModelRef *model, const char *source,
-							  double after, int limit, StringInfo out,
-							  double *last_ts);
-
-/* Appends the wire text [change,ts,"source"] of a local update */
-extern void SbAppendUpdateText(StringInfo buf, const char *change_text,
-							   double ts, const char *source);
+#include "apply.h"
+#include "spi_util.h"
+#include "store.h"
 
 #endif							/* SCUTTLEBUTT_MODEL_STORE_H */

@@ -8,7 +8,7 @@
  * ones again, so no reader may be shown a source's update while an older
  * one of that source could still commit.  For the sources of other nodes
  * the clock row lock keeps commit order equal to timestamp order (see
- * model_store.c).  For this node's own source, that lock would make every
+ * store.c).  For this node's own source, that lock would make every
  * local writer of a model wait for the previous one to commit; instead:
  *
  *	- Writers take timestamps from a slot per (database, model, node id)
@@ -40,10 +40,11 @@
  * that this is rare, the first writer past half the reservation moves it
  * early, if nobody holds the row (SKIP LOCKED), while the others go on
  * below the committed one.  After a restart the slot starts from the row.
+ * (store.c reads and writes the row: SbReadReservation, SbWriteReservation.)
  * That is about two row updates per model per reservation instead of one
  * per write; readers never show the reservation itself.
  *
- * Without the library preloaded there is no shared memory: model_store.c
+ * Without the library preloaded there is no shared memory: store.c
  * then locks the clock row until commit, as for other sources.
  *
  *-------------------------------------------------------------------------
@@ -55,24 +56,20 @@
 #include "access/transam.h"
 #include "access/xlog.h"
 #include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "common/hashfn.h"
-#include "executor/spi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/backendid.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
-#include "utils/builtins.h"
-#include "fmgr.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include "model_cache.h"
 #include "guc.h"
-#include "model_store.h"
+#include "store.h"
 #include "sequencer.h"
 #include "timestamp.h"
 
@@ -178,10 +175,6 @@ static TouchedSlot *touched = NULL;
 static int	ntouched = 0;
 static int	touched_size = 0;
 
-static SPIPlanPtr read_reservation_plan;
-static SPIPlanPtr write_reservation_plan;
-static SPIPlanPtr try_reservation_plan;
-
 static Size
 seq_shmem_size(void)
 {
@@ -255,92 +248,6 @@ make_key(SeqKey *key, int32 model_id, const char *node_id)
 	key->node_hash = hash_bytes((const unsigned char *) node_id, strlen(node_id));
 }
 
-/*
- * For a new slot, as committed now: the reservation in the clocks row,
- * and the latest update of this node's source held (-Infinity: none).
- * Before the slot hands anything out, readers are shown the latest held.
- */
-static void
-read_reservation(int32 model_id, const char *node_id, double *reserved,
-				 double *latest)
-{
-	Oid			argtypes[2] = {INT4OID, TEXTOID};
-	Datum		values[2];
-
-	*reserved = *latest = -INFINITY;
-	SPI_connect();
-	SbPrepareOnce(&read_reservation_plan,
-				 "SELECT (SELECT ts FROM scuttlebutt.clocks WHERE model_id = $1 AND source = $2),"
-				 " (SELECT max(ts) FROM scuttlebutt.updates WHERE model_id = $1 AND source = $2)",
-				 2, argtypes);
-	values[0] = Int32GetDatum(model_id);
-	values[1] = CStringGetTextDatum(node_id);
-	/* the latest snapshot: a transaction snapshot may predate the row */
-	PushActiveSnapshot(GetLatestSnapshot());
-	if (SPI_execute_plan(read_reservation_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read scuttlebutt.clocks");
-	PopActiveSnapshot();
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-		Datum		d;
-
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull)
-			*reserved = DatumGetFloat8(d);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		if (!isnull)
-			*latest = DatumGetFloat8(d);
-	}
-	SPI_finish();
-	/* a row written without the sequencer is exact: past the latest held */
-	*reserved = Max(*reserved, *latest);
-}
-
-/*
- * Moves the reservation to at least reserved; if early, only when nobody
- * holds the row (SKIP LOCKED).  Returns whether it was written.
- */
-static bool
-write_reservation(int32 model_id, const char *node_id, double reserved,
-				  bool early)
-{
-	Oid			argtypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
-	Datum		values[3];
-	bool		written;
-
-	SPI_connect();
-	values[0] = Int32GetDatum(model_id);
-	values[1] = CStringGetTextDatum(node_id);
-	values[2] = Float8GetDatum(reserved);
-	if (early)
-	{
-		SbPrepareOnce(&try_reservation_plan,
-					 "UPDATE scuttlebutt.clocks AS c SET ts = greatest(c.ts, $3)"
-					 " FROM (SELECT ctid FROM scuttlebutt.clocks"
-					 "       WHERE model_id = $1 AND source = $2"
-					 "       FOR UPDATE SKIP LOCKED) AS free"
-					 " WHERE c.ctid = free.ctid",
-					 3, argtypes);
-		if (SPI_execute_plan(try_reservation_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not write scuttlebutt.clocks");
-	}
-	else
-	{
-		SbPrepareOnce(&write_reservation_plan,
-					 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
-					 " VALUES ($1, $2, $3)"
-					 " ON CONFLICT (model_id, source) DO UPDATE"
-					 " SET ts = greatest(c.ts, excluded.ts)",
-					 3, argtypes);
-		if (SPI_execute_plan(write_reservation_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write scuttlebutt.clocks");
-	}
-	written = SPI_processed == 1;
-	SPI_finish();
-	return written;
-}
-
 /* Frees an idle slot; hash lock held exclusively */
 static void
 evict_idle_slot(void)
@@ -394,7 +301,7 @@ find_slot(const SeqKey *key, int32 model_id, const char *node_id, bool create)
 		double		latest;
 		bool		found;
 
-		read_reservation(model_id, node_id, &reserved, &latest);
+		SbReadReservation(model_id, node_id, &reserved, &latest);
 
 		LWLockAcquire(hash_lock(), LW_EXCLUSIVE);
 		entry = hash_search(seq_hash, key, HASH_FIND, NULL);
@@ -673,7 +580,7 @@ take(int32 model_id, const char *node_id, double floor, int count,
 		break;
 	}
 	last_taken = first;
-	if (bump > 0 && write_reservation(model_id, node_id, bump, early))
+	if (bump > 0 && SbWriteReservation(model_id, node_id, bump, early))
 	{
 		t->bump = Max(t->bump, bump);
 		t->bump_subid = GetCurrentSubTransactionId();
@@ -901,8 +808,13 @@ end_transaction(bool committed)
 	ntouched = 0;
 }
 
-static void
-seq_xact_callback(XactEvent event, void *arg)
+/*
+ * The sequencer's step of the transaction callback (commit.c calls it
+ * first at commit): a commit publishes this transaction's timestamps as
+ * committed, an abort forgets them; PREPARE cannot carry them.
+ */
+void
+SbSequencerXactEvent(XactEvent event)
 {
 	if (seq == NULL)
 		return;
@@ -929,67 +841,13 @@ seq_xact_callback(XactEvent event, void *arg)
 	}
 }
 
-static void
-seq_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					 SubTransactionId parentSubid, void *arg)
+/* The sequencer's step of the subtransaction callback (commit.c) */
+void
+SbSequencerSubXactEvent(SubXactEvent event, SubTransactionId mySubid)
 {
 	/* a reservation written in an aborted subtransaction is gone */
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 		for (int i = 0; i < ntouched; i++)
 			if (touched[i].bump > 0 && touched[i].bump_subid >= mySubid)
 				touched[i].bump = 0;
-}
-
-void
-SbSequencerInit(void)
-{
-	RegisterXactCallback(seq_xact_callback, NULL);
-	RegisterSubXactCallback(seq_subxact_callback, NULL);
-}
-
-PG_FUNCTION_INFO_V1(scuttlebutt_next_local_ts);
-
-/*
- * scuttlebutt._next_local_ts(model_id, node_id, floor): the timestamp of
- * a local write, past floor (the key's current timestamp, or NULL), for
- * model_store.c's single-statement write.
- */
-Datum
-scuttlebutt_next_local_ts(PG_FUNCTION_ARGS)
-{
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("model id and node id must not be null")));
-	if (!SbSequencerActive())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("scuttlebutt's timestamp sequencer needs the library in shared_preload_libraries")));
-	PG_RETURN_FLOAT8(SbSequencerNext(PG_GETARG_INT32(0),
-									 text_to_cstring(PG_GETARG_TEXT_PP(1)),
-									 PG_ARGISNULL(2) ? NAN : PG_GETARG_FLOAT8(2),
-									 1));
-}
-
-PG_FUNCTION_INFO_V1(scuttlebutt_visible_ts);
-
-/*
- * scuttlebutt._visible_ts(model_id, source, ts): ts, or for this node's
- * own source the visible limit if lower.  Every reader of a clock or of
- * history applies it.
- */
-Datum
-scuttlebutt_visible_ts(PG_FUNCTION_ARGS)
-{
-	int32		model_id = PG_GETARG_INT32(0);
-	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	double		ts = PG_GETARG_FLOAT8(2);
-	const char *node_id;
-
-	if (!SbSequencerActive())
-		PG_RETURN_FLOAT8(ts);
-	node_id = SbLocalNodeId();
-	if (strcmp(source, node_id) != 0)
-		PG_RETURN_FLOAT8(ts);
-	PG_RETURN_FLOAT8(Min(ts, SbSequencerVisibleLimit(model_id, node_id)));
 }

@@ -9,10 +9,19 @@
 #ifndef SCUTTLEBUTT_SEQUENCER_H
 #define SCUTTLEBUTT_SEQUENCER_H
 
-/* Shared memory and transaction hooks (called from shmem.c) */
+#include "access/xact.h"
+
+/* Shared memory (called from shmem.c's hooks) */
 extern void SbSequencerShmemRequest(void);
 extern void SbSequencerShmemInit(void);
-extern void SbSequencerInit(void);
+
+/*
+ * The end of a (sub)transaction, called by commit.c's callbacks, the
+ * sequencer first: publishes or forgets this transaction's timestamps.
+ */
+extern void SbSequencerXactEvent(XactEvent event);
+extern void SbSequencerSubXactEvent(SubXactEvent event,
+									SubTransactionId mySubid);
 
 /* Whether local writes go through the sequencer (the library is preloaded) */
 extern bool SbSequencerActive(void);

@@ -22,11 +22,13 @@
  *	  then reads model_commits[slot]), so either the poller sees the new
  *	  count or the committer sees the poller and broadcasts.
  *
- * The commit hook: any backend that writes a model notes it, and at commit
+ * At commit: any backend that writes a model notes it, and at commit
  * (after the transaction is visible) bumps the commit counter and wakes
  * the worker, which then sends the new updates to connected peers.  A
  * transaction that wrote nothing pays nothing; with no connection open the
  * worker is not woken (a new connection starts from the tables anyway).
+ * This is SbShmemXactEvent, which commit.c's transaction callback calls
+ * after the sequencer has published the transaction's timestamps.
  *
  *-------------------------------------------------------------------------
  */
@@ -104,8 +106,13 @@ wake_worker(void)
 		SetLatch(latch);
 }
 
-static void
-sb_xact_callback(XactEvent event, void *arg)
+/*
+ * Shared memory's step of the transaction callback (commit.c calls it
+ * after the sequencer's): at a commit that wrote a model, moves the commit
+ * counts, wakes the pollers of its slots and the worker.
+ */
+void
+SbShmemXactEvent(XactEvent event)
 {
 	switch (event)
 	{
@@ -145,11 +152,10 @@ sb_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/* Installs the shared memory hooks, when preloaded */
 void
 SbShmemInit(void)
 {
-	RegisterXactCallback(sb_xact_callback, NULL);
-	SbSequencerInit();
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	prev_shmem_request_hook = shmem_request_hook;

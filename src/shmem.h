@@ -8,6 +8,7 @@
 #ifndef SCUTTLEBUTT_SHMEM_H
 #define SCUTTLEBUTT_SHMEM_H
 
+#include "access/xact.h"
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
@@ -83,6 +84,9 @@ typedef struct SbShared
 extern SbShared *sb_shared;
 
 extern void SbShmemInit(void);
+
+/* The end of a transaction: commit counts and wake-ups (called by commit.c) */
+extern void SbShmemXactEvent(XactEvent event);
 
 /* Notes that this transaction wrote a model: the worker is woken at commit */
 extern void SbNoteModelWrite(int32 model_id);

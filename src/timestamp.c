@@ -16,7 +16,6 @@
 
 #include <math.h>
 
-#include "fmgr.h"
 #include "utils/timestamp.h"
 
 #include "timestamp.h"
@@ -65,13 +64,4 @@ SbTimestampAfter(double ts)
 				 errmsg("no timestamp is left after %g", ts),
 				 errdetail("A source's timestamps must increase, and this one has reached the largest double.")));
 	return next;
-}
-
-PG_FUNCTION_INFO_V1(scuttlebutt_ts_after);
-
-/* SQL access for the clock statements: scuttlebutt._ts_after(float8) */
-Datum
-scuttlebutt_ts_after(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_FLOAT8(SbTimestampAfter(PG_GETARG_FLOAT8(0)));
 }

@@ -1,12 +1,13 @@
 /*-------------------------------------------------------------------------
  *
- * stream_functions.c
+ * sql_streams.c
  *	  The persistence streams: export() and import(), the database's side
  *	  of the reference's createReadStream() and createWriteStream().
  *
  * A dump is the lines a read stream writes: the header, the whole history
  * and "SYNC".  export() is SQL (header + history + "SYNC"); this file
- * writes its header and reads dumps back.
+ * gives it the header and "SYNC" lines (written by the wire codec) and
+ * reads dumps back.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,17 +19,18 @@
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
-#include "jstext.h"
+#include "apply.h"
 #include "model_cache.h"
-#include "model_functions.h"
-#include "model_store.h"
-#include "wire_message.h"
+#include "sql_util.h"
+#include "store.h"
+#include "wire.h"
 
 /* Updates applied per batch by import(): bounds memory on large dumps */
 #define SB_IMPORT_BATCH 10000
 
 PG_FUNCTION_INFO_V1(scuttlebutt_export_header);
 PG_FUNCTION_INFO_V1(scuttlebutt_import);
+PG_FUNCTION_INFO_V1(scuttlebutt_sync_line);
 
 /*
  * scuttlebutt._export_header(model_id): {"id":...,"clock":{...}}, in the
@@ -46,11 +48,18 @@ scuttlebutt_export_header(PG_FUNCTION_ARGS)
 	model.node_id = (char *) SbLocalNodeId();
 	n = SbReadClock(&model, &clock, true);
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"id\":");
-	JsAppendString(&buf, model.node_id, strlen(model.node_id));
-	appendStringInfoString(&buf, ",\"clock\":");
-	SbAppendClockJson(&buf, clock, n);
-	appendStringInfoChar(&buf, '}');
+	SbWireAppendHeader(&buf, model.node_id, clock, n, NULL);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/* scuttlebutt._sync_line(): the "SYNC" line that ends export() */
+Datum
+scuttlebutt_sync_line(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	SbWireAppendSync(&buf);
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
 }
 

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * poll_functions.c
+ * sql_poll.c
  *	  poll(): the remote end of a libpq peer.
  *
  * A server that dials another over libpq pulls with

@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
- * wire_message.c
- *	  Parsing one line of the scuttlebutt wire protocol.
+ * wire.c
+ *	  The wire codec: every line of the scuttlebutt protocol is parsed and
+ *	  written here.
  *
- * A line is one JSON text: an update array, a header object, the string
+ * Reading.  A line is one JSON text: an update array, a header object, the string
  * "SYNC", or anything else (ignored, as the reference does).  We parse it
  * with PostgreSQL's own JSON parser (common/jsonapi.h) and semantic
  * actions that pick out the parts the protocol needs, keeping byte spans
@@ -17,6 +18,12 @@
  * Nothing here throws on bad input: the caller decides whether that is an
  * ERROR (SQL functions) or a closed connection (the replication worker).
  *
+ * Writing.  The lines this node writes (an update of its own, a header,
+ * a clock, "SYNC") are built by the SbAppend/SbWireAppend functions at the
+ * end of this file, byte for byte as the reference's JSON.stringify
+ * writes them (jstext.c): peers compare and sign that text.  Updates from
+ * elsewhere are never rewritten: they are stored and relayed as received.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -28,7 +35,7 @@
 #include "utils/errcodes.h"
 
 #include "jstext.h"
-#include "wire_message.h"
+#include "wire.h"
 
 /* Deepest nesting accepted in a line (each level costs parser stack) */
 #define SB_MAX_JSON_DEPTH 512
@@ -290,6 +297,50 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 	}
 }
 
+/* The checks of a parsed update's elements: [change, ts, source(, sig)] */
+static bool
+check_update(ParseState *st, SbMessage *msg, SbMessageError *err)
+{
+	if (msg->nelems < 3 || msg->nelems > 4)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = psprintf("update has %d elements, expected [change, timestamp, source] or [change, timestamp, source, signature]",
+								msg->nelems);
+		return false;
+	}
+	if (!st->elem1_is_number)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update timestamp (element 1) is not a number");
+		return false;
+	}
+	if (!isfinite(msg->ts))
+	{
+		err->sqlerrcode = ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
+		err->message = pstrdup("update timestamp (element 1) is out of range for a JavaScript number");
+		return false;
+	}
+	if (!st->elem2_is_string)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update source (element 2) is not a string");
+		return false;
+	}
+	if (strcmp(msg->source, "__proto__") == 0)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update source \"__proto__\" is not allowed");
+		return false;
+	}
+	if (msg->nelems == 4 && !st->elem3_is_string)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("update signature (element 3) is not a string");
+		return false;
+	}
+	return true;
+}
+
 bool
 SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
 {
@@ -361,44 +412,7 @@ SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
 	msg->type = SB_MSG_UPDATE;
 	msg->nelems = st.top_index;
 	msg->change_nelems = st.change_index;
-	if (msg->nelems < 3 || msg->nelems > 4)
-	{
-		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-		err->message = psprintf("update has %d elements, expected [change, timestamp, source] or [change, timestamp, source, signature]",
-								msg->nelems);
-		return false;
-	}
-	if (!st.elem1_is_number)
-	{
-		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-		err->message = pstrdup("update timestamp (element 1) is not a number");
-		return false;
-	}
-	if (!isfinite(msg->ts))
-	{
-		err->sqlerrcode = ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE;
-		err->message = pstrdup("update timestamp (element 1) is out of range for a JavaScript number");
-		return false;
-	}
-	if (!st.elem2_is_string)
-	{
-		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-		err->message = pstrdup("update source (element 2) is not a string");
-		return false;
-	}
-	if (strcmp(msg->source, "__proto__") == 0)
-	{
-		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-		err->message = pstrdup("update source \"__proto__\" is not allowed");
-		return false;
-	}
-	if (msg->nelems == 4 && !st.elem3_is_string)
-	{
-		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-		err->message = pstrdup("update signature (element 3) is not a string");
-		return false;
-	}
-	return true;
+	return check_update(&st, msg, err);
 }
 
 bool
@@ -447,35 +461,9 @@ SbCheckUpdateForKind(SbMessage *msg, SbKind kind, SbMessageError *err)
 	return true;
 }
 
-const char *
-SbKindName(SbKind kind)
-{
-	switch (kind)
-	{
-		case SB_KIND_MODEL:
-			return "model";
-		case SB_KIND_EVENTS:
-			return "events";
-		case SB_KIND_VALUE:
-			return "value";
-	}
-	return "?";
-}
+/* ---- writing ---- */
 
-bool
-SbKindFromName(const char *name, SbKind *kind)
-{
-	if (strcmp(name, "model") == 0)
-		*kind = SB_KIND_MODEL;
-	else if (strcmp(name, "events") == 0)
-		*kind = SB_KIND_EVENTS;
-	else if (strcmp(name, "value") == 0)
-		*kind = SB_KIND_VALUE;
-	else
-		return false;
-	return true;
-}
-
+/* A clock {source: ts, ...} in JavaScript's own-key order */
 void
 SbAppendClockJson(StringInfo buf, const SbClockEntry *entries, int n)
 {
@@ -492,7 +480,24 @@ SbAppendClockJson(StringInfo buf, const SbClockEntry *entries, int n)
 	pfree(ts);
 }
 
-/* A header line's text: {"id":...,"clock":{...}[,"meta":model]} */
+/* An update [change,ts,"source"] as JSON.stringify writes it */
+void
+SbAppendUpdateText(StringInfo buf, const char *change_text, double ts,
+				   const char *source)
+{
+	appendStringInfoChar(buf, '[');
+	appendStringInfoString(buf, change_text);
+	appendStringInfoChar(buf, ',');
+	JsAppendNumber(buf, ts);
+	appendStringInfoChar(buf, ',');
+	JsAppendString(buf, source, strlen(source));
+	appendStringInfoChar(buf, ']');
+}
+
+/*
+ * A header as the reference writes it: {"id":...,"clock":{...}}, with
+ * ,"meta":"model" when the dialing side names the model it wants
+ */
 void
 SbWireAppendHeader(StringInfo buf, const char *id, const SbClockEntry *clock,
 				   int nclock, const char *meta_model)
@@ -501,7 +506,7 @@ SbWireAppendHeader(StringInfo buf, const char *id, const SbClockEntry *clock,
 	JsAppendString(buf, id, strlen(id));
 	appendStringInfoString(buf, ",\"clock\":");
 	SbAppendClockJson(buf, clock, nclock);
-	if (meta_model)
+	if (meta_model != NULL)
 	{
 		appendStringInfoString(buf, ",\"meta\":");
 		JsAppendString(buf, meta_model, strlen(meta_model));
@@ -509,7 +514,7 @@ SbWireAppendHeader(StringInfo buf, const char *id, const SbClockEntry *clock,
 	appendStringInfoChar(buf, '}');
 }
 
-/* The "SYNC" line's text */
+/* "SYNC": the end of the history a header announced */
 void
 SbWireAppendSync(StringInfo buf)
 {

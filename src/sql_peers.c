@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * peer_functions.c
+ * sql_peers.c
  *	  SQL functions for replication peers and their monitoring.
  *
  * Peers live in scuttlebutt.peers (so they survive restarts); a trigger on
@@ -24,7 +24,7 @@
 #include "utils/timestamp.h"
 
 #include "conninfo.h"
-#include "model_store.h"
+#include "store.h"
 #include "shmem.h"
 
 PG_FUNCTION_INFO_V1(scuttlebutt_add_stream_peer);

@@ -1,0 +1,486 @@
+/*-------------------------------------------------------------------------
+ *
+ * apply.c
+ *	  Applying batches of updates from elsewhere (peers, import(),
+ *	  apply_update()) to a model's tables.
+ *
+ * A batch is applied in a few set-based statements whatever its size:
+ *
+ *	1. lock the clock rows of the batch's sources (creating missing ones),
+ *	   in source order, and read them: per (model, source) commit order is
+ *	   then timestamp order (see store.c);
+ *	2. in arrival order, accept the updates past their source's clock
+ *	   (merge.h's clock rule) and advance the clock in memory;
+ *	3. of several accepted updates to one key keep only the winner
+ *	   (merge.h's version order), counting the others that would have
+ *	   changed the state had they been applied one by one;
+ *	4. upsert the winners under the merge rule (SB_MERGE_SQL_UPSERT), in
+ *	   key order (SB_LOCK_ORDER, as set_many does);
+ *	5. write the clocks that advanced.
+ *
+ * Our own source coming back past our clock (a peer kept what a crash
+ * lost here) is adopted by the sequencer, so that later local timestamps
+ * pass it and readers wait for this transaction as for a local write.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
+#include "apply.h"
+#include "merge.h"
+#include "sequencer.h"
+#include "shmem.h"
+#include "spi_util.h"
+
+static SPIPlanPtr upsert_many_plan;
+static SPIPlanPtr lock_clocks_plan;
+static SPIPlanPtr advance_clocks_plan;
+
+/* One batch being applied */
+typedef struct ApplyBatch
+{
+	SbModelRef *model;
+	SbMessage  *updates;
+	int			n;
+	bool	   *stored;			/* per update, or NULL */
+	char	  **sources;		/* distinct, sorted: the clock lock order */
+	int			nsources;
+	double	   *clock;			/* per source */
+	bool	   *advanced;		/* per source */
+	int		   *accepted;		/* indexes of updates past their clock */
+	int			naccepted;
+	int		   *winners;		/* indexes of the updates to store */
+	int			nwinners;
+} ApplyBatch;
+
+static int
+cmp_cstring_ptr(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Index of source in the sorted, distinct array; -1 if absent */
+static int
+find_source(char **sorted, int n, const char *source)
+{
+	char	  **hit = bsearch(&source, sorted, n, sizeof(char *), cmp_cstring_ptr);
+
+	return hit ? (int) (hit - sorted) : -1;
+}
+
+static SbMessage *sort_updates;	/* qsort context for the comparators */
+
+/* by key, then by version: the last of a key's run is its winner */
+static int
+cmp_by_key_then_version(const void *a, const void *b)
+{
+	const SbMessage *ua = &sort_updates[*(const int *) a];
+	const SbMessage *ub = &sort_updates[*(const int *) b];
+	int			c = strcmp(ua->key, ub->key);
+
+	if (c != 0)
+		return c;
+	return SbVersionCmp(ua->ts, ua->source, ub->ts, ub->source);
+}
+
+/* by source, then ts: the order of the upsert's RETURNING lookup */
+static int
+cmp_by_source_ts(const void *a, const void *b)
+{
+	const SbMessage *ua = &sort_updates[*(const int *) a];
+	const SbMessage *ub = &sort_updates[*(const int *) b];
+	int			c = strcmp(ua->source, ub->source);
+
+	if (c != 0)
+		return c;
+	if (ua->ts != ub->ts)
+		return ua->ts < ub->ts ? -1 : 1;
+	return 0;
+}
+
+static int
+cmp_int(const void *a, const void *b)
+{
+	return *(const int *) a - *(const int *) b;
+}
+
+/* Step 0: the batch's distinct sources, sorted */
+static void
+collect_sources(ApplyBatch *b)
+{
+	b->sources = palloc(sizeof(char *) * b->n);
+	for (int i = 0; i < b->n; i++)
+		b->sources[i] = b->updates[i].source;
+	qsort(b->sources, b->n, sizeof(char *), cmp_cstring_ptr);
+	b->nsources = 0;
+	for (int i = 0; i < b->n; i++)
+		if (b->nsources == 0 ||
+			strcmp(b->sources[b->nsources - 1], b->sources[i]) != 0)
+			b->sources[b->nsources++] = b->sources[i];
+	b->clock = palloc(sizeof(double) * b->nsources);
+	b->advanced = palloc0(sizeof(bool) * b->nsources);
+}
+
+/* Step 1: locks the sources' clock rows (creating missing ones), reads them */
+static void
+lock_clocks(ApplyBatch *b)
+{
+	Oid			argtypes[2] = {INT4OID, TEXTARRAYOID};
+	Datum		values[2];
+
+	SbPrepareOnce(&lock_clocks_plan,
+				  "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+				  " SELECT $1, s, '-infinity' FROM unnest($2) AS s"
+				  " ON CONFLICT (model_id, source) DO UPDATE SET ts = c.ts"
+				  " RETURNING c.source, c.ts",
+				  2, argtypes);
+	values[0] = Int32GetDatum(b->model->id);
+	values[1] = SbTextArray(b->sources, b->nsources);
+	SbExecutePlan(lock_clocks_plan, values, NULL, SPI_OK_INSERT_RETURNING);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		char	   *src = SPI_getvalue(SPI_tuptable->vals[r],
+									   SPI_tuptable->tupdesc, 1);
+		int			idx = find_source(b->sources, b->nsources, src);
+
+		Assert(idx >= 0);
+		b->clock[idx] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[r],
+													 SPI_tuptable->tupdesc,
+													 2, &isnull));
+	}
+}
+
+/* Step 2: in arrival order, an update at or below its source's clock is old */
+static void
+accept_new(ApplyBatch *b)
+{
+	b->accepted = palloc(sizeof(int) * b->n);
+	b->naccepted = 0;
+	for (int i = 0; i < b->n; i++)
+	{
+		int			s = find_source(b->sources, b->nsources, b->updates[i].source);
+
+		if (SbClockAccepts(b->clock[s], b->updates[i].ts))
+		{
+			b->clock[s] = b->updates[i].ts;
+			b->advanced[s] = true;
+			b->accepted[b->naccepted++] = i;
+		}
+	}
+}
+
+/*
+ * Our own updates coming back past our clock (say, a peer kept what a
+ * crash lost here): later local timestamps must pass them, and readers
+ * must wait for this transaction as for a local write.
+ */
+static void
+adopt_own_updates(ApplyBatch *b)
+{
+	int			own;
+	double		first = INFINITY;
+
+	if (!SbSequencerActive())
+		return;
+	own = find_source(b->sources, b->nsources, b->model->node_id);
+	if (own < 0 || !b->advanced[own])
+		return;
+	for (int i = 0; i < b->naccepted; i++)
+		if (strcmp(b->updates[b->accepted[i]].source, b->model->node_id) == 0)
+			first = Min(first, b->updates[b->accepted[i]].ts);
+	SbSequencerAdopt(b->model->id, b->model->node_id, first, b->clock[own]);
+}
+
+/*
+ * A batch may update one key several times; only the winner is written,
+ * but applied one by one each update that beat the value of its moment
+ * would have changed the model's state.  Counts those that are not the
+ * winner (the winner is counted by the upsert), reading the stored
+ * versions of the keys concerned, and marks them in stored[].  accepted[]
+ * is sorted by key then version.
+ */
+static int64
+count_superseded_in_batch(SbModelRef *model, SbMessage *updates,
+						  int *accepted, int naccepted, bool *stored)
+{
+	char	  **keys = palloc(sizeof(char *) * naccepted);
+	int		   *group_start = palloc(sizeof(int) * naccepted);
+	double	   *base_ts = palloc(sizeof(double) * naccepted);
+	char	  **base_source = palloc0(sizeof(char *) * naccepted);
+	int			ngroups = 0;
+	int64		count = 0;
+	Oid			argtypes[2] = {INT4OID, TEXTARRAYOID};
+	Datum		values[2];
+
+	for (int i = 0; i + 1 < naccepted; i++)
+	{
+		const char *key = updates[accepted[i]].key;
+
+		if (strcmp(key, updates[accepted[i + 1]].key) == 0 &&
+			(ngroups == 0 || strcmp(keys[ngroups - 1], key) != 0))
+		{
+			keys[ngroups] = (char *) key;
+			group_start[ngroups++] = i;
+		}
+	}
+
+	values[0] = Int32GetDatum(model->id);
+	values[1] = SbTextArray(keys, ngroups);
+	if (SPI_execute_with_args("SELECT key, ts, source FROM scuttlebutt.updates"
+							  " WHERE model_id = $1 AND key = ANY ($2)",
+							  2, argtypes, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read scuttlebutt.updates");
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		char	   *key = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
+		char	  **hit = bsearch(&key, keys, ngroups, sizeof(char *), cmp_cstring_ptr);
+		bool		isnull;
+
+		if (hit == NULL)
+			continue;
+		base_ts[hit - keys] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[r],
+														   SPI_tuptable->tupdesc,
+														   2, &isnull));
+		base_source[hit - keys] = SPI_getvalue(SPI_tuptable->vals[r],
+											   SPI_tuptable->tupdesc, 3);
+	}
+
+	for (int g = 0; g < ngroups; g++)
+	{
+		int			start = group_start[g];
+		int			end = start;
+		int		   *members;
+		int			nmembers;
+		double		ts = base_ts[g];
+		const char *source = base_source[g];
+
+		while (end < naccepted && strcmp(updates[accepted[end]].key, keys[g]) == 0)
+			end++;
+		nmembers = end - start;
+		members = palloc(sizeof(int) * nmembers);
+		memcpy(members, accepted + start, sizeof(int) * nmembers);
+		qsort(members, nmembers, sizeof(int), cmp_int);	/* arrival order */
+
+		for (int m = 0; m < nmembers; m++)
+		{
+			SbMessage  *u = &updates[members[m]];
+			bool		is_winner = members[m] == accepted[end - 1];
+
+			if (SbMerge(model->kind, ts, source, u->ts, u->source) != SB_MERGE_LOSE)
+			{
+				ts = u->ts;
+				source = u->source;
+				if (!is_winner)
+				{
+					count++;
+					if (stored)
+						stored[members[m]] = true;
+				}
+			}
+		}
+	}
+	return count;
+}
+
+/*
+ * Step 3: of several updates to one key, only the winner can be stored
+ * (every event is); returns how many others count as applied.
+ */
+static int64
+pick_winners(ApplyBatch *b)
+{
+	b->winners = palloc(sizeof(int) * Max(b->naccepted, 1));
+	b->nwinners = 0;
+	if (SbKindKeeps(b->model->kind) == SB_KEEP_ALL)
+	{
+		memcpy(b->winners, b->accepted, sizeof(int) * b->naccepted);
+		b->nwinners = b->naccepted;
+		return 0;
+	}
+	sort_updates = b->updates;
+	qsort(b->accepted, b->naccepted, sizeof(int), cmp_by_key_then_version);
+	for (int i = 0; i < b->naccepted; i++)
+		if (i == b->naccepted - 1 ||
+			strcmp(b->updates[b->accepted[i]].key,
+				   b->updates[b->accepted[i + 1]].key) != 0)
+			b->winners[b->nwinners++] = b->accepted[i];
+	/* keys updated more than once: count as if applied one by one */
+	if (b->nwinners < b->naccepted)
+		return count_superseded_in_batch(b->model, b->updates, b->accepted,
+										 b->naccepted, b->stored);
+	return 0;
+}
+
+/* Stores many rows at once under the merge rule; RETURNING the stored */
+static void
+upsert_rows(SbModelRef *model, int n, char **sources, double *ts, char **keys,
+			char **docs, int *doclens)
+{
+	Oid			argtypes[5] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID,
+	TEXTARRAYOID, JSONARRAYOID};
+	Datum		values[5];
+	SPIPlanPtr	plan;
+
+	plan = SbPrepareOnce(&upsert_many_plan,
+						 "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+						 " SELECT $1, t.source, t.ts, t.key, t.doc"
+						 " FROM unnest($2, $3, $4, $5) AS t(source, ts, key, doc)"
+						 " ORDER BY t.key"	/* see SB_LOCK_ORDER in store.c */
+						 SB_MERGE_SQL_UPSERT
+						 " RETURNING u.source, u.ts",
+						 5, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = SbTextArray(sources, n);
+	values[2] = SbFloat8Array(ts, n);
+	values[3] = SbTextArray(keys, n);
+	values[4] = SbJsonArray(docs, doclens, n);
+	SbExecutePlan(plan, values, NULL, SPI_OK_INSERT_RETURNING);
+}
+
+/* Marks in stored[] the winners the upsert returned (source, ts) */
+static void
+mark_stored(ApplyBatch *b)
+{
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		char	   *source = SPI_getvalue(SPI_tuptable->vals[r],
+										  SPI_tuptable->tupdesc, 1);
+		double		ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[r],
+													  SPI_tuptable->tupdesc,
+													  2, &isnull));
+		int			lo = 0;
+		int			hi = b->nwinners - 1;
+
+		/* winners[] is sorted by (source, ts): cmp_by_source_ts */
+		while (lo <= hi)
+		{
+			int			mid = (lo + hi) / 2;
+			SbMessage  *u = &b->updates[b->winners[mid]];
+			int			c = strcmp(u->source, source);
+
+			if (c == 0)
+				c = u->ts < ts ? -1 : (u->ts > ts ? 1 : 0);
+			if (c == 0)
+			{
+				b->stored[b->winners[mid]] = true;
+				break;
+			}
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid - 1;
+		}
+	}
+}
+
+/* Step 4: upserts the winners; returns how many were stored */
+static int64
+store_winners(ApplyBatch *b)
+{
+	int			nw = b->nwinners;
+	char	  **w_sources;
+	double	   *w_ts;
+	char	  **w_keys;
+	char	  **w_docs;
+	int		   *w_lens;
+
+	if (nw == 0)
+		return 0;
+	w_sources = palloc(sizeof(char *) * nw);
+	w_ts = palloc(sizeof(double) * nw);
+	w_keys = palloc(sizeof(char *) * nw);
+	w_docs = palloc(sizeof(char *) * nw);
+	w_lens = palloc(sizeof(int) * nw);
+
+	sort_updates = b->updates;
+	qsort(b->winners, nw, sizeof(int), cmp_by_source_ts);
+	for (int i = 0; i < nw; i++)
+	{
+		SbMessage  *u = &b->updates[b->winners[i]];
+
+		w_sources[i] = u->source;
+		w_ts[i] = u->ts;
+		w_keys[i] = u->key;
+		w_docs[i] = (char *) u->text;
+		w_lens[i] = u->len;
+	}
+	upsert_rows(b->model, nw, w_sources, w_ts, w_keys, w_docs, w_lens);
+	if (b->stored)
+		mark_stored(b);
+	return SPI_processed;
+}
+
+/* Step 5: moves the clocks of the sources that advanced */
+static void
+advance_clocks(ApplyBatch *b)
+{
+	char	  **a_sources = palloc(sizeof(char *) * b->nsources);
+	double	   *a_ts = palloc(sizeof(double) * b->nsources);
+	int			na = 0;
+	Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID};
+	Datum		values[3];
+
+	for (int s = 0; s < b->nsources; s++)
+		if (b->advanced[s])
+		{
+			a_sources[na] = b->sources[s];
+			a_ts[na++] = b->clock[s];
+		}
+	if (na == 0)
+		return;
+	SbPrepareOnce(&advance_clocks_plan,
+				  "UPDATE scuttlebutt.clocks AS c SET ts = v.ts"
+				  " FROM unnest($2, $3) AS v(source, ts)"
+				  " WHERE c.model_id = $1 AND c.source = v.source"
+				  "   AND c.ts < v.ts",
+				  3, argtypes);
+	values[0] = Int32GetDatum(b->model->id);
+	values[1] = SbTextArray(a_sources, na);
+	values[2] = SbFloat8Array(a_ts, na);
+	SbExecutePlan(advance_clocks_plan, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * Applies a batch (see the banner); returns how many updates changed the
+ * model's state, as if applied one by one, and marks them in stored[].
+ */
+int64
+SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
+{
+	ApplyBatch	b;
+	int64		nsuperseded;
+	int64		nstored;
+
+	if (stored)
+		memset(stored, 0, sizeof(bool) * n);
+	if (n == 0)
+		return 0;
+
+	memset(&b, 0, sizeof(b));
+	b.model = model;
+	b.updates = updates;
+	b.n = n;
+	b.stored = stored;
+	collect_sources(&b);
+
+	SPI_connect();
+	lock_clocks(&b);
+	accept_new(&b);
+	adopt_own_updates(&b);
+	nsuperseded = pick_winners(&b);
+	nstored = store_winners(&b);
+	advance_clocks(&b);
+	SPI_finish();
+
+	if (nstored > 0)
+		SbNoteModelWrite(model->id);
+	return nstored + nsuperseded;
+}

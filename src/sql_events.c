@@ -1,0 +1,40 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_events.c
+ *	  SQL functions of events models: emit().
+ *
+ * The log is read by events(), an SQL function in the install script.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+#include "jstext.h"
+#include "sql_util.h"
+#include "store.h"
+
+PG_FUNCTION_INFO_V1(scuttlebutt_emit);
+
+/* scuttlebutt.emit(model, event, data): the event's timestamp */
+Datum
+scuttlebutt_emit(PG_FUNCTION_ARGS)
+{
+	char	   *model_name = SbRequiredTextArg(fcinfo, 0, "model name");
+	char	   *event = SbRequiredTextArg(fcinfo, 1, "event name");
+	StringInfoData change;
+	SbModelRef	model;
+
+	SbCheckName(event, "event name");
+	initStringInfo(&change);
+	appendStringInfoChar(&change, '[');
+	JsAppendString(&change, event, strlen(event));
+	appendStringInfoChar(&change, ',');
+	SbAppendJsonbArg(&change, fcinfo, 2);
+	appendStringInfoChar(&change, ']');
+
+	SbModelLookup(model_name, SB_KIND_EVENTS, &model);
+	PG_RETURN_FLOAT8(SbLocalWrite(&model, NULL, change.data));
+}

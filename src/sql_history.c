@@ -1,0 +1,110 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_history.c
+ *	  SQL functions at the protocol level: apply_update(), and the check of
+ *	  the sources argument of history().
+ *
+ * clock() and history() themselves are SQL functions in the install
+ * script (history() is inlined into one index scan per source).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "apply.h"
+#include "jstext.h"
+#include "sql_util.h"
+#include "store.h"
+#include "wire.h"
+
+PG_FUNCTION_INFO_V1(scuttlebutt_valid_clock);
+PG_FUNCTION_INFO_V1(scuttlebutt_apply_update);
+
+/* scuttlebutt._valid_clock(jsonb): a clock is {source: finite number} */
+Datum
+scuttlebutt_valid_clock(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *clock;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_BOOL(true);
+	clock = PG_GETARG_JSONB_P(0);
+	if (!JB_ROOT_IS_OBJECT(clock))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sources must be a JSON object of source ids to timestamps"),
+				 errdetail("Got a JSON %s.", JB_ROOT_IS_ARRAY(clock) && !JB_ROOT_IS_SCALAR(clock) ? "array" : "scalar")));
+
+	it = JsonbIteratorInit(&clock->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *source;
+
+		if (tok != WJB_KEY)
+			continue;
+		source = pnstrdup(v.val.string.val, v.val.string.len);
+		tok = JsonbIteratorNext(&it, &v, true);
+		if (v.type != jbvNumeric)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("timestamp of source \"%s\" in sources is not a number",
+							source)));
+		if (!isfinite(JsNumericToDouble(v.val.numeric)))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp of source \"%s\" in sources is out of range",
+							source)));
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * scuttlebutt.apply_update(model, update): applies one update from
+ * elsewhere under the merge rules; true if it changed the model
+ */
+Datum
+scuttlebutt_apply_update(PG_FUNCTION_ARGS)
+{
+	char	   *model_name = SbRequiredTextArg(fcinfo, 0, "model name");
+	text	   *update;
+	const char *data;
+	int			len;
+	SbMessage	msg;
+	SbMessageError err;
+	SbModelRef	model;
+	bool		stored;
+	bool		ok;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("update must not be null")));
+	update = PG_GETARG_TEXT_PP(1);
+	data = VARDATA_ANY(update);
+	len = VARSIZE_ANY_EXHDR(update);
+	SbTrimJsonText(&data, &len);
+
+	SbModelLookup(model_name, SB_KIND_ANY, &model);
+	ok = SbParseMessage(data, len, &msg, &err);
+	if (!ok && msg.type != SB_MSG_HEADER)
+		SbReportMessageError(&err, "scuttlebutt update");
+	if (msg.type != SB_MSG_UPDATE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid scuttlebutt update: not a JSON array"),
+				 errdetail("An update is [change, timestamp, source] or [change, timestamp, source, signature].")));
+	if (!SbCheckUpdateForKind(&msg, model.kind, &err))
+		SbReportMessageError(&err, "scuttlebutt update");
+
+	SbApplyUpdates(&model, &msg, 1, &stored);
+	PG_RETURN_BOOL(stored);
+}

@@ -1,0 +1,190 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_model.c
+ *	  SQL functions of the model registry and of key/value models:
+ *	  create_model(), drop_model(), set(), delete(), set_many().
+ *
+ * The reads (get, keys, entries, to_json, models) are SQL functions in the
+ * install script.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "jstext.h"
+#include "sql_util.h"
+#include "store.h"
+
+PG_FUNCTION_INFO_V1(scuttlebutt_create_model);
+PG_FUNCTION_INFO_V1(scuttlebutt_drop_model);
+PG_FUNCTION_INFO_V1(scuttlebutt_set);
+PG_FUNCTION_INFO_V1(scuttlebutt_delete);
+PG_FUNCTION_INFO_V1(scuttlebutt_set_many);
+
+/* scuttlebutt.create_model(name, kind) */
+Datum
+scuttlebutt_create_model(PG_FUNCTION_ARGS)
+{
+	char	   *name = SbRequiredTextArg(fcinfo, 0, "model name");
+	char	   *kind_name = SbRequiredTextArg(fcinfo, 1, "model kind");
+	SbKind		kind;
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	if (!SbKindFromName(kind_name, &kind))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid scuttlebutt model kind \"%s\"", kind_name),
+				 errhint("The kind must be 'model', 'events' or 'value'.")));
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model name must not be empty")));
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(kind_name);
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO scuttlebutt.registry (name, kind)"
+							  " VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not insert into scuttlebutt.registry");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("scuttlebutt model \"%s\" already exists", name)));
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* scuttlebutt.drop_model(name): the model, its clock and its updates */
+Datum
+scuttlebutt_drop_model(PG_FUNCTION_ARGS)
+{
+	char	   *name = SbRequiredTextArg(fcinfo, 0, "model name");
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(name);
+	SPI_connect();
+	if (SPI_execute_with_args("DELETE FROM scuttlebutt.registry WHERE name = $1"
+							  " RETURNING id",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE_RETURNING)
+		elog(ERROR, "could not delete from scuttlebutt.registry");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("scuttlebutt model \"%s\" does not exist", name)));
+
+	/* clocks go by ON DELETE CASCADE; updates have no foreign key (cost) */
+	argtypes[0] = INT4OID;
+	values[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+							  &isnull);
+	if (SPI_execute_with_args("DELETE FROM scuttlebutt.updates WHERE model_id = $1",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from scuttlebutt.updates");
+	SPI_finish();
+	PG_RETURN_VOID();
+}
+
+/* set(model, key, value) and delete(model, key) */
+static double
+set_key(FunctionCallInfo fcinfo, bool delete)
+{
+	char	   *model_name = SbRequiredTextArg(fcinfo, 0, "model name");
+	char	   *key = SbRequiredTextArg(fcinfo, 1, "key");
+	StringInfoData change;
+	SbModelRef	model;
+
+	SbCheckName(key, "key");
+	initStringInfo(&change);
+	appendStringInfoChar(&change, '[');
+	JsAppendString(&change, key, strlen(key));
+	appendStringInfoChar(&change, ',');
+	if (delete)
+		appendStringInfoString(&change, "null");
+	else
+		SbAppendJsonbArg(&change, fcinfo, 2);
+	appendStringInfoChar(&change, ']');
+
+	SbModelLookup(model_name, SB_KIND_MODEL, &model);
+	return SbLocalWrite(&model, key, change.data);
+}
+
+/* scuttlebutt.set(model, key, value): the update's timestamp */
+Datum
+scuttlebutt_set(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(set_key(fcinfo, false));
+}
+
+/* scuttlebutt.delete(model, key): sets the key to null */
+Datum
+scuttlebutt_delete(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(set_key(fcinfo, true));
+}
+
+/*
+ * scuttlebutt.set_many(model, entries): one update per key of a JSON
+ * object, in one statement; returns how many
+ */
+Datum
+scuttlebutt_set_many(PG_FUNCTION_ARGS)
+{
+	char	   *model_name = SbRequiredTextArg(fcinfo, 0, "model name");
+	Jsonb	   *entries;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			n;
+	int			count = 0;
+	char	  **keys;
+	char	  **changes;
+	SbModelRef	model;
+	StringInfoData buf;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("entries must not be null")));
+	entries = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_OBJECT(entries))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("entries must be a JSON object of keys to values")));
+
+	n = JB_ROOT_COUNT(entries);
+	keys = palloc(sizeof(char *) * Max(n, 1));
+	changes = palloc(sizeof(char *) * Max(n, 1));
+	initStringInfo(&buf);
+
+	it = JsonbIteratorInit(&entries->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok != WJB_KEY)
+			continue;
+		keys[count] = pnstrdup(v.val.string.val, v.val.string.len);
+		SbCheckName(keys[count], "key");
+		resetStringInfo(&buf);
+		appendStringInfoChar(&buf, '[');
+		JsAppendString(&buf, v.val.string.val, v.val.string.len);
+		appendStringInfoChar(&buf, ',');
+		tok = JsonbIteratorNext(&it, &v, true);
+		Assert(tok == WJB_VALUE);
+		JsAppendJsonbValue(&buf, &v);
+		appendStringInfoChar(&buf, ']');
+		changes[count] = pnstrdup(buf.data, buf.len);
+		count++;
+	}
+
+	SbModelLookup(model_name, SB_KIND_MODEL, &model);
+	SbLocalWriteMany(&model, count, keys, changes);
+	PG_RETURN_INT64(count);
+}

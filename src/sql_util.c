@@ -1,0 +1,72 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_util.c
+ *	  Input checks and argument helpers shared by the SQL-callable functions.
+ *
+ * Every entry point validates its arguments with these before it touches
+ * a table, so bad input is an ERROR before anything is stored.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "jstext.h"
+#include "sql_util.h"
+
+/* A text argument that must not be NULL */
+char *
+SbRequiredTextArg(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
+}
+
+/* Keys, event names and sources: "__proto__" breaks the reference peer */
+void
+SbCheckName(const char *name, const char *what)
+{
+	if (strcmp(name, "__proto__") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s \"__proto__\" is not allowed", what),
+				 errdetail("The reference JavaScript peer rejects \"__proto__\" as a key, event name or source.")));
+}
+
+/* Raises the error a wire-message check reported */
+void
+SbReportMessageError(SbMessageError *err, const char *context)
+{
+	ereport(ERROR,
+			(errcode(err->sqlerrcode),
+			 errmsg("invalid %s: %s", context, err->message)));
+}
+
+/* JSON.stringify of a jsonb argument; SQL NULL is JSON null */
+void
+SbAppendJsonbArg(StringInfo buf, FunctionCallInfo fcinfo, int argno)
+{
+	if (PG_ARGISNULL(argno))
+		appendStringInfoString(buf, "null");
+	else
+		JsAppendJsonb(buf, &PG_GETARG_JSONB_P(argno)->root);
+}
+
+/* Trims the white space JSON allows around a value */
+void
+SbTrimJsonText(const char **text, int *len)
+{
+	while (*len > 0 && strchr(" \t\r\n", (*text)[0]) != NULL)
+	{
+		(*text)++;
+		(*len)--;
+	}
+	while (*len > 0 && strchr(" \t\r\n", (*text)[*len - 1]) != NULL)
+		(*len)--;
+}

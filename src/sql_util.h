@@ -1,0 +1,33 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_util.h
+ *	  Input checks and argument helpers shared by the SQL-callable functions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SCUTTLEBUTT_SQL_UTIL_H
+#define SCUTTLEBUTT_SQL_UTIL_H
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+
+#include "wire.h"
+
+/* A text argument as a C string; ERROR (null_value_not_allowed) if NULL */
+extern char *SbRequiredTextArg(FunctionCallInfo fcinfo, int argno,
+							   const char *what);
+
+/* ERROR if a key, event name or source is "__proto__" */
+extern void SbCheckName(const char *name, const char *what);
+
+/* ERROR with the errcode and message of a failed wire-message check */
+extern void SbReportMessageError(SbMessageError *err, const char *context)
+			pg_attribute_noreturn();
+
+/* Narrows text to the JSON value inside surrounding white space */
+extern void SbTrimJsonText(const char **text, int *len);
+
+/* Appends JSON.stringify of a jsonb argument (SQL NULL: JSON null) */
+extern void SbAppendJsonbArg(StringInfo buf, FunctionCallInfo fcinfo, int argno);
+
+#endif							/* SCUTTLEBUTT_SQL_UTIL_H */

@@ -1,0 +1,597 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.c
+ *	  Table access: model lookups, local writes, clocks, history pages and
+ *	  the sequencer's reservation row (through SPI).
+ *
+ * Tables (see the install script): registry (one row per model), clocks
+ * (per model and source, the greatest timestamp accepted) and updates
+ * (the updates a model holds, each exactly as on the wire).
+ *
+ * Ordering: a peer that has seen timestamp t from a source never asks for
+ * older ones, so no reader may see a source's update while an older one
+ * could still commit.  Updates from other sources (applied batches) first
+ * upsert their sources' clock rows and hold the row locks until commit:
+ * per (model, source) commit order equals timestamp order.  This node's
+ * own writes take timestamps from the shared-memory sequencer instead
+ * (sequencer.c), which lets writers run side by side and holds readers
+ * below the oldest timestamp still running; without the library preloaded
+ * they lock the clock row like the others.
+ *
+ * Merge rule: merge.h states it and holds the SQL that applies it (the
+ * WHERE of the updates upsert, SB_MERGE_SQL_UPSERT): for a key, the update
+ * with the greater (timestamp, source) wins, comparing sources byte-wise
+ * (COLLATE "C"), so every node converges whatever the arrival order.
+ * Events have no row key (NULL never conflicts): all are kept.  Updates
+ * from elsewhere are applied in batches by apply.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+
+#include "merge.h"
+#include "model_cache.h"
+#include "sequencer.h"
+#include "shmem.h"
+#include "spi_util.h"
+#include "store.h"
+#include "timestamp.h"
+#include "wire.h"
+
+static SPIPlanPtr lookup_plan;
+static SPIPlanPtr local_clock_plan;
+static SPIPlanPtr set_clock_plan;
+static SPIPlanPtr local_write_plan;
+static SPIPlanPtr local_write_locking_plan;
+static SPIPlanPtr key_ts_plan;
+static SPIPlanPtr upsert_local_many_plan;
+static SPIPlanPtr read_clock_plan;
+static SPIPlanPtr history_page_plan;
+static SPIPlanPtr raise_clock_plan;
+static SPIPlanPtr read_reservation_plan;
+static SPIPlanPtr write_reservation_plan;
+static SPIPlanPtr try_reservation_plan;
+
+/*
+ * SB_LOCK_ORDER: upserts of many keys take their rows in key order, so a
+ * set_many() and the worker applying a peer's batch over the same keys
+ * wait for each other instead of deadlocking (apply.c does the same).
+ */
+#define UPSERT_CONFLICT_CLAUSE SB_MERGE_SQL_UPSERT
+
+/* ---- model lookups ---- */
+
+/* A model by name, of the expected kind, or an ERROR */
+void
+SbModelLookup(const char *name, int expected_kind, SbModelRef *model)
+{
+
+	if (name == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("model name must not be null")));
+
+	if (!SbModelTryLookup(name, model))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("scuttlebutt model \"%s\" does not exist", name),
+				 errhint("Create it with scuttlebutt.create_model().")));
+
+	if (expected_kind != SB_KIND_ANY && model->kind != (SbKind) expected_kind)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("scuttlebutt model \"%s\" is of kind \"%s\", not \"%s\"",
+						name, SbKindName(model->kind),
+						SbKindName((SbKind) expected_kind))));
+}
+
+/* A model by name (cached per backend); false if there is none */
+bool
+SbModelTryLookup(const char *name, SbModelRef *model)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	SPIPlanPtr	plan;
+	bool		isnull;
+	char	   *kind_name;
+
+	if (SbModelCacheGet(name, model))
+		return true;
+
+	SPI_connect();
+	plan = SbPrepareOnce(&lookup_plan,
+						"SELECT r.id, r.kind, n.id"
+						" FROM scuttlebutt.registry r, scuttlebutt.node n"
+						" WHERE r.name = $1",
+						1, argtypes);
+	values[0] = CStringGetTextDatum(name);
+	SbExecutePlan(plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+	{
+		SPI_finish();
+		return false;
+	}
+
+	model->id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											SPI_tuptable->tupdesc, 1, &isnull));
+	kind_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	if (!SbKindFromName(kind_name, &model->kind))
+		elog(ERROR, "unknown model kind \"%s\"", kind_name);
+	model->name = MemoryContextStrdup(caller, name);
+	model->node_id = MemoryContextStrdup(caller,
+										 SPI_getvalue(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 3));
+	SPI_finish();
+	SbModelCachePut(model);
+	return true;
+}
+
+/* ---- local writes ---- */
+
+/*
+ * Without the sequencer: takes the next timestamp of this node's source in
+ * a model, past the clock and the wall clock, and locks the clock row to
+ * commit (set_many's first step; SbLocalWrite does the same inside its
+ * single statement).
+ */
+static double
+advance_local_clock(SbModelRef *model)
+{
+	Oid			argtypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
+	Datum		values[3];
+	bool		isnull;
+
+	SbPrepareOnce(&local_clock_plan,
+				 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+				 " VALUES ($1, $2, $3)"
+				 " ON CONFLICT (model_id, source) DO UPDATE"
+				 " SET ts = greatest(excluded.ts, scuttlebutt._ts_after(c.ts))"
+				 " RETURNING c.ts",
+				 3, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = CStringGetTextDatum(model->node_id);
+	values[2] = Float8GetDatum(SbNowMillis());
+	SbExecutePlan(local_clock_plan, values, NULL, SPI_OK_INSERT_RETURNING);
+	return DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+										SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/* A local update's wire text as a json datum, built in buf (reused) */
+Datum
+SbUpdateTextDatum(StringInfo buf, const char *change_text, double ts,
+				  const char *source)
+{
+	resetStringInfo(buf);
+	SbAppendUpdateText(buf, change_text, ts, source);
+	return PointerGetDatum(cstring_to_text_with_len(buf->data, buf->len));
+}
+
+/*
+ * A local write, the hot path of set(), emit() and set_value(): store
+ * [change, ts, node] under the merge rule, with a timestamp past the key's
+ * current one.  Returns ts even when a concurrent newer update of the key
+ * wins.
+ *
+ * With the sequencer, one statement takes the next timestamp from shared
+ * memory and stores; only if the key holds a newer value (a peer whose
+ * clock runs ahead) do we read it and write again past it.  Without the
+ * sequencer, one statement reads the key, advances this node's clock row
+ * (locking it until commit) and stores.
+ */
+double
+SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
+{
+	Oid			argtypes[5] = {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+	double		ts;
+
+	SPI_connect();
+	values[0] = Int32GetDatum(model->id);
+	values[1] = CStringGetTextDatum(model->node_id);
+	if (key)
+		values[3] = CStringGetTextDatum(key);
+	else
+		nulls[3] = 'n';
+	values[4] = CStringGetTextDatum(change_text);
+	if (SbSequencerActive())
+	{
+		/* $3: the floor, NULL but when written again past a newer value */
+		SbPrepareOnce(&local_write_plan,
+					 "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+					 " SELECT $1, $2, t.ts, $4, scuttlebutt._update_text($5, t.ts, $2)"
+					 " FROM (SELECT scuttlebutt._next_local_ts($1, $2, $3) AS ts) t"
+					 UPSERT_CONFLICT_CLAUSE
+					 " RETURNING u.ts",
+					 5, argtypes);
+		nulls[2] = 'n';
+		SbExecutePlan(local_write_plan, values, nulls, SPI_OK_INSERT_RETURNING);
+		if (SPI_processed == 0)
+		{
+			SbPrepareOnce(&key_ts_plan,
+						 "SELECT ts FROM scuttlebutt.updates WHERE model_id = $1 AND key = $2",
+						 2, (Oid[]) {INT4OID, TEXTOID});
+			SbExecutePlan(key_ts_plan, (Datum[]) {values[0], values[3]}, NULL, SPI_OK_SELECT);
+			if (SPI_processed == 1)
+			{
+				values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+				nulls[2] = ' ';
+			}
+			SbExecutePlan(local_write_plan, values, nulls, SPI_OK_INSERT_RETURNING);
+		}
+		/* stored, or lost again to a concurrent write: ours is the last taken */
+		ts = SPI_processed == 1
+			? DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull))
+			: SbSequencerLastTaken();
+	}
+	else
+	{
+		SbPrepareOnce(&local_write_locking_plan,
+					 "WITH clock AS ("
+					 " INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+					 " VALUES ($1, $2, greatest($3, scuttlebutt._ts_after("
+					 "   (SELECT u.ts FROM scuttlebutt.updates u"
+					 "    WHERE u.model_id = $1 AND u.key = $4))))"
+					 " ON CONFLICT (model_id, source) DO UPDATE"
+					 " SET ts = greatest(excluded.ts, scuttlebutt._ts_after(c.ts))"
+					 " RETURNING c.ts"
+					 "), stored AS ("
+					 " INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+					 " SELECT $1, $2, clock.ts, $4, scuttlebutt._update_text($5, clock.ts, $2)"
+					 " FROM clock"
+					 UPSERT_CONFLICT_CLAUSE
+					 ") SELECT ts FROM clock",
+					 5, argtypes);
+		values[2] = Float8GetDatum(SbNowMillis());
+		SbExecutePlan(local_write_locking_plan, values, nulls, SPI_OK_SELECT);
+		ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SPI_finish();
+	SbNoteModelWrite(model->id);
+	return ts;
+}
+
+/*
+ * Upserts local updates of keys at timestamps ts (one statement, keys in
+ * SB_LOCK_ORDER); returns how many were stored (the others lost to a
+ * newer value).
+ */
+static uint64
+upsert_local_rows(SbModelRef *model, int n, char **keys, char **change_texts,
+				  double *ts)
+{
+	Oid			argtypes[5] = {INT4OID, TEXTOID, FLOAT8ARRAYOID, TEXTARRAYOID, JSONARRAYOID};
+	Datum		values[5];
+	Datum	   *docs = palloc(sizeof(Datum) * n);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < n; i++)
+		docs[i] = SbUpdateTextDatum(&buf, change_texts[i], ts[i], model->node_id);
+	SbPrepareOnce(&upsert_local_many_plan,
+				  "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+				  " SELECT $1, $2, t.ts, t.key, t.doc"
+				  " FROM unnest($3, $4, $5) AS t(ts, key, doc)"
+				  " ORDER BY t.key" /* see SB_LOCK_ORDER */
+				  UPSERT_CONFLICT_CLAUSE,
+				  5, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = CStringGetTextDatum(model->node_id);
+	values[2] = SbFloat8Array(ts, n);
+	values[3] = SbTextArray(keys, n);
+	values[4] = PointerGetDatum(construct_array(docs, n, JSONOID, -1, false,
+												TYPALIGN_INT));
+	SbExecutePlan(upsert_local_many_plan, values, NULL, SPI_OK_INSERT);
+	return SPI_processed;
+}
+
+/*
+ * After upsert_local_rows lost some keys (they hold a newer value than
+ * ours, from a peer whose clock runs ahead): reads those keys and writes
+ * them again past their timestamps.  ts[] holds the timestamps first used
+ * (and is reused).  Returns the last timestamp taken (last if none).
+ */
+static double
+rewrite_lost_keys(SbModelRef *model, int n, char **keys, char **change_texts,
+				  double *ts, double last)
+{
+	Oid			qtypes[4] = {INT4OID, TEXTOID, FLOAT8ARRAYOID, TEXTARRAYOID};
+	Datum		qvalues[4];
+	int			m;
+	char	  **lost_keys;
+	char	  **lost_changes;
+	double		newest = last;
+
+	qvalues[0] = Int32GetDatum(model->id);
+	qvalues[1] = CStringGetTextDatum(model->node_id);
+	qvalues[2] = SbFloat8Array(ts, n);
+	qvalues[3] = SbTextArray(keys, n);
+	if (SPI_execute_with_args("SELECT u.key, u.ts, t.i"
+							  " FROM scuttlebutt.updates u"
+							  " JOIN unnest($4, $3) WITH ORDINALITY AS t(key, ts, i) ON u.key = t.key"
+							  " WHERE u.model_id = $1 AND (u.source <> $2 OR u.ts <> t.ts)",
+							  4, qtypes, qvalues, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read scuttlebutt.updates");
+	m = SPI_processed;
+	if (m == 0)
+		return last;
+	lost_keys = palloc(sizeof(char *) * m);
+	lost_changes = palloc(sizeof(char *) * m);
+	for (int i = 0; i < m; i++)
+	{
+		bool		isnull;
+		double		held = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc, 2, &isnull));
+		int64		pos = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 3, &isnull));
+
+		lost_keys[i] = keys[pos - 1];
+		lost_changes[i] = change_texts[pos - 1];
+		newest = Max(newest, held);
+	}
+	for (int i = 0; i < m; i++)
+	{
+		if (i > 0)
+			ts[i] = SbTimestampAfter(ts[i - 1]);
+		else if (SbSequencerActive())
+			ts[i] = SbSequencerNext(model->id, model->node_id, newest, m);
+		else
+			ts[i] = SbTimestampAfter(newest);
+	}
+	(void) upsert_local_rows(model, m, lost_keys, lost_changes, ts);
+	return ts[m - 1];
+}
+
+/*
+ * Many local updates to distinct keys of a key/value model.  Timestamps
+ * follow the clock; a key whose current value is newer (a peer ahead of
+ * our clock) loses the upsert, and only then do we read those keys and
+ * write them again past their timestamps, so the common case is one
+ * statement for the whole batch.
+ */
+void
+SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
+{
+	double	   *ts;
+	double		last;
+
+	if (n == 0)
+		return;
+
+	ts = palloc(sizeof(double) * n);
+	SPI_connect();
+	last = SbSequencerActive()
+		? SbSequencerNext(model->id, model->node_id, NAN, n)
+		: advance_local_clock(model);
+	for (int i = 0; i < n; i++)
+		ts[i] = i == 0 ? last : SbTimestampAfter(ts[i - 1]);
+	last = ts[n - 1];
+
+	if (upsert_local_rows(model, n, keys, change_texts, ts) < (uint64) n)
+		last = rewrite_lost_keys(model, n, keys, change_texts, ts, last);
+
+	/* without the sequencer the clock row is ours until commit: move it */
+	if (!SbSequencerActive())
+	{
+		Oid			ctypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
+		Datum		cvalues[3];
+
+		SbPrepareOnce(&set_clock_plan,
+					  "UPDATE scuttlebutt.clocks SET ts = $3"
+					  " WHERE model_id = $1 AND source = $2",
+					  3, ctypes);
+		cvalues[0] = Int32GetDatum(model->id);
+		cvalues[1] = CStringGetTextDatum(model->node_id);
+		cvalues[2] = Float8GetDatum(last);
+		SbExecutePlan(set_clock_plan, cvalues, NULL, SPI_OK_UPDATE);
+	}
+	SPI_finish();
+	SbNoteModelWrite(model->id);
+}
+
+/* ---- clocks and history, for the replication worker and export ---- */
+
+/* The clock as readers may see it (this node's source at its visible limit) */
+int
+SbReadClock(SbModelRef *model, SbClockEntry **entries, bool in_caller_snapshot)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	int			n;
+
+	SPI_connect();
+	SbPrepareOnce(&read_clock_plan,
+				 "SELECT source, scuttlebutt._visible_ts(model_id, source, ts)"
+				 " FROM scuttlebutt.clocks"
+				 " WHERE model_id = $1 ORDER BY source",
+				 1, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	if (SPI_execute_plan(read_clock_plan, values, NULL, in_caller_snapshot, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read scuttlebutt.clocks");
+	n = SPI_processed;
+	*entries = MemoryContextAlloc(caller, sizeof(SbClockEntry) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		(*entries)[i].source = MemoryContextStrdup(caller,
+												   SPI_getvalue(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 1));
+		(*entries)[i].ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i],
+														SPI_tuptable->tupdesc,
+														2, &isnull));
+	}
+	SPI_finish();
+	return n;
+}
+
+/* Raises the clock to entries where they are ahead, never our own source */
+void
+SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
+{
+	Oid			argtypes[4] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID, TEXTOID};
+	Datum		values[4];
+	char	  **sources = palloc(sizeof(char *) * Max(n, 1));
+	double	   *ts = palloc(sizeof(double) * Max(n, 1));
+
+	if (n == 0)
+		return;
+	for (int i = 0; i < n; i++)
+	{
+		sources[i] = entries[i].source;
+		ts[i] = entries[i].ts;
+	}
+	SPI_connect();
+	/* never this node's own source: its clock is its own writes' */
+	SbPrepareOnce(&raise_clock_plan,
+				 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+				 " SELECT $1, s, t FROM unnest($2, $3) AS e(s, t) WHERE s <> $4"
+				 " ON CONFLICT (model_id, source) DO UPDATE SET ts = excluded.ts"
+				 " WHERE c.ts < excluded.ts",
+				 4, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = SbTextArray(sources, n);
+	values[2] = SbFloat8Array(ts, n);
+	values[3] = CStringGetTextDatum(model->node_id);
+	SbExecutePlan(raise_clock_plan, values, NULL, SPI_OK_INSERT);
+	SPI_finish();
+	/* pollers of this model learn the clock (poll()'s header) */
+	SbNoteModelWrite(model->id);
+}
+
+/* A page of one source's history after a timestamp, one update per line */
+int
+SbReadHistoryPage(SbModelRef *model, const char *source, double after,
+				  int limit, StringInfo out, double *last_ts)
+{
+	Oid			argtypes[4] = {INT4OID, TEXTOID, FLOAT8OID, INT4OID};
+	Datum		values[4];
+	int			n;
+
+	SPI_connect();
+	SbPrepareOnce(&history_page_plan,
+				 "SELECT u.ts, u.doc::text FROM scuttlebutt.updates u"
+				 " WHERE u.model_id = $1 AND u.source = $2 AND u.ts > $3"
+				 "   AND u.ts <= scuttlebutt._visible_ts($1, $2, 'Infinity')"
+				 " ORDER BY u.ts LIMIT $4",
+				 4, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = CStringGetTextDatum(source);
+	values[2] = Float8GetDatum(after);
+	values[3] = Int32GetDatum(limit);
+	SbExecutePlan(history_page_plan, values, NULL, SPI_OK_SELECT);
+	n = SPI_processed;
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+		text	   *doc;
+
+		*last_ts = DatumGetFloat8(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		doc = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+		appendBinaryStringInfo(out, VARDATA_ANY(doc), VARSIZE_ANY_EXHDR(doc));
+		appendStringInfoChar(out, '\n');
+	}
+	SPI_finish();
+	return n;
+}
+
+/* ---- the sequencer's reservation (sequencer.c) ---- */
+
+/*
+ * For a new sequencer slot, as committed now: the reservation in the
+ * clocks row of this node's source, and the latest update of this node's source held (-Infinity: none).
+ * Before the slot hands anything out, readers are shown the latest held.
+ */
+void
+SbReadReservation(int32 model_id, const char *node_id, double *reserved,
+				 double *latest)
+{
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+
+	*reserved = *latest = -INFINITY;
+	SPI_connect();
+	SbPrepareOnce(&read_reservation_plan,
+				 "SELECT (SELECT ts FROM scuttlebutt.clocks WHERE model_id = $1 AND source = $2),"
+				 " (SELECT max(ts) FROM scuttlebutt.updates WHERE model_id = $1 AND source = $2)",
+				 2, argtypes);
+	values[0] = Int32GetDatum(model_id);
+	values[1] = CStringGetTextDatum(node_id);
+	/* the latest snapshot: a transaction snapshot may predate the row */
+	PushActiveSnapshot(GetLatestSnapshot());
+	if (SPI_execute_plan(read_reservation_plan, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read scuttlebutt.clocks");
+	PopActiveSnapshot();
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d;
+
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+			*reserved = DatumGetFloat8(d);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		if (!isnull)
+			*latest = DatumGetFloat8(d);
+	}
+	SPI_finish();
+	/* a row written without the sequencer is exact: past the latest held */
+	*reserved = Max(*reserved, *latest);
+}
+
+/*
+ * Moves the reservation to at least reserved; if early, only when nobody
+ * holds the row (SKIP LOCKED).  Returns whether it was written.
+ */
+bool
+SbWriteReservation(int32 model_id, const char *node_id, double reserved,
+				  bool early)
+{
+	Oid			argtypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
+	Datum		values[3];
+	bool		written;
+
+	SPI_connect();
+	values[0] = Int32GetDatum(model_id);
+	values[1] = CStringGetTextDatum(node_id);
+	values[2] = Float8GetDatum(reserved);
+	if (early)
+	{
+		SbPrepareOnce(&try_reservation_plan,
+					 "UPDATE scuttlebutt.clocks AS c SET ts = greatest(c.ts, $3)"
+					 " FROM (SELECT ctid FROM scuttlebutt.clocks"
+					 "       WHERE model_id = $1 AND source = $2"
+					 "       FOR UPDATE SKIP LOCKED) AS free"
+					 " WHERE c.ctid = free.ctid",
+					 3, argtypes);
+		if (SPI_execute_plan(try_reservation_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not write scuttlebutt.clocks");
+	}
+	else
+	{
+		SbPrepareOnce(&write_reservation_plan,
+					 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+					 " VALUES ($1, $2, $3)"
+					 " ON CONFLICT (model_id, source) DO UPDATE"
+					 " SET ts = greatest(c.ts, excluded.ts)",
+					 3, argtypes);
+		if (SPI_execute_plan(write_reservation_plan, values, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not write scuttlebutt.clocks");
+	}
+	written = SPI_processed == 1;
+	SPI_finish();
+	return written;
+}

@@ -1,0 +1,89 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.h
+ *	  Table access: model lookups, local writes, clocks, history pages and
+ *	  the sequencer's reservation row (through SPI).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SCUTTLEBUTT_STORE_H
+#define SCUTTLEBUTT_STORE_H
+
+#include "lib/stringinfo.h"
+
+#include "wire.h"
+
+typedef struct SbModelRef
+{
+	int32		id;
+	SbKind		kind;
+	char	   *name;
+	char	   *node_id;		/* this database's source id */
+} SbModelRef;
+
+/* Any kind, for SbModelLookup */
+#define SB_KIND_ANY (-1)
+
+/*
+ * Finds a model by name; ERROR (undefined_object) if there is none, and
+ * (wrong_object_type) if expected_kind is not SB_KIND_ANY and differs.
+ */
+extern void SbModelLookup(const char *name, int expected_kind, SbModelRef *model);
+
+/* Like SbModelLookup, but false (no error) when there is no such model */
+extern bool SbModelTryLookup(const char *name, SbModelRef *model);
+
+/*
+ * A local update: takes the next timestamp of this node's source (past
+ * that of the key's current value), stores [change, ts, node_id] and
+ * returns ts.  change_text is the change's JSON text as JSON.stringify
+ * writes it; key is the row key (NULL for events, "" for a value).
+ */
+extern double SbLocalWrite(SbModelRef *model, const char *key,
+						   const char *change_text);
+
+/* Many local updates to distinct keys of a key/value model at once */
+extern void SbLocalWriteMany(SbModelRef *model, int n, char **keys,
+							 char **change_texts);
+
+/*
+ * Raises the model's clock to entries where they are ahead.  Only for a
+ * clock read with a complete history in one snapshot, all of which is
+ * applied here: every update up to it is then held, or lost to one held.
+ */
+extern void SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n);
+
+/*
+ * The model's clock, sorted by source, as readers may see it (this node's
+ * own source at its visible limit); returns the number of entries.
+ * in_caller_snapshot: in the active snapshot, as a header must be read
+ * with the history it vouches for; otherwise in a new one.
+ */
+extern int	SbReadClock(SbModelRef *model, SbClockEntry **entries,
+						bool in_caller_snapshot);
+
+/*
+ * Appends to out, one per line, up to limit updates of source newer than
+ * after, in timestamp order; sets *last_ts to the last one's timestamp.
+ * Returns how many.
+ */
+extern int	SbReadHistoryPage(SbModelRef *model, const char *source,
+							  double after, int limit, StringInfo out,
+							  double *last_ts);
+
+/* A local update's wire text as a json datum, built in buf (reset first) */
+extern Datum SbUpdateTextDatum(StringInfo buf, const char *change_text,
+							   double ts, const char *source);
+
+/*
+ * The sequencer's reservation row (the clocks row of this node's source):
+ * read as committed now, with the latest update of the source held
+ * (-Infinity: none); and moved to at least reserved, if early only when
+ * nobody holds the row (returns whether it was written).
+ */
+extern void SbReadReservation(int32 model_id, const char *node_id,
+							  double *reserved, double *latest);
+extern bool SbWriteReservation(int32 model_id, const char *node_id,
+							   double reserved, bool early);
+
+#endif							/* SCUTTLEBUTT_STORE_H */

@@ -1,0 +1,108 @@
+/*-------------------------------------------------------------------------
+ *
+ * wire.h
+ *	  The wire codec: every line of the scuttlebutt protocol is parsed and
+ *	  written here (update, header, clock, "SYNC").
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SCUTTLEBUTT_WIRE_H
+#define SCUTTLEBUTT_WIRE_H
+
+#include "lib/stringinfo.h"
+
+#include "merge.h"
+
+typedef enum SbMessageType
+{
+	SB_MSG_UPDATE,				/* [change, ts, source(, signature)] */
+	SB_MSG_HEADER,				/* {"id":..., "clock":{...}, "meta":...} */
+	SB_MSG_SYNC,				/* "SYNC" */
+	SB_MSG_IGNORED				/* any other JSON value: ignored, as the
+								 * reference does */
+} SbMessageType;
+
+/* A span of the line's text: [start, end) byte offsets */
+typedef struct SbSpan
+{
+	int			start;
+	int			end;
+} SbSpan;
+
+typedef struct SbClockEntry
+{
+	char	   *source;
+	double		ts;
+} SbClockEntry;
+
+/* What went wrong with a line, for an ERROR or a connection's log */
+typedef struct SbMessageError
+{
+	int			sqlerrcode;		/* 0: no error */
+	char	   *message;
+} SbMessageError;
+
+typedef struct SbMessage
+{
+	SbMessageType type;
+	const char *text;			/* the line, as received */
+	int			len;
+
+	/* SB_MSG_UPDATE */
+	double		ts;
+	char	   *source;
+	char	   *key;			/* change[0] when it is a string, else NULL */
+	SbSpan		change;			/* element 0 */
+	char	   *signature;		/* element 3, or NULL */
+	int			nelems;			/* elements of the update */
+	bool		change_is_array;
+	int			change_nelems;
+
+	/* SB_MSG_HEADER */
+	char	   *id;				/* NULL if absent or not a string */
+	bool		has_clock;
+	int			nclock;
+	SbClockEntry *clock;
+	bool		has_meta;
+	SbSpan		meta;
+	char	   *meta_model;		/* meta as a string, or meta.model */
+} SbMessage;
+
+/*
+ * Parses one line (without its newline).  Returns false and fills *err
+ * when the line is not valid JSON, holds text PostgreSQL cannot store, or
+ * is a malformed update or header.  Never throws for bad input.
+ */
+extern bool SbParseMessage(const char *text, int len, SbMessage *msg,
+						   SbMessageError *err);
+
+/*
+ * Checks that an update's change has the shape the model kind needs, and
+ * fills msg->key with the row key the update is stored under (NULL for
+ * events).  Returns false and fills *err otherwise.
+ */
+extern bool SbCheckUpdateForKind(SbMessage *msg, SbKind kind,
+								 SbMessageError *err);
+
+/* ---- writing: each appends one line's text, without its newline ---- */
+
+/* A clock as the JavaScript object JSON.stringify would write */
+extern void SbAppendClockJson(StringInfo buf, const SbClockEntry *entries, int n);
+
+/* An update [change,ts,"source"], change_text being the change's JSON text */
+extern void SbAppendUpdateText(StringInfo buf, const char *change_text,
+							   double ts, const char *source);
+
+/*
+ * A header {"id":...,"clock":{...}} with ,"meta":"<meta_model>" before the
+ * closing brace when meta_model is not NULL (the side that dialed names
+ * the model it wants)
+ */
+extern void SbWireAppendHeader(StringInfo buf, const char *id,
+							   const SbClockEntry *clock, int nclock,
+							   const char *meta_model);
+
+/* The string "SYNC": the history that the header announced is all sent */
+extern void SbWireAppendSync(StringInfo buf);
+
+#endif							/* SCUTTLEBUTT_WIRE_H */
