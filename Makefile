@@ -15,6 +15,7 @@ OBJS = \
 	src/apply.o \
 	src/model_cache.o \
 	src/sequencer.o \
+	src/reservation.o \
 	src/shmem.o \
 	src/commit.o \
 	src/close_reason.o \

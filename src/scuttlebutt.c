@@ -18,6 +18,7 @@
  *	apply.c				batched applies of updates from elsewhere
  *	model_cache.c		per-backend cache of model lookups
  *	sequencer.c			local timestamps in shared memory, visible limits
+ *	reservation.c		the sequencer's clocks row (table access)
  *	shmem.c				shared state, commit counts, waking the worker
  *	commit.c			the one transaction callback (sequencer, then wake-ups)
  *	worker.c			the replication worker: loop, wait set, peer list

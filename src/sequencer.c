@@ -40,7 +40,8 @@
  * that this is rare, the first writer past half the reservation moves it
  * early, if nobody holds the row (SKIP LOCKED), while the others go on
  * below the committed one.  After a restart the slot starts from the row.
- * (store.c reads and writes the row: SbReadReservation, SbWriteReservation.)
+ * (reservation.c reads and writes the row: SbReadReservation,
+ * SbWriteReservation.)
  * That is about two row updates per model per reservation instead of one
  * per write; readers never show the reservation itself.
  *
@@ -69,7 +70,7 @@
 
 #include "model_cache.h"
 #include "guc.h"
-#include "store.h"
+#include "reservation.h"
 #include "sequencer.h"
 #include "timestamp.h"
 

@@ -35,7 +35,6 @@
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/snapmgr.h"
 
 #include "merge.h"
 #include "model_cache.h"
@@ -56,9 +55,6 @@ static SPIPlanPtr upsert_local_many_plan;
 static SPIPlanPtr read_clock_plan;
 static SPIPlanPtr history_page_plan;
 static SPIPlanPtr raise_clock_plan;
-static SPIPlanPtr read_reservation_plan;
-static SPIPlanPtr write_reservation_plan;
-static SPIPlanPtr try_reservation_plan;
 
 /*
  * SB_LOCK_ORDER: upserts of many keys take their rows in key order, so a
@@ -506,92 +502,4 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 	}
 	SPI_finish();
 	return n;
-}
-
-/* ---- the sequencer's reservation (sequencer.c) ---- */
-
-/*
- * For a new sequencer slot, as committed now: the reservation in the
- * clocks row of this node's source, and the latest update of this node's source held (-Infinity: none).
- * Before the slot hands anything out, readers are shown the latest held.
- */
-void
-SbReadReservation(int32 model_id, const char *node_id, double *reserved,
-				 double *latest)
-{
-	Oid			argtypes[2] = {INT4OID, TEXTOID};
-	Datum		values[2];
-
-	*reserved = *latest = -INFINITY;
-	SPI_connect();
-	SbPrepareOnce(&read_reservation_plan,
-				 "SELECT (SELECT ts FROM scuttlebutt.clocks WHERE model_id = $1 AND source = $2),"
-				 " (SELECT max(ts) FROM scuttlebutt.updates WHERE model_id = $1 AND source = $2)",
-				 2, argtypes);
-	values[0] = Int32GetDatum(model_id);
-	values[1] = CStringGetTextDatum(node_id);
-	/* the latest snapshot: a transaction snapshot may predate the row */
-	PushActiveSnapshot(GetLatestSnapshot());
-	if (SPI_execute_plan(read_reservation_plan, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read scuttlebutt.clocks");
-	PopActiveSnapshot();
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-		Datum		d;
-
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		if (!isnull)
-			*reserved = DatumGetFloat8(d);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-		if (!isnull)
-			*latest = DatumGetFloat8(d);
-	}
-	SPI_finish();
-	/* a row written without the sequencer is exact: past the latest held */
-	*reserved = Max(*reserved, *latest);
-}
-
-/*
- * Moves the reservation to at least reserved; if early, only when nobody
- * holds the row (SKIP LOCKED).  Returns whether it was written.
- */
-bool
-SbWriteReservation(int32 model_id, const char *node_id, double reserved,
-				  bool early)
-{
-	Oid			argtypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
-	Datum		values[3];
-	bool		written;
-
-	SPI_connect();
-	values[0] = Int32GetDatum(model_id);
-	values[1] = CStringGetTextDatum(node_id);
-	values[2] = Float8GetDatum(reserved);
-	if (early)
-	{
-		SbPrepareOnce(&try_reservation_plan,
-					 "UPDATE scuttlebutt.clocks AS c SET ts = greatest(c.ts, $3)"
-					 " FROM (SELECT ctid FROM scuttlebutt.clocks"
-					 "       WHERE model_id = $1 AND source = $2"
-					 "       FOR UPDATE SKIP LOCKED) AS free"
-					 " WHERE c.ctid = free.ctid",
-					 3, argtypes);
-		if (SPI_execute_plan(try_reservation_plan, values, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not write scuttlebutt.clocks");
-	}
-	else
-	{
-		SbPrepareOnce(&write_reservation_plan,
-					 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
-					 " VALUES ($1, $2, $3)"
-					 " ON CONFLICT (model_id, source) DO UPDATE"
-					 " SET ts = greatest(c.ts, excluded.ts)",
-					 3, argtypes);
-		if (SPI_execute_plan(write_reservation_plan, values, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write scuttlebutt.clocks");
-	}
-	written = SPI_processed == 1;
-	SPI_finish();
-	return written;
 }
