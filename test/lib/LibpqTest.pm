@@ -44,6 +44,9 @@
 #       {how => 'nss_wrapper'} with LD_PRELOAD of libnss_wrapper and a hosts
 #       file of its own, or {how => undef, why => '...'} when neither works
 #
+#   LibpqTest::ipv6_loopback()
+#       whether ::1 is configured here (a socket can be bound to it)
+#
 #   my $proxy = LibpqTest::Proxy->new($to_port);
 #       a TCP proxy on 127.0.0.1:$proxy->port forwarding to
 #       127.0.0.1:$to_port, in a child process; $proxy->pause stops every
@@ -302,7 +305,7 @@ sub _localhost_families
 }
 
 # Whether a socket can be bound to ::1 (IPv6 loopback configured)
-sub _ipv6_loopback
+sub ipv6_loopback
 {
 	require IO::Socket::IP;
 	my $s = IO::Socket::IP->new(LocalHost => '::1', LocalPort => 0, Listen => 1, Proto => 'tcp');
@@ -316,7 +319,7 @@ sub dual_stack_localhost
 	my $sys = _localhost_families({});
 	return { how => 'system', env => {}, families => $sys } if $sys =~ /^6(,6)*,4/;
 	my $why = "localhost resolves to [$sys] here";
-	return { how => undef, why => "$why and ::1 is not configured" } unless _ipv6_loopback();
+	return { how => undef, why => "$why and ::1 is not configured" } unless ipv6_loopback();
 	my ($lib) = grep { -f $_ } map { "$_/libnss_wrapper.so" }
 	  qw(/usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib /usr/local/lib);
 	return { how => undef, why => "$why and libnss_wrapper.so (Debian: libnss-wrapper) is not installed" }
