@@ -1,4 +1,4 @@
-# Helpers for the libpq replication TAP tests (test/t/121-127): servers
+# Helpers for the libpq replication TAP tests (test/t/111-128): servers
 # that dial each other with scuttlebutt.add_peer(model, conninfo).
 #
 #   my $node = LibpqTest::new_node('a', conf => "...", listen => 0,
@@ -36,6 +36,16 @@
 #       runs a node.js script given as text (it can require the interop
 #       harness through process.env.SB_INTEROP) like
 #       ScuttlebuttTest::run_interop runs test/interop/*.js
+#
+#   my $dual = LibpqTest::dual_stack_localhost();
+#       how "localhost" can be made to resolve to ::1 first, then
+#       127.0.0.1, for a server started with the environment %{$dual->{env}}:
+#       {how => 'system'} when the system resolver does so already,
+#       {how => 'nss_wrapper'} with LD_PRELOAD of libnss_wrapper and a hosts
+#       file of its own, or {how => undef, why => '...'} when neither works
+#
+#   LibpqTest::ipv6_loopback()
+#       whether ::1 is configured here (a socket can be bound to it)
 #
 #   my $proxy = LibpqTest::Proxy->new($to_port);
 #       a TCP proxy on 127.0.0.1:$proxy->port forwarding to
@@ -278,6 +288,50 @@ sub run_js
 	ok($ran && $done, "$label ran to completion") or diag("exit status $?; stderr:\n$err");
 	diag("$label stderr:\n$err") if $err ne '' && $ran;
 	return $checks;
+}
+
+# The address families (6, 4) that "localhost" resolves to, in order, in
+# a process run with the environment %$env
+sub _localhost_families
+{
+	my ($env) = @_;
+	local @ENV{ keys %$env } = values %$env;
+	my ($out, $err) = ('', '');
+	my $script = 'use Socket qw(:addrinfo SOCK_STREAM AF_INET AF_INET6);'
+	  . 'my ($e, @r) = getaddrinfo("localhost", "1", {socktype => SOCK_STREAM});'
+	  . 'print join(",", map { $_->{family} == AF_INET6 ? 6 : $_->{family} == AF_INET ? 4 : "?" } @r);';
+	IPC::Run::run([ $^X, '-e', $script ], '<', \'', '>', \$out, '2>', \$err);
+	return $out;
+}
+
+# Whether a socket can be bound to ::1 (IPv6 loopback configured)
+sub ipv6_loopback
+{
+	require IO::Socket::IP;
+	my $s = IO::Socket::IP->new(LocalHost => '::1', LocalPort => 0, Listen => 1, Proto => 'tcp');
+	return 0 unless $s;
+	close $s;
+	return 1;
+}
+
+sub dual_stack_localhost
+{
+	my $sys = _localhost_families({});
+	return { how => 'system', env => {}, families => $sys } if $sys =~ /^6(,6)*,4/;
+	my $why = "localhost resolves to [$sys] here";
+	return { how => undef, why => "$why and ::1 is not configured" } unless ipv6_loopback();
+	my ($lib) = grep { -f $_ } map { "$_/libnss_wrapper.so" }
+	  qw(/usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib /usr/local/lib);
+	return { how => undef, why => "$why and libnss_wrapper.so (Debian: libnss-wrapper) is not installed" }
+	  unless $lib;
+	my $hosts = PostgreSQL::Test::Utils::tempdir() . '/hosts';
+	open my $fh, '>', $hosts or die "cannot write $hosts: $!";
+	print $fh "::1 localhost\n127.0.0.1 localhost\n";
+	close $fh;
+	my $env = { LD_PRELOAD => $lib, NSS_WRAPPER_HOSTS => $hosts };
+	my $wrapped = _localhost_families($env);
+	return { how => undef, why => "$why, and [$wrapped] through $lib" } unless $wrapped =~ /^6(,6)*,4/;
+	return { how => 'nss_wrapper', env => $env, families => $wrapped };
 }
 
 

@@ -1,4 +1,4 @@
-# Helpers for the stream-replication TAP tests (test/t/111-119).
+# Helpers for the stream-replication TAP tests (test/t/101-119).
 #
 #   my $node = StreamTest::new_node('a', conf => "...", listen => 1);
 #       a ScuttlebuttTest node whose replication worker listens on
@@ -6,8 +6,8 @@
 #       started, with the extension created, and the listener open
 #
 #   StreamTest::two_server_fixture($na, $nb, @extra_models)
-#   StreamTest::check_two_server_fixture($na, $nb)
-#       the models and writes of the two-server tests (111, 121), and
+#   StreamTest::check_two_server_fixture($na, $nb, $label_prefix)
+#       the models and writes of the two-server test (111, both transports), and
 #       what both nodes hold once those are synced
 #
 #   StreamTest::wait_converged($model, [@nodes])
@@ -70,7 +70,7 @@ sub q1
 	return $node->safe_psql('postgres', $sql);
 }
 
-# The two-server fixture of 111 and 121: models kv, ev (events), val
+# The two-server fixture of 111 (each transport): models kv, ev (events), val
 # (value) and kv2 on both nodes (and any EXTRA models); before any peer, A
 # writes 3 keys, 2 events and a value, B 2 keys, 1 event, then a value
 # (later, so B's value wins); each writes one key of kv2.
@@ -107,7 +107,8 @@ sub two_server_fixture
 # What both nodes must hold once the fixture's models are synced.
 sub check_two_server_fixture
 {
-	my ($na, $nb) = @_;
+	my ($na, $nb, $prefix) = @_;
+	my $p = defined $prefix ? "$prefix: " : '';
 	my $qa = sub { q1($na, @_) };
 	my $qb = sub { q1($nb, @_) };
 	my ($id_a, $id_b) = map { q1($_, 'SELECT scuttlebutt.node_id()') } ($na, $nb);
@@ -116,19 +117,19 @@ sub check_two_server_fixture
 
 	is($qb->(q{SELECT scuttlebutt.to_json('kv')}),
 		'{"a1": {"n": 1, "from": "a"}, "a2": {"n": 2, "from": "a"}, "a3": {"n": 3, "from": "a"}, "b1": {"n": 1, "from": "b"}, "b2": {"n": 2, "from": "b"}}',
-		'kv: B holds both sides\' keys');
-	is($qa->(q{SELECT scuttlebutt.to_json('kv')}), $qb->(q{SELECT scuttlebutt.to_json('kv')}), 'kv: same to_json');
-	is($qa->(q{SELECT scuttlebutt.clock('kv')}), $qb->(q{SELECT scuttlebutt.clock('kv')}), 'kv: same clock');
+		$p . 'kv: B holds both sides\' keys');
+	is($qa->(q{SELECT scuttlebutt.to_json('kv')}), $qb->(q{SELECT scuttlebutt.to_json('kv')}), $p . 'kv: same to_json');
+	is($qa->(q{SELECT scuttlebutt.clock('kv')}), $qb->(q{SELECT scuttlebutt.clock('kv')}), $p . 'kv: same clock');
 	is($qb->(q{SELECT string_agg(k, ',' ORDER BY k) FROM jsonb_object_keys(scuttlebutt.clock('kv')) k}),
-		join(',', sort($id_a, $id_b)), 'kv: the clock lists both nodes');
+		join(',', sort($id_a, $id_b)), $p . 'kv: the clock lists both nodes');
 	is($qa->(q{SELECT string_agg(event || ':' || data::text, ',' ORDER BY ts) FROM scuttlebutt.events('ev')}),
-		'a-ev:{"n": 1},a-ev:{"n": 2},b-ev:{"n": 1}', 'ev: A holds the whole log, in timestamp order');
-	is($qa->($log), $qb->($log), 'ev: same log on both');
-	is($qa->(q{SELECT scuttlebutt.get_value('val')}), '"b0"', 'val: the later write (B\'s) wins on A');
-	is($qb->(q{SELECT scuttlebutt.get_value('val')}), '"b0"', 'val: and on B');
-	is($qa->(q{SELECT scuttlebutt.clock('val')}), $qb->(q{SELECT scuttlebutt.clock('val')}), 'val: same clock');
-	is($qa->(q{SELECT scuttlebutt.to_json('kv2')}), '{"a": 1, "b": 2}', 'kv2 (A dialing B): both keys on A');
-	is($qb->(q{SELECT scuttlebutt.to_json('kv2')}), '{"a": 1, "b": 2}', 'kv2 (A dialing B): both keys on B');
+		'a-ev:{"n": 1},a-ev:{"n": 2},b-ev:{"n": 1}', $p . 'ev: A holds the whole log, in timestamp order');
+	is($qa->($log), $qb->($log), $p . 'ev: same log on both');
+	is($qa->(q{SELECT scuttlebutt.get_value('val')}), '"b0"', $p . 'val: the later write (B\'s) wins on A');
+	is($qb->(q{SELECT scuttlebutt.get_value('val')}), '"b0"', $p . 'val: and on B');
+	is($qa->(q{SELECT scuttlebutt.clock('val')}), $qb->(q{SELECT scuttlebutt.clock('val')}), $p . 'val: same clock');
+	is($qa->(q{SELECT scuttlebutt.to_json('kv2')}), '{"a": 1, "b": 2}', $p . 'kv2 (A dialing B): both keys on A');
+	is($qb->(q{SELECT scuttlebutt.to_json('kv2')}), '{"a": 1, "b": 2}', $p . 'kv2 (A dialing B): both keys on B');
 }
 
 # After the fixture's dialer B restarted (its kv peer removed before, and
@@ -138,22 +139,23 @@ sub check_two_server_fixture
 # transport's wait_converged.
 sub check_restart_caught_up
 {
-	my ($na, $nb, $kv2_side, $converged) = @_;
+	my ($na, $nb, $kv2_side, $converged, $prefix) = @_;
+	my $p = defined $prefix ? "$prefix: " : '';
 	my $qa = sub { q1($na, @_) };
 	my $qb = sub { q1($nb, @_) };
 
 	is($qb->(q{SELECT scuttlebutt.wait_for_sync('ev', '60s') AND scuttlebutt.wait_for_sync('val', '60s')}), 't',
-		'restart: wait_for_sync on B');
-	is($qa->(q{SELECT scuttlebutt.wait_for_sync('kv2', '60s')}), 't', 'restart: A redials B for kv2');
+		$p . 'restart: wait_for_sync on B');
+	is($qa->(q{SELECT scuttlebutt.wait_for_sync('kv2', '60s')}), 't', $p . 'restart: A redials B for kv2');
 	for my $m (qw(ev val kv2))
 	{
-		ok($converged->($m, [ $na, $nb ]), "restart: $m converged");
+		ok($converged->($m, [ $na, $nb ]), "${p}restart: $m converged");
 	}
 	is($qb->(q{SELECT count(*) FROM scuttlebutt.events('ev') WHERE event = 'while_b_down'}), 1,
-		'restart: B caught up with an event written while it was down');
-	is($qb->(q{SELECT scuttlebutt.get_value('val')}), '"set while B was down"', 'restart: and with the value');
-	is($qb->(q{SELECT scuttlebutt.get('kv2', 'while_b_down')}), '1', "restart: and with kv2 (the $kv2_side side)");
-	ok(!defined peer($nb, "model = 'kv'"), 'restart: the removed peer stays removed');
+		$p . 'restart: B caught up with an event written while it was down');
+	is($qb->(q{SELECT scuttlebutt.get_value('val')}), '"set while B was down"', $p . 'restart: and with the value');
+	is($qb->(q{SELECT scuttlebutt.get('kv2', 'while_b_down')}), '1', "${p}restart: and with kv2 (the $kv2_side side)");
+	ok(!defined peer($nb, "model = 'kv'"), $p . 'restart: the removed peer stays removed');
 }
 
 # What must be equal on two nodes that hold the same model: the updates

@@ -27,7 +27,7 @@ use LibpqTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
+use Time::HiRes qw(time);
 
 my $nd = LibpqTest::new_node('d', conf => "scuttlebutt.handshake_timeout = 3s\n");
 my $nh = LibpqTest::new_node('h');
@@ -139,16 +139,23 @@ ok(LibpqTest::poll($nd, "SELECT NOT EXISTS (SELECT FROM scuttlebutt.peer_status 
 my $proxy = LibpqTest::Proxy->new($nr->port);
 qr1(q{SELECT scuttlebutt.set('p', 'r' || i, to_jsonb(i)) FROM generate_series(1, 30) i});
 qd(q{SELECT scuttlebutt.set('p', 'd' || i, to_jsonb(i)) FROM generate_series(1, 10) i});
-my $p_peer = LibpqTest::add_peer($nd, 'p', LibpqTest::conninfo($nr, tcp => 1, port => $proxy->port));
+# its sessions name themselves, for the checks of R's pg_stat_activity below
+my $p_peer = LibpqTest::add_peer($nd, 'p',
+	LibpqTest::conninfo($nr, tcp => 1, port => $proxy->port, extra => 'application_name=sb126_p'));
 is(qd(q{SELECT scuttlebutt.wait_for_sync('p', '60s')}), 't', 'through the proxy: wait_for_sync on D');
 ok(LibpqTest::wait_converged('p', [ $nd, $nr ]), 'through the proxy: converged');
 
 # 3a. a short stall under the default peer_timeout
 ok($proxy->pause, 'the proxy stops forwarding');
+my $before = LibpqTest::peer($nd, "peer_id = $p_peer");
 qd(q{SELECT scuttlebutt.set('p', 'd_stall1', '1')});
 qr1(q{SELECT scuttlebutt.set('p', 'r_stall1', '1')});
 healthy('short stall', 5);
-usleep(1_000_000);
+# barrier: D has read its write for the peer and sent it (into the
+# stalled proxy)
+($ok, $row) = LibpqTest::wait_peer($nd, "peer_id = $p_peer",
+	sub { $_[0]{sent} > $before->{sent} && $_[0]{bytes_out} > $before->{bytes_out} }, 30);
+ok($ok, 'short stall: D sent its write towards R');
 is(qr1(q{SELECT scuttlebutt.get('p', 'd_stall1')}), '', 'short stall: nothing passes the stalled proxy');
 ok($proxy->resume, 'the proxy forwards again');
 ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('p', 'd_stall1') = '1'}, 30), 'short stall over: D\'s write reaches R');
@@ -183,16 +190,22 @@ qd(q{SELECT scuttlebutt.set('p', 'd_after', '3')});
 ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('p', 'd_after') = '3'}, 30), 'stall over: live again');
 
 # 3c. an idle peer is no stall: a poll waits (5 s) for R's commits, and
-# peer_timeout counts only beyond that wait
+# peer_timeout counts only beyond that wait.  Barrier: the peer's pull
+# session on R starts a poll 7 s or more after the check began, so a
+# whole poll wait plus peer_timeout has passed in that one session.
 my $synced = LibpqTest::peer($nd, "peer_id = $p_peer")->{synced_at};
-my $idle_ok = 1;
-for (1 .. 14)
-{
-	usleep(500_000);
-	my $r = LibpqTest::peer($nd, "peer_id = $p_peer");
-	$idle_ok = 0 if $r->{state} ne 'live' || $r->{synced_at} ne $synced;
-}
-ok($idle_ok, 'idle for 7 s with peer_timeout = 2s: the peer stays live, same session (synced_at unchanged)');
+my $is_poll = q{application_name = 'sb126_p' AND query LIKE '%scuttlebutt.poll(%'};
+my $t0 = qr1('SELECT now()');
+my $pull_pid = qr1("SELECT pid FROM pg_stat_activity WHERE $is_poll");
+like($pull_pid, qr/^\d+$/, 'idle: R serves the peer\'s pull session');
+ok(LibpqTest::poll($nr,
+		"SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $pull_pid AND $is_poll"
+		  . " AND query_start >= '$t0'::timestamptz + interval '7 s')", 30),
+	'idle: the pull session polls on, 7 s later, in the same session');
+my $idle_row = LibpqTest::peer($nd, "peer_id = $p_peer");
+ok($idle_row->{state} eq 'live' && $idle_row->{synced_at} eq $synced,
+	'idle for 7 s with peer_timeout = 2s: the peer stays live, same session (synced_at unchanged)')
+  or diag(LibpqTest::show($idle_row));
 
 # 3d. a stall with nothing to push: the pull notices it, after its wait
 ok($proxy->pause, 'the proxy stops forwarding a third time');
@@ -237,7 +250,10 @@ ok($proxy->resume, 'the proxy forwards again');
 # removal; nothing written after it may)
 qd(q{SELECT scuttlebutt.set('p', 'd_after_removal', '5')});
 healthy('after the removal');
-usleep(500_000);
+# barrier: the removed peer's sessions on R have ended, so R has run
+# everything they ever carried
+ok(LibpqTest::poll($nr, q{SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'sb126_p')}, 30),
+	'the removed peer\'s sessions on R end once the proxy forwards again');
 is(qr1(q{SELECT scuttlebutt.get('p', 'd_after_removal')}), '', 'the removed peer pushes nothing written after its removal');
 
 $proxy->stop;
