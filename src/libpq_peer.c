@@ -16,8 +16,11 @@
  *	  makes the live path prompt without NOTIFY or sleeping.
  *	- push: the session's pump (session.c) fills its outbox with the local
  *	  history the remote's clock lacks, and each outbox is sent as one
- *	  scuttlebutt.import(model, lines).  A remote role that may not
- *	  write is told by the remote (insufficient_privilege): the session
+ *	  scuttlebutt._push(model, lines), import() that also takes our header:
+ *	  when updates the remote lacked were superseded here before the pump
+ *	  read them, the pump ends a pass with our clock, read with the pages
+ *	  it sent, and the remote's clock rises to it.  A remote role that may
+ *	  not write is told by the remote (insufficient_privilege): the session
  *	  then only pulls, and last_error says why.
  *
  * "What we hold" is this server's clock, read from the tables when a
@@ -458,7 +461,7 @@ send_import(SbSession *s)
 
 	params[0] = s->model_name;
 	params[1] = s->out.data + s->out_off;
-	if (!send_query(s, LINK_PUSH, "SELECT scuttlebutt.import($1, $2)", 2, params,
+	if (!send_query(s, LINK_PUSH, "SELECT scuttlebutt._push($1, $2)", 2, params,
 					LINK_BUSY, sb_peer_timeout_ms))
 		return;
 	/* libpq holds its own copy of the parameters now */
@@ -789,6 +792,7 @@ libpq_idle(SbSession *s)
 
 const SbTransportOps SbLibpqTransport = {
 	.name = "libpq",
+	.takes_clock = true,
 	.configure = libpq_configure,
 	.start = libpq_start,
 	.wait_sockets = libpq_wait_sockets,

@@ -136,6 +136,7 @@ SbSessionBegin(SbSession *s)
 	/* a side that accepts nothing has no SYNC to wait for (reference) */
 	s->sync_received = !s->receive_enabled;
 	memset(&s->remote, 0, sizeof(s->remote));
+	s->clock_owed = false;
 	s->caught_up = false;
 	s->synced_at = 0;
 	s->state = SB_SESSION_HANDSHAKE;
@@ -415,9 +416,11 @@ SbSessionApplyPending(SbSession *s)
 		return true;
 	if (!SbSessionTransaction(s, "scuttlebutt: applying updates", apply_txn, NULL))
 		return false;
-	/* the peer holds what it sent us: never echo it back */
+	/* the peer holds what it sent us (and its clock): never echo it back */
 	for (int i = 0; i < s->npending; i++)
 		remote_raise(s, s->pending[i].source, s->pending[i].ts);
+	for (int i = 0; i < s->npending_clock; i++)
+		remote_raise(s, s->pending_clock[i].source, s->pending_clock[i].ts);
 	forget_pending(s);
 	return true;
 }
@@ -432,6 +435,18 @@ SbSessionAppendLine(SbSession *s, const char *text, int len)
 	appendBinaryStringInfo(&s->out, text, len);
 	appendStringInfoChar(&s->out, '\n');
 	MemoryContextSwitchTo(old);
+}
+
+void
+SbSessionAppendHeader(SbSession *s, const SbClockEntry *clock, int n,
+					  const char *meta_model)
+{
+	StringInfoData line;
+
+	initStringInfo(&line);
+	SbWireAppendHeader(&line, s->model.node_id, clock, n, meta_model);
+	SbSessionAppendLine(s, line.data, line.len);
+	pfree(line.data);
 }
 
 void
@@ -456,12 +471,26 @@ typedef struct PumpArg
 	int64		lines;
 } PumpArg;
 
+/*
+ * A page of what the peer lacks, per source, all read in this
+ * transaction's one snapshot with the clock that bounds it.
+ *
+ * A source whose page came short of our clock holds no more updates up to
+ * it: the rest were superseded here (a local write overwritten by one
+ * pulled before this read it, say).  The peer holds what superseded them,
+ * or gets it from this pass, but not their timestamps, so its clock would
+ * stay behind ours for good.  A peer whose transport takes a clock is then
+ * told ours, after the updates of a pass that read everything it lacked
+ * (its apply vouches for them, as poll()'s header does the other way).  A
+ * stream peer cannot be told: the reference's protocol carries a clock
+ * only in the first header.
+ */
 static void
 pump_txn(SbSession *s, void *arg)
 {
 	PumpArg    *pa = arg;
 	SbClockEntry *clock;
-	int			n = SbReadClock(&s->model, &clock, false);
+	int			n = SbReadClock(&s->model, &clock, true);
 	int			budget = SB_HISTORY_PAGE;
 
 	for (int i = 0; i < n; i++)
@@ -489,10 +518,17 @@ pump_txn(SbSession *s, void *arg)
 		if (budget > 0)
 		{
 			/* nothing more is held up to the clock: the rest was superseded */
+			if (clock[i].ts > last)
+				s->clock_owed = true;
 			remote_raise(s, clock[i].source, clock[i].ts);
 		}
 		else
 			pa->more = true;
+	}
+	if (!pa->more && s->clock_owed && s->ops->takes_clock)
+	{
+		SbSessionAppendHeader(s, clock, n, NULL);
+		s->clock_owed = false;
 	}
 }
 

@@ -71,6 +71,7 @@ typedef struct SbSession
 	bool		sync_sent;
 	bool		sync_received;
 	SbRemoteClock remote;		/* what the peer holds */
+	bool		clock_owed;		/* remote raised past what it was sent: tell it */
 	bool		caught_up;		/* nothing left to send as of commits_seen */
 	uint64		commits_seen;
 
@@ -179,6 +180,10 @@ extern bool SbSessionPump(SbSession *s, uint64 commits);
 
 /* Appends one line (text without its newline) to the outbox */
 extern void SbSessionAppendLine(SbSession *s, const char *text, int len);
+
+/* Appends our header with clock (and meta_model unless NULL) to the outbox */
+extern void SbSessionAppendHeader(SbSession *s, const SbClockEntry *clock, int n,
+								  const char *meta_model);
 
 /* Bytes of the outbox not yet sent */
 static inline int

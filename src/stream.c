@@ -94,12 +94,8 @@ header_txn(SbSession *s, void *arg)
 {
 	SbClockEntry *clock;
 	int			n = SbReadClock(&s->model, &clock, false);
-	StringInfoData buf;
 
-	initStringInfo(&buf);
-	SbWireAppendHeader(&buf, s->model.node_id, clock, n,
-					   s->outgoing ? s->model_name : NULL);
-	SbSessionAppendLine(s, buf.data, buf.len);
+	SbSessionAppendHeader(s, clock, n, s->outgoing ? s->model_name : NULL);
 }
 
 static bool
@@ -511,6 +507,7 @@ stream_idle(SbSession *s)
 
 const SbTransportOps SbStreamTransport = {
 	.name = "stream",
+	.takes_clock = false,
 	.configure = stream_configure,
 	.start = stream_start,
 	.wait_sockets = stream_wait_sockets,

@@ -52,6 +52,13 @@ typedef struct SbTransportOps
 	/* as peer_status.transport and scuttlebutt.peers.transport name it */
 	const char *name;
 
+	/*
+	 * Whether the peer raises its clock to a header sent after history
+	 * (libpq: _push() does; the reference's stream takes a clock only in
+	 * the first header)
+	 */
+	bool		takes_clock;
+
 	/* outgoing: makes s a peer of config (copied into s->cxt) */
 	void		(*configure) (SbSession *s, const SbPeerConfig *config);
 
