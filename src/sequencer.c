@@ -74,6 +74,7 @@
 #include "guc.h"
 #include "model_store.h"
 #include "sequencer.h"
+#include "shmem.h"
 #include "timestamp.h"
 
 /* Models with timestamps handed out at once (idle ones are evicted) */
@@ -896,6 +897,15 @@ end_transaction(bool committed)
 				s->bumping = false;
 			LWLockRelease(slot_lock(touched[i].slot));
 		}
+
+		/*
+		 * Our entry is gone without a commit: readers held below our
+		 * timestamps may now see later ones that committed, but no commit
+		 * of ours tells the worker or poll() to look (the slot's key is
+		 * stable while we count in inflight).
+		 */
+		if (!committed)
+			SbNoteHorizonMoved(s->key.model_id);
 		pg_atomic_fetch_sub_u32(&s->inflight, 1);
 	}
 	ntouched = 0;

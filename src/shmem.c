@@ -104,6 +104,37 @@ wake_worker(void)
 		SetLatch(latch);
 }
 
+/* Moves the commit counts of the model slots in mask, waking their pollers */
+static void
+count_model_commits(uint64 mask)
+{
+	for (int i = 0; i < SB_MODEL_COMMIT_SLOTS; i++)
+		if (mask & (UINT64CONST(1) << i))
+		{
+			pg_atomic_fetch_add_u64(&sb_shared->model_commits[i], 1);
+			if (pg_atomic_read_u32(&sb_shared->model_pollers[i]) > 0)
+				ConditionVariableBroadcast(&sb_shared->model_cv[i]);
+		}
+	pg_atomic_fetch_add_u64(&sb_shared->commits, 1);
+}
+
+/*
+ * A transaction that took local timestamps of model_id ended without
+ * committing (the sequencer has dropped its entry).  Readers were held
+ * below its timestamps; they may now see later local writes that committed
+ * meanwhile, so the worker and poll() must look again, as after a commit:
+ * the count is of changes a reader may see, not only of commits.
+ */
+void
+SbNoteHorizonMoved(int32 model_id)
+{
+	if (sb_shared == NULL)
+		return;
+	count_model_commits(UINT64CONST(1) << model_slot(model_id));
+	if (pg_atomic_read_u32(&sb_shared->connections) > 0)
+		wake_worker();
+}
+
 static void
 sb_xact_callback(XactEvent event, void *arg)
 {
@@ -114,16 +145,7 @@ sb_xact_callback(XactEvent event, void *arg)
 			if (sb_shared != NULL && (wrote_model_slots != 0 || changed_peers_this_xact))
 			{
 				if (wrote_model_slots != 0)
-				{
-					for (int i = 0; i < SB_MODEL_COMMIT_SLOTS; i++)
-						if (wrote_model_slots & (UINT64CONST(1) << i))
-						{
-							pg_atomic_fetch_add_u64(&sb_shared->model_commits[i], 1);
-							if (pg_atomic_read_u32(&sb_shared->model_pollers[i]) > 0)
-								ConditionVariableBroadcast(&sb_shared->model_cv[i]);
-						}
-					pg_atomic_fetch_add_u64(&sb_shared->commits, 1);
-				}
+					count_model_commits(wrote_model_slots);
 				if (changed_peers_this_xact)
 					pg_atomic_write_u32(&sb_shared->peers_changed, 1);
 				/* no connection, nobody to tell: spare the wake-up */

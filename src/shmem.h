@@ -86,6 +86,9 @@ extern void SbShmemInit(void);
 /* Notes that this transaction wrote a model: the worker is woken at commit */
 extern void SbNoteModelWrite(int32 model_id);
 
+/* A transaction that took local timestamps of a model ended uncommitted */
+extern void SbNoteHorizonMoved(int32 model_id);
+
 /* Notes that this transaction changed the peers: the worker rereads them */
 extern void SbNotePeersChanged(void);
 
