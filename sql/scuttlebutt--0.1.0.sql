@@ -298,6 +298,14 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'scuttlebutt_import'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- A libpq peer's push: import(), and a header line (the pusher's clock,
+-- read with the updates it pushed) raises the clock to it, so updates the
+-- pusher saw superseded before it could push them still count as held.
+CREATE FUNCTION scuttlebutt._push(model text, lines text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'scuttlebutt_push'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 --------------------------------------------------------------------------
 -- JSON text
 --------------------------------------------------------------------------

@@ -282,12 +282,10 @@ append_line(SbConn *conn, const char *text, int len)
 	MemoryContextSwitchTo(old);
 }
 
-/* Our header: {"id":...,"clock":{...}} with meta = model when we dialed */
+/* Appends our header {"id":...,"clock":{...}}, meta = model when we dialed */
 static void
-send_header_txn(SbConn *conn, void *arg)
+append_header(SbConn *conn, SbClockEntry *clock, int n)
 {
-	SbClockEntry *clock;
-	int			n = SbReadClock(&conn->model, &clock, false);
 	StringInfoData buf;
 
 	initStringInfo(&buf);
@@ -302,6 +300,16 @@ send_header_txn(SbConn *conn, void *arg)
 	}
 	appendStringInfoChar(&buf, '}');
 	append_line(conn, buf.data, buf.len);
+}
+
+/* Our header, with the clock as it is now */
+static void
+send_header_txn(SbConn *conn, void *arg)
+{
+	SbClockEntry *clock;
+	int			n = SbReadClock(&conn->model, &clock, false);
+
+	append_header(conn, clock, n);
 }
 
 typedef struct HeaderArg
@@ -414,6 +422,7 @@ SbConnBeginSession(SbConn *conn)
 	conn->header_sent = conn->header_received = false;
 	conn->sync_sent = conn->sync_received = false;
 	memset(&conn->remote, 0, sizeof(conn->remote));
+	conn->clock_owed = false;
 	conn->caught_up = false;
 	conn->pending = NULL;
 	conn->npending = conn->pending_alloc = 0;
@@ -715,9 +724,11 @@ SbConnApplyPending(SbConn *conn)
 		return true;
 	if (!SbConnTransaction(conn, "scuttlebutt: applying updates", apply_txn, NULL))
 		return false;
-	/* the peer holds what it sent us: never echo it back */
+	/* the peer holds what it sent us (and its clock): never echo it back */
 	for (int i = 0; i < conn->npending; i++)
 		remote_raise(conn, conn->pending[i].source, conn->pending[i].ts);
+	for (int i = 0; i < conn->npending_clock; i++)
+		remote_raise(conn, conn->pending_clock[i].source, conn->pending_clock[i].ts);
 	conn->npending = 0;
 	conn->pending = NULL;
 	conn->pending_alloc = 0;
@@ -735,12 +746,26 @@ typedef struct PumpArg
 	int64		lines;
 } PumpArg;
 
+/*
+ * A page of what the peer lacks, per source, all read in this
+ * transaction's one snapshot with the clock that bounds it.
+ *
+ * A source whose page came short of our clock holds no more updates up to
+ * it: the rest were superseded here (a local write overwritten by one
+ * pulled before this read it, say).  The peer holds what superseded them,
+ * or gets it from this pass, but not their timestamps, so its clock would
+ * stay behind ours for good.  A libpq peer is then told our clock, after
+ * the updates of a pass that read everything the peer lacked (its
+ * import vouches for them, as poll()'s header does the other way).  A
+ * stream peer cannot be told: the reference's protocol carries a clock
+ * only in the first header.
+ */
 static void
 pump_txn(SbConn *conn, void *arg)
 {
 	PumpArg    *pa = arg;
 	SbClockEntry *clock;
-	int			n = SbReadClock(&conn->model, &clock, false);
+	int			n = SbReadClock(&conn->model, &clock, true);
 	int			budget = SB_HISTORY_PAGE;
 
 	for (int i = 0; i < n; i++)
@@ -768,10 +793,17 @@ pump_txn(SbConn *conn, void *arg)
 		if (budget > 0)
 		{
 			/* nothing more is held up to the clock: the rest was superseded */
+			if (clock[i].ts > last)
+				conn->clock_owed = true;
 			remote_raise(conn, clock[i].source, clock[i].ts);
 		}
 		else
 			pa->more = true;
+	}
+	if (!pa->more && conn->clock_owed && conn->transport == SB_TRANSPORT_LIBPQ)
+	{
+		append_header(conn, clock, n);
+		conn->clock_owed = false;
 	}
 }
 

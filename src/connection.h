@@ -79,6 +79,7 @@ typedef struct SbConn
 	bool		sync_sent;
 	bool		sync_received;
 	SbRemoteClock remote;		/* what the peer holds */
+	bool		clock_owed;		/* remote raised past what it was sent: tell it */
 	bool		caught_up;		/* nothing left to send as of commits_seen */
 	uint64		commits_seen;
 

@@ -16,9 +16,12 @@
  *	  makes the live path prompt without NOTIFY or sleeping.
  *	- push: the stream's pump (connection.c) fills the output buffer with
  *	  the local history the remote's clock lacks, and each buffer is sent
- *	  as one scuttlebutt.import(model, lines).  A remote role that may not
- *	  write is told by the remote (insufficient_privilege): the session
- *	  then only pulls, and last_error says why.
+ *	  as one scuttlebutt._push(model, lines), import() that also takes our
+ *	  header: when updates the remote lacked were superseded here before
+ *	  the pump read them, the pump ends a pass with our clock, read with
+ *	  the pages it sent, and the remote's clock rises to it.  A remote role
+ *	  that may not write is told by the remote (insufficient_privilege):
+ *	  the session then only pulls, and last_error says why.
  *
  * "What we hold" is this server's clock, read from the tables when a
  * commit happened since it was last read, raised by every update pulled:
@@ -464,7 +467,7 @@ send_import(SbConn *conn)
 
 	params[0] = conn->model_name;
 	params[1] = conn->out.data + conn->out_off;
-	if (!send_query(conn, LINK_PUSH, "SELECT scuttlebutt.import($1, $2)", 2, params,
+	if (!send_query(conn, LINK_PUSH, "SELECT scuttlebutt._push($1, $2)", 2, params,
 					LINK_BUSY, sb_peer_timeout_ms))
 		return;
 	conn->bytes_out += len;

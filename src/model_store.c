@@ -951,7 +951,9 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 	values[1] = CStringGetTextDatum(source);
 	values[2] = Float8GetDatum(after);
 	values[3] = Int32GetDatum(limit);
-	execute_plan(history_page_plan, values, NULL, SPI_OK_SELECT);
+	/* in the caller's snapshot: the clock read with it bounds the page */
+	if (SPI_execute_plan(history_page_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the history of a scuttlebutt model");
 	n = SPI_processed;
 	for (int i = 0; i < n; i++)
 	{

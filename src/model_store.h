@@ -81,8 +81,8 @@ extern int	SbReadClock(SbModelRef *model, SbClockEntry **entries,
 
 /*
  * Appends to out, one per line, up to limit updates of source newer than
- * after, in timestamp order; sets *last_ts to the last one's timestamp.
- * Returns how many.
+ * after, in timestamp order, read in the caller's snapshot; sets *last_ts
+ * to the last one's timestamp.  Returns how many.
  */
 extern int	SbReadHistoryPage(SbModelRef *model, const char *source,
 							  double after, int limit, StringInfo out,

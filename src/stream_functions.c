@@ -29,6 +29,7 @@
 
 PG_FUNCTION_INFO_V1(scuttlebutt_export_header);
 PG_FUNCTION_INFO_V1(scuttlebutt_import);
+PG_FUNCTION_INFO_V1(scuttlebutt_push);
 
 /*
  * scuttlebutt._export_header(model_id): {"id":...,"clock":{...}}, in the
@@ -55,12 +56,15 @@ scuttlebutt_export_header(PG_FUNCTION_ARGS)
 }
 
 /*
- * scuttlebutt.import(model, lines): applies a dump, in batches, and
- * returns how many updates changed the model's state.  Any bad line is an
- * ERROR naming its line number, and then nothing of the dump is applied.
+ * Applies lines (a dump), in batches; returns how many updates changed the
+ * model's state.  Any bad line is an ERROR naming its line number, and
+ * then nothing of the lines is applied.  With raise_to_header, a header
+ * line raises the clock to its clock once the updates before it are
+ * applied; otherwise headers are ignored, as the reference's write stream
+ * ignores them.
  */
-Datum
-scuttlebutt_import(PG_FUNCTION_ARGS)
+static int64
+import_lines(FunctionCallInfo fcinfo, bool raise_to_header)
 {
 	text	   *lines;
 	char	   *model_name;
@@ -115,6 +119,16 @@ scuttlebutt_import(PG_FUNCTION_ARGS)
 					(errcode(err.sqlerrcode),
 					 errmsg("invalid line %d of scuttlebutt dump: %s",
 							lineno, err.message)));
+		if (msg->type == SB_MSG_HEADER && raise_to_header)
+		{
+			/* the header vouches for the updates before it: those first */
+			if (nbatch > 0)
+				nstored += SbApplyUpdates(&model, batch, nbatch, NULL);
+			nbatch = 0;
+			SbRaiseClock(&model, msg->clock, msg->nclock);
+			MemoryContextReset(batch_cxt);
+			continue;
+		}
 		if (msg->type != SB_MSG_UPDATE)
 			continue;			/* header, "SYNC" or ignored */
 
@@ -130,5 +144,27 @@ scuttlebutt_import(PG_FUNCTION_ARGS)
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(batch_cxt);
-	PG_RETURN_INT64(nstored);
+	return nstored;
+}
+
+/*
+ * scuttlebutt.import(model, lines): applies a dump, and returns how many
+ * updates changed the model's state.
+ */
+Datum
+scuttlebutt_import(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(import_lines(fcinfo, false));
+}
+
+/*
+ * scuttlebutt._push(model, lines): a libpq peer's push.  As import(), and
+ * a header among the lines (the pusher's clock, read with the updates it
+ * has sent, in order, on this connection) raises the clock to it: every
+ * update up to it the pusher held is here, or one that superseded it.
+ */
+Datum
+scuttlebutt_push(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(import_lines(fcinfo, true));
 }
