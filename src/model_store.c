@@ -915,10 +915,15 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 		ts[i] = entries[i].ts;
 	}
 	SPI_connect();
-	/* never this node's own source: its clock is its own writes' */
+	/*
+	 * Never this node's own source: its clock is its own writes'.  Rows
+	 * already as high are left alone, not locked (clocks only rise).
+	 */
 	SbPrepareOnce(&raise_clock_plan,
 				 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
 				 " SELECT $1, s, t FROM unnest($2, $3) AS e(s, t) WHERE s <> $4"
+				 "  AND NOT EXISTS (SELECT FROM scuttlebutt.clocks o"
+				 "   WHERE o.model_id = $1 AND o.source = e.s AND o.ts >= e.t)"
 				 " ON CONFLICT (model_id, source) DO UPDATE SET ts = excluded.ts"
 				 " WHERE c.ts < excluded.ts",
 				 4, argtypes);
