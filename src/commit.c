@@ -34,7 +34,7 @@
 
 /* The end of a transaction: the sequencer first, then counts and wake-ups */
 static void
-sb_xact_callback(XactEvent event, void *arg)
+sb_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	SbSequencerXactEvent(event);
 	SbShmemXactEvent(event);
@@ -43,7 +43,8 @@ sb_xact_callback(XactEvent event, void *arg)
 /* The end of a subtransaction: only the sequencer keeps state for it */
 static void
 sb_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
-					SubTransactionId parentSubid, void *arg)
+					SubTransactionId parentSubid pg_attribute_unused(),
+					void *arg pg_attribute_unused())
 {
 	SbSequencerSubXactEvent(event, mySubid);
 }

@@ -360,7 +360,7 @@ connect_step(SbSession *s, int i)
 /* ---- pulling ---- */
 
 static void
-read_clock_txn(SbSession *s, void *arg)
+read_clock_txn(SbSession *s, void *arg pg_attribute_unused())
 {
 	SbLibpqPeer *lp = lp_of(s);
 	SbClockEntry *clock;

@@ -40,7 +40,7 @@ static HTAB *model_cache = NULL;
 static char *local_node_id = NULL;
 
 static void
-model_cache_flush(Datum arg, Oid relid)
+model_cache_flush(Datum arg pg_attribute_unused(), Oid relid pg_attribute_unused())
 {
 	if (model_cache != NULL)
 	{

@@ -401,7 +401,7 @@ SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n)
 }
 
 static void
-apply_txn(SbSession *s, void *arg)
+apply_txn(SbSession *s, void *arg pg_attribute_unused())
 {
 	if (s->npending > 0)
 		SbApplyUpdates(&s->model, s->pending, s->npending, NULL);

@@ -90,7 +90,7 @@ stream_disconnect(SbSession *s)
 
 /* Our header: {"id":...,"clock":{...}} with meta = model when we dialed */
 static void
-header_txn(SbSession *s, void *arg)
+header_txn(SbSession *s, void *arg pg_attribute_unused())
 {
 	SbClockEntry *clock;
 	int			n = SbReadClock(&s->model, &clock, false);
@@ -500,7 +500,7 @@ stream_check_deadline(SbSession *s, TimestampTz now)
 }
 
 static bool
-stream_idle(SbSession *s)
+stream_idle(SbSession *s pg_attribute_unused())
 {
 	return true;				/* the outbox is all it holds */
 }

@@ -136,7 +136,7 @@ on_array_start(void *state)
 }
 
 static void
-on_object_field_start(void *state, char *fname, bool isnull)
+on_object_field_start(void *state, char *fname, bool isnull pg_attribute_unused())
 {
 	ParseState *st = state;
 	int			level = st->lex->lex_level;
@@ -161,7 +161,7 @@ on_object_field_start(void *state, char *fname, bool isnull)
 }
 
 static void
-on_object_field_end(void *state, char *fname, bool isnull)
+on_object_field_end(void *state, char *fname pg_attribute_unused(), bool isnull pg_attribute_unused())
 {
 	ParseState *st = state;
 	int			level = st->lex->lex_level;
@@ -185,7 +185,7 @@ on_object_field_end(void *state, char *fname, bool isnull)
 }
 
 static void
-on_array_element_start(void *state, bool isnull)
+on_array_element_start(void *state, bool isnull pg_attribute_unused())
 {
 	ParseState *st = state;
 	int			level = st->lex->lex_level;
@@ -195,7 +195,7 @@ on_array_element_start(void *state, bool isnull)
 }
 
 static void
-on_array_element_end(void *state, bool isnull)
+on_array_element_end(void *state, bool isnull pg_attribute_unused())
 {
 	ParseState *st = state;
 	int			level = st->lex->lex_level;

@@ -267,7 +267,7 @@ make_peer(SbPeerConfig *config)
 	const SbTransportOps *ops = NULL;
 	SbSession  *s;
 
-	for (int t = 0; t < lengthof(transports); t++)
+	for (size_t t = 0; t < lengthof(transports); t++)
 		if (strcmp(transports[t]->name, config->transport) == 0)
 			ops = transports[t];
 	if (ops == NULL)
@@ -591,7 +591,7 @@ enforce_deadlines(void)
 
 /* Forgets the worker in shared memory, however it exits */
 static void
-worker_shmem_exit(int code, Datum arg)
+worker_shmem_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	LWLockAcquire(sb_shared->lock, LW_EXCLUSIVE);
 	sb_shared->worker_pid = 0;
@@ -643,7 +643,7 @@ serve_sessions(void)
 }
 
 void
-scuttlebutt_worker_main(Datum main_arg)
+scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 {
 	WaitEvent	events[64];
 
