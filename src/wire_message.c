@@ -27,6 +27,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/errcodes.h"
 
+#include "compat.h"
 #include "jstext.h"
 #include "wire_message.h"
 
@@ -96,7 +97,7 @@ checked_level(ParseState *st)
 	return level;
 }
 
-static void
+static SbJsonAction
 on_object_start(void *state)
 {
 	ParseState *st = state;
@@ -111,9 +112,11 @@ on_object_start(void *state)
 		st->msg->has_clock = true;
 	else if (level == 1 && st->root_is_array && st->top_index == 0)
 		st->msg->change_is_array = false;
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_array_start(void *state)
 {
 	ParseState *st = state;
@@ -126,9 +129,11 @@ on_array_start(void *state)
 	}
 	else if (level == 1 && st->root_is_array && st->top_index == 0)
 		st->msg->change_is_array = true;
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_object_field_start(void *state, char *fname, bool isnull)
 {
 	ParseState *st = state;
@@ -151,9 +156,11 @@ on_object_field_start(void *state, char *fname, bool isnull)
 		st->pending_clock_source = pstrdup(fname);
 	else if (level == 2 && st->root_is_object && st->in_meta_field)
 		st->meta_model_field = strcmp(fname, "model") == 0;
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_object_field_end(void *state, char *fname, bool isnull)
 {
 	ParseState *st = state;
@@ -175,9 +182,11 @@ on_object_field_end(void *state, char *fname, bool isnull)
 	}
 	else if (level == 2)
 		st->meta_model_field = false;
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_array_element_start(void *state, bool isnull)
 {
 	ParseState *st = state;
@@ -185,9 +194,11 @@ on_array_element_start(void *state, bool isnull)
 
 	if (level == 1 && st->root_is_array && st->top_index == 0)
 		st->msg->change.start = offset_of(st, st->lex->token_start);
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_array_element_end(void *state, bool isnull)
 {
 	ParseState *st = state;
@@ -202,9 +213,11 @@ on_array_element_end(void *state, bool isnull)
 	else if (level == 2 && st->root_is_array && st->top_index == 0 &&
 			 st->msg->change_is_array)
 		st->change_index++;
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_scalar(void *state, char *token, JsonTokenType tokentype)
 {
 	ParseState *st = state;
@@ -220,7 +233,7 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 		st->root_seen = true;
 		if (tokentype == JSON_TOKEN_STRING && strcmp(token, "SYNC") == 0)
 			msg->type = SB_MSG_SYNC;
-		return;
+		SB_JSON_ACTION_RETURN;
 	}
 
 	if (st->root_is_array && level == 1)
@@ -270,7 +283,7 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 		double		ts;
 
 		if (tokentype != JSON_TOKEN_NUMBER)
-			return;				/* reported at field end */
+			SB_JSON_ACTION_RETURN;	/* reported at field end */
 		ts = strtod(token, NULL);
 		if (!isfinite(ts))
 			set_error(st, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
@@ -288,6 +301,8 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 		msg->nclock++;
 		st->pending_clock_source = NULL;
 	}
+
+	SB_JSON_ACTION_RETURN;
 }
 
 bool
@@ -304,8 +319,7 @@ SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
 	msg->len = len;
 	msg->type = SB_MSG_IGNORED;
 
-	lex = makeJsonLexContextCstringLen((char *) text, len, GetDatabaseEncoding(),
-									   true);
+	lex = SbMakeJsonLexContext(text, len, GetDatabaseEncoding(), true);
 	memset(&st, 0, sizeof(st));
 	st.lex = lex;
 	st.msg = msg;

@@ -51,6 +51,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "compat.h"
 #include "connection.h"
 #include "guc.h"
 #include "libpq_peer.h"
@@ -589,7 +590,7 @@ rebuild_wait_set(void)
 	}
 	if (ws.set)
 		FreeWaitEventSet(ws.set);
-	ws.set = CreateWaitEventSet(ws.cxt, 2 + ws.nlisteners + nsocks);
+	ws.set = SbCreateWaitEventSet(ws.cxt, 2 + ws.nlisteners + nsocks);
 	AddWaitEventToSet(ws.set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(ws.set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (int i = 0; i < ws.nlisteners; i++)
