@@ -30,6 +30,9 @@
 #   SB_CHROOT_MIRROR  Debian mirror (default http://deb.debian.org/debian)
 #   SB_CHROOT_CACHE   a directory kept between runs for the downloaded
 #                     .deb files (debootstrap's and apt's); default none
+#   SB_CHROOT_NODE_MODULES=1  copy the checkout's test/node_modules (from
+#                     "npm ci" on the host) too, so that the root needs
+#                     node.js but not Debian's npm and its ~400 packages
 #   CI, COPT, PROVE_TESTS, PROVE_FLAGS, SB_TEST_SEED, LANG: passed in
 #                     when set (nothing else is).
 set -euo pipefail
@@ -178,12 +181,19 @@ else
 		-cf - . | tar -C "$dest" -xf -
 fi
 
+node_modules_ready=
+if [ -n "${SB_CHROOT_NODE_MODULES:-}" ] && [ -f "$repo/test/node_modules/.package-lock.json" ]; then
+	tar -C "$repo" -cf - test/node_modules | tar -C "$dest" -xf -
+	node_modules_ready=1
+fi
+
 # ---------------------------------------------------------------------------
 # 3. The command, in a private mount namespace
 # ---------------------------------------------------------------------------
 
 envs=(HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-	TERM="${TERM:-dumb}" PG_CONFIG="/usr/lib/postgresql/$pg_major/bin/pg_config")
+	TERM="${TERM:-dumb}" PG_CONFIG="/usr/lib/postgresql/$pg_major/bin/pg_config"
+	${node_modules_ready:+SB_NODE_MODULES_READY=1})
 for v in CI COPT PROVE_TESTS PROVE_FLAGS SB_TEST_SEED LANG; do
 	[ -n "${!v:-}" ] && envs+=("$v=${!v}")
 done

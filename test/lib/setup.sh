@@ -13,8 +13,9 @@
 #
 # Environment: PG_CONFIG (default /usr/lib/postgresql/N/bin/pg_config, N
 # being the distribution's PostgreSQL: 15 on Debian 12 "bookworm", 17 on
-# Debian 13 "trixie"), SB_TEST_USER (default postgres).  The packages come
-# from PG_CONFIG's major version.  A PG_CONFIG elsewhere (a relocated copy
+# Debian 13 "trixie"), SB_TEST_USER (default postgres),
+# SB_NODE_MODULES_READY (see below).  The packages come from PG_CONFIG's
+# major version.  A PG_CONFIG elsewhere (a relocated copy
 # of the server, to test a build without replacing the installed one) also
 # supplies the server binaries.
 # Source it with "set -euo pipefail" in effect.
@@ -90,7 +91,14 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 # keep an installed node.js (e.g. from NodeSource, which ships its own npm
 # and conflicts with Debian's npm package)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
+# SB_NODE_MODULES_READY=1: test/node_modules was installed beforehand
+# (.ci/chroot.sh can copy the host's), so npm is not needed
+if [ -n "${SB_NODE_MODULES_READY:-}" ] && [ -d "$repo/test/node_modules" ]; then
+	npm_needed=
+else
+	npm_needed=1
+	command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -109,8 +117,12 @@ id "$test_user" >/dev/null 2>&1 || { echo "user $test_user does not exist" >&2; 
 # 2. npm test dependencies
 # ---------------------------------------------------------------------------
 
-say "npm ci (test/)"
-(cd "$repo/test" && npm ci --no-audit --no-fund --loglevel=error)
+if [ -n "$npm_needed" ]; then
+	say "npm ci (test/)"
+	(cd "$repo/test" && npm ci --no-audit --no-fund --loglevel=error)
+else
+	say "test/node_modules installed beforehand, skipping npm ci"
+fi
 
 # ---------------------------------------------------------------------------
 # 3. Build and install
