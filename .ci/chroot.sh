@@ -11,13 +11,14 @@
 #    /etc/hosts; services are never started in it: policy-rc.d),
 # 2. copies the checkout (tracked and untracked files, no build products)
 #    to /root/scuttlebutt in it,
-# 3. in a private mount namespace, mounts /proc, /sys, /dev, /dev/pts and
-#    /dev/shm into it and runs, in /root/scuttlebutt, with a clean
+# 3. in private mount and PID namespaces, mounts /proc, /sys, /dev,
+#    /dev/pts and /dev/shm into it and runs, in /root/scuttlebutt, with a clean
 #    environment and PG_CONFIG set to the suite's PostgreSQL
 #    (bookworm: 15, trixie: 17), the command: by default "bash test/run.sh",
 #    which installs the packages it needs with apt-get,
-# 4. on every exit path: ends the processes still running in the root,
-#    drops the mounts (they never exist outside the namespace), copies
+# 4. on every exit path: the processes left in the root end with the PID
+#    namespace and the mounts with the mount namespace (they never exist
+#    outside it); copies
 #    regression.diffs and the TAP logs of a failed run back to
 #    tmp_check/chroot-SUITE/, and removes the root.
 # The exit status is the command's.
@@ -33,6 +34,8 @@
 #   SB_CHROOT_NODE_MODULES=1  copy the checkout's test/node_modules (from
 #                     "npm ci" on the host) too, so that the root needs
 #                     node.js but not Debian's npm and its ~400 packages
+#   The host's local CA certificates (/usr/local/share/ca-certificates, as
+#   behind a TLS-inspecting proxy) are copied in, for npm.
 #   CI, COPT, PROVE_TESTS, PROVE_FLAGS, SB_TEST_SEED, LANG: passed in
 #                     when set (nothing else is).
 set -euo pipefail
@@ -43,14 +46,13 @@ usage() {
 }
 
 # ---------------------------------------------------------------------------
-# Inside the private mount namespace (the script calls itself): mount,
-# chroot, run.  Mounts made here vanish with the namespace.
+# Inside the private namespaces (the script calls itself): mount, chroot,
+# run.  What is mounted or started here ends with the namespaces.
 # ---------------------------------------------------------------------------
 
-if [ "${1:-}" = "--in-namespace" ]; then
-	root=$2
-	suite=$3
-	shift 3
+in_namespace() {
+	local root=$1 suite=$2 rc
+	shift 2
 	mount -t proc proc "$root/proc"
 	mount --rbind /sys "$root/sys"
 	mount --bind /dev "$root/dev"
@@ -64,9 +66,10 @@ if [ "${1:-}" = "--in-namespace" ]; then
 	rc=$?
 	umount -R "$root/sys" "$root/proc" "$root/dev/shm" "$root/dev/pts" "$root/dev" 2>/dev/null
 	[ -z "${SB_CHROOT_CACHE:-}" ] || umount "$root/var/cache/apt/archives" 2>/dev/null
-	exit $rc
-fi
+	return $rc
+}
 
+main() {
 [ $# -ge 1 ] || usage
 case "$1" in -h | --help) usage ;; esac
 suite=$1
@@ -92,15 +95,11 @@ root=$(cd "$root" && pwd)
 [ "$root" != / ] || { echo "refusing / as the root" >&2; exit 2; }
 marker="$root/etc/scuttlebutt-chroot-suite"
 
-# Ends the processes whose root is ours (servers a killed run left), copies
-# what a failed run kept, removes the root unless it is to be kept.
+# Copies what a failed run kept, removes the root unless it is to be kept.
 cleanup() {
-	local rc=$? pid
+	local rc=$?
 	set +e
 	trap - EXIT INT TERM HUP
-	for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-		[ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$root" ] && kill -KILL "$pid" 2>/dev/null
-	done
 	if [ -d "$root/root/scuttlebutt" ]; then
 		local keepdir="$repo/tmp_check/chroot-$suite" f kept=
 		for f in regression.diffs regression.out tmp_check/log; do
@@ -181,6 +180,11 @@ else
 		-cf - . | tar -C "$dest" -xf -
 fi
 
+if [ -d /usr/local/share/ca-certificates ]; then
+	mkdir -p "$root/usr/local/share/ca-certificates"
+	cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+fi
+
 node_modules_ready=
 if [ -n "${SB_CHROOT_NODE_MODULES:-}" ] && [ -f "$repo/test/node_modules/.package-lock.json" ]; then
 	tar -C "$repo" -cf - test/node_modules | tar -C "$dest" -xf -
@@ -199,6 +203,18 @@ for v in CI COPT PROVE_TESTS PROVE_FLAGS SB_TEST_SEED LANG; do
 done
 echo "=== in the $suite root (PostgreSQL $pg_major): $*"
 set +e
-unshare --mount --propagation private -- "$BASH" "${BASH_SOURCE[0]}" --in-namespace "$root" "$suite" \
+unshare --mount --pid --fork --propagation private -- \
+	"$BASH" "${BASH_SOURCE[0]}" --in-namespace "$root" "$suite" \
 	/usr/bin/env -i "${envs[@]}" /bin/bash -c 'cd /root/scuttlebutt && exec "$@"' bash "$@"
-exit $rc
+exit $?
+}
+
+# The whole script is read before anything runs (an edit during a run
+# cannot break it).
+if [ "${1:-}" = "--in-namespace" ]; then
+	shift
+	in_namespace "$@"
+else
+	main "$@"
+fi
+exit
