@@ -6,21 +6,21 @@
 #   .ci/chroot.sh bookworm          # Debian 12 as a newcomer has it: PostgreSQL 15
 #   .ci/chroot.sh trixie bash test/demo.sh
 #
-# 1. debootstrap --variant=minbase SUITE into a new directory (the bare
-#    system: no git, no ca-certificates, no locales, Debian's stock
-#    /etc/hosts; services are never started in it: policy-rc.d),
+# 1. debootstrap --variant=minbase SUITE into a new directory: the bare
+#    system, without git, ca-certificates, locales, and with the /etc/hosts
+#    debootstrap leaves (none on bookworm; localhost as 127.0.0.1 and ::1
+#    on trixie).  Services are never started in it (policy-rc.d).
 # 2. copies the checkout (tracked and untracked files, no build products)
 #    to /root/scuttlebutt in it,
 # 3. in private mount and PID namespaces, mounts /proc, /sys, /dev,
-#    /dev/pts and /dev/shm into it and runs, in /root/scuttlebutt, with a clean
-#    environment and PG_CONFIG set to the suite's PostgreSQL
-#    (bookworm: 15, trixie: 17), the command: by default "bash test/run.sh",
-#    which installs the packages it needs with apt-get,
-# 4. on every exit path: the processes left in the root end with the PID
-#    namespace and the mounts with the mount namespace (they never exist
-#    outside it); copies
-#    regression.diffs and the TAP logs of a failed run back to
-#    tmp_check/chroot-SUITE/, and removes the root.
+#    /dev/pts and /dev/shm into it and runs the command in
+#    /root/scuttlebutt, with a clean environment and PG_CONFIG set to the
+#    suite's PostgreSQL (bookworm: 15, trixie: 17).  The default command,
+#    "bash test/run.sh", installs the packages it needs with apt-get.
+# 4. on every exit path: processes left in the root end with the PID
+#    namespace, the mounts with the mount namespace (the host never sees
+#    them); regression.diffs and the TAP logs of a failed run are copied
+#    back to tmp_check/chroot-SUITE/; the root is removed.
 # The exit status is the command's.
 #
 # Environment:
