@@ -203,7 +203,7 @@ for v in CI COPT PROVE_TESTS PROVE_FLAGS SB_TEST_SEED LANG; do
 done
 echo "=== in the $suite root (PostgreSQL $pg_major): $*"
 set +e
-unshare --mount --pid --fork --propagation private -- \
+unshare --mount --pid --fork --kill-child --propagation private -- \
 	"$BASH" "${BASH_SOURCE[0]}" --in-namespace "$root" "$suite" \
 	/usr/bin/env -i "${envs[@]}" /bin/bash -c 'cd /root/scuttlebutt && exec "$@"' bash "$@"
 exit $?

@@ -103,10 +103,10 @@ if grep -qE '^(# )? *(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed)' "$
 			}
 			next
 		}
-		note && /^$/ { next }
-		note && /^The differences/ { para = 1 }
 		para && /^$/ { para = 0; note = 0; next }
 		para { print; next }
+		note && /^$/ { next }
+		note && /^The differences/ { para = 1; print; next }
 		{ note = 0 }
 		/^# *(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed|The differences|A copy of the test summary)/ ||
 			/^Bail out!/ { print }

@@ -14,10 +14,10 @@
 # Environment: PG_CONFIG (default /usr/lib/postgresql/N/bin/pg_config, N
 # being the distribution's PostgreSQL: 15 on Debian 12 "bookworm", 17 on
 # Debian 13 "trixie"), SB_TEST_USER (default postgres),
-# SB_NODE_MODULES_READY (see below).  The packages come from PG_CONFIG's
-# major version.  A PG_CONFIG elsewhere (a relocated copy
-# of the server, to test a build without replacing the installed one) also
-# supplies the server binaries.
+# SB_NODE_MODULES_READY and SB_SETUP_PACKAGES_ONLY (see below).  The
+# packages come from PG_CONFIG's major version.  A PG_CONFIG elsewhere (a
+# relocated copy of the server, to test a build without replacing the
+# installed one) also supplies the server binaries.
 # Source it with "set -euo pipefail" in effect.
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -91,9 +91,9 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 # keep an installed node.js (e.g. from NodeSource, which ships its own npm
 # and conflicts with Debian's npm package)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
-# SB_NODE_MODULES_READY=1: test/node_modules was installed beforehand
+# SB_NODE_MODULES_READY=1: test/node_modules is installed beforehand
 # (.ci/chroot.sh can copy the host's), so npm is not needed
-if [ -n "${SB_NODE_MODULES_READY:-}" ] && [ -d "$repo/test/node_modules" ]; then
+if [ -n "${SB_NODE_MODULES_READY:-}" ]; then
 	npm_needed=
 else
 	npm_needed=1
@@ -111,6 +111,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
 	say "all packages present, skipping apt"
 fi
+# SB_SETUP_PACKAGES_ONLY=1 bash test/lib/setup.sh: only the packages (.ci/run
+# prepares a root with it while another run goes on)
+if [ -n "${SB_SETUP_PACKAGES_ONLY:-}" ]; then
+	return 0 2>/dev/null || exit 0
+fi
 id "$test_user" >/dev/null 2>&1 || { echo "user $test_user does not exist" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------
@@ -120,8 +125,11 @@ id "$test_user" >/dev/null 2>&1 || { echo "user $test_user does not exist" >&2; 
 if [ -n "$npm_needed" ]; then
 	say "npm ci (test/)"
 	(cd "$repo/test" && npm ci --no-audit --no-fund --loglevel=error)
-else
+elif [ -d "$repo/test/node_modules" ]; then
 	say "test/node_modules installed beforehand, skipping npm ci"
+else
+	echo "SB_NODE_MODULES_READY is set but test/node_modules is missing" >&2
+	exit 1
 fi
 
 # ---------------------------------------------------------------------------
