@@ -137,6 +137,9 @@ if [ -f "$marker" ] && [ "$(cat "$marker")" = "$suite" ]; then
 	echo "=== reusing the $suite root in $root"
 else
 	[ -z "$(ls -A "$root")" ] || { echo "$root is not empty and holds no $suite root" >&2; exit 2; }
+	# the root's "/" (mktemp -d makes it 0700: no user but root could
+	# run anything in it)
+	chmod 755 "$root"
 	echo "=== debootstrap --variant=minbase $suite $root $mirror"
 	cache_args=()
 	if [ -n "${SB_CHROOT_CACHE:-}" ]; then
