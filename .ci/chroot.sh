@@ -7,9 +7,10 @@
 #   .ci/chroot.sh trixie bash test/demo.sh
 #
 # 1. debootstrap --variant=minbase SUITE into a new directory: the bare
-#    system, without git, ca-certificates, locales, and with the /etc/hosts
-#    debootstrap leaves (none on bookworm; localhost as 127.0.0.1 and ::1
-#    on trixie).  Services are never started in it (policy-rc.d).
+#    system, without git, ca-certificates, locales, and with Debian's stock
+#    /etc/hosts (localhost as 127.0.0.1 and ::1; on bookworm netbase writes
+#    it when the test packages pull it in).  Services are never started in
+#    it (policy-rc.d).
 # 2. copies the checkout (tracked and untracked files, no build products)
 #    to /root/scuttlebutt in it,
 # 3. in private mount and PID namespaces, mounts /proc, /sys, /dev,
