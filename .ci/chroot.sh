@@ -213,12 +213,13 @@ unshare --mount --pid --fork --kill-child --propagation private -- \
 exit $?
 }
 
-# The whole script is read before anything runs (an edit during a run
-# cannot break it).
+# This compound command is read whole before it runs, and never returns:
+# an edit of the script during a run cannot break the run.
 if [ "${1:-}" = "--in-namespace" ]; then
 	shift
 	in_namespace "$@"
+	exit
 else
 	main "$@"
+	exit
 fi
-exit
