@@ -60,7 +60,6 @@
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
-#include "storage/backendid.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
@@ -68,6 +67,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "compat.h"
 #include "model_cache.h"
 #include "guc.h"
 #include "reservation.h"
@@ -223,7 +223,7 @@ SbSequencerShmemInit(void)
 bool
 SbSequencerActive(void)
 {
-	return seq != NULL && MyBackendId != InvalidBackendId && !RecoveryInProgress();
+	return seq != NULL && SbHasBackendSlot() && !RecoveryInProgress();
 }
 
 /* The full xid of xid, which is at most 2^31 before next */
@@ -238,7 +238,7 @@ full_xid_before(FullTransactionId next, TransactionId xid)
 static SeqProc *
 my_proc(void)
 {
-	return &seq->procs[MyBackendId - 1];
+	return &seq->procs[SbMyBackendSlot()];
 }
 
 static void
@@ -777,7 +777,7 @@ end_transaction(bool committed)
 		{
 			if (committed)
 			{
-				p->entries[my_entry].completed = ShmemVariableCache->latestCompletedXid;
+				p->entries[my_entry].completed = TransamVariables->latestCompletedXid;
 				p->entries[my_entry].state = ENTRY_COMMITTED;
 			}
 			else

@@ -34,6 +34,7 @@
 #include "mb/pg_wchar.h"
 #include "utils/errcodes.h"
 
+#include "compat.h"
 #include "jstext.h"
 #include "wire.h"
 
@@ -103,7 +104,7 @@ checked_level(ParseState *st)
 	return level;
 }
 
-static void
+static SbJsonAction
 on_object_start(void *state)
 {
 	ParseState *st = state;
@@ -118,9 +119,11 @@ on_object_start(void *state)
 		st->msg->has_clock = true;
 	else if (level == 1 && st->root_is_array && st->top_index == 0)
 		st->msg->change_is_array = false;
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_array_start(void *state)
 {
 	ParseState *st = state;
@@ -133,9 +136,11 @@ on_array_start(void *state)
 	}
 	else if (level == 1 && st->root_is_array && st->top_index == 0)
 		st->msg->change_is_array = true;
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_object_field_start(void *state, char *fname, bool isnull pg_attribute_unused())
 {
 	ParseState *st = state;
@@ -158,9 +163,11 @@ on_object_field_start(void *state, char *fname, bool isnull pg_attribute_unused(
 		st->pending_clock_source = pstrdup(fname);
 	else if (level == 2 && st->root_is_object && st->in_meta_field)
 		st->meta_model_field = strcmp(fname, "model") == 0;
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_object_field_end(void *state, char *fname pg_attribute_unused(), bool isnull pg_attribute_unused())
 {
 	ParseState *st = state;
@@ -182,9 +189,11 @@ on_object_field_end(void *state, char *fname pg_attribute_unused(), bool isnull 
 	}
 	else if (level == 2)
 		st->meta_model_field = false;
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_array_element_start(void *state, bool isnull pg_attribute_unused())
 {
 	ParseState *st = state;
@@ -192,9 +201,11 @@ on_array_element_start(void *state, bool isnull pg_attribute_unused())
 
 	if (level == 1 && st->root_is_array && st->top_index == 0)
 		st->msg->change.start = offset_of(st, st->lex->token_start);
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_array_element_end(void *state, bool isnull pg_attribute_unused())
 {
 	ParseState *st = state;
@@ -209,9 +220,11 @@ on_array_element_end(void *state, bool isnull pg_attribute_unused())
 	else if (level == 2 && st->root_is_array && st->top_index == 0 &&
 			 st->msg->change_is_array)
 		st->change_index++;
+
+	SB_JSON_ACTION_RETURN;
 }
 
-static void
+static SbJsonAction
 on_scalar(void *state, char *token, JsonTokenType tokentype)
 {
 	ParseState *st = state;
@@ -227,7 +240,7 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 		st->root_seen = true;
 		if (tokentype == JSON_TOKEN_STRING && strcmp(token, "SYNC") == 0)
 			msg->type = SB_MSG_SYNC;
-		return;
+		SB_JSON_ACTION_RETURN;
 	}
 
 	if (st->root_is_array && level == 1)
@@ -277,7 +290,7 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 		double		ts;
 
 		if (tokentype != JSON_TOKEN_NUMBER)
-			return;				/* reported at field end */
+			SB_JSON_ACTION_RETURN;	/* reported at field end */
 		ts = strtod(token, NULL);
 		if (!isfinite(ts))
 			set_error(st, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
@@ -295,6 +308,8 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 		msg->nclock++;
 		st->pending_clock_source = NULL;
 	}
+
+	SB_JSON_ACTION_RETURN;
 }
 
 /* The checks of a parsed update's elements: [change, ts, source(, sig)] */
@@ -355,8 +370,7 @@ SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
 	msg->len = len;
 	msg->type = SB_MSG_IGNORED;
 
-	lex = makeJsonLexContextCstringLen((char *) text, len, GetDatabaseEncoding(),
-									   true);
+	lex = SbMakeJsonLexContext(text, len, GetDatabaseEncoding(), true);
 	memset(&st, 0, sizeof(st));
 	st.lex = lex;
 	st.msg = msg;

@@ -46,6 +46,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "guc.h"
 #include "listener.h"
 #include "shmem.h"
@@ -428,7 +429,7 @@ rebuild_wait_set(void)
 	}
 	if (ws.set)
 		FreeWaitEventSet(ws.set);
-	ws.set = CreateWaitEventSet(ws.cxt, 2 + SbListenerCount() + nsocks);
+	ws.set = SbCreateWaitEventSet(ws.cxt, 2 + SbListenerCount() + nsocks);
 	AddWaitEventToSet(ws.set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(ws.set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (int i = 0; i < SbListenerCount(); i++)

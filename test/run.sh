@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a Debian 12 machine, as root or as a user
-# with sudo:
+# Runs the whole test suite on a Debian 12 (PostgreSQL 15) or Debian 13
+# (PostgreSQL 17) machine, as root or as a user with sudo:
 #
-#   1. installs what is missing (PostgreSQL 15 server and headers, OpenSSL
+#   1. installs what is missing (PostgreSQL server and headers, OpenSSL
 #      and libpq headers, IPC::Run, node.js and npm, make, gcc),
 #   2. installs the npm test dependencies (npm ci in test/),
 #   3. builds and installs the extension,
@@ -16,9 +16,10 @@
 # removed on every exit path.  The output ends with pg_regress's summary,
 # then prove's.  The exit status is non-zero if anything failed.
 #
-# Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config),
-# SB_TEST_USER (default postgres), PROVE_TESTS (default test/t/*.pl),
-# PROVE_FLAGS, SB_TEST_SEED (seed of the random interop vectors).
+# Environment: PG_CONFIG (default: the distribution's PostgreSQL, see
+# test/lib/setup.sh), SB_TEST_USER (default postgres), PROVE_TESTS (default
+# test/t/*.pl), PROVE_FLAGS, SB_TEST_SEED (seed of the random interop
+# vectors), COPT (extra compiler flags, e.g. -Werror as CI passes).
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib/setup.sh"
@@ -61,8 +62,12 @@ prove_log="$work/prove.out"
 prove_args=(PG_CONFIG="$PG_CONFIG")
 [ -n "${PROVE_TESTS:-}" ] && prove_args+=(PROVE_TESTS="$PROVE_TESTS")
 [ -n "${PROVE_FLAGS:-}" ] && prove_args+=(PROVE_FLAGS="$PROVE_FLAGS")
+# PostgreSQL::Test::Cluster makes its socket directories with File::Temp
+# and keeps them when a test fails: put them under $pgwork, which goes
+# on every exit path, rather than in /tmp.
+as_test_user mkdir -p "$pgwork/tmp"
 set +e
-as_test_user PATH="$pgbin:$PATH" ${SB_TEST_SEED:+SB_TEST_SEED="$SB_TEST_SEED"} \
+as_test_user PATH="$pgbin:$PATH" TMPDIR="$pgwork/tmp" ${SB_TEST_SEED:+SB_TEST_SEED="$SB_TEST_SEED"} \
 	make -C "$tree" -s prove-installcheck "${prove_args[@]}" 2>&1 | tee "$prove_log"
 prove_rc=${PIPESTATUS[0]}
 set -e
@@ -83,13 +88,29 @@ fi
 # Summaries: pg_regress's, then prove's, copied from their own output
 # ---------------------------------------------------------------------------
 
-say "summary"
+say "summary (PostgreSQL $pg_major, $((SECONDS / 60)) min $((SECONDS % 60)) s)"
 echo "pg_regress:"
-if grep -qE '^ *(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed)' "$regress_log"; then
-	# the "=====" framed block, and the note pointing at the diffs
-	awk '/^=+$/ { if (getline nxt > 0 && nxt ~ /tests (passed|failed)/) { grab = 1; print; print nxt; next } }
-		grab && /^make/ { exit }
-		grab { print }' "$regress_log"
+if grep -qE '^(# )? *(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed)' "$regress_log"; then
+	# Each run's verdict (regress, then isolation) and the note pointing at
+	# the diffs: PostgreSQL 15 frames it in "=====" lines, 16 and later
+	# print TAP-style "# " lines.
+	awk '
+		/^=+$/ {
+			if ((getline nxt) > 0 && nxt ~ /tests (passed|failed)/) {
+				print; print nxt
+				if ((getline nxt) > 0) print nxt
+				note = 1
+			}
+			next
+		}
+		para && /^$/ { para = 0; note = 0; next }
+		para { print; next }
+		note && /^$/ { next }
+		note && /^The differences/ { para = 1; print; next }
+		{ note = 0 }
+		/^# *(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed|The differences|A copy of the test summary)/ ||
+			/^Bail out!/ { print }
+	' "$regress_log"
 else
 	echo "(pg_regress printed no summary, exit status $regress_rc; see its output above)"
 fi

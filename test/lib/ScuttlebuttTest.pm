@@ -64,7 +64,14 @@ sub run_interop
 	my ($out, $err) = ('', '');
 	my $connstr = $node->connstr('postgres');
 	my @cmd = ('node', "$interop_dir/$script", $connstr, @args);
-	my $ran = IPC::Run::run(\@cmd, '<', \'', '>', \$out, '2>', \$err);
+	# a script that waits for something that never comes must fail the
+	# test, not hang the suite: three times the default timeout
+	my $limit = 3 * $PostgreSQL::Test::Utils::timeout_default;
+	my $ran = eval {
+		IPC::Run::run(\@cmd, '<', \'', '>', \$out, '2>', \$err,
+			IPC::Run::timeout($limit));
+	};
+	$err .= "\n$script: killed after $limit s: $@" if $@;
 	my $json = JSON::PP->new;    # byte strings in, byte strings out
 	my ($done, $checks) = (0, 0);
 	for my $line (split /\n/, $out)

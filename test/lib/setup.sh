@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Shared by test/run.sh (the test suite) and test/demo.sh (the demo): on a
-# Debian 12 machine, as root or as a user with sudo,
-#   - installs what is missing (PostgreSQL 15 server and headers, OpenSSL
-#     and libpq headers, IPC::Run, node.js and npm, make, gcc),
+# Debian 12 or 13 machine, as root or as a user with sudo,
+#   - installs what is missing (the PostgreSQL server and headers of the
+#     major version in use, OpenSSL and libpq headers, IPC::Run, node.js
+#     and npm, make, gcc),
 #   - installs the npm dependencies (npm ci in test/),
 #   - builds and installs the extension,
 #   - makes a work directory ($work; $pgwork belongs to the unprivileged
@@ -10,18 +11,45 @@
 #     removed, with every cluster started under it, on any exit,
 # and defines say, as_test_user, free_port and start_cluster.
 #
-# Environment: PG_CONFIG (default /usr/lib/postgresql/15/bin/pg_config),
-# SB_TEST_USER (default postgres).  A PG_CONFIG elsewhere (a relocated copy
-# of the server, to test a build without replacing the installed one) also
-# supplies the server binaries.
+# Environment: PG_CONFIG (default /usr/lib/postgresql/N/bin/pg_config, N
+# being the distribution's PostgreSQL: 15 on Debian 12 "bookworm", 17 on
+# Debian 13 "trixie"), SB_TEST_USER (default postgres),
+# SB_NODE_MODULES_READY and SB_SETUP_PACKAGES_ONLY (see below).  The
+# packages come from PG_CONFIG's major version.  A PG_CONFIG elsewhere (a
+# relocated copy of the server, to test a build without replacing the
+# installed one) also supplies the server binaries.
 # Source it with "set -euo pipefail" in effect.
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
-pgbin=$(dirname "$PG_CONFIG")
 test_user=${SB_TEST_USER:-postgres}
 
 say() { printf '\n=== %s\n' "$*"; }
+
+# A LANG or LC_* naming a locale that is not generated (common on a fresh
+# root, or over ssh from another machine) makes perl, apt and psql warn on
+# every call: fall back to C.UTF-8, which glibc always has.
+if [ -n "$(locale 2>&1 >/dev/null)" ]; then
+	echo "note: locale ${LC_ALL:-${LANG:-}} is not available here, using C.UTF-8" >&2
+	export LC_ALL=C.UTF-8
+	unset LANGUAGE
+fi
+
+# The PostgreSQL major version: PG_CONFIG's if given (from its path, or
+# by asking it), else the distribution's.
+if [ -n "${PG_CONFIG:-}" ]; then
+	if [[ $PG_CONFIG =~ /postgresql/([0-9]+)/bin/pg_config$ ]]; then
+		pg_major=${BASH_REMATCH[1]}
+	else
+		pg_major=$("$PG_CONFIG" --version | sed -E 's/^PostgreSQL ([0-9]+).*/\1/')
+	fi
+else
+	case "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" in
+		trixie) pg_major=17 ;;
+		*) pg_major=15 ;;
+	esac
+	PG_CONFIG=/usr/lib/postgresql/$pg_major/bin/pg_config
+fi
+pgbin=$(dirname "$PG_CONFIG")
 
 # Privileges: root runs things directly, anyone else through sudo.
 if [ "$(id -u)" -eq 0 ]; then
@@ -30,8 +58,11 @@ else
 	SUDO=(sudo)
 fi
 
-# Runs a command as the test user, with the given environment.
-as_test_user() {
+# Runs a command as the test user, with the given environment, from a
+# directory that user can enter (PostgreSQL's tools complain on every call
+# when the working directory, e.g. a checkout under /root, is not).
+as_test_user() (
+	cd "${pgwork:-/}" 2>/dev/null || cd /
 	if [ "$(id -un)" = "$test_user" ]; then
 		env HOME="${pgwork:-/tmp}" "$@"
 	elif [ "$(id -u)" -eq 0 ]; then
@@ -39,16 +70,17 @@ as_test_user() {
 	else
 		sudo -u "$test_user" -- env HOME="${pgwork:-/tmp}" "$@"
 	fi
-}
+)
 
 # ---------------------------------------------------------------------------
 # 1. Packages (apt only when something is missing)
 # ---------------------------------------------------------------------------
 
 missing=()
-[ -x "$pgbin/initdb" ] && [ -x "$pgbin/pgbench" ] || missing+=(postgresql-15)
-[ -x /usr/lib/postgresql/15/bin/pg_config ] && [ -f /usr/include/postgresql/15/server/postgres.h ] ||
-	missing+=(postgresql-server-dev-15)
+[ -x "$pgbin/initdb" ] && [ -x "$pgbin/pgbench" ] || missing+=("postgresql-$pg_major")
+[ -x "/usr/lib/postgresql/$pg_major/bin/pg_config" ] &&
+	[ -f "/usr/include/postgresql/$pg_major/server/postgres.h" ] ||
+	missing+=("postgresql-server-dev-$pg_major")
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
 command -v prove >/dev/null 2>&1 && perl -MIPC::Run -MJSON::PP -e1 >/dev/null 2>&1 ||
@@ -59,16 +91,30 @@ command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 # keep an installed node.js (e.g. from NodeSource, which ships its own npm
 # and conflicts with Debian's npm package)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
+# SB_NODE_MODULES_READY=1: test/node_modules is installed beforehand
+# (.ci/chroot.sh can copy the host's), so npm is not needed
+if [ -n "${SB_NODE_MODULES_READY:-}" ]; then
+	npm_needed=
+else
+	npm_needed=1
+	command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 
 if [ ${#missing[@]} -gt 0 ]; then
 	say "installing ${missing[*]}"
+	apt_start=$SECONDS
 	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
 	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 		"${missing[@]}" ca-certificates
+	echo "packages installed in $((SECONDS - apt_start)) s"
 else
 	say "all packages present, skipping apt"
+fi
+# SB_SETUP_PACKAGES_ONLY=1 bash test/lib/setup.sh: only the packages (.ci/run
+# prepares a root with it while another run goes on)
+if [ -n "${SB_SETUP_PACKAGES_ONLY:-}" ]; then
+	return 0 2>/dev/null || exit 0
 fi
 id "$test_user" >/dev/null 2>&1 || { echo "user $test_user does not exist" >&2; exit 1; }
 
@@ -76,8 +122,15 @@ id "$test_user" >/dev/null 2>&1 || { echo "user $test_user does not exist" >&2; 
 # 2. npm test dependencies
 # ---------------------------------------------------------------------------
 
-say "npm ci (test/)"
-(cd "$repo/test" && npm ci --no-audit --no-fund --loglevel=error)
+if [ -n "$npm_needed" ]; then
+	say "npm ci (test/)"
+	(cd "$repo/test" && npm ci --no-audit --no-fund --loglevel=error)
+elif [ -d "$repo/test/node_modules" ]; then
+	say "test/node_modules installed beforehand, skipping npm ci"
+else
+	echo "SB_NODE_MODULES_READY is set but test/node_modules is missing" >&2
+	exit 1
+fi
 
 # ---------------------------------------------------------------------------
 # 3. Build and install
