@@ -100,6 +100,9 @@ else
 	command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+# TAP 128 resolves localhost to ::1 and 127.0.0.1 through it where the
+# machine's own /etc/hosts gives one family only
+compgen -G '/usr/lib/*/libnss_wrapper.so' >/dev/null || missing+=(libnss-wrapper)
 
 if [ ${#missing[@]} -gt 0 ]; then
 	say "installing ${missing[*]}"
