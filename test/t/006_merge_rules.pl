@@ -37,6 +37,13 @@ is(scalar(@ok), $planned // -1, 'every planned unit check passed');
 is_deeply(\@not_ok, [], 'no unit check failed');
 like($out, qr/^ok \d+ - tie: greater source wins/m, 'the unit test covers ties');
 
+# A source as test names show it: non-ASCII as U+XXXX (TAP output is bytes,
+# and a wide character in it ends some Perls' formatter)
+sub shown
+{
+	return join '', map { ord($_) < 128 ? $_ : sprintf('U+%04X', ord($_)) } split //, shift;
+}
+
 # The sign of the pure function's order for (ts, a) against (ts, b)
 sub c_order
 {
@@ -111,12 +118,12 @@ SQL
 			my $winner = $lines[-1];
 			if ($winner ne "$expect|$expect")
 			{
-				fail("$db: at a tie, $a then $b: the tables keep $expect");
-				diag("got $winner");
+				fail("$db: at a tie, " . shown($a) . ' then ' . shown($b) . ': the tables keep ' . shown($expect));
+				diag('got ' . shown($winner));
 			}
 			else
 			{
-				pass("$db: at a tie, $a then $b: the tables keep $expect");
+				pass("$db: at a tie, " . shown($a) . ' then ' . shown($b) . ': the tables keep ' . shown($expect));
 			}
 		}
 	}
