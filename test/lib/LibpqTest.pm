@@ -139,7 +139,7 @@ sub add_peer
 	return q1($node, "SELECT scuttlebutt.add_peer($args)");
 }
 
-my $json = JSON::PP->new->utf8;
+my $json = ScuttlebuttTest::json_codec()->utf8;
 
 sub peer
 {
@@ -254,7 +254,7 @@ sub run_js
 	my ($out, $err) = ('', '');
 	my @cmd = ('node', $file, $node->connstr('postgres'), @args);
 	my $ran = IPC::Run::run(\@cmd, '<', \'', '>', \$out, '2>', \$err);
-	my $dec = JSON::PP->new;
+	my $dec = ScuttlebuttTest::json_codec();
 	my ($done, $checks) = (0, 0);
 	for my $line (split /\n/, $out)
 	{

@@ -21,6 +21,16 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 our $test_dir = abs_path(dirname(__FILE__) . '/..');    # .../test
+
+# A JSON codec (character strings, like JSON::PP->new): Cpanel::JSON::XS
+# where installed, since Perl 5.40's JSON::PP takes seconds per megabyte of
+# non-ASCII text (the interop scripts report 700 kB values)
+my $json_class = eval { require Cpanel::JSON::XS; 'Cpanel::JSON::XS' } // 'JSON::PP';
+
+sub json_codec
+{
+	return $json_class->new;
+}
 our $interop_dir = "$test_dir/interop";
 
 # Settings every test node gets.  The library is preloaded, as the
@@ -72,7 +82,7 @@ sub run_interop
 			IPC::Run::timeout($limit));
 	};
 	$err .= "\n$script: killed after $limit s: $@" if $@;
-	my $json = JSON::PP->new;    # byte strings in, byte strings out
+	my $json = json_codec();    # byte strings in, byte strings out
 	my ($done, $checks) = (0, 0);
 	for my $line (split /\n/, $out)
 	{

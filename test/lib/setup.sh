@@ -83,8 +83,8 @@ missing=()
 	missing+=("postgresql-server-dev-$pg_major")
 [ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
-command -v prove >/dev/null 2>&1 && perl -MIPC::Run -MJSON::PP -e1 >/dev/null 2>&1 ||
-	missing+=(perl libipc-run-perl)
+command -v prove >/dev/null 2>&1 && perl -MIPC::Run -MJSON::PP -MCpanel::JSON::XS -e1 >/dev/null 2>&1 ||
+	missing+=(perl libipc-run-perl libcpanel-json-xs-perl)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 [ -f /usr/include/stdio.h ] || missing+=(libc6-dev)
