@@ -399,7 +399,7 @@ send_poll(SbSession *s)
 	params[3] = wait;
 	(void) send_query(s, LINK_PULL, "SELECT scuttlebutt.poll($1, $2::jsonb, $3, $4)",
 					  4, params, LINK_BUSY, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
-	s->bytes_out += clock.len;
+	s->counters.bytes_out += clock.len;
 }
 
 /* A page of the remote's history: each update as a received line */
@@ -417,7 +417,7 @@ take_poll_rows(SbSession *s, PGresult *res)
 		SbMessageError err;
 		bool		ok = SbParseMessage(line, len, &msg, &err);
 
-		s->bytes_in += len;
+		s->counters.bytes_in += len;
 		/* the remote's clock, after all it held beyond ours: ours rises to it */
 		if (ok && msg.type == SB_MSG_HEADER)
 		{
@@ -435,7 +435,7 @@ take_poll_rows(SbSession *s, PGresult *res)
 		if (!SbSessionReceive(s, &msg, ok, &err))
 			return false;
 	}
-	s->last_activity = GetCurrentTimestamp();
+	s->counters.last_activity = GetCurrentTimestamp();
 	return true;
 }
 

@@ -138,9 +138,9 @@ SbSessionBegin(SbSession *s)
 	memset(&s->remote, 0, sizeof(s->remote));
 	s->clock_owed = false;
 	s->caught_up = false;
-	s->synced_at = 0;
+	s->counters.synced_at = 0;
 	s->state = SB_SESSION_HANDSHAKE;
-	s->last_activity = GetCurrentTimestamp();
+	s->counters.last_activity = GetCurrentTimestamp();
 }
 
 void
@@ -183,7 +183,7 @@ SbSessionReject(SbSession *s, const char *why)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	s->rejected++;
+	s->counters.rejected++;
 	s->rejects_unreported++;
 	if (TimestampDifferenceExceeds(s->last_reject_warning, now,
 								   SB_REJECT_WARNING_INTERVAL_MS))
@@ -297,7 +297,7 @@ note_live(SbSession *s)
 	if (s->sync_sent && s->sync_received && s->state == SB_SESSION_SYNCING)
 	{
 		s->state = SB_SESSION_LIVE;
-		s->synced_at = GetCurrentTimestamp();
+		s->counters.synced_at = GetCurrentTimestamp();
 		s->backoff_ms = 0;		/* a good session resets the back-off */
 	}
 }
@@ -371,7 +371,7 @@ SbSessionReceive(SbSession *s, SbMessage *msg, bool ok, SbMessageError *err)
 					   "An incoming stream must start with a header naming its model.");
 		return false;
 	}
-	s->received++;
+	s->counters.received++;
 	if (!s->receive_enabled)
 		return true;			/* read-only: accepted, not applied */
 	if (!SbCheckUpdateForKind(msg, s->model.kind, err))
@@ -454,8 +454,8 @@ SbSessionOutboxConsumed(SbSession *s, int n)
 {
 	Assert(n <= s->out.len - s->out_off);
 	s->out_off += n;
-	s->bytes_out += n;
-	s->last_activity = GetCurrentTimestamp();
+	s->counters.bytes_out += n;
+	s->counters.last_activity = GetCurrentTimestamp();
 	if (s->out_off == s->out.len)
 	{
 		resetStringInfo(&s->out);
@@ -574,7 +574,7 @@ SbSessionPump(SbSession *s, uint64 commits)
 
 	if (!SbSessionTransaction(s, "scuttlebutt: sending history", pump_txn, &pa))
 		return false;
-	s->sent += pa.lines;
+	s->counters.sent += pa.lines;
 	if (pa.more)
 	{
 		s->caught_up = false;

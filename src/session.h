@@ -19,6 +19,7 @@
 #include "close_reason.h"
 #include "model_store.h"
 #include "remote_clock.h"
+#include "shmem.h"
 #include "wire_message.h"
 
 struct SbTransportOps;
@@ -83,14 +84,7 @@ typedef struct SbSession
 	SbClockEntry *pending_clock;
 	int			npending_clock;
 
-	/* counters for peer_status */
-	TimestampTz synced_at;
-	TimestampTz last_activity;
-	int64		sent;
-	int64		received;
-	int64		rejected;
-	int64		bytes_in;
-	int64		bytes_out;
+	SbPeerCounters counters;	/* for peer_status */
 	TimestampTz last_reject_warning;
 	int64		rejects_unreported;
 	char		last_error[SB_LAST_ERROR_LEN];

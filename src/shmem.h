@@ -29,6 +29,18 @@
 /* last_error: room for libpq's message about every address it tried */
 #define SB_TEXT_ERROR 1024
 
+/* What a peer session has done, as peer_status shows it */
+typedef struct SbPeerCounters
+{
+	TimestampTz synced_at;		/* both sides had sent "SYNC" (0: not yet) */
+	TimestampTz last_activity;
+	int64		sent;			/* updates */
+	int64		received;
+	int64		rejected;
+	int64		bytes_in;
+	int64		bytes_out;
+} SbPeerCounters;
+
 typedef struct SbConnStatus
 {
 	bool		in_use;
@@ -39,13 +51,7 @@ typedef struct SbConnStatus
 	char		remote_addr[SB_TEXT_SHORT];
 	char		remote_id[SB_TEXT_SHORT];
 	char		state[16];
-	TimestampTz synced_at;		/* 0: not yet */
-	TimestampTz last_activity;
-	int64		sent;
-	int64		received;
-	int64		rejected;
-	int64		bytes_in;
-	int64		bytes_out;
+	SbPeerCounters counters;
 	char		last_error[SB_TEXT_ERROR];
 	bool		caught_up;		/* live, and nothing left to send ... */
 	uint64		commits_seen;	/* ... as of this many commits */

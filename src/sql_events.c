@@ -12,7 +12,6 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
-#include "jstext.h"
 #include "sql_util.h"
 #include "store.h"
 
@@ -24,17 +23,11 @@ scuttlebutt_emit(PG_FUNCTION_ARGS)
 {
 	char	   *model_name = SbRequiredTextArg(fcinfo, 0, "model name");
 	char	   *event = SbRequiredTextArg(fcinfo, 1, "event name");
-	StringInfoData change;
+	char	   *change;
 	SbModelRef	model;
 
 	SbCheckName(event, "event name");
-	initStringInfo(&change);
-	appendStringInfoChar(&change, '[');
-	JsAppendString(&change, event, strlen(event));
-	appendStringInfoChar(&change, ',');
-	SbAppendJsonbArg(&change, fcinfo, 2);
-	appendStringInfoChar(&change, ']');
-
+	change = SbNamedChange(event, fcinfo, 2);
 	SbModelLookup(model_name, SB_KIND_EVENTS, &model);
-	PG_RETURN_FLOAT8(SbLocalWrite(&model, NULL, change.data));
+	PG_RETURN_FLOAT8(SbLocalWrite(&model, NULL, change));
 }

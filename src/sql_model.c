@@ -99,22 +99,13 @@ set_key(FunctionCallInfo fcinfo, bool delete)
 {
 	char	   *model_name = SbRequiredTextArg(fcinfo, 0, "model name");
 	char	   *key = SbRequiredTextArg(fcinfo, 1, "key");
-	StringInfoData change;
+	char	   *change;
 	SbModelRef	model;
 
 	SbCheckName(key, "key");
-	initStringInfo(&change);
-	appendStringInfoChar(&change, '[');
-	JsAppendString(&change, key, strlen(key));
-	appendStringInfoChar(&change, ',');
-	if (delete)
-		appendStringInfoString(&change, "null");
-	else
-		SbAppendJsonbArg(&change, fcinfo, 2);
-	appendStringInfoChar(&change, ']');
-
+	change = SbNamedChange(key, fcinfo, delete ? -1 : 2);
 	SbModelLookup(model_name, SB_KIND_MODEL, &model);
-	return SbLocalWrite(&model, key, change.data);
+	return SbLocalWrite(&model, key, change);
 }
 
 /* scuttlebutt.set(model, key, value): the update's timestamp */

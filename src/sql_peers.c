@@ -214,15 +214,15 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 		values[5] = CStringGetTextDatum(st->remote_id);
 		nulls[5] = st->remote_id[0] == '\0';
 		values[6] = CStringGetTextDatum(st->state);
-		values[7] = timestamp_or_null(st->synced_at, &nulls[7]);
-		values[8] = Int64GetDatum(st->sent);
-		values[9] = Int64GetDatum(st->received);
-		values[10] = Int64GetDatum(st->rejected);
-		values[11] = Int64GetDatum(st->bytes_in);
-		values[12] = Int64GetDatum(st->bytes_out);
+		values[7] = timestamp_or_null(st->counters.synced_at, &nulls[7]);
+		values[8] = Int64GetDatum(st->counters.sent);
+		values[9] = Int64GetDatum(st->counters.received);
+		values[10] = Int64GetDatum(st->counters.rejected);
+		values[11] = Int64GetDatum(st->counters.bytes_in);
+		values[12] = Int64GetDatum(st->counters.bytes_out);
 		values[13] = CStringGetTextDatum(st->last_error);
 		nulls[13] = st->last_error[0] == '\0';
-		values[14] = timestamp_or_null(st->last_activity, &nulls[14]);
+		values[14] = timestamp_or_null(st->counters.last_activity, &nulls[14]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(sb_shared->lock);

@@ -58,6 +58,27 @@ SbAppendJsonbArg(StringInfo buf, FunctionCallInfo fcinfo, int argno)
 		JsAppendJsonb(buf, &PG_GETARG_JSONB_P(argno)->root);
 }
 
+/*
+ * The change [name, value] of a key or an event, value being the jsonb
+ * argument argno (-1: null, as delete() writes)
+ */
+char *
+SbNamedChange(const char *name, FunctionCallInfo fcinfo, int argno)
+{
+	StringInfoData change;
+
+	initStringInfo(&change);
+	appendStringInfoChar(&change, '[');
+	JsAppendString(&change, name, strlen(name));
+	appendStringInfoChar(&change, ',');
+	if (argno < 0)
+		appendStringInfoString(&change, "null");
+	else
+		SbAppendJsonbArg(&change, fcinfo, argno);
+	appendStringInfoChar(&change, ']');
+	return change.data;
+}
+
 /* Trims the white space JSON allows around a value */
 void
 SbTrimJsonText(const char **text, int *len)

@@ -30,4 +30,7 @@ extern void SbTrimJsonText(const char **text, int *len);
 /* Appends JSON.stringify of a jsonb argument (SQL NULL: JSON null) */
 extern void SbAppendJsonbArg(StringInfo buf, FunctionCallInfo fcinfo, int argno);
 
+/* The change [name, value]: value the jsonb argument argno (-1: null) */
+extern char *SbNamedChange(const char *name, FunctionCallInfo fcinfo, int argno);
+
 #endif							/* SCUTTLEBUTT_SQL_UTIL_H */

@@ -398,9 +398,9 @@ stream_read(SbSession *s)
 			input_ended(s, n);
 			return;
 		}
-		s->bytes_in += n;
+		s->counters.bytes_in += n;
 		budget -= n;
-		s->last_activity = GetCurrentTimestamp();
+		s->counters.last_activity = GetCurrentTimestamp();
 		old = MemoryContextSwitchTo(s->session_cxt);
 		appendBinaryStringInfo(&st->in, buf, n);
 		MemoryContextSwitchTo(old);

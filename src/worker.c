@@ -390,13 +390,7 @@ publish_status(void)
 		strlcpy(st->remote_addr, s->remote_addr, sizeof(st->remote_addr));
 		strlcpy(st->remote_id, s->remote_id ? s->remote_id : "", sizeof(st->remote_id));
 		strlcpy(st->state, SbSessionStateName(s->state), sizeof(st->state));
-		st->synced_at = s->synced_at;
-		st->last_activity = s->last_activity;
-		st->sent = s->sent;
-		st->received = s->received;
-		st->rejected = s->rejected;
-		st->bytes_in = s->bytes_in;
-		st->bytes_out = s->bytes_out;
+		st->counters = s->counters;
 		strlcpy(st->last_error, s->last_error, sizeof(st->last_error));
 		st->caught_up = SbSessionCaughtUp(s, ws.commits);
 		st->commits_seen = ws.commits;
