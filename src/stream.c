@@ -50,6 +50,7 @@ typedef struct SbStream
 	char	   *host;
 	int			port;
 	struct addrinfo *addrs;		/* getaddrinfo's answer, being tried */
+	struct addrinfo *trying;	/* the address connect() is under way to */
 	struct addrinfo *next_addr; /* the address to try next */
 	StringInfoData failures;	/* why each address tried failed */
 } SbStream;
@@ -84,7 +85,7 @@ stream_disconnect(SbSession *s)
 	}
 	if (st->addrs)
 		freeaddrinfo(st->addrs);
-	st->addrs = st->next_addr = NULL;
+	st->addrs = st->trying = st->next_addr = NULL;
 	st->connecting = false;
 }
 
@@ -168,7 +169,7 @@ connected(SbSession *s)
 
 	if (st->addrs)
 		freeaddrinfo(st->addrs);
-	st->addrs = st->next_addr = NULL;
+	st->addrs = st->trying = st->next_addr = NULL;
 	stream_begin(s);
 	(void) send_header(s);
 }
@@ -208,6 +209,7 @@ try_next_address(SbSession *s)
 		}
 		if (errno == EINPROGRESS)
 		{
+			st->trying = ai;
 			st->connecting = true;
 			s->state = SB_SESSION_CONNECTING;
 			return;
@@ -261,13 +263,7 @@ finish_connect(SbSession *s)
 		connected(s);
 		return;
 	}
-	/* the address just tried is the one before next_addr */
-	for (struct addrinfo *ai = st->addrs; ai; ai = ai->ai_next)
-		if (ai->ai_next == st->next_addr)
-		{
-			note_address_failure(st, ai, err);
-			break;
-		}
+	note_address_failure(st, st->trying, err);
 	st->ch.ops->close(&st->ch);
 	s->sockets_changed = true;
 	st->connecting = false;
