@@ -101,7 +101,7 @@ typedef struct SbLibpqPeer
 	SbLink		links[SB_LIBPQ_LINKS];
 	SbRemoteClock held;			/* what this server holds, per source */
 	uint64		held_commits;	/* commit count when held was last read */
-	bool		pull_caught_up; /* the last poll answered less than a page */
+	bool		pull_caught_up; /* the last poll answered all it had */
 	bool		pull_started;	/* the first poll was sent */
 } SbLibpqPeer;
 
@@ -391,7 +391,7 @@ send_poll(SbSession *s)
 	initStringInfo(&clock);
 	SbAppendClockJson(&clock, lp->held.entries, lp->held.n);
 	snprintf(page, sizeof(page), "%d", SB_POLL_PAGE);
-	/* behind (the last answer was a full page): an empty answer must come at once */
+	/* behind (the last answer was a page): an empty answer must come at once */
 	snprintf(wait, sizeof(wait), "%d", lp->pull_caught_up ? SB_POLL_WAIT_MS : 0);
 	params[0] = s->model_name;
 	params[1] = clock.data;
@@ -444,7 +444,12 @@ poll_done(SbSession *s)
 {
 	SbLibpqPeer *lp = lp_of(s);
 
-	lp->pull_caught_up = lp->links[LINK_PULL].rows < SB_POLL_PAGE;
+	/*
+	 * All the remote had came with its header (or was nothing); a page cut
+	 * short by its size, as a full one, has none: more is to come.
+	 */
+	lp->pull_caught_up = lp->links[LINK_PULL].rows == 0 ||
+		lp->links[LINK_PULL].header_seen;
 	if (lp->pull_caught_up && !s->sync_received)
 		SbSessionPeerSynced(s);
 	/* at once: the remote reads the next page while we apply this one */

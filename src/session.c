@@ -81,10 +81,11 @@ SbSessionCreate(MemoryContext parent, bool outgoing, const SbTransportOps *ops)
 	SbSession  *s = MemoryContextAllocZero(cxt, sizeof(SbSession));
 
 	s->cxt = cxt;
+	/* small at first: thousands of sessions may be idle */
 	s->session_cxt = AllocSetContextCreate(cxt, "scuttlebutt connection",
-										   ALLOCSET_DEFAULT_SIZES);
+										   ALLOCSET_START_SMALL_SIZES);
 	s->batch_cxt = AllocSetContextCreate(cxt, "scuttlebutt batch",
-										 ALLOCSET_DEFAULT_SIZES);
+										 ALLOCSET_START_SMALL_SIZES);
 	s->ops = ops;
 	s->slot = -1;
 	s->outgoing = outgoing;
@@ -126,8 +127,8 @@ SbSessionBegin(SbSession *s)
 {
 	MemoryContextReset(s->session_cxt);
 	forget_pending(s);
-	s->out.data = MemoryContextAlloc(s->session_cxt, 1024);
-	s->out.maxlen = 1024;
+	s->out.data = MemoryContextAlloc(s->session_cxt, SB_OUT_INITIAL);
+	s->out.maxlen = SB_OUT_INITIAL;
 	resetStringInfo(&s->out);
 	s->out_off = 0;
 	s->remote_id = NULL;
@@ -458,6 +459,13 @@ SbSessionOutboxConsumed(SbSession *s, int n)
 	s->counters.last_activity = GetCurrentTimestamp();
 	if (s->out_off == s->out.len)
 	{
+		/* a buffer grown by a page of large values is not kept when idle */
+		if (s->out.maxlen > SB_OUT_KEEP)
+		{
+			pfree(s->out.data);
+			s->out.data = MemoryContextAlloc(s->session_cxt, SB_OUT_INITIAL);
+			s->out.maxlen = SB_OUT_INITIAL;
+		}
 		resetStringInfo(&s->out);
 		s->out_off = 0;
 	}
@@ -473,11 +481,14 @@ typedef struct PumpArg
 
 /*
  * A page of what the peer lacks, per source, all read in this
- * transaction's one snapshot with the clock that bounds it.
+ * transaction's one snapshot with the clock that bounds it.  A page ends
+ * at SB_HISTORY_PAGE updates or once the outbox passes its high-water
+ * mark, whichever comes first: the outbox holds at most one update beyond
+ * the mark, whatever the values' sizes.
  *
- * A source whose page came short of our clock holds no more updates up to
- * it: the rest were superseded here (a local write overwritten by one
- * pulled before this read it, say).  The peer holds what superseded them,
+ * A source read to its end that came short of our clock holds no more
+ * updates up to it: the rest were superseded here (a local write
+ * overwritten by one pulled before this read it, say).  The peer holds what superseded them,
  * or gets it from this pass, but not their timestamps, so its clock would
  * stay behind ours for good.  A peer whose transport takes a clock is then
  * told ours, after the updates of a pass that read everything it lacked
@@ -498,6 +509,7 @@ pump_txn(SbSession *s, void *arg)
 		double		held = SbRemoteClockGet(&s->remote, clock[i].source);
 		double		last = held;
 		int			got;
+		bool		complete;
 		MemoryContext old;
 
 		if (clock[i].ts <= held)
@@ -508,14 +520,16 @@ pump_txn(SbSession *s, void *arg)
 			break;
 		}
 		old = MemoryContextSwitchTo(s->session_cxt);
+		/* the page ends where the outbox passes its high-water mark */
 		got = SbReadHistoryPage(&s->model, clock[i].source, held, budget,
-								&s->out, &last);
+								SB_OUT_HIGH_WATER - SbSessionOutboxLength(s),
+								&s->out, &last, &complete);
 		MemoryContextSwitchTo(old);
 		budget -= got;
 		pa->lines += got;
 		if (got > 0)
 			remote_raise(s, clock[i].source, last);
-		if (budget > 0)
+		if (complete)
 		{
 			/* nothing more is held up to the clock: the rest was superseded */
 			if (clock[i].ts > last)

@@ -90,9 +90,18 @@ typedef struct SbSession
 	char		last_error[SB_LAST_ERROR_LEN];
 } SbSession;
 
-/* Output beyond this waits for the transport before more history is read */
+/*
+ * Output beyond this waits for the transport before more history is read;
+ * a page of history stops once past it (one update beyond at most).
+ */
 #define SB_OUT_HIGH_WATER (256 * 1024)
-/* Updates read per page of history, and applied per transaction */
+/*
+ * A connection's buffers (the outbox, a stream's input) start this small;
+ * grown past SB_OUT_KEEP, they are made small again once empty.
+ */
+#define SB_OUT_INITIAL 1024
+#define SB_OUT_KEEP (64 * 1024)
+/* Updates read per page of history (at most), and applied per transaction */
 #define SB_HISTORY_PAGE 2000
 #define SB_APPLY_BATCH 5000
 

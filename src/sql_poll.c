@@ -8,7 +8,8 @@
  *	  SELECT scuttlebutt.poll(model, <what it holds>, <page>, <wait>)
  *
  * which returns at once the updates newer than what the caller holds (a
- * page of history(), so a prefix of each source's updates), and when there
+ * page of history(), so a prefix of each source's updates: at most <page>
+ * of them, and no more once they pass SB_POLL_PAGE_BYTES), and when there
  * are none waits in shared memory for the next commit that writes the model,
  * then returns nothing: the caller asks again with what it holds by then.
  *
@@ -27,6 +28,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -39,20 +41,37 @@
 
 #include "model_store.h"
 #include "shmem.h"
+#include "spi_util.h"
 
 #define SB_POLL_MAX_UPDATES 1000000
 #define SB_POLL_MAX_WAIT_MS 3600000
+/* An answer stops once its updates pass this many bytes (one beyond at most) */
+#define SB_POLL_PAGE_BYTES (1024 * 1024)
 
 PG_FUNCTION_INFO_V1(scuttlebutt_poll);
 
 static SPIPlanPtr page_plan = NULL;
 static SPIPlanPtr header_plan = NULL;
 
+/* read_page's rows: each update into the result */
+static int64
+page_row(TupleTableSlot *slot, void *arg)
+{
+	ReturnSetInfo *rsinfo = arg;
+	bool		isnull;
+	Datum		doc = slot_getattr(slot, 1, &isnull);
+
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &doc, &isnull);
+	return isnull ? 0 : toast_raw_datum_size(doc);
+}
+
 /*
  * Appends up to limit updates of history(model, sources) to the result,
- * and, when that is all there is, the model's header {"id","clock"} read
- * in the same snapshot.  Returns the updates appended; *clock_ahead says
- * whether the clock holds more than sources (updates since superseded).
+ * none more once SB_POLL_PAGE_BYTES were (a page of large values is cut
+ * by its size: the caller asks again), and, when that is all there is,
+ * the model's header {"id","clock"} read in the same snapshot.  Returns
+ * the updates appended; *clock_ahead says whether the clock holds more
+ * than sources (updates since superseded).
  */
 static int64
 read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
@@ -62,6 +81,7 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 	Oid			header_types[2] = {INT4OID, JSONBOID};
 	Datum		values[3];
 	int64		n;
+	bool		cut;
 
 	*clock_ahead = false;
 	SPI_connect();
@@ -70,20 +90,12 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 	values[0] = PointerGetDatum(model);
 	values[1] = JsonbPGetDatum(sources);
 	values[2] = Int32GetDatum(limit);
-	if (SPI_execute_plan(SbPrepareOnce(&page_plan,
-									  "SELECT h FROM scuttlebutt.history($1, $2) h LIMIT $3",
-									  3, page_types),
-						 values, NULL, true, limit) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the history of a scuttlebutt model");
-	n = SPI_processed;
-	for (int64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-		Datum		doc = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &doc, &isnull);
-	}
-	if (n < limit)
+	n = (int64) SbExecuteBounded(SbPrepareOnce(&page_plan,
+											   "SELECT h FROM scuttlebutt.history($1, $2) h LIMIT $3",
+											   3, page_types),
+								 page_types, values, SB_POLL_PAGE_BYTES,
+								 page_row, rsinfo, &cut);
+	if (n < limit && !cut)
 	{
 		bool		isnull;
 		Datum		header;
@@ -112,7 +124,8 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 
 /*
  * scuttlebutt.poll(model, sources, max_updates, wait_ms): at most
- * max_updates updates newer than sources, per source in timestamp order,
+ * max_updates updates newer than sources (fewer when they are large), per
+ * source in timestamp order,
  * then, if that was all, the model's header (its clock in the same
  * snapshot); if there is nothing new, not even in the clock, waits up to
  * wait_ms for a commit and returns nothing.

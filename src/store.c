@@ -472,13 +472,40 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 	SbNoteModelWrite(model->id);
 }
 
-/* A page of one source's history after a timestamp, one update per line */
+/* A page of one source's history: its rows (ts, doc text) appended as lines */
+typedef struct HistoryPageSink
+{
+	StringInfo	out;
+	double	   *last_ts;
+} HistoryPageSink;
+
+static int64
+history_page_row(TupleTableSlot *slot, void *arg)
+{
+	HistoryPageSink *sink = arg;
+	bool		isnull;
+	Datum		d = slot_getattr(slot, 2, &isnull);
+	text	   *doc = DatumGetTextPP(d);
+	int			len = VARSIZE_ANY_EXHDR(doc);
+
+	*sink->last_ts = DatumGetFloat8(slot_getattr(slot, 1, &isnull));
+	appendBinaryStringInfo(sink->out, VARDATA_ANY(doc), len);
+	appendStringInfoChar(sink->out, '\n');
+	/* a detoasted copy: the run's memory would keep it to the end */
+	if ((Pointer) doc != DatumGetPointer(d))
+		pfree(doc);
+	return len + 1;
+}
+
 int
 SbReadHistoryPage(SbModelRef *model, const char *source, double after,
-				  int limit, StringInfo out, double *last_ts)
+				  int limit, int64 max_bytes, StringInfo out, double *last_ts,
+				  bool *complete)
 {
 	Oid			argtypes[4] = {INT4OID, TEXTOID, FLOAT8OID, INT4OID};
 	Datum		values[4];
+	HistoryPageSink sink = {out, last_ts};
+	bool		cut;
 	int			n;
 
 	SPI_connect();
@@ -492,21 +519,13 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 	values[1] = CStringGetTextDatum(source);
 	values[2] = Float8GetDatum(after);
 	values[3] = Int32GetDatum(limit);
-	/* in the caller's snapshot: the clock read with it bounds the page */
-	if (SPI_execute_plan(history_page_plan, values, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the history of a scuttlebutt model");
-	n = SPI_processed;
-	for (int i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		bool		isnull;
-		text	   *doc;
-
-		*last_ts = DatumGetFloat8(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-		doc = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-		appendBinaryStringInfo(out, VARDATA_ANY(doc), VARSIZE_ANY_EXHDR(doc));
-		appendStringInfoChar(out, '\n');
-	}
+	/*
+	 * In the caller's snapshot (the clock read with it bounds the page), and
+	 * straight into out: a page of large values is cut by its size.
+	 */
+	n = (int) SbExecuteBounded(history_page_plan, argtypes, values, max_bytes,
+							   history_page_row, &sink, &cut);
 	SPI_finish();
+	*complete = !cut && n < limit;
 	return n;
 }

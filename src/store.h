@@ -63,13 +63,15 @@ extern int	SbReadClock(SbModelRef *model, SbClockEntry **entries,
 						bool in_caller_snapshot);
 
 /*
- * Appends to out, one per line, up to limit updates of source newer than
- * after, in timestamp order, read in the caller's snapshot; sets *last_ts
- * to the last one's timestamp.  Returns how many.
+ * Appends to out, one per line, updates of source newer than after, in
+ * timestamp order, read in the caller's snapshot: up to limit of them, and
+ * none more once max_bytes were appended (at least one is).  Sets *last_ts
+ * to the last one's timestamp, and *complete when that was all there is
+ * (neither bound stopped it).  Returns how many.
  */
 extern int	SbReadHistoryPage(SbModelRef *model, const char *source,
-							  double after, int limit, StringInfo out,
-							  double *last_ts);
+							  double after, int limit, int64 max_bytes,
+							  StringInfo out, double *last_ts, bool *complete);
 
 /* A local update's wire text as a json datum, built in buf (reset first) */
 extern Datum SbUpdateTextDatum(StringInfo buf, const char *change_text,

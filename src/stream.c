@@ -113,8 +113,8 @@ stream_begin(SbSession *s)
 	SbStream   *st = stream_of(s);
 
 	SbSessionBegin(s);
-	st->in.data = MemoryContextAlloc(s->session_cxt, 1024);
-	st->in.maxlen = 1024;
+	st->in.data = MemoryContextAlloc(s->session_cxt, SB_OUT_INITIAL);
+	st->in.maxlen = SB_OUT_INITIAL;
 	resetStringInfo(&st->in);
 	st->connecting = false;
 	st->header_received = false;
@@ -341,6 +341,14 @@ take_lines(SbSession *s)
 		memmove(st->in.data, st->in.data + start, st->in.len - start);
 		st->in.len -= start;
 		st->in.data[st->in.len] = '\0';
+	}
+	/* a buffer grown by a long line is not kept by an idle connection */
+	if (st->in.len == 0 && st->in.maxlen > SB_OUT_KEEP)
+	{
+		pfree(st->in.data);
+		st->in.data = MemoryContextAlloc(s->session_cxt, SB_OUT_INITIAL);
+		st->in.maxlen = SB_OUT_INITIAL;
+		resetStringInfo(&st->in);
 	}
 	/* a partial line past the limit: close now, do not buffer the rest */
 	if (st->in.len > sb_max_line_bytes)
