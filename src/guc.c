@@ -21,6 +21,7 @@ char	   *sb_database = NULL;
 char	   *sb_listen_addresses = NULL;
 int			sb_port = 0;
 int			sb_max_connections = SB_DEFAULT_MAX_CONNECTIONS;
+int			sb_max_connections_per_address = SB_DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
 int			sb_max_line_bytes = SB_DEFAULT_MAX_LINE_BYTES;
 int			sb_handshake_timeout_ms = SB_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 int			sb_peer_timeout_ms = SB_DEFAULT_PEER_TIMEOUT_MS;
@@ -66,10 +67,20 @@ SbGucInit(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("scuttlebutt.max_connections",
-							"Most stream connections the worker holds at once, incoming and outgoing.",
-							NULL,
+							"Most incoming stream connections the worker holds at once.",
+							"Peers the worker dials (scuttlebutt.peers) are not counted: they always get their sessions.",
 							&sb_max_connections,
 							SB_DEFAULT_MAX_CONNECTIONS,
+							SB_MIN_MAX_CONNECTIONS, SB_MAX_MAX_CONNECTIONS,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.max_connections_per_address",
+							"Most incoming stream connections from one remote address at once.",
+							"Keeps one host from taking every connection slot; raise it for many clients behind one NAT.",
+							&sb_max_connections_per_address,
+							SB_DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
 							SB_MIN_MAX_CONNECTIONS, SB_MAX_MAX_CONNECTIONS,
 							PGC_SIGHUP,
 							0,

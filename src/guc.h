@@ -9,9 +9,13 @@
 #define SCUTTLEBUTT_GUC_H
 
 /* Limits shared by the GUC definitions and their users */
-#define SB_DEFAULT_MAX_CONNECTIONS 64
+#define SB_DEFAULT_MAX_CONNECTIONS 4096
 #define SB_MIN_MAX_CONNECTIONS 1
-#define SB_MAX_MAX_CONNECTIONS 1024
+#define SB_MAX_MAX_CONNECTIONS 8192
+#define SB_DEFAULT_MAX_CONNECTIONS_PER_ADDRESS 256
+
+/* Dialed peers (rows of scuttlebutt.peers) holding a session at once */
+#define SB_MAX_PEERS 256
 
 #define SB_DEFAULT_MAX_LINE_BYTES (1024 * 1024)
 #define SB_MIN_MAX_LINE_BYTES 1024
@@ -27,6 +31,7 @@ extern char *sb_database;
 extern char *sb_listen_addresses;
 extern int	sb_port;
 extern int	sb_max_connections;
+extern int	sb_max_connections_per_address;
 extern int	sb_max_line_bytes;
 extern int	sb_handshake_timeout_ms;
 extern int	sb_peer_timeout_ms;

@@ -18,8 +18,11 @@
 #include "close_reason.h"
 #include "guc.h"
 
-/* One slot per connection the worker holds or peer it is dialing */
-#define SB_STATUS_SLOTS (SB_MAX_MAX_CONNECTIONS + 64)
+/*
+ * One slot per connection the worker holds or peer it is dialing: incoming
+ * connections never take the slots kept for dialed peers.
+ */
+#define SB_STATUS_SLOTS (SB_MAX_MAX_CONNECTIONS + SB_MAX_PEERS)
 
 /* Commit counters per model: model id modulo this many */
 #define SB_MODEL_COMMIT_SLOTS 64

@@ -31,6 +31,8 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
+
 #include "access/xact.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -42,6 +44,7 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -76,6 +79,13 @@ typedef struct WorkerState
 	/* the slots in use, in no order */
 	int		   *active;
 	int			nactive;
+	/* incoming connections, in all and per remote host (AddressCount) */
+	int			nincoming;
+	HTAB	   *per_address;
+	int			fd_room;		/* sockets the descriptor limit leaves room for */
+	bool		fd_room_logged;
+	TimestampTz refusal_logged_at;	/* refusals are logged now and then */
+	int64		refusals_unlogged;
 	WaitEventSet *set;
 	bool		set_dirty;		/* membership changed: build the set anew */
 	uint64		commits;		/* last value of sb_shared->commits seen */
@@ -107,6 +117,22 @@ SbWorkerInit(void)
 
 /* ---- session slots ---- */
 
+/* Incoming connections from one remote host */
+typedef struct AddressCount
+{
+	char		host[SB_TEXT_SHORT];	/* the key: remote_addr without its port */
+	int			count;
+} AddressCount;
+
+/* At most one refusal WARNING this often (each one is counted) */
+#define SB_REFUSAL_LOG_INTERVAL_MS 10000
+
+/*
+ * Descriptors kept for the worker's own files, listeners and libpq: fd.c
+ * gives way under pressure (it closes cached files), accept() does not.
+ */
+#define SB_FD_RESERVE 128
+
 static int
 free_slot(void)
 {
@@ -114,6 +140,53 @@ free_slot(void)
 		if (ws.sessions[i] == NULL)
 			return i;
 	return -1;
+}
+
+/* "host:port" or "[v6]:port" without its port */
+static void
+address_host(const char *remote_addr, char *host)
+{
+	const char *colon = strrchr(remote_addr, ':');
+	size_t		len = colon ? (size_t) (colon - remote_addr) : strlen(remote_addr);
+
+	memset(host, 0, SB_TEXT_SHORT);
+	memcpy(host, remote_addr, Min(len, SB_TEXT_SHORT - 1));
+}
+
+/* Counts an incoming connection from remote_addr in (+1) or out (-1) */
+static int
+count_address(const char *remote_addr, int delta)
+{
+	char		host[SB_TEXT_SHORT];
+	AddressCount *entry;
+	bool		found;
+
+	address_host(remote_addr, host);
+	entry = hash_search(ws.per_address, host,
+						delta > 0 ? HASH_ENTER : HASH_FIND, &found);
+	if (entry == NULL)
+		return 0;
+	if (!found)
+		entry->count = 0;
+	entry->count += delta;
+	if (entry->count <= 0)
+	{
+		(void) hash_search(ws.per_address, host, HASH_REMOVE, NULL);
+		return 0;
+	}
+	return entry->count;
+}
+
+/* Incoming connections from remote_addr's host now */
+static int
+address_count(const char *remote_addr)
+{
+	char		host[SB_TEXT_SHORT];
+	AddressCount *entry;
+
+	address_host(remote_addr, host);
+	entry = hash_search(ws.per_address, host, HASH_FIND, NULL);
+	return entry ? entry->count : 0;
 }
 
 static int
@@ -136,11 +209,21 @@ add_session(int slot, SbSession *s, SbPeerConfig *config)
 	for (int k = 0; k < SB_SESSION_SOCKETS; k++)
 		ws.registered[slot][k].sock = PGINVALID_SOCKET;
 	ws.active[ws.nactive++] = slot;
+	if (!s->outgoing)
+	{
+		ws.nincoming++;
+		(void) count_address(s->remote_addr, 1);
+	}
 }
 
 static void
 drop_session(int slot)
 {
+	if (!ws.sessions[slot]->outgoing)
+	{
+		ws.nincoming--;
+		(void) count_address(ws.sessions[slot]->remote_addr, -1);
+	}
 	SbSessionFree(ws.sessions[slot]);
 	if (ws.configs[slot])
 	{
@@ -172,6 +255,81 @@ drop_session(int slot)
 
 /* ---- incoming connections ---- */
 
+/*
+ * Raises the soft limit on descriptors to the hard one (every connection
+ * holds one) and notes how many sockets it leaves room for.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+	{
+		ws.fd_room = SB_STATUS_SLOTS;	/* unknown: accept() will tell */
+		return;
+	}
+	if (rl.rlim_cur < rl.rlim_max)
+	{
+		struct rlimit want = rl;
+
+		want.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl = want;
+		else
+			ereport(LOG,
+					(errmsg("scuttlebutt: could not raise the file-descriptor limit from %llu to %llu: %m",
+							(unsigned long long) rl.rlim_cur,
+							(unsigned long long) rl.rlim_max)));
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t) (INT_MAX / 2))
+		ws.fd_room = INT_MAX / 2;
+	else
+		ws.fd_room = Max((int) rl.rlim_cur - SB_FD_RESERVE, 0);
+}
+
+/* How many incoming connections may be held now */
+static int
+incoming_limit(void)
+{
+	/* the dialed peers' sockets come first */
+	int			room = ws.fd_room - (ws.nactive - ws.nincoming) * SB_SESSION_SOCKETS;
+
+	if (room < sb_max_connections && !ws.fd_room_logged)
+	{
+		ereport(LOG,
+				(errmsg("scuttlebutt: the file-descriptor limit leaves room for %d incoming connections, fewer than scuttlebutt.max_connections (%d)",
+						Max(room, 0), sb_max_connections),
+				 errhint("Raise the hard limit on open files (ulimit -n, LimitNOFILE) of the server.")));
+		ws.fd_room_logged = true;
+	}
+	return Min(room, sb_max_connections);
+}
+
+/* Closes a connection refused at once; counted always, logged now and then */
+static void
+refuse_connection(pgsocket sock, const char *remote, SbCloseReason reason)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	closesocket(sock);
+	SbCountConnectionError(reason, remote);
+	ws.refusals_unlogged++;
+	if (!TimestampDifferenceExceeds(ws.refusal_logged_at, now, SB_REFUSAL_LOG_INTERVAL_MS))
+		return;
+	ereport(WARNING,
+			(errcode(SbCloseReasonErrcode(reason)),
+			 errmsg("scuttlebutt: closing connection from %s: %s",
+					remote, SbCloseReasonName(reason)),
+			 reason == SB_CLOSE_TOO_MANY_FROM_ADDRESS
+			 ? errdetail("scuttlebutt.max_connections_per_address is %d; %lld connection(s) refused since the last such message.",
+						 sb_max_connections_per_address, (long long) ws.refusals_unlogged)
+			 : errdetail("scuttlebutt.max_connections is %d; %lld connection(s) refused since the last such message.",
+						 sb_max_connections, (long long) ws.refusals_unlogged)));
+	ws.refusal_logged_at = now;
+	ws.refusals_unlogged = 0;
+}
+
 static void
 accept_connections(int listener)
 {
@@ -180,25 +338,24 @@ accept_connections(int listener)
 
 	while ((sock = SbListenerAccept(listener, remote, sizeof(remote))) != PGINVALID_SOCKET)
 	{
-		int			slot = free_slot();
+		int			slot;
 		SbSession  *s;
 
-		if (count_open_sessions() >= sb_max_connections || slot < 0)
+		if (ws.nincoming >= incoming_limit() || (slot = free_slot()) < 0)
 		{
-			ereport(WARNING,
-					(errcode(ERRCODE_TOO_MANY_CONNECTIONS),
-					 errmsg("scuttlebutt: closing connection from %s: too many connections",
-							remote),
-					 errdetail("scuttlebutt.max_connections is %d.", sb_max_connections)));
-			SbCountConnectionError(SB_CLOSE_TOO_MANY_CONNECTIONS, remote);
-			closesocket(sock);
+			refuse_connection(sock, remote, SB_CLOSE_TOO_MANY_CONNECTIONS);
+			continue;
+		}
+		if (address_count(remote) >= sb_max_connections_per_address)
+		{
+			refuse_connection(sock, remote, SB_CLOSE_TOO_MANY_FROM_ADDRESS);
 			continue;
 		}
 		s = SbSessionCreate(ws.cxt, false, &SbStreamTransport);
 		s->send_enabled = sb_listen_send;
 		s->receive_enabled = sb_listen_receive;
-		add_session(slot, s, NULL);
 		SbStreamAccept(s, sock, remote);
+		add_session(slot, s, NULL);
 	}
 }
 
@@ -362,8 +519,16 @@ reload_peers(void)
 		int			slot;
 		SbSession  *s;
 
-		if (find_peer(row->id) >= 0 || (slot = free_slot()) < 0)
+		if (find_peer(row->id) >= 0)
 			continue;
+		if (ws.nactive - ws.nincoming >= SB_MAX_PEERS || (slot = free_slot()) < 0)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("scuttlebutt: peer %d is not dialed: the worker dials at most %d peers",
+							row->id, SB_MAX_PEERS)));
+			continue;
+		}
 		s = make_peer(row);
 		if (s)
 			add_session(slot, s, copy_config(row));
@@ -372,16 +537,50 @@ reload_peers(void)
 
 /* ---- status ---- */
 
+/* Whether text, as strlcpy would copy it into size bytes, is shared */
+static bool
+same_shared_text(const char *shared, const char *text, size_t size)
+{
+	return strncmp(shared, text ? text : "", size - 1) == 0;
+}
+
+/*
+ * Whether a session's published status is out of date.  The worker alone
+ * writes the slots: it reads them without the lock.
+ */
+static bool
+status_stale(SbConnStatus *st, SbSession *s, bool caught_up)
+{
+	return !st->in_use || st->caught_up != caught_up ||
+		st->commits_seen != ws.commits ||
+		memcmp(&st->counters, &s->counters, sizeof(s->counters)) != 0 ||
+		!same_shared_text(st->state, SbSessionStateName(s->state), sizeof(st->state)) ||
+		!same_shared_text(st->model, s->model_name, sizeof(st->model)) ||
+		!same_shared_text(st->remote_id, s->remote_id, sizeof(st->remote_id)) ||
+		!same_shared_text(st->last_error, s->last_error, sizeof(st->last_error));
+}
+
+/*
+ * Publishes the status of the sessions whose status changed: with
+ * thousands of idle connections, an event on one writes one slot.
+ */
 static void
 publish_status(void)
 {
-	LWLockAcquire(sb_shared->lock, LW_EXCLUSIVE);
+	bool		locked = false;
+
 	for (int a = 0; a < ws.nactive; a++)
 	{
 		int			slot = ws.active[a];
 		SbSession  *s = ws.sessions[slot];
 		SbConnStatus *st = &sb_shared->conns[slot];
+		bool		caught_up = SbSessionCaughtUp(s, ws.commits);
 
+		if (!status_stale(st, s, caught_up))
+			continue;
+		if (!locked)
+			LWLockAcquire(sb_shared->lock, LW_EXCLUSIVE);
+		locked = true;
 		st->in_use = true;
 		st->peer_id = s->peer_id;
 		st->direction = s->outgoing ? 'o' : 'i';
@@ -392,10 +591,11 @@ publish_status(void)
 		strlcpy(st->state, SbSessionStateName(s->state), sizeof(st->state));
 		st->counters = s->counters;
 		strlcpy(st->last_error, s->last_error, sizeof(st->last_error));
-		st->caught_up = SbSessionCaughtUp(s, ws.commits);
+		st->caught_up = caught_up;
 		st->commits_seen = ws.commits;
 	}
-	LWLockRelease(sb_shared->lock);
+	if (locked)
+		LWLockRelease(sb_shared->lock);
 	pg_atomic_write_u32(&sb_shared->connections, count_open_sessions());
 	ConditionVariableBroadcast(&sb_shared->status_cv);
 }
@@ -515,11 +715,14 @@ handle_socket_event(WaitEvent *ev)
 
 /* ---- deadlines ---- */
 
-/* Whether a peer in backoff may connect now */
+/*
+ * Whether a peer in backoff may connect now: dialed peers never wait for
+ * connection slots (incoming connections cannot take theirs).
+ */
 static bool
 may_dial(void)
 {
-	return ws.extension_ready && count_open_sessions() < sb_max_connections;
+	return ws.extension_ready;
 }
 
 /* Milliseconds to the nearest deadline, -1 for none */
@@ -597,6 +800,8 @@ worker_shmem_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused(
 static void
 worker_setup(void)
 {
+	HASHCTL		ctl;
+
 	memset(&ws, 0, sizeof(ws));
 	ws.cxt = AllocSetContextCreate(TopMemoryContext, "scuttlebutt worker",
 								   ALLOCSET_DEFAULT_SIZES);
@@ -608,6 +813,12 @@ worker_setup(void)
 	ws.active = MemoryContextAllocZero(ws.cxt, sizeof(int) * SB_STATUS_SLOTS);
 	ws.set_dirty = true;
 	ws.stats_timeout_ms = -1;
+	ctl.keysize = SB_TEXT_SHORT;
+	ctl.entrysize = sizeof(AddressCount);
+	ctl.hcxt = ws.cxt;
+	ws.per_address = hash_create("scuttlebutt connections per address", 256, &ctl,
+								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	raise_fd_limit();
 
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 	LWLockAcquire(sb_shared->lock, LW_EXCLUSIVE);
