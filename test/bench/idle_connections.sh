@@ -72,7 +72,7 @@ until [ -s "$W/ready" ]; do
 	sleep 0.5
 done
 log "idle_connections: $CONNS connections open in $(($(date +%s) - t0)) s"
-held=$(sqlx a -At -c "SELECT count(*) FROM scuttlebutt.peer_status WHERE direction = 'i' AND state = 'live'")
+held=$(sqlx a -At -c "SELECT count(*) FROM scuttlebutt.peer_status WHERE direction = 'in' AND state = 'live'")
 [ "$held" -eq "$CONNS" ] || die "a holds $held live incoming connections, expected $CONNS"
 sleep 2
 rss1=$(status_kb "$pid" RssAnon)

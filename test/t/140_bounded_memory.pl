@@ -105,7 +105,7 @@ my %keys = map { /^\[\["(k\d+)"/ ? ($1 => 1) : () } @updates;
 is(scalar(keys %keys), $nvalues, 'every key once');
 $g->close_fin;
 close($_) for @hogs;
-ok(StreamTest::poll($na, q{SELECT count(*) = 0 FROM scuttlebutt.peer_status WHERE direction = 'i'}, 30),
+ok(StreamTest::poll($na, q{SELECT count(*) = 0 FROM scuttlebutt.peer_status WHERE direction = 'in'}, 30),
 	'A drops the closed connections');
 
 # ---- libpq push: A sends its history to B ----

@@ -68,7 +68,7 @@ sub client
 
 sub incoming
 {
-	return qa(q{SELECT count(*) FROM scuttlebutt.peer_status WHERE direction = 'i'});
+	return qa(q{SELECT count(*) FROM scuttlebutt.peer_status WHERE direction = 'in'});
 }
 
 my @held;
@@ -123,7 +123,7 @@ is(incoming(), 5, 'the 5 incoming connections are still held');
 my $seventh = client('127.0.0.1');
 ok($seventh->wait_closed(20), 'and a new incoming one is still refused');
 $_->close_fin for @held;
-ok(StreamTest::poll($na, q{SELECT count(*) = 0 FROM scuttlebutt.peer_status WHERE direction = 'i'}, 30),
+ok(StreamTest::poll($na, q{SELECT count(*) = 0 FROM scuttlebutt.peer_status WHERE direction = 'in'}, 30),
 	'the idle clients gone, A holds no incoming connection');
 my $again = client('127.0.0.1');
 ok(defined(($again->handshake('m', id => 'AGAIN'))[0]), 'a new client from 127.0.0.1 is served again');
@@ -166,7 +166,7 @@ note(sprintf('worker RssAnon %d kB before, %d kB with %d idle clients: %.1f kB e
 		$before, $after, $n, $per_conn));
 cmp_ok($per_conn, '<', 64, 'an idle connection costs the worker less than 64 kB');
 $_->close_fin for @idle;
-ok(StreamTest::poll($na, q{SELECT count(*) = 0 FROM scuttlebutt.peer_status WHERE direction = 'i'}, 60),
+ok(StreamTest::poll($na, q{SELECT count(*) = 0 FROM scuttlebutt.peer_status WHERE direction = 'in'}, 60),
 	'all of them closed');
 
 done_testing();
