@@ -472,7 +472,7 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 	SbNoteModelWrite(model->id);
 }
 
-/* A page of one source's history: its rows (ts, doc text) appended as lines */
+/* A page of one source's history: its rows (ts, doc) appended as lines */
 typedef struct HistoryPageSink
 {
 	StringInfo	out;
@@ -485,7 +485,7 @@ history_page_row(TupleTableSlot *slot, void *arg)
 	HistoryPageSink *sink = arg;
 	bool		isnull;
 	Datum		d = slot_getattr(slot, 2, &isnull);
-	text	   *doc = DatumGetTextPP(d);
+	text	   *doc = DatumGetTextPP(d);	/* json is text inside */
 	int			len = VARSIZE_ANY_EXHDR(doc);
 
 	*sink->last_ts = DatumGetFloat8(slot_getattr(slot, 1, &isnull));
@@ -510,7 +510,7 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 
 	SPI_connect();
 	SbPrepareOnce(&history_page_plan,
-				 "SELECT u.ts, u.doc::text FROM scuttlebutt.updates u"
+				 "SELECT u.ts, u.doc FROM scuttlebutt.updates u"
 				 " WHERE u.model_id = $1 AND u.source = $2 AND u.ts > $3"
 				 "   AND u.ts <= scuttlebutt._visible_ts($1, $2, 'Infinity')"
 				 " ORDER BY u.ts LIMIT $4",
@@ -521,7 +521,9 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 	values[3] = Int32GetDatum(limit);
 	/*
 	 * In the caller's snapshot (the clock read with it bounds the page), and
-	 * straight into out: a page of large values is cut by its size.
+	 * straight into out: a page of large values is cut by its size.  The
+	 * docs are taken as json, not cast to text, so that a sort moves their
+	 * TOAST pointers and only the rows taken are detoasted.
 	 */
 	n = (int) SbExecuteBounded(history_page_plan, argtypes, values, max_bytes,
 							   history_page_row, &sink, &cut);
