@@ -154,7 +154,7 @@ address_host(const char *remote_addr, char *host)
 }
 
 /* Counts an incoming connection from remote_addr in (+1) or out (-1) */
-static int
+static void
 count_address(const char *remote_addr, int delta)
 {
 	char		host[SB_TEXT_SHORT];
@@ -165,16 +165,12 @@ count_address(const char *remote_addr, int delta)
 	entry = hash_search(ws.per_address, host,
 						delta > 0 ? HASH_ENTER : HASH_FIND, &found);
 	if (entry == NULL)
-		return 0;
+		return;
 	if (!found)
 		entry->count = 0;
 	entry->count += delta;
 	if (entry->count <= 0)
-	{
 		(void) hash_search(ws.per_address, host, HASH_REMOVE, NULL);
-		return 0;
-	}
-	return entry->count;
 }
 
 /* Incoming connections from remote_addr's host now */
@@ -212,7 +208,7 @@ add_session(int slot, SbSession *s, SbPeerConfig *config)
 	if (!s->outgoing)
 	{
 		ws.nincoming++;
-		(void) count_address(s->remote_addr, 1);
+		count_address(s->remote_addr, 1);
 	}
 }
 
@@ -222,7 +218,7 @@ drop_session(int slot)
 	if (!ws.sessions[slot]->outgoing)
 	{
 		ws.nincoming--;
-		(void) count_address(ws.sessions[slot]->remote_addr, -1);
+		count_address(ws.sessions[slot]->remote_addr, -1);
 	}
 	SbSessionFree(ws.sessions[slot]);
 	if (ws.configs[slot])
