@@ -27,7 +27,9 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
+use B ();
 use Encode ();
+use Math::BigFloat;
 use Errno qw(EAGAIN EINTR EWOULDBLOCK);
 use IO::Select;
 use IO::Socket::INET;
@@ -368,12 +370,13 @@ my %field_ops = (
 		$u->{$f} = qq("a${e}b");
 		return "$f=\"a${e}b\"";
 	},
-	# names of Object.prototype only where the reference client holds them
-	# (as sources: it cannot hold an event named "toString")
+	# names of Object.prototype's members only in the header: the reference
+	# client cannot hold an event named "toString", nor list an update of a
+	# source named so in its history
 	proto => sub {
 		my ($c) = @_;
 		my $f = pick('key', 'src', 'id', 'clock');
-		my $name = $f eq 'key' ? pick('__proto__', '') : pick('__proto__', 'constructor', 'toString', 'hasOwnProperty', '');
+		my $name = $f =~ /^(key|src)$/ ? pick('__proto__', '') : pick('__proto__', 'constructor', 'toString', 'hasOwnProperty', '');
 		if ($f eq 'id') { $c->{header}{id} = jstr($name) }
 		elsif ($f eq 'clock') { $c->{header}{clock} = '{' . jstr($name) . ':1}' }
 		else { pick(@{ $c->{updates} })->{$f} = jstr($name) }
@@ -578,6 +581,9 @@ sub build_case
 	$c->{over_limit} = 0 if $framing eq 'cut_mid_stream' && !grep { length($_) > $max_line } split /\n/, $data;
 	$c->{end} = $c->{over_limit} ? 'wait_close' : pick(@ends);
 	$c->{framing} = $framing;
+	# the first bytes of a trickle case go in writes of 1 to 7 bytes (drawn
+	# here: what the generator draws must not depend on timing)
+	$c->{trickle} = $framing eq 'trickle' ? [ map { 1 + rint(7) } 1 .. 64 ] : [];
 	$c->{data} = $data;
 	$c->{desc} = sprintf('#%d %s (%s) src-mix %s, %d lines, %d bytes, %s, end %s; %s',
 		$n, $c->{model}, $c->{kind}, $c->{updates}[0]{src}, scalar(@lines), length($data), $framing, $c->{end},
@@ -643,9 +649,9 @@ sub run_batch
 			my $c = $by_fd{ fileno $s };
 			next if $c->{off} >= length $c->{data} || $now < $c->{next_write};
 			my $len = length($c->{data}) - $c->{off};
-			if ($c->{framing} eq 'trickle' && $c->{off} < 256)
+			if ($c->{framing} eq 'trickle' && @{ $c->{trickle} })
 			{
-				$len = 1 + rint(7);
+				$len = shift @{ $c->{trickle} };
 				$c->{next_write} = $now + 0.001;
 			}
 			my $wrote = syswrite($s, $c->{data}, $len, $c->{off});
@@ -732,6 +738,7 @@ sub report_death
 	{
 		my $roff = -s $node->logfile;
 		my %again = map { ($_ => $c->{$_}) } qw(n model kind data framing end over_limit desc);
+		$again{trickle} = [ (3) x 64 ];
 		run_batch(\%again);
 		usleep(300_000);
 		next if guard_alive();
@@ -773,6 +780,7 @@ while ($n < $n_cases)
 	my $size = 1 + rint(4);
 	$size = $n_cases - $n if $n + $size > $n_cases;
 	my @cases = map { build_case($n + $_) } 0 .. $size - 1;
+	note(substr($_->{desc}, 0, 300)) for @cases;
 	$n += $size;
 	push @window, { cases => \@cases, log_off => -s $node->logfile };
 	shift @window while @window > 4;
@@ -813,18 +821,32 @@ q1(sprintf(q{SELECT scuttlebutt.apply_update('kv', '[["probe_after_fuzz",1],%d,"
 ok($alive && defined $guard->read_until(qr/"probe_after_fuzz"/, 20), 'the guard client still gets live updates');
 
 # ---- the models: what was there is there, and only valid updates were added ----
-# number tokens of a JSON text (outside strings); each must be a finite double
-sub numbers_of
-{
-	my ($text) = @_;
-	my @n;
-	while ($text =~ /\G(?:"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)|.)/gs)
-	{
-		push @n, $1 if defined $1;
-	}
-	return @n;
-}
+# Stored updates are decoded with every number kept exact (Math::BigInt
+# or Math::BigFloat), so that one beyond a double shows as such.
+my $exact = ScuttlebuttTest::json_codec()->utf8->allow_bignum->max_depth(20_000);
+my $max_double = Math::BigFloat->new('1.7976931348623157e308');
 sub finite { my ($x) = @_; return $x == $x && abs($x) < 9**9**9 }
+
+sub beyond_double
+{
+	my ($x) = @_;
+	return ref($x) =~ /^Math::Big/ ? $x->copy->babs->bcmp($max_double) > 0 : !finite($x);
+}
+
+# The first number beyond a double in a decoded value (walked without
+# recursion: values may be deep), or undef
+sub number_beyond_double
+{
+	my @todo = @_;
+	while (@todo)
+	{
+		my $v = pop @todo;
+		if (ref $v eq 'ARRAY') { push @todo, @$v }
+		elsif (ref $v eq 'HASH') { push @todo, values %$v }
+		elsif (ref($v) =~ /^Math::Big/ && beyond_double($v)) { return $v }
+	}
+	return undef;
+}
 
 # Why an update (wire text) of a model of $kind is not a valid update, or
 # undef when it is.
@@ -834,20 +856,21 @@ sub invalid_update
 	return 'contains a newline' if $line =~ /\n/;
 	my $chars = $line;
 	return 'not valid UTF-8' unless eval { Encode::decode('UTF-8', $chars, Encode::FB_CROAK); 1 };
-	my $u = eval { $json->decode($line) };
-	return "not JSON: $@" unless $u;
+	my $u = eval { $exact->decode($line) };
+	return "not JSON (or nested deeper than 20,000): $@" unless $u;
 	return 'not an array of 3 or 4' unless ref $u eq 'ARRAY' && (@$u == 3 || @$u == 4);
 	my ($change, $ts, $src) = @$u;
 	return 'source not a string' if ref $src || !defined $src;
 	return 'source "__proto__"' if $src eq '__proto__';
 	return 'source of ' . length($src) . ' bytes' if length($src) > $max_name_bytes;
-	my ($ts_text) = $line =~ /,(-?[0-9.eE+]+),"(?:[^"\\]|\\.)*"(?:,"[^"]*")?\]$/;
-	return 'timestamp not a number' unless defined $ts_text && !ref $ts;
-	return "timestamp $ts_text not finite" unless finite($ts_text);
-	return sprintf('timestamp %s is %.0f s ahead of wall clock', $ts_text, ($ts_text - $limit_ms + $skew_ms) / 1000)
-	  if $ts_text > $limit_ms;
-	my @bad = grep { !finite($_) } numbers_of($line);
-	return 'a number beyond a double: ' . substr($bad[0], 0, 40) if @bad;
+	return 'timestamp not a number'
+	  unless ref($ts) =~ /^Math::Big/ || (!ref $ts && defined $ts && B::svref_2object(\$ts)->FLAGS & (B::SVf_IOK | B::SVf_NOK));
+	return 'timestamp beyond a double' if beyond_double($ts);
+	$ts = ref $ts ? $ts->numify : $ts;
+	return sprintf('timestamp %.17g is %.3g s ahead of wall clock', $ts, ($ts - $limit_ms + $skew_ms) / 1000)
+	  if $ts > $limit_ms;
+	my $big = number_beyond_double($change);
+	return 'a number beyond a double: ' . substr($big->bsstr, 0, 40) if defined $big;
 	if ($kind ne 'value')
 	{
 		return 'change not [name, data]' unless ref $change eq 'ARRAY' && @$change == 2 && !ref $change->[0];
@@ -873,7 +896,7 @@ for my $m (@models)
 	  q1(qq{SELECT encode(textsend(key), 'hex'), value::text FROM jsonb_each(scuttlebutt.clock('$m'))});
 	my @bad_clock = grep { !finite($_->[1]) || $_->[1] > $limit_ms } @entries;
 	is(scalar(@bad_clock), 0, "$m: every clock entry is finite and at most max_clock_skew ahead")
-	  or diag(join("\n", map { substr($_->[0], 0, 60) =~ s/([^\x20-\x7e])/sprintf('\\x%02x', ord $1)/ger . " => $_->[1]" } @bad_clock[ 0 .. ($#bad_clock < 9 ? $#bad_clock : 9) ]));
+	  or diag(join("\n", map { substr($_->[0], 0, 60) =~ s/([^\x20-\x7e])/sprintf('\\x%02x', ord $1)/ger . ' => ' . (length($_->[1]) > 40 ? sprintf('%.17g', $_->[1]) : $_->[1]) } @bad_clock[ 0 .. ($#bad_clock < 9 ? $#bad_clock : 9) ]));
 }
 my %after_set = map { ($_ => 1) } @{ $after{ev} };
 is(join("\n", grep { !$after_set{$_} } @{ $before{ev} }), '', 'ev: every event held before is still held, unchanged');
@@ -882,8 +905,10 @@ is(join("\n", grep { ($kv_now{$_} // '') ne $base_kv{$_} } sort keys %base_kv), 
 	'kv: every base key holds the same update as before');
 my ($val_before) = @{ $before{val} };
 my ($val_after) = @{ $after{val} };
-ok(defined $val_after && ($json->decode($val_after)->[1] // 0) >= $json->decode($val_before)->[1],
-	'val: holds an update at least as new as before');
+my $ts_of = sub { my $u = eval { $exact->decode($_[0] // '') }; return ref $u eq 'ARRAY' ? $u->[1] : undef };
+my ($ts_before, $ts_after) = map { $ts_of->($_) } $val_before, $val_after;
+ok(defined $ts_after && $ts_after >= $ts_before, 'val: holds an update at least as new as before')
+  or diag('before: ' . ($val_before // 'none') . "\nnow: " . substr($val_after // 'none', 0, 300));
 note(sprintf('updates held: %s', join(', ', map { "$_ " . scalar(@{ $before{$_} }) . ' -> ' . scalar(@{ $after{$_} }) } @models)));
 
 # ---- local writes: they work and get timestamps near wall clock ----
