@@ -702,7 +702,7 @@ sub run_batch
 }
 
 # ---- the fuzz ----
-my (@deaths, @window, $n, $over_limit_open);
+my (@deaths, @window, $n, $over_limit_open, $over_limit_cases);
 $n = 0;
 
 # Waits for the postmaster to start a new worker and reconnects the guard.
@@ -790,6 +790,7 @@ while ($n < $n_cases)
 	run_batch(@cases);
 	for my $c (@cases)
 	{
+		$over_limit_cases++ if $c->{over_limit};
 		$over_limit_open .= show_case($c) . "\n"
 		  if $c->{over_limit} && !$c->{server_closed} && !$c->{write_error} && ($c->{result} // '') !~ /connect failed/;
 	}
@@ -816,7 +817,8 @@ is(q1('SELECT pg_postmaster_start_time()'), $pm_start, 'the server did not resta
 my $log = StreamTest::log_since($node, $log_start);
 my @crashes = grep { /terminated by signal|PANIC|all server processes terminated|was terminated by/ } split /\n/, $log;
 is(scalar(@crashes), 0, 'no crash or crash-restart in the log') or diag(join("\n", @crashes[ 0 .. ($#crashes < 9 ? $#crashes : 9) ]));
-is($over_limit_open // '', '', 'every connection that sent a line over max_line_bytes was closed by the server');
+is($over_limit_open // '', '',
+	'every connection that sent a line over max_line_bytes was closed by the server (' . ($over_limit_cases // 0) . ' connections)');
 
 # the guard (a good peer) was not disturbed and still replicates
 # (written as a remote update: local writes are checked on their own below)
