@@ -19,7 +19,9 @@
 # Environment: PG_CONFIG (default: the distribution's PostgreSQL, see
 # test/lib/setup.sh), SB_TEST_USER (default postgres), PROVE_TESTS (default
 # test/t/*.pl), PROVE_FLAGS, SB_TEST_SEED (seed of the random interop
-# vectors), COPT (extra compiler flags, e.g. -Werror as CI passes).
+# vectors), SB_FUZZ_SEED, SB_FUZZ_CONNECTIONS and SB_FUZZ_SECONDS (the
+# listener fuzz, test/t/133_listener_fuzz.pl), COPT (extra compiler flags,
+# e.g. -Werror as CI passes).
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib/setup.sh"
@@ -68,6 +70,8 @@ prove_args=(PG_CONFIG="$PG_CONFIG")
 as_test_user mkdir -p "$pgwork/tmp"
 set +e
 as_test_user PATH="$pgbin:$PATH" TMPDIR="$pgwork/tmp" ${SB_TEST_SEED:+SB_TEST_SEED="$SB_TEST_SEED"} \
+	${SB_FUZZ_SEED:+SB_FUZZ_SEED="$SB_FUZZ_SEED"} ${SB_FUZZ_CONNECTIONS:+SB_FUZZ_CONNECTIONS="$SB_FUZZ_CONNECTIONS"} \
+	${SB_FUZZ_SECONDS:+SB_FUZZ_SECONDS="$SB_FUZZ_SECONDS"} \
 	make -C "$tree" -s prove-installcheck "${prove_args[@]}" 2>&1 | tee "$prove_log"
 prove_rc=${PIPESTATUS[0]}
 set -e

@@ -6,7 +6,9 @@
 #
 #   ScuttlebuttTest::run_interop($node, 'script.js', @args);
 #       runs test/interop/script.js with the node's connection string and
-#       turns every check it reports into a TAP assertion
+#       turns every check it reports into a TAP assertion; a message of
+#       another kind goes to $ScuttlebuttTest::on_message, if set (a sub
+#       given the decoded message)
 package ScuttlebuttTest;
 
 use strict;
@@ -32,6 +34,7 @@ sub json_codec
 	return $json_class->new;
 }
 our $interop_dir = "$test_dir/interop";
+our $on_message;
 
 # Settings every test node gets.  The library is preloaded, as the
 # extension's own regression tests run it.
@@ -112,6 +115,10 @@ sub run_interop
 		{
 			$done = 1;
 			is($msg->{checks}, $checks, "$script: every check was reported");
+		}
+		elsif ($on_message)
+		{
+			$on_message->($msg);
 		}
 	}
 	ok($ran && $done, "$script ran to completion")
