@@ -501,10 +501,24 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		bool		isnull;
 		text	   *doc;
+		int			len;
 
 		*last_ts = DatumGetFloat8(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
 		doc = DatumGetTextPP(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-		appendBinaryStringInfo(out, VARDATA_ANY(doc), VARSIZE_ANY_EXHDR(doc));
+		len = VARSIZE_ANY_EXHDR(doc);
+		/*
+		 * A row written around the updates_doc_one_line constraint (dropped
+		 * by a superuser): sent, it would break every peer's stream
+		 */
+		if (memchr(VARDATA_ANY(doc), '\n', len) || memchr(VARDATA_ANY(doc), '\r', len))
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_CHECK_VIOLATION),
+					 errmsg("scuttlebutt: not sending the update of model \"%s\" from source \"%s\" at %.17g: its text is not one line",
+							model->name, source, *last_ts)));
+			continue;
+		}
+		appendBinaryStringInfo(out, VARDATA_ANY(doc), len);
 		appendStringInfoChar(out, '\n');
 	}
 	SPI_finish();
