@@ -48,7 +48,10 @@ CREATE TABLE scuttlebutt.updates (
 	ts float8 NOT NULL,
 	key text COLLATE "C",
 	doc json NOT NULL,
-	PRIMARY KEY (model_id, source, ts)
+	PRIMARY KEY (model_id, source, ts),
+	-- sent as one line of the protocol, whoever wrote the row
+	CONSTRAINT updates_doc_one_line
+		CHECK (strpos(doc::text, E'\n') = 0 AND strpos(doc::text, E'\r') = 0)
 );
 CREATE UNIQUE INDEX updates_latest_per_key ON scuttlebutt.updates (model_id, key);
 CREATE INDEX updates_event_order ON scuttlebutt.updates (model_id, ts, source) WHERE key IS NULL;

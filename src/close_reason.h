@@ -21,6 +21,7 @@ typedef enum SbCloseReason
 	SB_CLOSE_UNFINISHED_LINE,
 	SB_CLOSE_LINE_TOO_LONG,
 	SB_CLOSE_INVALID_JSON,
+	SB_CLOSE_TOO_DEEP,
 	SB_CLOSE_INVALID_HEADER,
 	SB_CLOSE_NO_MODEL_NAMED,
 	SB_CLOSE_UPDATE_BEFORE_HEADER,
@@ -41,10 +42,12 @@ typedef enum SbCloseReason
 	/* table work and remote queries */
 	SB_CLOSE_DATABASE_ERROR,
 	SB_CLOSE_REMOTE_ERROR,
-	SB_CLOSE_QUERY_TIMEOUT
+	SB_CLOSE_QUERY_TIMEOUT,
+	/* an ERROR raised while serving the connection, outside table work */
+	SB_CLOSE_INTERNAL_ERROR
 } SbCloseReason;
 
-#define SB_CLOSE_REASONS (SB_CLOSE_QUERY_TIMEOUT + 1)
+#define SB_CLOSE_REASONS (SB_CLOSE_INTERNAL_ERROR + 1)
 
 /* The name shown in connection_errors and last_error */
 extern const char *SbCloseReasonName(SbCloseReason reason);

@@ -30,7 +30,9 @@
  * session goes on; a line that is not JSON ends it.
  *
  * Errors from table work (a transaction that fails) close this session
- * with the error's message; they never reach the worker's main loop.
+ * with the error's message; so does any other ERROR raised while the
+ * worker serves this session (SbSessionGuard): none reaches the worker's
+ * main loop.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +41,8 @@
 #include "access/xact.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "storage/lwlock.h"
 #include "tcop/tcopprot.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -199,6 +203,56 @@ SbSessionReject(SbSession *s, const char *why)
 	snprintf(s->last_error, sizeof(s->last_error), "rejected update: %s", why);
 }
 
+/* ---- errors ---- */
+
+/*
+ * After an ERROR raised while serving s, caught with the memory context
+ * cxt current before: the error state is cleared, whatever the step held
+ * is released (its transaction, or lightweight locks and a condition
+ * variable sleep outside one), and the session is closed under reason
+ * with the error's message.  Only this session suffers.
+ */
+static void
+close_after_error(SbSession *s, MemoryContext cxt, SbCloseReason reason)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortCurrentTransaction();
+	LWLockReleaseAll();
+	ConditionVariableCancelSleep();
+	MemoryContextSwitchTo(cxt);
+	/* the detail (a deadlock's lock cycle, say) goes to the log only */
+	if (edata->detail)
+		ereport(LOG,
+				(errmsg("scuttlebutt: %s while serving %s", edata->message,
+						s->remote_addr),
+				 errdetail_internal("%s", edata->detail)));
+	SbSessionCloseWithCode(s, reason, edata->sqlerrcode, edata->message);
+	FreeErrorData(edata);
+}
+
+bool
+SbSessionGuard(SbSession *s, SbSessionTxnFn fn, void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		fn(s, arg);
+	}
+	PG_CATCH();
+	{
+		close_after_error(s, oldcxt, SB_CLOSE_INTERNAL_ERROR);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
 /* ---- transactions ---- */
 
 bool
@@ -223,22 +277,7 @@ SbSessionTransaction(SbSession *s, const char *activity, SbSessionTxnFn fn, void
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortCurrentTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		/* the detail (a deadlock's lock cycle, say) goes to the log only */
-		if (edata->detail)
-			ereport(LOG,
-					(errmsg("scuttlebutt: %s in a transaction for %s", edata->message,
-							s->remote_addr),
-					 errdetail_internal("%s", edata->detail)));
-		SbSessionCloseWithCode(s, SB_CLOSE_DATABASE_ERROR, edata->sqlerrcode,
-							   edata->message);
-		FreeErrorData(edata);
+		close_after_error(s, oldcxt, SB_CLOSE_DATABASE_ERROR);
 		ok = false;
 	}
 	PG_END_TRY();
@@ -347,6 +386,12 @@ SbSessionReceive(SbSession *s, SbMessage *msg, bool ok, SbMessageError *err)
 		if (err->sqlerrcode == ERRCODE_INVALID_TEXT_REPRESENTATION)
 		{
 			SbSessionClose(s, SB_CLOSE_INVALID_JSON, err->message);
+			return false;
+		}
+		/* not parsed at all: whether it is JSON is unknown */
+		if (err->sqlerrcode == ERRCODE_STATEMENT_TOO_COMPLEX)
+		{
+			SbSessionClose(s, SB_CLOSE_TOO_DEEP, err->message);
 			return false;
 		}
 		/* JSON, but an update we cannot take: drop it, as the reference does */

@@ -144,6 +144,15 @@ typedef void (*SbSessionTxnFn) (SbSession *s, void *arg);
 extern bool SbSessionTransaction(SbSession *s, const char *activity,
 								 SbSessionTxnFn fn, void *arg);
 
+/*
+ * Runs fn, one step of the worker's work for this session (reading its
+ * input, sending, a deadline).  An ERROR in it closes this session, with
+ * the error's message under reason "internal error", and goes no further:
+ * no byte a peer sends can end the worker.  FATAL and PANIC still do.
+ * Returns false after an ERROR.
+ */
+extern bool SbSessionGuard(SbSession *s, SbSessionTxnFn fn, void *arg);
+
 /* Looks the model up by name (a transaction); closes the session if absent */
 extern bool SbSessionResolveModel(SbSession *s);
 

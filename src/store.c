@@ -477,6 +477,8 @@ typedef struct HistoryPageSink
 {
 	StringInfo	out;
 	double	   *last_ts;
+	SbModelRef *model;			/* for the WARNING of a row not sent */
+	const char *source;
 } HistoryPageSink;
 
 static int64
@@ -489,8 +491,24 @@ history_page_row(TupleTableSlot *slot, void *arg)
 	int			len = VARSIZE_ANY_EXHDR(doc);
 
 	*sink->last_ts = DatumGetFloat8(slot_getattr(slot, 1, &isnull));
-	appendBinaryStringInfo(sink->out, VARDATA_ANY(doc), len);
-	appendStringInfoChar(sink->out, '\n');
+
+	/*
+	 * A row written around the updates_doc_one_line constraint (dropped by a
+	 * superuser): sent, it would break every peer's stream
+	 */
+	if (memchr(VARDATA_ANY(doc), '\n', len) || memchr(VARDATA_ANY(doc), '\r', len))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("scuttlebutt: not sending the update of model \"%s\" from source \"%s\" at %.17g: its text is not one line",
+						sink->model->name, sink->source, *sink->last_ts)));
+		len = -1;				/* nothing taken */
+	}
+	else
+	{
+		appendBinaryStringInfo(sink->out, VARDATA_ANY(doc), len);
+		appendStringInfoChar(sink->out, '\n');
+	}
 	/* a detoasted copy: the run's memory would keep it to the end */
 	if ((Pointer) doc != DatumGetPointer(d))
 		pfree(doc);
@@ -504,7 +522,7 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 {
 	Oid			argtypes[4] = {INT4OID, TEXTOID, FLOAT8OID, INT4OID};
 	Datum		values[4];
-	HistoryPageSink sink = {out, last_ts};
+	HistoryPageSink sink = {out, last_ts, model, source};
 	bool		cut;
 	int			n;
 

@@ -28,6 +28,7 @@
  */
 #include "postgres.h"
 
+#include <float.h>
 #include <math.h>
 
 #include "common/jsonapi.h"
@@ -81,6 +82,62 @@ offset_of(ParseState *st, const char *p)
 	return (int) (p - st->base);
 }
 
+/*
+ * Whether a JSON number token (valid, as the lexer checked) is beyond a
+ * double: JSON.parse would read it as +-Infinity, which JSON.stringify
+ * writes as null, so it cannot round-trip.  The decimal order of magnitude
+ * of the digits as written decides without converting them; only a number
+ * of the order of DBL_MAX is converted.  (Underflow reads as 0, as
+ * JSON.parse reads it.)
+ */
+static bool
+number_overflows_double(const char *token)
+{
+	const char *p = token;
+	const char *first;
+	long		order;			/* floor(log10(|x|)) */
+	long		exp10 = 0;
+	bool		exp_negative = false;
+
+	if (*p == '-')
+		p++;
+	while (*p == '0')
+		p++;
+	for (first = p; *p >= '0' && *p <= '9'; p++);
+	if (p > first)
+	{
+		order = (p - first) - 1;
+		if (*p == '.')
+			p++;
+	}
+	else
+	{
+		/* an integer part of zero: the first significant fraction digit */
+		if (*p == '.')
+			p++;
+		for (first = p; *p == '0'; p++);
+		if (!(*p >= '1' && *p <= '9'))
+			return false;		/* zero */
+		order = -(long) (p - first) - 1;
+	}
+	while (*p >= '0' && *p <= '9')
+		p++;
+	if (*p == 'e' || *p == 'E')
+	{
+		p++;
+		exp_negative = *p == '-';
+		if (*p == '+' || *p == '-')
+			p++;
+		/* saturating: an exponent this large decides on its own */
+		for (; *p >= '0' && *p <= '9' && exp10 < SB_MAX_DECIMAL_EXPONENT; p++)
+			exp10 = exp10 * 10 + (*p - '0');
+	}
+	order += exp_negative ? -exp10 : exp10;
+	if (order != DBL_MAX_10_EXP)
+		return order > DBL_MAX_10_EXP;
+	return isinf(strtod(token, NULL));
+}
+
 /* Rejects numbers whose exponent jsonb's numeric type cannot hold */
 static bool
 number_fits_numeric(const char *token)
@@ -92,23 +149,57 @@ number_fits_numeric(const char *token)
 	return labs(strtol(e + 1, NULL, 10)) < SB_MAX_DECIMAL_EXPONENT;
 }
 
-/* Each nesting level costs parser stack: refuse absurd depths */
-static int
-checked_level(ParseState *st)
+/*
+ * What pg_parse_json must not be given, found in one pass before it runs:
+ * nesting deeper than SB_MAX_JSON_DEPTH (the parser recurses once per
+ * level, and on PostgreSQL 15 a semantic action cannot stop it), and a
+ * line break outside strings (JSON whitespace, but a stored update is
+ * sent as one line).  Inside strings only escapes matter here: what else
+ * a string holds is the lexer's business.
+ */
+static bool
+prescan(const char *text, int len, SbMessageError *err)
 {
-	int			level = st->lex->lex_level;
+	int			depth = 0;
 
-	if (level >= SB_MAX_JSON_DEPTH)
-		set_error(st, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-				  "JSON nesting is deeper than %s levels", CppAsString2(SB_MAX_JSON_DEPTH));
-	return level;
+	for (int i = 0; i < len; i++)
+	{
+		switch (text[i])
+		{
+			case '"':
+				for (i++; i < len && text[i] != '"'; i++)
+					if (text[i] == '\\')
+						i++;
+				break;
+			case '[':
+			case '{':
+				if (++depth > SB_MAX_JSON_DEPTH)
+				{
+					err->sqlerrcode = ERRCODE_STATEMENT_TOO_COMPLEX;
+					err->message = pstrdup("JSON nesting is deeper than "
+										   CppAsString2(SB_MAX_JSON_DEPTH) " levels");
+					return false;
+				}
+				break;
+			case ']':
+			case '}':
+				depth--;
+				break;
+			case '\n':
+			case '\r':
+				err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+				err->message = pstrdup("line break outside a string: an update must be one line");
+				return false;
+		}
+	}
+	return true;
 }
 
 static SbJsonAction
 on_object_start(void *state)
 {
 	ParseState *st = state;
-	int			level = checked_level(st);
+	int			level = st->lex->lex_level;
 
 	if (level == 0)
 	{
@@ -127,7 +218,7 @@ static SbJsonAction
 on_array_start(void *state)
 {
 	ParseState *st = state;
-	int			level = checked_level(st);
+	int			level = st->lex->lex_level;
 
 	if (level == 0)
 	{
@@ -231,9 +322,10 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 	int			level = st->lex->lex_level;
 	SbMessage  *msg = st->msg;
 
-	if (tokentype == JSON_TOKEN_NUMBER && !number_fits_numeric(token))
+	if (tokentype == JSON_TOKEN_NUMBER &&
+		(!number_fits_numeric(token) || number_overflows_double(token)))
 		set_error(st, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-				  "number \"%s\" is out of range", token);
+				  "number \"%.40s\" is out of range for a JavaScript number", token);
 
 	if (level == 0)
 	{
@@ -369,6 +461,8 @@ SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
 	msg->text = text;
 	msg->len = len;
 	msg->type = SB_MSG_IGNORED;
+	if (!prescan(text, len, err))
+		return false;
 
 	lex = SbMakeJsonLexContext(text, len, GetDatabaseEncoding(), true);
 	memset(&st, 0, sizeof(st));

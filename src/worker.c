@@ -249,6 +249,62 @@ drop_session(int slot)
 	LWLockRelease(sb_shared->lock);
 }
 
+/* ---- one session's work ---- */
+
+/*
+ * Every piece of work for one session runs through here: an ERROR in it
+ * closes that session alone (SbSessionGuard), and the wait set is built
+ * anew, since the session's sockets went with it.
+ */
+static void
+guarded(SbSession *s, SbSessionTxnFn step, void *arg)
+{
+	if (!SbSessionGuard(s, step, arg))
+		ws.set_dirty = true;
+}
+
+typedef struct Accepted
+{
+	pgsocket	sock;
+	const char *remote;
+} Accepted;
+
+static void
+accept_step(SbSession *s, void *arg)
+{
+	Accepted   *a = arg;
+
+	SbStreamAccept(s, a->sock, a->remote);
+}
+
+/* What one of a session's sockets is ready for */
+typedef struct SocketReady
+{
+	int			index;			/* among the session's sockets */
+	uint32		events;
+} SocketReady;
+
+static void
+event_step(SbSession *s, void *arg)
+{
+	SocketReady *ready = arg;
+
+	s->ops->handle(s, ready->index, ready->events);
+}
+
+static void
+apply_step(SbSession *s, void *arg pg_attribute_unused())
+{
+	(void) SbSessionApplyPending(s);
+}
+
+static void
+pump_step(SbSession *s, void *arg pg_attribute_unused())
+{
+	if (SbSessionPump(s, ws.commits))
+		(void) s->ops->flush(s);
+}
+
 /* ---- incoming connections ---- */
 
 /*
@@ -331,6 +387,7 @@ accept_connections(int listener)
 {
 	char		remote[64];
 	pgsocket	sock;
+	Accepted	accepted;
 
 	while ((sock = SbListenerAccept(listener, remote, sizeof(remote))) != PGINVALID_SOCKET)
 	{
@@ -350,8 +407,12 @@ accept_connections(int listener)
 		s = SbSessionCreate(ws.cxt, false, &SbStreamTransport);
 		s->send_enabled = sb_listen_send;
 		s->receive_enabled = sb_listen_receive;
-		SbStreamAccept(s, sock, remote);
+		/* counted under its address before the accept can fail */
+		strlcpy(s->remote_addr, remote, sizeof(s->remote_addr));
 		add_session(slot, s, NULL);
+		accepted.sock = sock;
+		accepted.remote = remote;
+		guarded(s, accept_step, &accepted);
 	}
 }
 
@@ -694,6 +755,7 @@ handle_socket_event(WaitEvent *ev)
 	int			slot;
 	int			k;
 	SbSession  *s;
+	SocketReady ready;
 
 	if (tag < 0)
 	{
@@ -706,7 +768,9 @@ handle_socket_event(WaitEvent *ev)
 	/* a session gone, or a socket replaced since the wait began */
 	if (s == NULL || s->sockets_changed || ws.registered[slot][k].sock != ev->fd)
 		return;
-	s->ops->handle(s, k, ev->events);
+	ready.index = k;
+	ready.events = ev->events;
+	guarded(s, event_step, &ready);
 }
 
 /* ---- deadlines ---- */
@@ -763,22 +827,26 @@ next_timeout(void)
 }
 
 static void
+deadline_step(SbSession *s, void *arg)
+{
+	TimestampTz now = *(TimestampTz *) arg;
+
+	if (s->state == SB_SESSION_BACKOFF)
+	{
+		if (s->deadline <= now && may_dial())
+			s->ops->start(s);
+	}
+	else if (SbSessionIsOpen(s))
+		s->ops->check_deadline(s, now);
+}
+
+static void
 enforce_deadlines(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
 	for (int a = 0; a < ws.nactive; a++)
-	{
-		SbSession  *s = ws.sessions[ws.active[a]];
-
-		if (s->state == SB_SESSION_BACKOFF)
-		{
-			if (s->deadline <= now && may_dial())
-				s->ops->start(s);
-		}
-		else if (SbSessionIsOpen(s))
-			s->ops->check_deadline(s, now);
-	}
+		guarded(ws.sessions[ws.active[a]], deadline_step, &now);
 }
 
 /* ---- the loop ---- */
@@ -832,15 +900,15 @@ serve_sessions(void)
 		SbSession  *s = ws.sessions[ws.active[a]];
 
 		if (SbSessionIsOpen(s))
-			(void) SbSessionApplyPending(s);
+			guarded(s, apply_step, NULL);
 	}
 	ws.commits = pg_atomic_read_u64(&sb_shared->commits);
 	for (int a = 0; a < ws.nactive; a++)
 	{
 		SbSession  *s = ws.sessions[ws.active[a]];
 
-		if (SbSessionIsOpen(s) && SbSessionPump(s, ws.commits))
-			(void) s->ops->flush(s);
+		if (SbSessionIsOpen(s))
+			guarded(s, pump_step, NULL);
 	}
 }
 

@@ -3,7 +3,8 @@
 # (PostgreSQL 17) machine, as root or as a user with sudo:
 #
 #   1. installs what is missing (PostgreSQL server and headers, OpenSSL
-#      and libpq headers, IPC::Run, node.js and npm, make, gcc),
+#      and libpq headers, IPC::Run, node.js and npm, make, gcc,
+#      clang and libFuzzer),
 #   2. installs the npm test dependencies (npm ci in test/),
 #   3. builds and installs the extension,
 #   4. runs pg_regress (make installcheck) against a throwaway cluster on a

@@ -3,7 +3,7 @@
 # Debian 12 or 13 machine, as root or as a user with sudo,
 #   - installs what is missing (the PostgreSQL server and headers of the
 #     major version in use, OpenSSL and libpq headers, IPC::Run, node.js
-#     and npm, make, gcc),
+#     and npm, make, gcc, clang and libFuzzer),
 #   - installs the npm dependencies (npm ci in test/),
 #   - builds and installs the extension,
 #   - makes a work directory ($work; $pgwork belongs to the unprivileged
@@ -100,6 +100,20 @@ else
 	command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+# libFuzzer (test/fuzz, TAP 133): clang and its compiler-rt, whose package
+# is named after clang's major version (Debian 12: 14, Debian 13: 19)
+if command -v clang >/dev/null 2>&1; then
+	clang_major=$(clang -dumpversion | cut -d. -f1)
+else
+	case "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" in
+		trixie) clang_major=19 ;;
+		*) clang_major=14 ;;
+	esac
+	missing+=(clang)
+fi
+printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' |
+	clang -fsanitize=fuzzer -x c - -o /dev/null >/dev/null 2>&1 ||
+	missing+=("libclang-rt-$clang_major-dev")
 # TAP 128 resolves localhost to ::1 and 127.0.0.1 through it where the
 # machine's own /etc/hosts gives one family only
 compgen -G '/usr/lib/*/libnss_wrapper.so' >/dev/null || missing+=(libnss-wrapper)
