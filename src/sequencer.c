@@ -529,7 +529,9 @@ take(int32 model_id, const char *node_id, double floor, int count,
 				 errmsg("scuttlebutt timestamp %s is more than scuttlebutt.max_clock_skew (%d ms) ahead of this server's clock",
 						float8out_internal(adopt ? adopt_last : floor),
 						sb_max_clock_skew_ms),
-				 errdetail("A local write takes a timestamp past that of the key's current value.")));
+				 adopt
+				 ? errdetail("An update of this node's own source from elsewhere is adopted only within that bound.")
+				 : errdetail("A local write takes a timestamp past that of the key's current value.")));
 
 	make_key(&key, model_id, node_id);
 	prepare_entry();
