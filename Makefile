@@ -51,7 +51,7 @@ PG_CFLAGS = -Wall -Wextra
 SHLIB_LINK_INTERNAL = $(libpq)
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = model events value merge history streams json_text errors peers hostile
+REGRESS = model events value merge history streams json_text errors peers hostile limits
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
 
 # pg_isolation_regress: test/isolation/specs/<name>.spec against

@@ -418,7 +418,8 @@ CREATE FUNCTION scuttlebutt._peer_status(
 	OUT peer_id integer, OUT direction text, OUT transport text, OUT model text,
 	OUT remote_addr text, OUT remote_id text, OUT state text,
 	OUT synced_at timestamptz, OUT sent bigint, OUT received bigint,
-	OUT rejected bigint, OUT bytes_in bigint, OUT bytes_out bigint,
+	OUT rejected bigint, OUT rejected_skew bigint,
+	OUT bytes_in bigint, OUT bytes_out bigint,
 	OUT last_error text, OUT last_activity timestamptz)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'scuttlebutt_peer_status'
@@ -435,7 +436,7 @@ CREATE VIEW scuttlebutt.peer_status AS
 	UNION ALL
 	SELECT p.id, 'out', p.transport, p.model,
 		   coalesce(p.host || ':' || p.port, scuttlebutt._conninfo_address(p.conninfo)),
-		   NULL, NULL, NULL, 0, 0, 0, 0, 0, NULL, NULL,
+		   NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL,
 		   scuttlebutt._conninfo_shown(p.conninfo)
 	FROM scuttlebutt.peers p
 	WHERE p.id NOT IN (SELECT s.peer_id FROM scuttlebutt._peer_status() s

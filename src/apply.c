@@ -22,6 +22,12 @@
  * lost here) is adopted by the sequencer, so that later local timestamps
  * pass it and readers wait for this transaction as for a local write.
  *
+ * No update more than scuttlebutt.max_clock_skew ahead of the wall clock
+ * is applied, whatever its source (ours included: that is forgery or a
+ * broken clock), so no clock, and not the sequencer, can be moved past
+ * that bound from elsewhere.  Replication defers such updates before they
+ * get here (session.c); SQL callers get an ERROR.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -31,12 +37,15 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
 
 #include "apply.h"
+#include "guc.h"
 #include "merge.h"
 #include "sequencer.h"
 #include "shmem.h"
 #include "spi_util.h"
+#include "timestamp.h"
 
 static SPIPlanPtr upsert_many_plan;
 static SPIPlanPtr lock_clocks_plan;
@@ -448,6 +457,17 @@ advance_clocks(ApplyBatch *b)
 	SbExecutePlan(advance_clocks_plan, values, NULL, SPI_OK_UPDATE);
 }
 
+bool
+SbCheckClockSkew(const SbMessage *msg, double bound, SbMessageError *err)
+{
+	if (msg->ts <= bound)
+		return true;
+	err->sqlerrcode = ERRCODE_DATETIME_VALUE_OUT_OF_RANGE;
+	err->message = psprintf("update timestamp %s is more than scuttlebutt.max_clock_skew (%d ms) ahead of this server's clock",
+							float8out_internal(msg->ts), sb_max_clock_skew_ms);
+	return false;
+}
+
 /*
  * Applies a batch (see the banner); returns how many updates changed the
  * model's state, as if applied one by one, and marks them in stored[].
@@ -458,11 +478,22 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 	ApplyBatch	b;
 	int64		nsuperseded;
 	int64		nstored;
+	double		bound;
 
 	if (stored)
 		memset(stored, 0, sizeof(bool) * n);
 	if (n == 0)
 		return 0;
+	bound = SbTimestampBound();
+	for (int i = 0; i < n; i++)
+	{
+		SbMessageError err;
+
+		if (!SbCheckClockSkew(&updates[i], bound, &err))
+			ereport(ERROR,
+					(errcode(err.sqlerrcode),
+					 errmsg("invalid scuttlebutt update: %s", err.message)));
+	}
 
 	memset(&b, 0, sizeof(b));
 	b.model = model;

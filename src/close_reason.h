@@ -44,10 +44,12 @@ typedef enum SbCloseReason
 	SB_CLOSE_REMOTE_ERROR,
 	SB_CLOSE_QUERY_TIMEOUT,
 	/* an ERROR raised while serving the connection, outside table work */
-	SB_CLOSE_INTERNAL_ERROR
+	SB_CLOSE_INTERNAL_ERROR,
+	/* an outgoing session redials: updates it deferred are within bounds */
+	SB_CLOSE_DEFERRED_DUE
 } SbCloseReason;
 
-#define SB_CLOSE_REASONS (SB_CLOSE_INTERNAL_ERROR + 1)
+#define SB_CLOSE_REASONS (SB_CLOSE_DEFERRED_DUE + 1)
 
 /* The name shown in connection_errors and last_error */
 extern const char *SbCloseReasonName(SbCloseReason reason);
@@ -55,7 +57,7 @@ extern const char *SbCloseReasonName(SbCloseReason reason);
 /* The errcode its log entry carries (a database error may carry its own) */
 extern int	SbCloseReasonErrcode(SbCloseReason reason);
 
-/* LOG for a peer's orderly close, WARNING for the rest */
+/* LOG for an orderly close (the peer's, or a redial), WARNING for the rest */
 extern int	SbCloseReasonLevel(SbCloseReason reason);
 
 #endif							/* SCUTTLEBUTT_CLOSE_REASON_H */

@@ -23,6 +23,8 @@ int			sb_port = 0;
 int			sb_max_connections = SB_DEFAULT_MAX_CONNECTIONS;
 int			sb_max_connections_per_address = SB_DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
 int			sb_max_line_bytes = SB_DEFAULT_MAX_LINE_BYTES;
+int			sb_max_header_bytes = SB_DEFAULT_MAX_HEADER_BYTES;
+int			sb_max_clock_skew_ms = SB_DEFAULT_MAX_CLOCK_SKEW_MS;
 int			sb_handshake_timeout_ms = SB_DEFAULT_HANDSHAKE_TIMEOUT_MS;
 int			sb_peer_timeout_ms = SB_DEFAULT_PEER_TIMEOUT_MS;
 int			sb_reconnect_min_ms = SB_DEFAULT_RECONNECT_MIN_MS;
@@ -94,6 +96,25 @@ SbGucInit(void)
 							SB_MIN_MAX_LINE_BYTES, SB_MAX_MAX_LINE_BYTES,
 							PGC_SIGHUP,
 							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.max_header_bytes",
+							"Longest header line a peer may send; a connection passing it is closed.",
+							"A header lists every source of the model, so it may be longer than scuttlebutt.max_line_bytes.",
+							&sb_max_header_bytes,
+							SB_DEFAULT_MAX_HEADER_BYTES,
+							SB_MIN_MAX_LINE_BYTES, SB_MAX_MAX_HEADER_BYTES,
+							PGC_SIGHUP,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.max_clock_skew",
+							"How far ahead of this server's clock a remote update's timestamp may be.",
+							"An update further ahead is not applied and moves no clock: it comes again when the peer reconnects.",
+							&sb_max_clock_skew_ms,
+							SB_DEFAULT_MAX_CLOCK_SKEW_MS, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("scuttlebutt.handshake_timeout",

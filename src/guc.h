@@ -21,6 +21,21 @@
 #define SB_MIN_MAX_LINE_BYTES 1024
 #define SB_MAX_MAX_LINE_BYTES (64 * 1024 * 1024)
 
+/*
+ * A header lists every source of a model: it may be longer than an update.
+ * The header this server sends never passes the default (stream.c), so a
+ * peer with the default settings always accepts it.
+ */
+#define SB_DEFAULT_MAX_HEADER_BYTES (8 * 1024 * 1024)
+#define SB_MAX_MAX_HEADER_BYTES (256 * 1024 * 1024)
+
+/*
+ * How far ahead of this server's wall clock a remote update may be: hosts
+ * are NTP-synced to milliseconds, and an update further ahead is only
+ * deferred until the peer reconnects, never lost.
+ */
+#define SB_DEFAULT_MAX_CLOCK_SKEW_MS (60 * 1000)
+
 #define SB_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 #define SB_DEFAULT_PEER_TIMEOUT_MS 30000
 #define SB_DEFAULT_TIMESTAMP_RESERVE_MS 1000
@@ -33,6 +48,8 @@ extern int	sb_port;
 extern int	sb_max_connections;
 extern int	sb_max_connections_per_address;
 extern int	sb_max_line_bytes;
+extern int	sb_max_header_bytes;
+extern int	sb_max_clock_skew_ms;
 extern int	sb_handshake_timeout_ms;
 extern int	sb_peer_timeout_ms;
 extern int	sb_reconnect_min_ms;

@@ -389,7 +389,7 @@ send_poll(SbSession *s)
 		lp->held_commits = commits;
 	}
 	initStringInfo(&clock);
-	SbAppendClockJson(&clock, lp->held.entries, lp->held.n);
+	SbAppendClockJson(&clock, SbRemoteClockEntries(&lp->held), lp->held.n);
 	snprintf(page, sizeof(page), "%d", SB_POLL_PAGE);
 	/* behind (the last answer was a page): an empty answer must come at once */
 	snprintf(wait, sizeof(wait), "%d", lp->pull_caught_up ? SB_POLL_WAIT_MS : 0);

@@ -10,12 +10,17 @@
 
 #include "wire_message.h"
 
-/* Per source, the greatest timestamp held: newer updates are needed */
+struct sbrc_hash;
+
+/*
+ * Per source, the greatest timestamp held: newer updates are needed.  All
+ * zeroes is an empty clock; its memory is the context given to the first
+ * SbRemoteClockRaise (reset that context and zero the struct to start over).
+ */
 typedef struct SbRemoteClock
 {
-	int			n;
-	int			alloc;
-	SbClockEntry *entries;		/* sorted by source (strcmp) */
+	int			n;				/* sources held */
+	struct sbrc_hash *table;	/* NULL while empty */
 } SbRemoteClock;
 
 /* The entry of source (-infinity when absent) */
@@ -24,5 +29,8 @@ extern double SbRemoteClockGet(SbRemoteClock *rc, const char *source);
 /* Raises the entry of source to ts, allocating in cxt */
 extern void SbRemoteClockRaise(SbRemoteClock *rc, MemoryContext cxt,
 							   const char *source, double ts);
+
+/* Every entry, in no particular order, as an array of rc->n allocated here */
+extern SbClockEntry *SbRemoteClockEntries(SbRemoteClock *rc);
 
 #endif							/* SCUTTLEBUTT_REMOTE_CLOCK_H */

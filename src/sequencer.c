@@ -48,6 +48,13 @@
  * Without the library preloaded there is no shared memory: store.c
  * then locks the clock row until commit, as for other sources.
  *
+ * Bounds: no timestamp from elsewhere (a key's current one as floor, our
+ * own source's updates adopted) more than scuttlebutt.max_clock_skew ahead
+ * of the wall clock may move a slot: that is an ERROR before anything in
+ * shared memory is touched.  apply.c applies no such update, so only a
+ * direct caller of _next_local_ts() or a row written past the bound before
+ * it existed can meet it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -63,6 +70,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
+#include "utils/float.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -512,6 +520,18 @@ take(int32 model_id, const char *node_id, double floor, int count,
 	int			slot;
 	TouchedSlot *t;
 	bool		adopt = !isnan(adopt_first);
+
+	/* nothing from elsewhere moves the slot past the bound (apply.c) */
+	if ((!isnan(floor) && floor > now + sb_max_clock_skew_ms) ||
+		(adopt && adopt_last > now + sb_max_clock_skew_ms))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("scuttlebutt timestamp %s is more than scuttlebutt.max_clock_skew (%d ms) ahead of this server's clock",
+						float8out_internal(adopt ? adopt_last : floor),
+						sb_max_clock_skew_ms),
+				 adopt
+				 ? errdetail("An update of this node's own source from elsewhere is adopted only within that bound.")
+				 : errdetail("A local write takes a timestamp past that of the key's current value.")));
 
 	make_key(&key, model_id, node_id);
 	prepare_entry();

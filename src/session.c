@@ -29,6 +29,14 @@
  * invalid is dropped and counted (as the reference drops it), and the
  * session goes on; a line that is not JSON ends it.
  *
+ * An update more than scuttlebutt.max_clock_skew ahead of our wall clock
+ * is deferred: not applied, and neither the model's clock nor what we
+ * think the peer holds moves past it, so the peer offers it again when it
+ * reconnects.  A source's updates arrive in timestamp order, so its later
+ * ones on this connection are deferred with it (applying them would move
+ * the source's clock past the deferred one, which would then never come
+ * again), and a clock the peer vouches for leaves that source out.
+ *
  * Errors from table work (a transaction that fails) close this session
  * with the error's message; so does any other ERROR raised while the
  * worker serves this session (SbSessionGuard): none reaches the worker's
@@ -37,6 +45,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "access/xact.h"
 #include "miscadmin.h"
@@ -51,6 +61,7 @@
 #include "guc.h"
 #include "session.h"
 #include "shmem.h"
+#include "timestamp.h"
 #include "transport.h"
 
 /* At most one WARNING per session this often for rejected updates */
@@ -97,6 +108,7 @@ SbSessionCreate(MemoryContext parent, bool outgoing, const SbTransportOps *ops)
 	s->receive_enabled = true;
 	s->state = outgoing ? SB_SESSION_BACKOFF : SB_SESSION_HANDSHAKE;
 	s->deadline = 0;			/* outgoing: connect at once */
+	s->deferred_first = INFINITY;
 	return s;
 }
 
@@ -141,6 +153,8 @@ SbSessionBegin(SbSession *s)
 	/* a side that accepts nothing has no SYNC to wait for (reference) */
 	s->sync_received = !s->receive_enabled;
 	memset(&s->remote, 0, sizeof(s->remote));
+	memset(&s->deferred, 0, sizeof(s->deferred));
+	s->deferred_first = INFINITY;
 	s->clock_owed = false;
 	s->caught_up = false;
 	s->counters.synced_at = 0;
@@ -171,6 +185,7 @@ SbSessionCloseWithCode(SbSession *s, SbCloseReason reason, int sqlerrcode,
 
 	s->ops->disconnect(s);
 	forget_pending(s);
+	s->deferred_first = INFINITY;	/* the next connection offers them again */
 	if (s->outgoing)
 	{
 		int			delay = s->backoff_ms > 0 ? s->backoff_ms : sb_reconnect_min_ms;
@@ -183,21 +198,34 @@ SbSessionCloseWithCode(SbSession *s, SbCloseReason reason, int sqlerrcode,
 		s->state = SB_SESSION_CLOSED;
 }
 
-void
-SbSessionReject(SbSession *s, const char *why)
+/*
+ * Counts one more of a kind of update left out, and says whether a
+ * WARNING is due for those not reported yet (at most one per session and
+ * kind every SB_REJECT_WARNING_INTERVAL_MS).
+ */
+static bool
+warning_due(TimestampTz *last_warning, int64 *unreported)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
+	(*unreported)++;
+	if (!TimestampDifferenceExceeds(*last_warning, now,
+									SB_REJECT_WARNING_INTERVAL_MS))
+		return false;
+	*last_warning = now;
+	return true;
+}
+
+void
+SbSessionReject(SbSession *s, const char *why)
+{
 	s->counters.rejected++;
-	s->rejects_unreported++;
-	if (TimestampDifferenceExceeds(s->last_reject_warning, now,
-								   SB_REJECT_WARNING_INTERVAL_MS))
+	if (warning_due(&s->last_reject_warning, &s->rejects_unreported))
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("scuttlebutt: dropped %lld invalid update(s) from %s: %s",
 						(long long) s->rejects_unreported, s->remote_addr, why)));
-		s->last_reject_warning = now;
 		s->rejects_unreported = 0;
 	}
 	snprintf(s->last_error, sizeof(s->last_error), "rejected update: %s", why);
@@ -251,6 +279,45 @@ SbSessionGuard(SbSession *s, SbSessionTxnFn fn, void *arg)
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+/*
+ * Whether an update is deferred (see the banner): too far ahead of our
+ * clock, or of a source already deferred on this connection.  Counts it,
+ * with a WARNING now and then naming the peer and the skew (that of the
+ * source's first deferred update, which holds back the rest).
+ */
+static bool
+defer_if_ahead(SbSession *s, SbMessage *msg)
+{
+	double		first = SbRemoteClockGet(&s->deferred, msg->source);
+	double		ahead;
+
+	if (first == -INFINITY)
+	{
+		if (msg->ts - SbNowMillis() <= sb_max_clock_skew_ms)
+			return false;
+		first = msg->ts;
+		SbRemoteClockRaise(&s->deferred, s->session_cxt, msg->source, first);
+		s->deferred_first = Min(s->deferred_first, first);
+	}
+	ahead = first - SbNowMillis();
+	s->counters.rejected_skew++;
+	if (warning_due(&s->last_skew_warning, &s->skews_unreported))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("scuttlebutt: deferred %lld update(s) from %s: source \"%s\" sent one %g ms ahead of this server's clock",
+						(long long) s->skews_unreported, s->remote_addr,
+						msg->source, ahead),
+				 errdetail("scuttlebutt.max_clock_skew is %d ms. That update and the later ones of its source are applied when the peer sends them again on a later connection.",
+						   sb_max_clock_skew_ms)));
+		s->skews_unreported = 0;
+	}
+	snprintf(s->last_error, sizeof(s->last_error),
+			 "deferred update: source \"%s\" sent one %g ms ahead of this server's clock",
+			 msg->source, ahead);
+	return true;
 }
 
 /* ---- transactions ---- */
@@ -425,24 +492,32 @@ SbSessionReceive(SbSession *s, SbMessage *msg, bool ok, SbMessageError *err)
 		SbSessionReject(s, err->message);
 		return true;
 	}
+	if (defer_if_ahead(s, msg))
+		return true;
 	queue_update(s, msg);
 	return true;
 }
 
 /* ---- applying ---- */
 
+/* A deferred source's entry, or one past the bound, is left out */
 void
 SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n)
 {
 	MemoryContext old = MemoryContextSwitchTo(s->batch_cxt);
+	double		bound = SbTimestampBound();
 
 	s->pending_clock = palloc(sizeof(SbClockEntry) * Max(n, 1));
+	s->npending_clock = 0;
 	for (int i = 0; i < n; i++)
 	{
-		s->pending_clock[i].source = pstrdup(entries[i].source);
-		s->pending_clock[i].ts = entries[i].ts;
+		if (entries[i].ts > bound ||
+			SbRemoteClockGet(&s->deferred, entries[i].source) != -INFINITY)
+			continue;
+		s->pending_clock[s->npending_clock].source = pstrdup(entries[i].source);
+		s->pending_clock[s->npending_clock].ts = entries[i].ts;
+		s->npending_clock++;
 	}
-	s->npending_clock = n;
 	MemoryContextSwitchTo(old);
 }
 
@@ -483,6 +558,48 @@ SbSessionAppendLine(SbSession *s, const char *text, int len)
 	MemoryContextSwitchTo(old);
 }
 
+static int
+cmp_entry_newest_first(const void *a, const void *b)
+{
+	double		ta = ((const SbClockEntry *) a)->ts;
+	double		tb = ((const SbClockEntry *) b)->ts;
+
+	return ta > tb ? -1 : (ta < tb ? 1 : 0);
+}
+
+/*
+ * Of a clock too long for a header, the entries that fit in budget bytes
+ * of JSON, newest first: the peer sends the history of the sources left
+ * out again, and that of long-idle sources is the shortest.  Sorts clock;
+ * returns how many of its entries to keep.
+ */
+static int
+entries_that_fit(SbClockEntry *clock, int n, int budget)
+{
+	StringInfoData member;
+	int			used = 0;
+	int			keep;
+
+	qsort(clock, n, sizeof(SbClockEntry), cmp_entry_newest_first);
+	initStringInfo(&member);
+	for (keep = 0; keep < n; keep++)
+	{
+		resetStringInfo(&member);
+		SbAppendClockJson(&member, &clock[keep], 1);
+		used += member.len - 1; /* "source":ts and a comma, in "{...}" */
+		if (used > budget)
+			break;
+	}
+	pfree(member.data);
+	return keep;
+}
+
+/*
+ * Our header, never longer than a peer with the default settings accepts
+ * (SB_DEFAULT_MAX_HEADER_BYTES, whatever ours is): a clock too long for it
+ * leaves out the sources with the oldest entries.  Nothing is lost: the
+ * peer sends their history again, and it is dropped here as old.
+ */
 void
 SbSessionAppendHeader(SbSession *s, const SbClockEntry *clock, int n,
 					  const char *meta_model)
@@ -491,6 +608,19 @@ SbSessionAppendHeader(SbSession *s, const SbClockEntry *clock, int n,
 
 	initStringInfo(&line);
 	SbWireAppendHeader(&line, s->model.node_id, clock, n, meta_model);
+	if (line.len > SB_DEFAULT_MAX_HEADER_BYTES)
+	{
+		SbClockEntry *kept = palloc(sizeof(SbClockEntry) * n);
+		int			keep;
+
+		memcpy(kept, clock, sizeof(SbClockEntry) * n);
+		resetStringInfo(&line);
+		SbWireAppendHeader(&line, s->model.node_id, NULL, 0, meta_model);
+		keep = entries_that_fit(kept, n, SB_DEFAULT_MAX_HEADER_BYTES - line.len);
+		resetStringInfo(&line);
+		SbWireAppendHeader(&line, s->model.node_id, kept, keep, meta_model);
+		pfree(kept);
+	}
 	SbSessionAppendLine(s, line.data, line.len);
 	pfree(line.data);
 }
@@ -643,6 +773,32 @@ SbSessionPump(SbSession *s, uint64 commits)
 	s->commits_seen = commits;
 	send_sync(s);
 	return true;
+}
+
+/* Further ahead than this, a deferred update is not waited for */
+#define SB_REDIAL_HORIZON_MS (24 * 3600 * 1000.0)
+
+TimestampTz
+SbSessionRedialAt(SbSession *s)
+{
+	double		wait_ms;
+
+	if (!s->outgoing || !SbSessionIsOpen(s) || !isfinite(s->deferred_first))
+		return 0;
+	wait_ms = s->deferred_first - SbTimestampBound();
+	if (wait_ms > SB_REDIAL_HORIZON_MS)
+		return 0;
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+									   (int64) Max(wait_ms, 0) + 1);
+}
+
+void
+SbSessionRedialIfDue(SbSession *s)
+{
+	if (s->outgoing && SbSessionIsOpen(s) &&
+		s->deferred_first <= SbTimestampBound())
+		SbSessionClose(s, SB_CLOSE_DEFERRED_DUE,
+					   "Updates deferred for being ahead of this server's clock are within scuttlebutt.max_clock_skew now: the peer sends them again on the next connection.");
 }
 
 /* Whether history is left to send that the outbox has room for */

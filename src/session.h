@@ -72,6 +72,10 @@ typedef struct SbSession
 	bool		sync_sent;
 	bool		sync_received;
 	SbRemoteClock remote;		/* what the peer holds */
+	SbRemoteClock deferred;		/* sources with an update too far ahead:
+								 * the rest of theirs waits for a reconnect */
+	double		deferred_first; /* the earliest of those updates (or
+								 * Infinity) */
 	bool		clock_owed;		/* remote raised past what it was sent: tell it */
 	bool		caught_up;		/* nothing left to send as of commits_seen */
 	uint64		commits_seen;
@@ -87,6 +91,8 @@ typedef struct SbSession
 	SbPeerCounters counters;	/* for peer_status */
 	TimestampTz last_reject_warning;
 	int64		rejects_unreported;
+	TimestampTz last_skew_warning;
+	int64		skews_unreported;
 	char		last_error[SB_LAST_ERROR_LEN];
 } SbSession;
 
@@ -209,6 +215,14 @@ extern void SbSessionOutboxConsumed(SbSession *s, int n);
 
 /* Whether history is left to send and the outbox has room (no waiting) */
 extern bool SbSessionWantsPump(SbSession *s);
+
+/*
+ * When an outgoing session should redial because the updates it deferred
+ * for being too far ahead are now within bounds (0: not within a day);
+ * SbSessionRedialIfDue closes it then (the redial comes with back-off).
+ */
+extern TimestampTz SbSessionRedialAt(SbSession *s);
+extern void SbSessionRedialIfDue(SbSession *s);
 
 /* Whether nothing is owed or waiting either way (for wait_for_sync) */
 extern bool SbSessionCaughtUp(SbSession *s, uint64 commits);

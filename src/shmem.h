@@ -39,7 +39,8 @@ typedef struct SbPeerCounters
 	TimestampTz last_activity;
 	int64		sent;			/* updates */
 	int64		received;
-	int64		rejected;
+	int64		rejected;		/* invalid: dropped */
+	int64		rejected_skew;	/* too far ahead: deferred to a reconnect */
 	int64		bytes_in;
 	int64		bytes_out;
 } SbPeerCounters;

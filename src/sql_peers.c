@@ -199,8 +199,8 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < SB_STATUS_SLOTS; i++)
 	{
 		SbConnStatus *st = &sb_shared->conns[i];
-		Datum		values[15];
-		bool		nulls[15] = {0};
+		Datum		values[16];
+		bool		nulls[16] = {0};
 
 		if (!st->in_use)
 			continue;
@@ -218,11 +218,12 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 		values[8] = Int64GetDatum(st->counters.sent);
 		values[9] = Int64GetDatum(st->counters.received);
 		values[10] = Int64GetDatum(st->counters.rejected);
-		values[11] = Int64GetDatum(st->counters.bytes_in);
-		values[12] = Int64GetDatum(st->counters.bytes_out);
-		values[13] = CStringGetTextDatum(st->last_error);
-		nulls[13] = st->last_error[0] == '\0';
-		values[14] = timestamp_or_null(st->counters.last_activity, &nulls[14]);
+		values[11] = Int64GetDatum(st->counters.rejected_skew);
+		values[12] = Int64GetDatum(st->counters.bytes_in);
+		values[13] = Int64GetDatum(st->counters.bytes_out);
+		values[14] = CStringGetTextDatum(st->last_error);
+		nulls[14] = st->last_error[0] == '\0';
+		values[15] = timestamp_or_null(st->counters.last_activity, &nulls[15]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(sb_shared->lock);

@@ -13,6 +13,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -20,9 +22,12 @@
 #include "utils/memutils.h"
 
 #include "apply.h"
+#include "guc.h"
 #include "model_cache.h"
+#include "remote_clock.h"
 #include "sql_util.h"
 #include "store.h"
+#include "timestamp.h"
 #include "wire.h"
 
 /* Updates applied per batch by import(): bounds memory on large dumps */
@@ -65,15 +70,47 @@ scuttlebutt_sync_line(PG_FUNCTION_ARGS)
 }
 
 /*
+ * For a push: an update more than max_clock_skew ahead is deferred (the
+ * pusher sends it again on its next connection), with every later update
+ * of its source among the lines, so that the source's clock does not pass
+ * it.  Returns whether msg is deferred.
+ */
+static bool
+defer_for_push(SbMessage *msg, double bound, SbRemoteClock *deferred,
+			   MemoryContext cxt)
+{
+	SbMessageError err;
+
+	if (SbCheckClockSkew(msg, bound, &err) &&
+		SbRemoteClockGet(deferred, msg->source) == -INFINITY)
+		return false;
+	SbRemoteClockRaise(deferred, cxt, msg->source, msg->ts);
+	return true;
+}
+
+/* A pusher's header, less the entries of deferred sources */
+static void
+raise_to_pushed_clock(SbModelRef *model, SbMessage *header, SbRemoteClock *deferred)
+{
+	int			n = 0;
+
+	for (int i = 0; i < header->nclock; i++)
+		if (SbRemoteClockGet(deferred, header->clock[i].source) == -INFINITY)
+			header->clock[n++] = header->clock[i];
+	SbRaiseClock(model, header->clock, n);
+}
+
+/*
  * Applies lines (a dump), in batches; returns how many updates changed the
  * model's state.  Any bad line is an ERROR naming its line number, and
- * then nothing of the lines is applied.  With raise_to_header, a header
- * line raises the clock to its clock once the updates before it are
- * applied; otherwise headers are ignored, as the reference's write stream
- * ignores them.
+ * then nothing of the lines is applied; so is an update more than
+ * scuttlebutt.max_clock_skew ahead of this server's clock, unless this is
+ * a push (see defer_for_push).  With push, a header line raises the clock
+ * to its clock once the updates before it are applied; otherwise headers
+ * are ignored, as the reference's write stream ignores them.
  */
 static int64
-import_lines(FunctionCallInfo fcinfo, bool raise_to_header)
+import_lines(FunctionCallInfo fcinfo, bool push)
 {
 	text	   *lines;
 	char	   *model_name;
@@ -86,6 +123,9 @@ import_lines(FunctionCallInfo fcinfo, bool raise_to_header)
 	int64		nstored = 0;
 	MemoryContext batch_cxt;
 	MemoryContext old;
+	double		bound = SbTimestampBound();
+	SbRemoteClock deferred = {0};
+	int64		ndeferred = 0;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -123,23 +163,30 @@ import_lines(FunctionCallInfo fcinfo, bool raise_to_header)
 
 		if (!SbParseMessage(line, len, msg, &err) ||
 			(msg->type == SB_MSG_UPDATE &&
-			 !SbCheckUpdateForKind(msg, model.kind, &err)))
+			 (!SbCheckUpdateForKind(msg, model.kind, &err) ||
+			  (!push && !SbCheckClockSkew(msg, bound, &err)))))
 			ereport(ERROR,
 					(errcode(err.sqlerrcode),
 					 errmsg("invalid line %d of scuttlebutt dump: %s",
 							lineno, err.message)));
-		if (msg->type == SB_MSG_HEADER && raise_to_header)
+		if (msg->type == SB_MSG_HEADER && push)
 		{
 			/* the header vouches for the updates before it: those first */
 			if (nbatch > 0)
 				nstored += SbApplyUpdates(&model, batch, nbatch, NULL);
 			nbatch = 0;
-			SbRaiseClock(&model, msg->clock, msg->nclock);
+			raise_to_pushed_clock(&model, msg, &deferred);
 			MemoryContextReset(batch_cxt);
 			continue;
 		}
 		if (msg->type != SB_MSG_UPDATE)
 			continue;			/* header, "SYNC" or ignored */
+		/* (the deferred sources outlive the batch: the caller's context) */
+		if (push && defer_for_push(msg, bound, &deferred, old))
+		{
+			ndeferred++;
+			continue;
+		}
 
 		if (++nbatch == SB_IMPORT_BATCH)
 		{
@@ -153,6 +200,12 @@ import_lines(FunctionCallInfo fcinfo, bool raise_to_header)
 
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(batch_cxt);
+	if (ndeferred > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("scuttlebutt: deferred %lld pushed update(s) more than scuttlebutt.max_clock_skew (%d ms) ahead of this server's clock",
+						(long long) ndeferred, sb_max_clock_skew_ms),
+				 errdetail("They are applied when pushed again, once within bounds.")));
 	return nstored;
 }
 

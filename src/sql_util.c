@@ -28,7 +28,11 @@ SbRequiredTextArg(FunctionCallInfo fcinfo, int argno, const char *what)
 	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
 
-/* Keys, event names and sources: "__proto__" breaks the reference peer */
+/*
+ * Keys and event names: "__proto__" breaks the reference peer, and a name
+ * longer than SB_MAX_KEY_BYTES could not be stored by every peer (the wire
+ * checks say the same of updates from elsewhere: wire.c)
+ */
 void
 SbCheckName(const char *name, const char *what)
 {
@@ -37,6 +41,11 @@ SbCheckName(const char *name, const char *what)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s \"__proto__\" is not allowed", what),
 				 errdetail("The reference JavaScript peer rejects \"__proto__\" as a key, event name or source.")));
+	if (strlen(name) > SB_MAX_KEY_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is %zu bytes long, longer than the %d bytes allowed",
+						what, strlen(name), SB_MAX_KEY_BYTES)));
 }
 
 /* Raises the error a wire-message check reported */

@@ -433,7 +433,12 @@ SbReadClock(SbModelRef *model, SbClockEntry **entries, bool in_caller_snapshot)
 	return n;
 }
 
-/* Raises the clock to entries where they are ahead, never our own source */
+/*
+ * Raises the clock to entries where they are ahead, never our own source,
+ * and never past what an update could carry: an entry more than
+ * max_clock_skew ahead, or of a source longer than the table holds, is
+ * left out.
+ */
 void
 SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 {
@@ -441,14 +446,19 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 	Datum		values[4];
 	char	  **sources = palloc(sizeof(char *) * Max(n, 1));
 	double	   *ts = palloc(sizeof(double) * Max(n, 1));
+	double		bound = SbTimestampBound();
+	int			m = 0;
 
-	if (n == 0)
-		return;
 	for (int i = 0; i < n; i++)
 	{
-		sources[i] = entries[i].source;
-		ts[i] = entries[i].ts;
+		if (entries[i].ts > bound || strlen(entries[i].source) > SB_MAX_SOURCE_BYTES)
+			continue;
+		sources[m] = entries[i].source;
+		ts[m++] = entries[i].ts;
 	}
+	if (m == 0)
+		return;
+	n = m;
 	SPI_connect();
 	/*
 	 * Never this node's own source: its clock is its own writes'.  Rows

@@ -8,7 +8,8 @@
  * incoming connection learns its model from the peer's header meta (a
  * string, or an object with a "model" field); an outgoing one names it in
  * its own header's meta.  A line that is not JSON, a header without a
- * clock, or a line longer than scuttlebutt.max_line_bytes ends the session.
+ * clock, or a line longer than scuttlebutt.max_line_bytes ends the session
+ * (the first line, the peer's header, may take scuttlebutt.max_header_bytes).
  *
  * Outgoing connections try every address the host name resolves to, in
  * order, as libpq does with a multi-address host: a refused ::1 falls
@@ -313,6 +314,22 @@ handle_line(SbSession *s, const char *line, int len)
 	return SbSessionReceive(s, &msg, ok, &err);
 }
 
+/*
+ * The longest line the peer may send now: its header lists every source
+ * of the model, so the first line may take scuttlebutt.max_header_bytes
+ */
+static int
+line_limit(SbStream *st, const char **setting)
+{
+	if (!st->header_received && sb_max_header_bytes > sb_max_line_bytes)
+	{
+		*setting = "scuttlebutt.max_header_bytes";
+		return sb_max_header_bytes;
+	}
+	*setting = "scuttlebutt.max_line_bytes";
+	return sb_max_line_bytes;
+}
+
 /* Hands every complete line of the input to the session; false if closed */
 static bool
 take_lines(SbSession *s)
@@ -320,16 +337,19 @@ take_lines(SbSession *s)
 	SbStream   *st = stream_of(s);
 	int			start = 0;
 	char	   *nl;
+	const char *setting;
+	int			limit;
 
 	while ((nl = memchr(st->in.data + start, '\n', st->in.len - start)) != NULL)
 	{
 		int			len = nl - (st->in.data + start);
 
-		if (len > sb_max_line_bytes)
+		limit = line_limit(st, &setting);
+		if (len > limit)
 		{
 			SbSessionClose(s, SB_CLOSE_LINE_TOO_LONG,
-						   psprintf("A line of %d bytes is longer than scuttlebutt.max_line_bytes (%d).",
-									len, sb_max_line_bytes));
+						   psprintf("A line of %d bytes is longer than %s (%d).",
+									len, setting, limit));
 			return false;
 		}
 		if (!handle_line(s, st->in.data + start, len))
@@ -351,11 +371,12 @@ take_lines(SbSession *s)
 		resetStringInfo(&st->in);
 	}
 	/* a partial line past the limit: close now, do not buffer the rest */
-	if (st->in.len > sb_max_line_bytes)
+	limit = line_limit(st, &setting);
+	if (st->in.len > limit)
 	{
 		SbSessionClose(s, SB_CLOSE_LINE_TOO_LONG,
-					   psprintf("More than scuttlebutt.max_line_bytes (%d) bytes without a newline.",
-								sb_max_line_bytes));
+					   psprintf("More than %s (%d) bytes without a newline.",
+								setting, limit));
 		return false;
 	}
 	return true;

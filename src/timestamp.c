@@ -18,6 +18,7 @@
 
 #include "utils/timestamp.h"
 
+#include "guc.h"
 #include "timestamp.h"
 
 /* Milliseconds from the Unix epoch to PostgreSQL's epoch (2000-01-01) */
@@ -31,6 +32,12 @@ double
 SbNowMillis(void)
 {
 	return SB_POSTGRES_EPOCH_MS + (double) GetCurrentTimestamp() / 1000.0;
+}
+
+double
+SbTimestampBound(void)
+{
+	return SbNowMillis() + sb_max_clock_skew_ms;
 }
 
 double

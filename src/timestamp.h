@@ -11,6 +11,12 @@
 /* The wall clock, in milliseconds with a microsecond fraction */
 extern double SbNowMillis(void);
 
+/*
+ * The greatest timestamp a remote update may carry now: the wall clock plus
+ * scuttlebutt.max_clock_skew
+ */
+extern double SbTimestampBound(void);
+
 /* The next timestamp after ts that a local update may take */
 extern double SbTimestampAfter(double ts);
 

@@ -439,6 +439,13 @@ check_update(ParseState *st, SbMessage *msg, SbMessageError *err)
 		err->message = pstrdup("update source \"__proto__\" is not allowed");
 		return false;
 	}
+	if (strlen(msg->source) > SB_MAX_SOURCE_BYTES)
+	{
+		err->sqlerrcode = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+		err->message = psprintf("update source is %zu bytes long, longer than the %d bytes allowed",
+								strlen(msg->source), SB_MAX_SOURCE_BYTES);
+		return false;
+	}
 	if (msg->nelems == 4 && !st->elem3_is_string)
 	{
 		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
@@ -556,6 +563,13 @@ SbCheckUpdateForKind(SbMessage *msg, SbKind kind, SbMessageError *err)
 				{
 					err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
 					err->message = psprintf("%s \"__proto__\" is not allowed", what);
+					return false;
+				}
+				if (strlen(msg->key) > SB_MAX_KEY_BYTES)
+				{
+					err->sqlerrcode = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
+					err->message = psprintf("%s is %zu bytes long, longer than the %d bytes allowed",
+											what, strlen(msg->key), SB_MAX_KEY_BYTES);
 					return false;
 				}
 				if (kind == SB_KIND_EVENTS)

@@ -13,6 +13,16 @@
 
 #include "merge.h"
 
+/*
+ * Longest key, event name and source, in bytes: every index row of
+ * scuttlebutt.updates and scuttlebutt.clocks then stays well under
+ * btree's limit (about 2,700 bytes), so an update the checks accept can
+ * always be stored.  Reference ids are short (random hex, or a key's
+ * SHA-1 in base64), and the sources bound the header's size.
+ */
+#define SB_MAX_KEY_BYTES 1024
+#define SB_MAX_SOURCE_BYTES 256
+
 typedef enum SbMessageType
 {
 	SB_MSG_UPDATE,				/* [change, ts, source(, signature)] */

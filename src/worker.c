@@ -811,7 +811,13 @@ next_timeout(void)
 			d = s->deadline;
 		}
 		else
+		{
+			TimestampTz redial = SbSessionRedialAt(s);
+
 			d = SbSessionIsOpen(s) ? s->ops->deadline(s) : 0;
+			if (redial != 0 && (d == 0 || redial < d))
+				d = redial;
+		}
 		if (d != 0 && (next == 0 || d < next))
 			next = d;
 	}
@@ -837,7 +843,11 @@ deadline_step(SbSession *s, void *arg)
 			s->ops->start(s);
 	}
 	else if (SbSessionIsOpen(s))
+	{
 		s->ops->check_deadline(s, now);
+		if (SbSessionIsOpen(s))
+			SbSessionRedialIfDue(s);
+	}
 }
 
 static void

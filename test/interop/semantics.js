@@ -230,8 +230,9 @@ function localTimestamps() {
 
 		// this node's clock entry in the future (an update from this node's
 		// id, e.g. restored from a peer): local writes must come after it,
-		// or every peer would drop them as old
-		const future = Date.now() + 3600 * 1000 + 0.25;
+		// or every peer would drop them as old (30 s ahead: within
+		// scuttlebutt.max_clock_skew, beyond which it would be refused)
+		const future = Date.now() + 30 * 1000 + 0.25;
 		const own = JSON.stringify([kind === 'model' ? ['k', 'future'] : kind === 'events' ? ['e', 'future'] : 'future', future, nodeId]);
 		db.exec(`SELECT scuttlebutt.apply_update(${m}, ${lit(own)});`);
 		const t2 = db.value(`SELECT ${write} AS ts FROM generate_series(1, 1) i`);
