@@ -77,7 +77,7 @@ qn(qq{
 	CREATE DATABASE evil OWNER mallory;
 	CREATE DATABASE remote;
 	GRANT USAGE ON SCHEMA scuttlebutt TO mallory, sb_reader, sb_usage, sb_ins;
-	GRANT SELECT ON scuttlebutt.registry TO mallory;
+	GRANT SELECT ON scuttlebutt.registry, scuttlebutt.node TO mallory;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON scuttlebutt.peers TO mallory;
 	GRANT USAGE ON SEQUENCE scuttlebutt.peers_id_seq TO mallory;
 	GRANT SELECT ON ALL TABLES IN SCHEMA scuttlebutt TO sb_reader;
@@ -165,6 +165,8 @@ my ($rc) = $n->psql('postgres', qq{
 	SET session_replication_role = replica;
 	INSERT INTO scuttlebutt.peers (model, transport, conninfo, owner)
 		VALUES ('kv', 'libpq', @{[ $lit->($evil) ]}, 'mallory');
+	RESET session_replication_role;
+	SELECT scuttlebutt._wake_worker();
 });
 is($rc, 0, 'restored row: inserted with the trigger off');
 my $restored = qn(q{SELECT max(id) FROM scuttlebutt.peers});
