@@ -28,6 +28,7 @@
 #include "conninfo.h"
 #include "store.h"
 #include "shmem.h"
+#include "sql_util.h"
 
 PG_FUNCTION_INFO_V1(scuttlebutt_add_stream_peer);
 PG_FUNCTION_INFO_V1(scuttlebutt_add_peer);
@@ -72,16 +73,6 @@ insert_peer(text *model, const char *transport, const char *host, int32 port,
 	return id;
 }
 
-static void
-check_args_not_null(FunctionCallInfo fcinfo, const char *function)
-{
-	for (int i = 0; i < PG_NARGS(); i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("arguments of %s must not be null", function)));
-}
-
 Datum
 scuttlebutt_add_stream_peer(PG_FUNCTION_ARGS)
 {
@@ -90,7 +81,7 @@ scuttlebutt_add_stream_peer(PG_FUNCTION_ARGS)
 	SbModelRef	ref;
 
 	SbRequireWorker("add_stream_peer()");
-	check_args_not_null(fcinfo, "add_stream_peer()");
+	SbCheckArgsNotNull(fcinfo, "add_stream_peer()");
 	host = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	port = PG_GETARG_INT32(2);
 	if (host[0] == '\0')
@@ -114,7 +105,7 @@ scuttlebutt_add_peer(PG_FUNCTION_ARGS)
 	SbModelRef	ref;
 
 	SbRequireWorker("add_peer()");
-	check_args_not_null(fcinfo, "add_peer()");
+	SbCheckArgsNotNull(fcinfo, "add_peer()");
 	conninfo = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	SbConninfoCheck(conninfo);
 	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, &ref);

@@ -46,6 +46,7 @@
 
 #include "model_store.h"
 #include "shmem.h"
+#include "sql_util.h"
 
 #define SB_POLL_MAX_UPDATES 1000000
 #define SB_POLL_MAX_WAIT_MS 3600000
@@ -125,17 +126,6 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 	return n;
 }
 
-/* Errors out if an argument is null */
-static void
-check_args_not_null(FunctionCallInfo fcinfo, const char *function)
-{
-	for (int i = 0; i < PG_NARGS(); i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("arguments of %s must not be null", function)));
-}
-
 /*
  * scuttlebutt.poll(model, sources, max_updates): at most max_updates
  * updates newer than sources, per source in timestamp order, then, if that
@@ -151,7 +141,7 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 	SbModelRef	ref;
 	bool		clock_ahead;
 
-	check_args_not_null(fcinfo, "poll()");
+	SbCheckArgsNotNull(fcinfo, "poll()");
 	model = PG_GETARG_TEXT_PP(0);
 	max_updates = PG_GETARG_INT32(2);
 	if (max_updates < 1 || max_updates > SB_POLL_MAX_UPDATES)
@@ -200,7 +190,7 @@ scuttlebutt_wait_for_commit(PG_FUNCTION_ARGS)
 	uint64		commits;
 	SbModelRef	ref;
 
-	check_args_not_null(fcinfo, "wait_for_commit()");
+	SbCheckArgsNotNull(fcinfo, "wait_for_commit()");
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
 		castNode(CallContext, fcinfo->context)->atomic)
 		ereport(ERROR,
