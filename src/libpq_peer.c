@@ -351,9 +351,10 @@ send_query(SbSession *s, int i, const char *sql, int nparams, const char *const 
 }
 
 /*
- * The handshake: search_path pg_catalog alone, as postgres_fdw sets it (a
- * role that owns the remote database can put nothing in our way; every
- * call names its schema), read committed (wait_for_commit() waits for
+ * The handshake: search_path pg_catalog alone, as postgres_fdw sets it
+ * (every call names its schema, so no object of another role's on the
+ * remote's search_path can stand in for a function, type or operator of
+ * ours or PostgreSQL's), read committed (wait_for_commit() waits for
  * commits poll() then sees), no statement timeout (the wait is on
  * purpose; peer_timeout guards stalls), then the model's kind and the
  * remote's header.
