@@ -43,16 +43,25 @@ SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{"S1": 20,
 -- a page: a prefix of each source's updates, in source then timestamp order
 SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{}', 1) p;
 SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{"S1": 20}', 1) p;
--- nothing new: a short wait, then nothing (the caller asks again)
-SELECT count(*) FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30}', 10, 20);
+-- nothing new: nothing, at once
+SELECT count(*) FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30}', 10);
+-- wait_for_commit(): nothing new, a short wait; news: returns at once
+CALL scuttlebutt.wait_for_commit('pm', '{"S1": 20, "S2": 30}', 20);
+CALL scuttlebutt.wait_for_commit('pm', '{"S1": 20}', 3600000);
+-- it commits before it waits: not inside a transaction block
+BEGIN;
+CALL scuttlebutt.wait_for_commit('pm', '{"S1": 20, "S2": 30}', 20);
+ROLLBACK;
+CALL scuttlebutt.wait_for_commit('pm', '{}', -1);
+CALL scuttlebutt.wait_for_commit('pm', '{}', 3600001);
+CALL scuttlebutt.wait_for_commit('pm', NULL);
+CALL scuttlebutt.wait_for_commit('nosuch');
 
 -- bad arguments
 SELECT scuttlebutt.poll('nosuch');
 SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '[1]') p;
 SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{"S1": "x"}') p;
 SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{}', 0) p;
-SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{}', 10, -1) p;
-SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{}', 10, 3600001) p;
 SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', NULL) p;
 
 -- a conninfo changed by hand must still parse
@@ -64,5 +73,5 @@ UPDATE scuttlebutt.peers SET conninfo = 'password=abc def' WHERE id = :p1;
 -- (its clock in the same snapshot); a clock ahead of the caller's alone
 -- (its updates superseded) is news too
 SELECT scuttlebutt.apply_update('pm', '[["a",5],12,"S3"]');  -- loses to S2's "a"
-SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30}', 10, 5000) p;
-SELECT count(*) FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30, "S3": 12}', 10, 0);
+SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30}', 10) p;
+SELECT count(*) FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30, "S3": 12}', 10);

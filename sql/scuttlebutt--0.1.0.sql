@@ -341,6 +341,12 @@ CREATE TABLE scuttlebutt.peers (
 	send boolean NOT NULL DEFAULT true,
 	receive boolean NOT NULL DEFAULT true,
 	created_at timestamptz NOT NULL DEFAULT now(),
+	-- the role whose rules the worker applies when it connects (as the
+	-- user of a postgres_fdw user mapping): the role that wrote the row
+	owner regrole NOT NULL,
+	-- false (only a superuser may set it): a libpq peer of a role that is
+	-- not superuser may connect without a password (trust, peer, cert)
+	password_required boolean NOT NULL DEFAULT true,
 	CHECK (transport <> 'stream' OR (host IS NOT NULL AND port IS NOT NULL)),
 	CHECK (transport <> 'libpq' OR conninfo IS NOT NULL)
 );
@@ -354,6 +360,27 @@ LANGUAGE C;
 CREATE TRIGGER peers_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scuttlebutt.peers
 	FOR EACH STATEMENT EXECUTE FUNCTION scuttlebutt._peers_changed();
+
+-- Every row written, by add_peer() or by hand: the owner is the writer
+-- (a superuser may name another role), and a libpq peer of a role that is
+-- not superuser follows dblink's rules: a password in the conninfo, no
+-- option that reads the server's files.  The worker checks again when it
+-- connects that the password was used.
+CREATE FUNCTION scuttlebutt._peers_check()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'scuttlebutt_peers_check'
+LANGUAGE C;
+CREATE TRIGGER peers_check
+	BEFORE INSERT OR UPDATE ON scuttlebutt.peers
+	FOR EACH ROW EXECUTE FUNCTION scuttlebutt._peers_check();
+
+-- A conninfo may hold a password: a role sees and changes only the rows
+-- it owns (superusers and the table's owner see all).  Everyone else sees
+-- peers through peer_status, without passwords.
+ALTER TABLE scuttlebutt.peers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY peers_owner ON scuttlebutt.peers
+	USING (pg_catalog.pg_has_role(owner, 'USAGE'))
+	WITH CHECK (pg_catalog.pg_has_role(owner, 'USAGE'));
 
 -- the worker of this database learns of the extension at commit
 CREATE FUNCTION scuttlebutt._wake_worker()
@@ -381,16 +408,22 @@ AS 'MODULE_PATHNAME', 'scuttlebutt_add_peer'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 -- The remote end of a libpq peer: the updates newer than sources (at most
--- max_updates), or, if there are none, a wait of up to wait_ms for the
--- next commit that writes the model, then none (the caller asks again).
--- While it waits it holds back no vacuum horizon: call it alone, not
--- joined with reads of other tables, when wait_ms > 0.
+-- max_updates), and, when that is all there is, the model's header (its
+-- clock, read in the same snapshot).  Returns at once.
 CREATE FUNCTION scuttlebutt.poll(model text, sources jsonb DEFAULT '{}',
-								 max_updates integer DEFAULT 10000,
-								 wait_ms integer DEFAULT 0)
+								 max_updates integer DEFAULT 10000)
 RETURNS SETOF json
 AS 'MODULE_PATHNAME', 'scuttlebutt_poll'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- A libpq peer's wait once it is caught up: returns when this server
+-- holds more than sources, or after a commit that writes the model, or
+-- after wait_ms.  It commits before it waits (CALL it outside a
+-- transaction block), so the wait holds no snapshot and no vacuum horizon.
+CREATE PROCEDURE scuttlebutt.wait_for_commit(model text, sources jsonb DEFAULT '{}',
+											 wait_ms integer DEFAULT 5000)
+AS 'MODULE_PATHNAME', 'scuttlebutt_wait_for_commit'
+LANGUAGE C;
 
 -- A conninfo as shown to users: every password option removed.
 CREATE FUNCTION scuttlebutt._conninfo_shown(conninfo text)
@@ -456,3 +489,19 @@ CREATE FUNCTION scuttlebutt.wait_for_sync(model text, timeout interval DEFAULT '
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'scuttlebutt_wait_for_sync'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+--------------------------------------------------------------------------
+-- Privileges
+--------------------------------------------------------------------------
+
+-- Internal functions are not for PUBLIC.  Those left out are called, as
+-- the calling role, by the SQL functions, views and constraints above or
+-- by set() and the like: they read only, or (_next_local_ts) check the
+-- caller's right to write the model before they move anything.  A libpq
+-- peer's remote role is granted _push() (see README, Security).
+REVOKE ALL ON FUNCTION scuttlebutt._registry_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION scuttlebutt._peers_changed() FROM PUBLIC;
+REVOKE ALL ON FUNCTION scuttlebutt._peers_check() FROM PUBLIC;
+REVOKE ALL ON FUNCTION scuttlebutt._push(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION scuttlebutt._peer_status() FROM PUBLIC;
+REVOKE ALL ON FUNCTION scuttlebutt._connection_errors() FROM PUBLIC;

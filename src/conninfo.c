@@ -46,6 +46,49 @@ append_value(StringInfo buf, const char *value)
 	appendStringInfoChar(buf, '\'');
 }
 
+/*
+ * Options that make libpq read the server's own files (keys, certificates,
+ * password and service files) or use its Kerberos setup: only a superuser
+ * may give them, as postgres_fdw and dblink decide.
+ */
+static bool
+is_superuser_only(const char *keyword)
+{
+	static const char *const keywords[] = {
+		"passfile", "service", "sslcert", "sslkey", "sslrootcert", "sslcrl",
+		"sslcrldir", "sslpassword", "krbsrvname", "gsslib", "gssdelegation",
+	};
+
+	for (size_t i = 0; i < lengthof(keywords); i++)
+		if (strcmp(keyword, keywords[i]) == 0)
+			return true;
+	return false;
+}
+
+const char *
+SbConninfoUnprivilegedProblem(const char *conninfo)
+{
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	const char *problem = "no password in the connection string";
+
+	if (opts == NULL)
+		return "not a libpq connection string";
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+	{
+		if (o->val == NULL || o->val[0] == '\0')
+			continue;
+		if (is_superuser_only(o->keyword))
+		{
+			problem = psprintf("option \"%s\" is for superusers only", o->keyword);
+			break;
+		}
+		if (strcmp(o->keyword, "password") == 0)
+			problem = NULL;
+	}
+	PQconninfoFree(opts);
+	return problem;
+}
+
 void
 SbConninfoCheck(const char *conninfo)
 {

@@ -14,6 +14,13 @@
  */
 extern void SbConninfoCheck(const char *conninfo);
 
+/*
+ * Why a role that is not superuser may not connect with this connection
+ * string (dblink's and postgres_fdw's rules): no password given, or an
+ * option that reads the server's files; NULL if it may.
+ */
+extern const char *SbConninfoUnprivilegedProblem(const char *conninfo);
+
 /* The connection string without its password options (palloc'd); NULL if invalid */
 extern char *SbConninfoShown(const char *conninfo);
 

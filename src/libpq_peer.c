@@ -8,12 +8,13 @@
  * guard it.  A peer is two libpq connections ("links"), both non-blocking
  * and waited on in the worker's one WaitEventSet:
  *
- *	- pull: scuttlebutt.poll(model, <what we hold>, page, wait) in a loop.
+ *	- pull: scuttlebutt.poll(model, <what we hold>, page) in a loop.
  *	  Each answer is a page of the remote's history newer than what we
  *	  hold; the next poll is sent as soon as a page arrives, so the remote
- *	  reads a page while we apply the last one.  When the remote has
- *	  nothing new, poll() waits there in shared memory for a commit, which
- *	  makes the live path prompt without NOTIFY or sleeping.
+ *	  reads a page while we apply the last one.  Once caught up, CALL
+ *	  scuttlebutt.wait_for_commit(model, <what we hold>, wait) waits there
+ *	  in shared memory for a commit, outside any transaction, which makes
+ *	  the live path prompt without NOTIFY or sleeping; then we poll.
  *	- push: the session's pump (session.c) fills its outbox with the local
  *	  history the remote's clock lacks, and each outbox is sent as one
  *	  scuttlebutt._push(model, lines), import() that also takes our header:
@@ -65,7 +66,7 @@ StaticAssertDecl(SB_LIBPQ_LINKS <= SB_SESSION_SOCKETS,
 
 /* Updates per poll: a page of the remote's history */
 #define SB_POLL_PAGE 10000
-/* How long a poll waits on the remote for a commit before it returns */
+/* How long wait_for_commit() waits on the remote before it returns */
 #define SB_POLL_WAIT_MS 5000
 
 /* Reads of a link's socket per wake-up (a budget of some 2 MB) */
@@ -98,6 +99,10 @@ typedef struct SbLibpqPeer
 	char	   *conninfo;
 	bool		want_send;		/* as configured: a session may narrow them */
 	bool		want_receive;
+	Oid			owner;			/* the role of the peer row */
+	bool		password_required;	/* false: waived by a superuser */
+	bool		password_checked;	/* this session: the password must be used */
+	bool		wait_in_flight; /* the pull link waits for a commit */
 	SbLink		links[SB_LIBPQ_LINKS];
 	SbRemoteClock held;			/* what this server holds, per source */
 	uint64		held_commits;	/* commit count when held was last read */
@@ -124,6 +129,8 @@ libpq_configure(SbSession *s, const SbPeerConfig *config)
 	lp->conninfo = MemoryContextStrdup(s->cxt, config->conninfo);
 	lp->want_send = config->send;
 	lp->want_receive = config->receive;
+	lp->owner = config->owner;
+	lp->password_required = config->password_required;
 	s->transport = lp;
 	strlcpy(s->remote_addr, address ? address : "?", sizeof(s->remote_addr));
 }
@@ -239,6 +246,45 @@ link_connect(SbSession *s, int i)
 }
 
 static void
+owner_superuser_txn(SbSession *s, void *arg)
+{
+	*(bool *) arg = superuser_arg(lp_of(s)->owner);
+}
+
+/*
+ * The worker connects as the server itself: a peer whose owner is not
+ * (or no longer) superuser gets dblink's rules, as add_peer() checked
+ * them: a password in the conninfo and no option that reads the server's
+ * files, and (connect_step) the remote must have asked for that password.
+ */
+static bool
+check_owner_rules(SbSession *s)
+{
+	SbLibpqPeer *lp = lp_of(s);
+	bool		owner_superuser = false;
+	const char *problem;
+
+	lp->password_checked = false;
+	if (!lp->password_required)
+		return true;
+	if (!SbSessionTransaction(s, "scuttlebutt: checking a peer's owner",
+							  owner_superuser_txn, &owner_superuser))
+		return false;
+	if (owner_superuser)
+		return true;
+	problem = SbConninfoUnprivilegedProblem(lp->conninfo);
+	if (problem)
+	{
+		SbSessionClose(s, SB_CLOSE_PASSWORD_REQUIRED,
+					   psprintf("Peer %d belongs to a role that is not superuser: %s.",
+								s->peer_id, problem));
+		return false;
+	}
+	lp->password_checked = true;
+	return true;
+}
+
+static void
 libpq_start(SbSession *s)
 {
 	SbLibpqPeer *lp = lp_of(s);
@@ -252,6 +298,7 @@ libpq_start(SbSession *s)
 	lp->held_commits = 0;
 	lp->pull_caught_up = false;
 	lp->pull_started = false;
+	lp->wait_in_flight = false;
 
 	if (!SbSessionResolveModel(s))
 		return;
@@ -268,6 +315,8 @@ libpq_start(SbSession *s)
 		SbSessionClose(s, SB_CLOSE_NOTHING_TO_DO, "The peer neither sends nor receives.");
 		return;
 	}
+	if (!check_owner_rules(s))
+		return;
 	if (s->receive_enabled)
 		link_connect(s, LINK_PULL);
 	if (s->send_enabled && SbSessionIsOpen(s))
@@ -302,9 +351,13 @@ send_query(SbSession *s, int i, const char *sql, int nparams, const char *const 
 }
 
 /*
- * The handshake: read committed (poll() waits for commits it then sees),
- * no statement timeout (poll() waits on purpose; peer_timeout guards
- * stalls), then the model's kind and the remote's header.
+ * The handshake: search_path pg_catalog alone, as postgres_fdw sets it
+ * (every call names its schema, so no object of another role's on the
+ * remote's search_path can stand in for a function, type or operator of
+ * ours or PostgreSQL's), read committed (wait_for_commit() waits for
+ * commits poll() then sees), no statement timeout (the wait is on
+ * purpose; peer_timeout guards stalls), then the model's kind and the
+ * remote's header.
  */
 static void
 send_handshake(SbSession *s, int i)
@@ -318,7 +371,8 @@ send_handshake(SbSession *s, int i)
 		link_failed(s, i, SB_CLOSE_CONNECTION_LOST);
 		return;
 	}
-	sql = psprintf("SET default_transaction_isolation TO 'read committed';"
+	sql = psprintf("SET search_path TO pg_catalog;"
+				   " SET default_transaction_isolation TO 'read committed';"
 				   " SET statement_timeout TO 0;"
 				   " SELECT m.kind, scuttlebutt._export_header(scuttlebutt._model_id(m.name))"
 				   " FROM scuttlebutt.models m WHERE m.name = %s", name);
@@ -343,6 +397,13 @@ connect_step(SbSession *s, int i)
 			link_failed(s, i, SB_CLOSE_CONNECT_FAILED);
 			return;
 		case PGRES_POLLING_OK:
+			if (lp_of(s)->password_checked && !PQconnectionUsedPassword(l->pg))
+			{
+				SbSessionClose(s, SB_CLOSE_PASSWORD_REQUIRED,
+							   psprintf("%s connection: peer %d belongs to a role that is not superuser, and the remote did not ask for the password.",
+										link_names[i], s->peer_id));
+				return;
+			}
 			if (PQsetnonblocking(l->pg, 1) != 0)
 			{
 				link_failed(s, i, SB_CLOSE_CONNECT_FAILED);
@@ -370,36 +431,70 @@ read_clock_txn(SbSession *s, void *arg pg_attribute_unused())
 		SbRemoteClockRaise(&lp->held, s->session_cxt, clock[i].source, clock[i].ts);
 }
 
-/* Asks the remote for what it holds beyond what we hold */
-static void
-send_poll(SbSession *s)
+/*
+ * What this server holds, as a clock argument (into clock); false if the
+ * session was closed reading it
+ */
+static bool
+held_clock_json(SbSession *s, StringInfo clock)
 {
 	SbLibpqPeer *lp = lp_of(s);
 	uint64		commits = SbModelCommitCount(s->model.id);
-	StringInfoData clock;
-	char		page[16];
-	char		wait[16];
-	const char *params[4];
 
 	/* what committed to the model here since the last look (ours, relayed) */
 	if (commits != lp->held_commits || lp->held.n == 0)
 	{
 		if (!SbSessionTransaction(s, "scuttlebutt: reading a clock", read_clock_txn, NULL))
-			return;
+			return false;
 		lp->held_commits = commits;
 	}
-	initStringInfo(&clock);
-	SbAppendClockJson(&clock, SbRemoteClockEntries(&lp->held), lp->held.n);
+	initStringInfo(clock);
+	SbAppendClockJson(clock, SbRemoteClockEntries(&lp->held), lp->held.n);
+	s->counters.bytes_out += clock->len;
+	return true;
+}
+
+/* Asks the remote for what it holds beyond what we hold */
+static void
+send_poll(SbSession *s)
+{
+	StringInfoData clock;
+	char		page[16];
+	const char *params[3];
+
+	if (!held_clock_json(s, &clock))
+		return;
 	snprintf(page, sizeof(page), "%d", SB_POLL_PAGE);
-	/* behind (the last answer was a page): an empty answer must come at once */
-	snprintf(wait, sizeof(wait), "%d", lp->pull_caught_up ? SB_POLL_WAIT_MS : 0);
 	params[0] = s->model_name;
 	params[1] = clock.data;
 	params[2] = page;
-	params[3] = wait;
-	(void) send_query(s, LINK_PULL, "SELECT scuttlebutt.poll($1, $2::jsonb, $3, $4)",
-					  4, params, LINK_BUSY, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
-	s->counters.bytes_out += clock.len;
+	lp_of(s)->wait_in_flight = false;
+	(void) send_query(s, LINK_PULL,
+					  "SELECT scuttlebutt.poll($1, $2::pg_catalog.jsonb, $3)",
+					  3, params, LINK_BUSY, sb_peer_timeout_ms);
+}
+
+/*
+ * Caught up: the remote waits, outside any transaction, until it holds
+ * something we lack or a commit writes the model; then we poll again.
+ */
+static void
+send_wait(SbSession *s)
+{
+	StringInfoData clock;
+	char		wait[16];
+	const char *params[3];
+
+	if (!held_clock_json(s, &clock))
+		return;
+	snprintf(wait, sizeof(wait), "%d", SB_POLL_WAIT_MS);
+	params[0] = s->model_name;
+	params[1] = clock.data;
+	params[2] = wait;
+	lp_of(s)->wait_in_flight = true;
+	(void) send_query(s, LINK_PULL,
+					  "CALL scuttlebutt.wait_for_commit($1, $2::pg_catalog.jsonb, $3)",
+					  3, params, LINK_BUSY, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
 }
 
 /* A page of the remote's history: each update as a received line */
@@ -444,6 +539,12 @@ poll_done(SbSession *s)
 {
 	SbLibpqPeer *lp = lp_of(s);
 
+	if (lp->wait_in_flight)
+	{
+		send_poll(s);
+		return;
+	}
+
 	/*
 	 * All the remote had came with its header (or was nothing); a page cut
 	 * short by its size, as a full one, has none: more is to come.
@@ -453,7 +554,10 @@ poll_done(SbSession *s)
 	if (lp->pull_caught_up && !s->sync_received)
 		SbSessionPeerSynced(s);
 	/* at once: the remote reads the next page while we apply this one */
-	send_poll(s);
+	if (lp->pull_caught_up)
+		send_wait(s);
+	else
+		send_poll(s);
 }
 
 /* ---- pushing ---- */

@@ -12,6 +12,7 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -20,12 +21,14 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "commands/dbcommands.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "conninfo.h"
 #include "store.h"
 #include "shmem.h"
+#include "sql_util.h"
 
 PG_FUNCTION_INFO_V1(scuttlebutt_add_stream_peer);
 PG_FUNCTION_INFO_V1(scuttlebutt_add_peer);
@@ -33,6 +36,7 @@ PG_FUNCTION_INFO_V1(scuttlebutt_conninfo_shown);
 PG_FUNCTION_INFO_V1(scuttlebutt_conninfo_address);
 PG_FUNCTION_INFO_V1(scuttlebutt_remove_peer);
 PG_FUNCTION_INFO_V1(scuttlebutt_peers_changed);
+PG_FUNCTION_INFO_V1(scuttlebutt_peers_check);
 PG_FUNCTION_INFO_V1(scuttlebutt_peer_status);
 PG_FUNCTION_INFO_V1(scuttlebutt_connection_errors);
 PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_sync);
@@ -69,16 +73,6 @@ insert_peer(text *model, const char *transport, const char *host, int32 port,
 	return id;
 }
 
-static void
-check_args_not_null(FunctionCallInfo fcinfo, const char *function)
-{
-	for (int i = 0; i < PG_NARGS(); i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("arguments of %s must not be null", function)));
-}
-
 Datum
 scuttlebutt_add_stream_peer(PG_FUNCTION_ARGS)
 {
@@ -87,7 +81,7 @@ scuttlebutt_add_stream_peer(PG_FUNCTION_ARGS)
 	SbModelRef	ref;
 
 	SbRequireWorker("add_stream_peer()");
-	check_args_not_null(fcinfo, "add_stream_peer()");
+	SbCheckArgsNotNull(fcinfo, "add_stream_peer()");
 	host = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	port = PG_GETARG_INT32(2);
 	if (host[0] == '\0')
@@ -111,7 +105,7 @@ scuttlebutt_add_peer(PG_FUNCTION_ARGS)
 	SbModelRef	ref;
 
 	SbRequireWorker("add_peer()");
-	check_args_not_null(fcinfo, "add_peer()");
+	SbCheckArgsNotNull(fcinfo, "add_peer()");
 	conninfo = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	SbConninfoCheck(conninfo);
 	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, &ref);
@@ -160,6 +154,82 @@ scuttlebutt_remove_peer(PG_FUNCTION_ARGS)
 				 errmsg("scuttlebutt peer %d does not exist", PG_GETARG_INT32(0))));
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * Row trigger before every write of scuttlebutt.peers: who owns the row,
+ * and whether that role may make the worker connect as it says.  A role
+ * that is not superuser names only itself (or a role it has the
+ * privileges of) as owner and may not waive the password; the libpq peer
+ * of a role that is not superuser needs a password and no option that
+ * reads the server's files, unless a superuser set password_required to
+ * false.
+ */
+Datum
+scuttlebutt_peers_check(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	desc;
+	HeapTuple	tuple;
+	int			owner_att;
+	int			required_att;
+	bool		isnull;
+	Oid			owner;
+	bool		password_required;
+	char	   *transport;
+	char	   *conninfo;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) || !TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "scuttlebutt_peers_check: not called as a row trigger before a write");
+	desc = trigdata->tg_relation->rd_att;
+	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event)
+		? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+	owner_att = SPI_fnumber(desc, "owner");
+	required_att = SPI_fnumber(desc, "password_required");
+	if (owner_att <= 0 || required_att <= 0)
+		elog(ERROR, "scuttlebutt.peers lacks its owner or password_required column");
+
+	owner = DatumGetObjectId(SPI_getbinval(tuple, desc, owner_att, &isnull));
+	if (isnull)
+	{
+		Datum		value = ObjectIdGetDatum(GetUserId());
+		bool		replace_null = false;
+
+		tuple = heap_modify_tuple_by_cols(tuple, desc, 1, &owner_att, &value, &replace_null);
+		owner = GetUserId();
+	}
+	password_required = DatumGetBool(SPI_getbinval(tuple, desc, required_att, &isnull));
+	if (!superuser())
+	{
+		if (!has_privs_of_role(GetUserId(), owner))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("only a superuser may add a scuttlebutt peer for another role")));
+		if (!password_required)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("password_required=false is superuser-only"),
+					 errdetail("A scuttlebutt peer written by a role that is not superuser must authenticate with a password.")));
+	}
+
+	transport = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "transport"));
+	conninfo = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "conninfo"));
+	if (transport && strcmp(transport, "libpq") == 0 && conninfo &&
+		password_required && !superuser_arg(owner))
+	{
+		const char *problem;
+
+		SbConninfoCheck(conninfo);
+		problem = SbConninfoUnprivilegedProblem(conninfo);
+		if (problem)
+			ereport(ERROR,
+					(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+					 errmsg("password is required"),
+					 errdetail("Non-superusers must provide a password in the connection string, and may not name the server's files: %s.",
+							   problem)));
+	}
+	return PointerGetDatum(tuple);
 }
 
 /*

@@ -28,6 +28,16 @@ SbRequiredTextArg(FunctionCallInfo fcinfo, int argno, const char *what)
 	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
 
+void
+SbCheckArgsNotNull(FunctionCallInfo fcinfo, const char *function)
+{
+	for (int i = 0; i < PG_NARGS(); i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("arguments of %s must not be null", function)));
+}
+
 /*
  * Keys and event names: "__proto__" breaks the reference peer, and a name
  * longer than SB_MAX_KEY_BYTES could not be stored by every peer (the wire

@@ -17,6 +17,9 @@
 extern char *SbRequiredTextArg(FunctionCallInfo fcinfo, int argno,
 							   const char *what);
 
+/* ERROR (null_value_not_allowed) if any argument of function is NULL */
+extern void SbCheckArgsNotNull(FunctionCallInfo fcinfo, const char *function);
+
 /* ERROR if a key, event name or source is "__proto__" */
 extern void SbCheckName(const char *name, const char *what);
 

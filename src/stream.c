@@ -311,6 +311,17 @@ handle_line(SbSession *s, const char *line, int len)
 	ok = SbParseMessage(line, len, &msg, &err);
 	if (ok && msg.type == SB_MSG_HEADER)
 		return handle_header(s, &msg);
+	/*
+	 * A dialed address that is not a scuttlebutt peer: say so without its
+	 * bytes, which could be another service's banner (add_stream_peer()
+	 * must not become a way to read them through last_error).
+	 */
+	if (s->outgoing && !stream_of(s)->header_received)
+	{
+		SbSessionClose(s, SB_CLOSE_INVALID_HEADER,
+					   psprintf("peer sent no scuttlebutt header (%d bytes)", len));
+		return false;
+	}
 	return SbSessionReceive(s, &msg, ok, &err);
 }
 

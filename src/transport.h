@@ -45,6 +45,8 @@ typedef struct SbPeerConfig
 	char	   *conninfo;		/* libpq */
 	bool		send;
 	bool		receive;
+	Oid			owner;			/* whose rules apply when connecting */
+	bool		password_required;	/* false: waived by a superuser */
 } SbPeerConfig;
 
 typedef struct SbTransportOps

@@ -430,7 +430,8 @@ same_config(const SbPeerConfig *a, const SbPeerConfig *b)
 	return same_text(a->model, b->model) && same_text(a->transport, b->transport) &&
 		same_text(a->host, b->host) && a->port == b->port &&
 		same_text(a->conninfo, b->conninfo) &&
-		a->send == b->send && a->receive == b->receive;
+		a->send == b->send && a->receive == b->receive &&
+		a->owner == b->owner && a->password_required == b->password_required;
 }
 
 /* A row of scuttlebutt.peers, copied into cxt */
@@ -451,6 +452,8 @@ read_peer_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt)
 	c->conninfo = SPI_getvalue(tup, desc, 6);
 	c->send = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
 	c->receive = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+	c->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 9, &isnull));
+	c->password_required = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
 	MemoryContextSwitchTo(old);
 	return c;
 }
@@ -525,7 +528,8 @@ read_peers(void)
 	if (ws.extension_ready)
 	{
 		SPI_connect();
-		if (SPI_execute("SELECT id, model, transport, host, port, conninfo, send, receive"
+		if (SPI_execute("SELECT id, model, transport, host, port, conninfo, send, receive,"
+						" owner, password_required"
 						" FROM scuttlebutt.peers",
 						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read scuttlebutt.peers");

@@ -105,16 +105,17 @@ peer_backends() {
 	sqlx1 "$1" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND client_addr IS NOT NULL"
 }
 
-# pollers NAME: of those, the ones running poll() (a libpq peer's pull
-# session, application_name 'scuttlebutt pull', waiting for a commit).
+# pollers NAME: of those, the ones waiting for a commit in
+# wait_for_commit() (a libpq peer's pull session, application_name
+# 'scuttlebutt pull', caught up).
 pollers() {
-	sqlx1 "$1" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND client_addr IS NOT NULL AND state = 'active' AND query ILIKE '%scuttlebutt.poll%'"
+	sqlx1 "$1" -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND client_addr IS NOT NULL AND state = 'active' AND query ILIKE '%scuttlebutt.wait_for_commit%'"
 }
 
 # wait_no_connections NAME...: no scuttlebutt connection from or to any
 # NAME, no walsender, up to 30 s.  Once no NAME's worker holds a connection
 # (peer_status), the sessions its peers left on the remotes are ended
-# (pg_terminate_backend): a pull session waiting in poll() would otherwise
+# (pg_terminate_backend): a pull session waiting in wait_for_commit() would otherwise
 # notice the closed connection only when its wait ends (up to 5 s).
 wait_no_connections() {
 	local s

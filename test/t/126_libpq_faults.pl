@@ -189,12 +189,14 @@ is(LibpqTest::peer($nd, "peer_id = $p_peer")->{state}, 'live', 'stall over: the 
 qd(q{SELECT scuttlebutt.set('p', 'd_after', '3')});
 ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('p', 'd_after') = '3'}, 30), 'stall over: live again');
 
-# 3c. an idle peer is no stall: a poll waits (5 s) for R's commits, and
-# peer_timeout counts only beyond that wait.  Barrier: the peer's pull
-# session on R starts a poll 7 s or more after the check began, so a
-# whole poll wait plus peer_timeout has passed in that one session.
+# 3c. an idle peer is no stall: wait_for_commit() waits (5 s) for R's
+# commits, and peer_timeout counts only beyond that wait.  Barrier: the
+# peer's pull session on R starts a poll or wait 7 s or more after the
+# check began, so a whole wait plus peer_timeout has passed in that one
+# session.
 my $synced = LibpqTest::peer($nd, "peer_id = $p_peer")->{synced_at};
-my $is_poll = q{application_name = 'sb126_p' AND query LIKE '%scuttlebutt.poll(%'};
+my $is_poll = q{application_name = 'sb126_p'}
+  . q{ AND (query LIKE '%scuttlebutt.poll(%' OR query LIKE '%scuttlebutt.wait_for_commit(%')};
 my $t0 = qr1('SELECT now()');
 my $pull_pid = qr1("SELECT pid FROM pg_stat_activity WHERE $is_poll");
 like($pull_pid, qr/^\d+$/, 'idle: R serves the peer\'s pull session');

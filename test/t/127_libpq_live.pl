@@ -2,8 +2,8 @@
 # an events log and a value.
 #
 #  - latency: single writes at R reach D, and writes at D reach R, each
-#    within a few seconds (the pull waits for R's commit in poll(); the
-#    push follows D's commit);
+#    within a few seconds (the pull waits for R's commit in
+#    wait_for_commit(); the push follows D's commit);
 #  - sustained load: twenty rounds of set_many batches (5,000 new keys
 #    each side per round, plus 1,000 keys both sides overwrite every
 #    round), 500 events each side per round and a value each side per
