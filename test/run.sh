@@ -21,7 +21,7 @@
 # test/lib/setup.sh), SB_TEST_USER (default postgres), PROVE_TESTS (default
 # test/t/*.pl), PROVE_FLAGS, SB_TEST_SEED (seed of the random interop
 # vectors), SB_FUZZ_SEED, SB_FUZZ_CONNECTIONS and SB_FUZZ_SECONDS (the
-# listener fuzz, test/t/133_listener_fuzz.pl), COPT (extra compiler flags,
+# listener fuzz, test/t/136_listener_fuzz.pl), COPT (extra compiler flags,
 # e.g. -Werror as CI passes).
 set -euo pipefail
 

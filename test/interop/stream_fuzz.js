@@ -1,6 +1,6 @@
 'use strict';
 // The unmodified reference clients around the listener's mutation fuzz
-// (test/t/133_listener_fuzz.pl).
+// (test/t/136_listener_fuzz.pl).
 //
 //   node stream_fuzz.js <connstr> <port> record <name:kind>...
 //       For each model: a reference instance holding three updates of its
