@@ -495,10 +495,12 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 --------------------------------------------------------------------------
 
 -- Internal functions are not for PUBLIC.  Those left out are called, as
--- the calling role, by the SQL functions, views and constraints above or
--- by set() and the like: they read only, or (_next_local_ts) check the
--- caller's right to write the model before they move anything.  A libpq
--- peer's remote role is granted _push() (see README, Security).
+-- the calling role, by the SQL functions, views and constraints above:
+-- they only read (what the caller may read) or compute.  _next_local_ts()
+-- moves the timestamp sequencer: set() and the like take timestamps in C,
+-- after checking the caller's right to write the model.  A libpq peer's
+-- remote role is granted _push() (see README, Security).
+REVOKE ALL ON FUNCTION scuttlebutt._next_local_ts(integer, text, float8) FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._registry_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._peers_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._peers_check() FROM PUBLIC;

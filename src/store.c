@@ -177,9 +177,9 @@ SbUpdateTextDatum(StringInfo buf, const char *change_text, double ts,
  * current one.  Returns ts even when a concurrent newer update of the key
  * wins.
  *
- * With the sequencer, one statement takes the next timestamp from shared
- * memory and stores; only if the key holds a newer value (a peer whose
- * clock runs ahead) do we read it and write again past it.  Without the
+ * With the sequencer, we take the next timestamp from shared memory and
+ * store it with one statement; only if the key holds a newer value (a peer
+ * whose clock runs ahead) do we read it and write again past it.  Without the
  * sequencer, one statement reads the key, advances this node's clock row
  * (locking it until commit) and stores.
  */
@@ -202,33 +202,37 @@ SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 	values[4] = CStringGetTextDatum(change_text);
 	if (SbSequencerActive())
 	{
-		/* $3: the floor, NULL but when written again past a newer value */
+		StringInfoData doc;
+		double		floor = NAN;
+
+		/*
+		 * The timestamp is taken here, not by a function in the statement: no
+		 * SQL-callable function moves the sequencer, so none is PUBLIC's.
+		 */
 		SbPrepareOnce(&local_write_plan,
 					 "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
-					 " SELECT $1, $2, t.ts, $4, scuttlebutt._update_text($5, t.ts, $2)"
-					 " FROM (SELECT scuttlebutt._next_local_ts($1, $2, $3) AS ts) t"
-					 UPSERT_CONFLICT_CLAUSE
-					 " RETURNING u.ts",
-					 5, argtypes);
-		nulls[2] = 'n';
-		SbExecutePlan(local_write_plan, values, nulls, SPI_OK_INSERT_RETURNING);
-		if (SPI_processed == 0)
+					 " VALUES ($1, $2, $3, $4, $5)"
+					 UPSERT_CONFLICT_CLAUSE,
+					 5, (Oid[]) {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, JSONOID});
+		initStringInfo(&doc);
+		for (int attempt = 0; attempt < 2; attempt++)
 		{
+			ts = SbSequencerNext(model->id, model->node_id, floor, 1);
+			values[2] = Float8GetDatum(ts);
+			values[4] = SbUpdateTextDatum(&doc, change_text, ts, model->node_id);
+			SbExecutePlan(local_write_plan, values, nulls, SPI_OK_INSERT);
+			if (SPI_processed == 1 || attempt == 1)
+				break;
+			/* the key holds a newer value: once more, past it */
 			SbPrepareOnce(&key_ts_plan,
 						 "SELECT ts FROM scuttlebutt.updates WHERE model_id = $1 AND key = $2",
 						 2, (Oid[]) {INT4OID, TEXTOID});
 			SbExecutePlan(key_ts_plan, (Datum[]) {values[0], values[3]}, NULL, SPI_OK_SELECT);
 			if (SPI_processed == 1)
-			{
-				values[2] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-				nulls[2] = ' ';
-			}
-			SbExecutePlan(local_write_plan, values, nulls, SPI_OK_INSERT_RETURNING);
+				floor = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1, &isnull));
 		}
 		/* stored, or lost again to a concurrent write: ours is the last taken */
-		ts = SPI_processed == 1
-			? DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull))
-			: SbSequencerLastTaken();
 	}
 	else
 	{

@@ -470,6 +470,13 @@ SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
 	msg->type = SB_MSG_IGNORED;
 	if (!prescan(text, len, err))
 		return false;
+	/* a peer's bytes are no text until checked: JSON travels as UTF-8 */
+	if (pg_encoding_verifymbstr(PG_UTF8, text, len) != len)
+	{
+		err->sqlerrcode = ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
+		err->message = pstrdup("invalid UTF-8");
+		return false;
+	}
 
 	lex = SbMakeJsonLexContext(text, len, GetDatabaseEncoding(), true);
 	memset(&st, 0, sizeof(st));

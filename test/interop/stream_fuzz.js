@@ -13,7 +13,8 @@
 //       After the fuzz: a fresh reference instance of each model syncs
 //       from the listener and must hold exactly what the database holds
 //       (history byte for byte, to_json / events / value), every line it
-//       received being one valid, canonical line; its clock agrees with
+//       received being one valid line (canonical where this server wrote
+//       it; others' updates are relayed as received); its clock agrees with
 //       the database's for every source it holds.
 //
 // Output as harness.js describes (checks for ScuttlebuttTest::run_interop).
@@ -71,7 +72,7 @@ async function sync({ name, kind }) {
 	}
 	h.ok(await adb.waitForSync(name, WAIT_MS), `${label}: wait_for_sync() is true`);
 	await peer.finish(WAIT_MS);
-	st.checkRaw(label, peer);
+	st.checkRaw(label, peer, { relayed: true });
 	const dbst = h.dbState(db, kind, name);
 	const ref = h.referenceState(kind, sb);
 	// what the client received, decoded as psql's output is (a byte

@@ -174,10 +174,42 @@ is(qa(q{SELECT count(*) FROM scuttlebutt.keys('m') k WHERE k = 'deep600'}), 0, '
 	good_peers_replicate('numbers');
 }
 
+# ---- 2b. bytes that are not UTF-8 ----
+{
+	# in a key, a value, a source; overlong, surrogate and past-U+10FFFF forms
+	my @bad = (
+		[ "k_ff_\xff", '1', 'BAD8' ],
+		[ 'k_val', qq{"\xc3("}, 'BAD8' ],
+		[ 'k_src', '1', "BAD8\xfe\xff" ],
+		[ "k_overlong_\xc0\xaf", '1', 'BAD8' ],
+		[ "k_surrogate_\xed\xa0\x80", '1', 'BAD8' ],
+		[ "k_beyond_\xf4\x90\x80\x80", '1', 'BAD8' ],
+	);
+	my $r = StreamTest::Raw->new($pa);
+	$r->handshake('m', id => 'BAD8');
+	my $addr = $r->addr;
+	my $t = $ts + 1000;
+	$r->send_line(qq{[["$_->[0]",$_->[1]],} . ++$t . qq{,"$_->[2]"]}) for @bad;
+	$r->send_line(qq{[["u8_done","\xc3\xa9"],} . ++$t . qq{,"BAD8"]});
+	ok(StreamTest::poll($na, q{SELECT scuttlebutt.get('m', 'u8_done') = '"é"'}, 30),
+		'UTF-8: the stream goes on after the invalid lines; valid UTF-8 is stored');
+	is(StreamTest::peer($na, "remote_addr = '$addr'")->{rejected}, scalar(@bad),
+		'UTF-8: every update that is not UTF-8 is rejected and counted');
+	is(qa(q{SELECT count(*) FROM scuttlebutt.keys('m') k WHERE k LIKE 'k\_%'}), 0,
+		'UTF-8: none of them is stored');
+	is(qa(q{SELECT count(*) FROM scuttlebutt.history('m') h WHERE h->>2 LIKE 'BAD8_%'}), 0,
+		'UTF-8: no source that is not UTF-8 is stored');
+	like(StreamTest::peer($na, "remote_addr = '$addr'")->{last_error} // '',
+		qr/invalid UTF-8/, 'UTF-8: last_error says why');
+	$r->close_fin;
+	gone($addr);
+	good_peers_replicate('UTF-8');
+}
+
 # ---- 3. a libpq remote whose poll() returns 100,000 "[" ----
-qr1(q{ALTER EXTENSION scuttlebutt DROP FUNCTION scuttlebutt.poll(text, jsonb, integer, integer);
-	DROP FUNCTION scuttlebutt.poll(text, jsonb, integer, integer);
-	CREATE FUNCTION scuttlebutt.poll(model text, sources jsonb, max_updates integer, wait_ms integer)
+qr1(q{ALTER EXTENSION scuttlebutt DROP FUNCTION scuttlebutt.poll(text, jsonb, integer);
+	DROP FUNCTION scuttlebutt.poll(text, jsonb, integer);
+	CREATE FUNCTION scuttlebutt.poll(model text, sources jsonb, max_updates integer)
 	RETURNS SETOF text LANGUAGE sql AS $$ SELECT repeat('[', 100000) $$});
 {
 	my $before = StreamTest::error_count($na, 'JSON nested too deeply');

@@ -248,6 +248,8 @@ is($st, '42501', 'USAGE only: _peer_status is refused');
 is($st, '42501', 'USAGE only: set() is refused');
 ($st) = as_role('sb_usage', 'postgres', q{SELECT scuttlebutt.set_many('seq', '{"a": 1, "b": 2}')});
 is($st, '42501', 'USAGE only: set_many() is refused');
+($st) = as_role('sb_ins', 'postgres', q{SELECT scuttlebutt.set('seq', 'k', '1')});
+is($st, '42501', 'INSERT on updates but no right on clocks: set() is refused');
 my ($src, $ts_out, $ts_err) = (0, '', '');
 $src = $n->psql('postgres',
 	q{SELECT scuttlebutt.set('seq', 'k', '1') - extract(epoch FROM clock_timestamp()) * 1000},
