@@ -19,7 +19,7 @@
 #
 # Environment: PG_CONFIG (default: the distribution's PostgreSQL, see
 # test/lib/setup.sh), SB_TEST_USER (default postgres), PROVE_TESTS (default
-# test/t/*.pl), PROVE_FLAGS, SB_TEST_SEED (seed of the random interop
+# test/t/*.pl), PROVE_FLAGS (default -j3: three files at a time), SB_TEST_SEED (seed of the random interop
 # vectors), SB_FUZZ_SEED, SB_FUZZ_CONNECTIONS and SB_FUZZ_SECONDS (the
 # listener fuzz, test/t/136_listener_fuzz.pl), COPT (extra compiler flags,
 # e.g. -Werror as CI passes).
@@ -63,8 +63,16 @@ fi
 say "TAP tests (make prove-installcheck)"
 prove_log="$work/prove.out"
 prove_args=(PG_CONFIG="$PG_CONFIG")
-[ -n "${PROVE_TESTS:-}" ] && prove_args+=(PROVE_TESTS="$PROVE_TESTS")
-[ -n "${PROVE_FLAGS:-}" ] && prove_args+=(PROVE_FLAGS="$PROVE_FLAGS")
+# Three files at a time: most of a test's time is spent waiting (for
+# servers, peers, timeouts), and every file has its own clusters and
+# ports.  The highest-numbered files (faults, libpq, fuzzing) take
+# longest, so they start first.
+if [ -z "${PROVE_TESTS:-}" ]; then
+	PROVE_TESTS=$(cd "$tree" && ls -r test/t/*.pl | tr '\n' ' ')
+fi
+prove_args+=(PROVE_TESTS="$PROVE_TESTS")
+PROVE_FLAGS=${PROVE_FLAGS--j3}
+[ -n "$PROVE_FLAGS" ] && prove_args+=(PROVE_FLAGS="$PROVE_FLAGS")
 # PostgreSQL::Test::Cluster makes its socket directories with File::Temp
 # and keeps them when a test fails: put them under $pgwork, which goes
 # on every exit path, rather than in /tmp.
