@@ -160,12 +160,33 @@ one_line(const char *msg)
 	return buf.data;
 }
 
+/*
+ * libpq quotes the first byte an address answered with when it is not a
+ * PostgreSQL server ("received invalid response to SSL negotiation: S"):
+ * last_error must not echo what another service sent, so it is masked.
+ */
+static void
+mask_quoted_byte(char *msg)
+{
+	static const char *const before_byte[] = {"negotiation: ", "but received "};
+
+	for (size_t i = 0; i < lengthof(before_byte); i++)
+	{
+		char	   *p = strstr(msg, before_byte[i]);
+
+		if (p && p[strlen(before_byte[i])] != '\0')
+			p[strlen(before_byte[i])] = '?';
+	}
+}
+
 /* Closes the session over a link's connection-level failure */
 static void
 link_failed(SbSession *s, int i, SbCloseReason reason)
 {
 	SbLink	   *l = &lp_of(s)->links[i];
 	char	   *detail = one_line(l->pg ? PQerrorMessage(l->pg) : NULL);
+
+	mask_quoted_byte(detail);
 
 	SbSessionClose(s, reason,
 				   psprintf("%s connection: %s", link_names[i],

@@ -280,6 +280,17 @@ ok($ok, 'banner: the peer has a last_error');
 unlike($row->{last_error} // '', qr/SSH|OpenSSH|Banner131/, 'banner: last_error holds none of its bytes');
 like($row->{last_error} // '', qr/no scuttlebutt header \(\d+ bytes\)/, 'banner: last_error says what happened');
 unlike(LibpqTest::visible_text($n), qr/OpenSSH|Banner131/, 'banner: peer_status and connection_errors hold none of it');
+# the same address as a libpq peer: libpq quotes the first byte it got
+for my $mode (qw(prefer disable))
+{
+	my $lid = qn(qq{SELECT scuttlebutt.add_peer('kv', 'host=127.0.0.1 port=$bport dbname=x sslmode=$mode', receive => false)});
+	($ok, $row) = LibpqTest::wait_peer($n, "peer_id = $lid", sub { ($_[0]{last_error} // '') =~ /received/ }, 30);
+	ok($ok, "banner, libpq sslmode=$mode: last_error says what libpq received")
+	  or diag($row->{last_error} // 'no last_error');
+	unlike($row->{last_error} // '', qr/(negotiation|but received): S/,
+		"banner, libpq sslmode=$mode: last_error does not quote the byte the address sent");
+	qn(qq{SELECT scuttlebutt.remove_peer($lid)});
+}
 kill 'TERM', $child;
 waitpid($child, 0);
 
