@@ -157,7 +157,7 @@ function buildReference(kind) {
 		for (let i = 0; i < 8; i++) remote(['remote', { i, text: 'U+2028 \u2028' }], t += 0.5, PEERS[i % 2]);
 	} else {
 		VALUES.forEach((v) => sb.set(v));
-		remote({ from: 'peer', n: 1e21 }, t + 1e12, 'PEERA'); // newest: held
+		remote({ from: 'peer', n: 1e21 }, Date.now() + 30000, 'PEERA'); // newest (within max_clock_skew): held
 		remote({ from: 'peer', n: 2 }, 1000, 'PEERB'); // older: not held
 	}
 	return sb;
