@@ -19,10 +19,12 @@
 #
 # Environment: PG_CONFIG (default: the distribution's PostgreSQL, see
 # test/lib/setup.sh), SB_TEST_USER (default postgres), PROVE_TESTS (default
-# test/t/*.pl), PROVE_FLAGS (default -j3: three files at a time), SB_TEST_SEED (seed of the random interop
-# vectors), SB_FUZZ_SEED, SB_FUZZ_CONNECTIONS and SB_FUZZ_SECONDS (the
-# listener fuzz, test/t/136_listener_fuzz.pl), COPT (extra compiler flags,
-# e.g. -Werror as CI passes).
+# test/t/*.pl, the highest-numbered first), PROVE_FLAGS (default -j3: three
+# files at a time), SB_TEST_SEED (seed of the random interop vectors),
+# SB_FUZZ_SEED, SB_FUZZ_CONNECTIONS and SB_FUZZ_SECONDS (the listener fuzz,
+# test/t/136_listener_fuzz.pl), SB_LIBFUZZER_SECONDS (each libFuzzer
+# target's run, test/t/135_libfuzzer.pl, default 60), COPT (extra compiler
+# flags, e.g. -Werror as CI passes).
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib/setup.sh"
@@ -81,6 +83,7 @@ set +e
 as_test_user PATH="$pgbin:$PATH" TMPDIR="$pgwork/tmp" ${SB_TEST_SEED:+SB_TEST_SEED="$SB_TEST_SEED"} \
 	${SB_FUZZ_SEED:+SB_FUZZ_SEED="$SB_FUZZ_SEED"} ${SB_FUZZ_CONNECTIONS:+SB_FUZZ_CONNECTIONS="$SB_FUZZ_CONNECTIONS"} \
 	${SB_FUZZ_SECONDS:+SB_FUZZ_SECONDS="$SB_FUZZ_SECONDS"} \
+	${SB_LIBFUZZER_SECONDS:+SB_LIBFUZZER_SECONDS="$SB_LIBFUZZER_SECONDS"} \
 	make -C "$tree" -s prove-installcheck "${prove_args[@]}" 2>&1 | tee "$prove_log"
 prove_rc=${PIPESTATUS[0]}
 set -e

@@ -159,6 +159,15 @@ is(qa(q{SELECT scuttlebutt.get('lp', 'evil') IS NULL}), 't', 'libpq: the row fro
 is(clock_of('lp', 'EVIL'), 'none', 'libpq: nor does the remote\'s header raise our clock for it');
 ok(StreamTest::poll($na, "SELECT rejected_skew >= 1 FROM scuttlebutt.peer_status WHERE peer_id = $lp"),
 	'libpq: counted in rejected_skew');
+# the deferred rows do not make the dialer poll without pause: it waits for
+# news as when caught up (each wait_for_commit() lasts seconds)
+{
+	my $xacts = sub { qc(q{SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()}) };
+	my $before = $xacts->();
+	sleep 4;
+	my $polls = $xacts->() - $before;
+	cmp_ok($polls, '<', 40, "libpq: while a source is deferred, the remote is not polled without pause ($polls transactions in 4 s)");
+}
 near_now(qa(q{SELECT scuttlebutt.set('lp', 'evil', '"mine"')}), 'libpq: a local write of that key');
 
 # an update a little ahead: deferred, then pulled again when the dialer

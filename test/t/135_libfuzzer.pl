@@ -1,7 +1,7 @@
 # The libFuzzer targets of test/fuzz (the wire message parser and the
 # JavaScript JSON text writer, with AddressSanitizer and
 # UndefinedBehaviorSanitizer) build, and each runs from its committed
-# corpus for SB_FUZZ_SECONDS (default 60) without a crash, a sanitizer
+# corpus for SB_LIBFUZZER_SECONDS (default 60) without a crash, a sanitizer
 # report or a failed property.  The figures (executions, executions per
 # second) are printed.  A crash prints its input (Base64) and fails.
 use strict;
@@ -15,7 +15,7 @@ use Test::More;
 
 my $top = "$FindBin::RealBin/../..";
 my $build = PostgreSQL::Test::Utils::tempdir('fuzz');
-my $seconds = $ENV{SB_FUZZ_SECONDS} // 60;
+my $seconds = $ENV{SB_LIBFUZZER_SECONDS} // 60;
 my @make = ('make', '-s', '-C', "$top/test/fuzz", "BUILD=$build",
 	'PG_CONFIG=' . ($ENV{PG_CONFIG} // 'pg_config'));
 
