@@ -143,10 +143,13 @@ static bool
 number_fits_numeric(const char *token)
 {
 	const char *e = strpbrk(token, "eE");
+	long		exponent;
 
 	if (e == NULL)
 		return strlen(token) < SB_MAX_DECIMAL_EXPONENT;
-	return labs(strtol(e + 1, NULL, 10)) < SB_MAX_DECIMAL_EXPONENT;
+	/* saturates at LONG_MIN or LONG_MAX, whose labs() would overflow */
+	exponent = strtol(e + 1, NULL, 10);
+	return exponent > -SB_MAX_DECIMAL_EXPONENT && exponent < SB_MAX_DECIMAL_EXPONENT;
 }
 
 /*

@@ -36,6 +36,31 @@ sub json_codec
 our $interop_dir = "$test_dir/interop";
 our $on_message;
 
+# initdb once per run and per set of options: the first cluster's fresh
+# data directory is kept as a template (under TMPDIR, which test/run.sh
+# removes), and later clusters copy it.  initdb costs over a second of CPU
+# and the suite makes some two hundred clusters; PostgreSQL 17's
+# Cluster.pm does the same (INITDB_TEMPLATE), but not for clusters made
+# with initdb options, as ours are.
+{
+	no warnings 'redefine';
+	my $system_or_bail = \&PostgreSQL::Test::Utils::system_or_bail;
+	*PostgreSQL::Test::Utils::system_or_bail = sub {
+		my ($cmd, $flag, $pgdata, @options) = @_;
+		return $system_or_bail->(@_)
+		  unless $cmd eq 'initdb' && $flag eq '-D' && $ENV{TMPDIR};
+		my $template = "$ENV{TMPDIR}/initdb-template" . join('', @options) =~ s/[^A-Za-z0-9]+/_/gr;
+		unless (-d $template)
+		{
+			my $fresh = "$template.$$";
+			$system_or_bail->('initdb', '-D', $fresh, @options);
+			# a concurrent test may have made it first: keep that one
+			rename($fresh, $template) or $system_or_bail->('rm', '-rf', $fresh);
+		}
+		$system_or_bail->('cp', '-RPp', $template, $pgdata);
+	};
+}
+
 # Settings every test node gets.  The library is preloaded, as the
 # extension's own regression tests run it.
 our $common_conf = <<'EOC';

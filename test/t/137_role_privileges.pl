@@ -25,6 +25,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use IO::Socket::INET;
+use POSIX ();
 use LibpqTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -265,13 +266,21 @@ my $child = fork();
 die "fork: $!" unless defined $child;
 if ($child == 0)
 {
-	while (my $c = $listen->accept)
+	# a client may close first; and the child must end without running the
+	# parent's END blocks or destructors (they would stop its psql sessions)
+	$SIG{PIPE} = 'IGNORE';
+	while (1)
 	{
+		my $c = $listen->accept;
+		if (!$c)
+		{
+			next if $!{EINTR};
+			POSIX::_exit(0);
+		}
 		print $c "SSH-2.0-OpenSSH_9.2p1 Banner131\r\n";
 		usleep(100_000);
 		close $c;
 	}
-	exit 0;
 }
 close $listen;
 my $sid = qn("SELECT scuttlebutt.add_stream_peer('kv', '127.0.0.1', $bport, receive => false)");
