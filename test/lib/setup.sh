@@ -100,7 +100,7 @@ else
 	command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
-# libFuzzer (test/fuzz, TAP 133): clang and its compiler-rt, whose package
+# libFuzzer (test/fuzz, TAP 135): clang and its compiler-rt, whose package
 # is named after clang's major version (Debian 12: 14, Debian 13: 19)
 if command -v clang >/dev/null 2>&1; then
 	clang_major=$(clang -dumpversion | cut -d. -f1)
