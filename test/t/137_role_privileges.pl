@@ -267,8 +267,10 @@ die "fork: $!" unless defined $child;
 if ($child == 0)
 {
 	# a client may close first; and the child must end without running the
-	# parent's END blocks or destructors (they would stop its psql sessions)
+	# parent's END blocks or destructors (they would stop the parent's
+	# servers): PostgreSQL 17's Cluster.pm turns SIGTERM into a die
 	$SIG{PIPE} = 'IGNORE';
+	$SIG{TERM} = $SIG{INT} = 'DEFAULT';
 	while (1)
 	{
 		my $c = $listen->accept;
