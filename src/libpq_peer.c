@@ -475,24 +475,33 @@ held_clock_json(SbSession *s, StringInfo clock)
 	return true;
 }
 
-/* Asks the remote for what it holds beyond what we hold */
+/*
+ * A pull query: sql takes the model, what we hold and one number (a page
+ * size, or a wait in ms).
+ */
 static void
-send_poll(SbSession *s)
+send_pull(SbSession *s, const char *sql, int number, bool waits, int timeout_ms)
 {
 	StringInfoData clock;
-	char		page[16];
+	char		text[16];
 	const char *params[3];
 
 	if (!held_clock_json(s, &clock))
 		return;
-	snprintf(page, sizeof(page), "%d", SB_POLL_PAGE);
+	snprintf(text, sizeof(text), "%d", number);
 	params[0] = s->model_name;
 	params[1] = clock.data;
-	params[2] = page;
-	lp_of(s)->wait_in_flight = false;
-	(void) send_query(s, LINK_PULL,
-					  "SELECT scuttlebutt.poll($1, $2::pg_catalog.jsonb, $3)",
-					  3, params, LINK_BUSY, sb_peer_timeout_ms);
+	params[2] = text;
+	lp_of(s)->wait_in_flight = waits;
+	(void) send_query(s, LINK_PULL, sql, 3, params, LINK_BUSY, timeout_ms);
+}
+
+/* Asks the remote for what it holds beyond what we hold */
+static void
+send_poll(SbSession *s)
+{
+	send_pull(s, "SELECT scuttlebutt.poll($1, $2::pg_catalog.jsonb, $3)",
+			  SB_POLL_PAGE, false, sb_peer_timeout_ms);
 }
 
 /*
@@ -502,20 +511,8 @@ send_poll(SbSession *s)
 static void
 send_wait(SbSession *s)
 {
-	StringInfoData clock;
-	char		wait[16];
-	const char *params[3];
-
-	if (!held_clock_json(s, &clock))
-		return;
-	snprintf(wait, sizeof(wait), "%d", SB_POLL_WAIT_MS);
-	params[0] = s->model_name;
-	params[1] = clock.data;
-	params[2] = wait;
-	lp_of(s)->wait_in_flight = true;
-	(void) send_query(s, LINK_PULL,
-					  "CALL scuttlebutt.wait_for_commit($1, $2::pg_catalog.jsonb, $3)",
-					  3, params, LINK_BUSY, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
+	send_pull(s, "CALL scuttlebutt.wait_for_commit($1, $2::pg_catalog.jsonb, $3)",
+			  SB_POLL_WAIT_MS, true, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
 }
 
 /* A page of the remote's history: each update as a received line */
