@@ -17,12 +17,21 @@
 #
 #   SignedTest::key_id($pem)
 #       base64(SHA-1(pem)), what security.js's createId() computes
+#
+#   SignedTest::trust($node, $k)
+#       trust_key() of $k's public PEM on $node, checking the id returned
+#
+#   SignedTest::signed_update($k, $change_json, $ts)
+#       the wire text of [change, ts, $k's id, signature], signed by the
+#       openssl command over JSON.stringify([change, ts, source]) as
+#       security.js signs ($change_json must be JSON.stringify's text)
 package SignedTest;
 
 use strict;
 use warnings;
 
 use Digest::SHA qw(sha1_base64);
+use MIME::Base64 qw(encode_base64);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -97,6 +106,21 @@ sub trust
 	my $pem = $k->{pem} =~ s/'/''/gr;
 	is($node->safe_psql('postgres', "SELECT scuttlebutt.trust_key('$pem')"), $k->{id},
 		($label // $node->name) . ": trust_key() returns the key's id");
+}
+
+sub signed_update
+{
+	my ($k, $change, $ts) = @_;
+	my $text = qq([$change,$ts,"$k->{id}"]);
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	open my $fh, '>:raw', "$dir/data" or die "cannot write $dir/data: $!";
+	print $fh $text;
+	close $fh;
+	my @cmd = $k->{algorithm} eq 'rsa'
+	  ? ('openssl', 'dgst', '-sha1', '-sign', $k->{private}, '-binary', "$dir/data")
+	  : ('openssl', 'pkeyutl', '-sign', '-rawin', '-inkey', $k->{private}, '-in', "$dir/data");
+	my $sig = _run(@cmd);
+	return qq([$change,$ts,"$k->{id}","@{[encode_base64($sig, '')]}"]);
 }
 
 1;
