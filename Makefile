@@ -7,6 +7,7 @@ OBJS = \
 	src/scuttlebutt.o \
 	src/guc.o \
 	src/jstext.o \
+	src/jscanon.o \
 	src/wire.o \
 	src/merge.o \
 	src/timestamp.o \
