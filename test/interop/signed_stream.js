@@ -143,8 +143,30 @@ h.main(async () => {
 	h.same([mA.get('db1'), mB.get('db1')], [[1.5, 'sql'], [1.5, 'sql']], `${label}: A and B applied the SQL write (it verified)`);
 	h.is(mA.unverified.length + mB.unverified.length, 0, `${label}: no update failed verification on A or B`,
 		mA.unverified.concat(mB.unverified).join('\n'));
-	const held = Q.history(name, {});
+	let held = Q.history(name, {});
 	h.ok(held.length === 6 && held.every((l) => JSON.parse(l).length === 4), `${label}: the table holds 6 updates, each signed`, held.join('\n'));
+
+	// values whose JSON.stringify text is easy to get wrong (index-like
+	// keys, number notation, escapes, non-ASCII, -0): the signature covers
+	// JSON.stringify's exact bytes, so the database must verify A's and
+	// sign its own over the same text as JavaScript writes
+	const V = st.VALUES;
+	V.forEach((v, i) => mA.set(`hostile_a${i}`, v));
+	h.ok(await st.until(() => st.hasSeen(mB, mA.id, mA.sources[mA.id])), `${label}: hostile values: A's ${V.length} writes reach B`);
+	h.ok(await Q.pollSeen(name, mA.id, mA.sources[mA.id]), `${label}: hostile values: and the table`);
+	h.is(V.filter((v, i) => db.value(`SELECT count(*) FROM scuttlebutt.history(${lit(name)}) h WHERE h->0->>0 = ${lit(`hostile_a${i}`)}`) !== 1).length, 0,
+		`${label}: hostile values: the database verified and stored each of A's`);
+	let tsV = 0;
+	for (let i = 0; i < V.length; i++)
+		tsV = Number(await adb.value(`SELECT scuttlebutt.set(${lit(name)}, ${lit(`hostile_db${i}`)}, ${lit(JSON.stringify(V[i]))}::jsonb)`));
+	h.ok(await st.until(() => st.hasSeen(mA, nodeId, tsV) && st.hasSeen(mB, nodeId, tsV)), `${label}: hostile values: the SQL writes reach A and B`);
+	h.same(V.map((v, i) => mB.get(`hostile_db${i}`)), V.map((v, i) => mA.get(`hostile_db${i}`)), `${label}: hostile values: A and B hold the same SQL-written values`);
+	h.is(V.filter((v, i) => mA.get(`hostile_db${i}`) === undefined).length, 0, `${label}: hostile values: A verified every SQL-written value`);
+	h.is(mA.unverified.length + mB.unverified.length, 0, `${label}: hostile values: no update failed verification`,
+		mA.unverified.concat(mB.unverified).join('\n'));
+	held = Q.history(name, {});
+	const heldCount = held.length;
+	h.is(heldCount, 6 + 2 * V.length, `${label}: the table holds ${6 + 2 * V.length} updates`);
 
 	// ------------------------------------------------------------------
 	// A raw socket sends forgeries
@@ -186,7 +208,7 @@ h.main(async () => {
 	const fkeys = ['f_value', 'f_altered', 'f_ts', 'f_aaaa', 'f_unsigned', 'f_unknown', 'f_otherkey', 'f_mixed'];
 	h.is(db.value(`SELECT count(*) FROM unnest(ARRAY[${fkeys.map(lit).join(',')}]) k WHERE scuttlebutt.get(${lit(name)}, k) IS NOT NULL`), 0,
 		`${label}: get() returns none of the forged values`);
-	h.is(Q.history(name, {}).length, 6, `${label}: the table holds no forged update`);
+	h.is(Q.history(name, {}).length, heldCount, `${label}: the table holds no forged update`);
 	h.ok(!raw.closed, `${label}: the raw connection stays open after the rejections`);
 
 	// a genuine update of C, LOWER timestamp than every forgery, on the
@@ -244,7 +266,7 @@ h.main(async () => {
 	// export into a signed JavaScript Model's createWriteStream()
 	// ------------------------------------------------------------------
 	const lines = db.rows(`SELECT e AS line FROM scuttlebutt.export(${lit(name)}) e`).map((r) => r.line);
-	h.ok(lines.length === 11, `${label}: export: header, 9 updates, "SYNC"`, `${lines.length} lines`);
+	h.ok(lines.length === heldCount + 5, `${label}: export: header, ${heldCount + 3} updates, "SYNC"`, `${lines.length} lines`);
 	const F = signedModel(D, Object.assign({}, keys));
 	const errors = await h.loadIntoReference(F, lines.join('\n') + '\n');
 	h.is(errors.join('; '), '', `${label}: export: the write stream raised no error`);
@@ -261,4 +283,18 @@ h.main(async () => {
 	const G = signedModel(D, Object.assign({}, keys));
 	await h.loadIntoReference(G, tampered.join('\n') + '\n');
 	h.is(G.unverified.length, 1, `${label}: export: (an export with one altered value is refused by the same Model: the check can fail)`);
+
+	// control: an unsigned model stores the same kind of update as
+	// received, signature "AAAA" and all (so the rejections above are the
+	// signed model's doing)
+	const uname = `unsigned_${alg}`;
+	db.exec(`SELECT scuttlebutt.create_model(${lit(uname)});`);
+	const raw2 = await rawClient(uname);
+	h.ok(await st.until(() => raw2.lines().includes('"SYNC"')), `${label}: unsigned model: the raw socket got "SYNC"`);
+	raw2.sock.write('"SYNC"\n');
+	const aaaa = JSON.stringify([['f_aaaa', 1], base + 200, cId, 'AAAA']);
+	raw2.sock.write(aaaa + '\n');
+	h.ok(await Q.pollSeen(uname, cId, base + 200), `${label}: unsigned model: an update signed "AAAA" is stored, not verified`);
+	h.same(Q.history(uname, {}), [aaaa], `${label}: unsigned model: as received, signature included`);
+	raw2.sock.end();
 });
