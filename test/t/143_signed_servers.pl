@@ -105,6 +105,63 @@ for my $t (PeerTransport->all)
 			'5/5', "$p: each of the 5 updates on B (c1, a1, b1, a2, b2) is signed");
 		is(q1($nb, "SELECT rejected FROM scuttlebutt.peer_status WHERE peer_id = $id"), 0,
 			"$p: the last connection rejected nothing");
+
+		# forgeries held by an UNSIGNED model on one side (which stores
+		# what it is given) do not get into the other side's signed model
+		# of the same name, in either direction: "f" is unsigned on A and
+		# signed on B (B pulls, or reads, A's updates); "g" is signed on A
+		# and unsigned on B (B pushes, or sends, its updates to A).  Both
+		# sides trust C by now, not D.
+		q1($na, q{SELECT scuttlebutt.create_model('f', 'model', false); SELECT scuttlebutt.create_model('g', 'model', true)});
+		q1($nb, q{SELECT scuttlebutt.create_model('f', 'model', true); SELECT scuttlebutt.create_model('g', 'model', false)});
+		my $kd = SignedTest::make_key($dir, 'd', $alg);
+		my $base = time() * 1000 - 30000;
+		my @forged;
+		{
+			my $g = SignedTest::signed_update($kc, '["x_value","genuine"]', $base + 100);
+			push @forged, $g =~ s/"genuine"/"forged"/r;
+			push @forged, qq([["x_aaaa",1],@{[$base + 101]},"$idc","AAAA"]);
+			push @forged, qq([["x_unsigned",1],@{[$base + 102]},"$idc"]);
+			push @forged, SignedTest::signed_update($kd, '["x_unknown",1]', $base + 103);
+		}
+		my $genuine = SignedTest::signed_update($kc, '["x_genuine","from c"]', $base);
+		my $later = SignedTest::signed_update($kc, '["x_later","from c"]', $base + 50);
+		for my $m ([ 'f', $na, $nb, 'A', 'B' ], [ 'g', $nb, $na, 'B', 'A' ])
+		{
+			my ($model, $holder, $signed, $hn, $sn) = @$m;
+			my $q = "$p: $model ($hn unsigned, $sn signed)";
+			# the genuine update first: an unsigned model drops a lower
+			# timestamp after a higher one of the same source
+			my $stored = 0;
+			$stored += q1($holder, "SELECT scuttlebutt.apply_update('$model', " . LibpqTest::lit($_) . ')') eq 't'
+			  for ($genuine, @forged);
+			is($stored, 5, "$q: $hn's unsigned model stores the genuine update and the 4 forgeries");
+			my $pid = $t->add_peer($nb, $model, $na);
+			ok(StreamTest::poll($signed, "SELECT scuttlebutt.get('$model', 'x_genuine') IS NOT NULL"),
+				"$q: C's genuine update reaches $sn");
+			ok((LibpqTest::wait_peer($nb, "peer_id = $pid", sub { $_[0]{state} eq 'live' && defined $_[0]{synced_at} }, 30))[0],
+				"$q: the peer is live and synced");
+			is(q1($signed, "SELECT count(*) FROM unnest(ARRAY['x_value', 'x_aaaa', 'x_unsigned', 'x_unknown']) k"
+				  . " WHERE scuttlebutt.get('$model', k) IS NOT NULL"), 0,
+				"$q: none of the forgeries is on $sn");
+			is(q1($signed, "SELECT count(*) FROM scuttlebutt.history('$model')"), 1, "$q: $sn holds the one genuine update");
+			is(q1($signed, "SELECT scuttlebutt.clock('$model')::text"), qq({"$idc": $base}),
+				"$q: $sn's clock holds C at the genuine update's timestamp, not a forgery's");
+			is(q1($signed, "SELECT scuttlebutt.apply_update('$model', " . LibpqTest::lit($later) . ')'), 't',
+				"$q: a later genuine update of C, older than the forgeries, is still applied on $sn");
+			note("$q: rejected on B's row: " . q1($nb, "SELECT rejected FROM scuttlebutt.peer_status WHERE peer_id = $pid")
+				  . ', on A: ' . q1($na, "SELECT coalesce(sum(rejected), 0) FROM scuttlebutt.peer_status WHERE model = '$model'"));
+			# where the refusals are counted: on the signed side's rows,
+			# except for a libpq push, where the dialed side has no row
+			# and the pusher's row counts what the remote refused
+			my ($cn, $cw, $where) =
+			    $model eq 'f' ? ($nb, "peer_id = $pid", "B's peer row")
+			  : $t->name eq 'stream' ? ($na, "model = '$model'", "A's row of B's connection")
+			  : ($nb, "peer_id = $pid", "B's peer row (A refused them in B's push)");
+			ok(StreamTest::poll($cn, "SELECT coalesce(sum(rejected), 0) >= 4 FROM scuttlebutt.peer_status WHERE $cw", 20),
+				"$q: $where counts the 4 forgeries in peer_status.rejected");
+			q1($nb, "SELECT scuttlebutt.remove_peer($pid)");
+		}
 		$na->stop;
 		$nb->stop;
 	}
