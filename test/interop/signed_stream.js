@@ -16,13 +16,19 @@
 //   forgeries is still accepted and reaches the peers verified, and so is
 //   one whose JSON text is laid out unlike JSON.stringify's (the database
 //   verifies the re-serialized update);
+// - values whose JSON.stringify text is easy to get wrong, signed by a
+//   JavaScript peer and by the database, verify on the other side;
+// - (RSA) a peer whose public key is a PKCS#1 PEM is trusted under the
+//   hash of that text and verifies the whole history;
 // - scuttlebutt.export() of the model loads into a signed JavaScript
-//   Model's createWriteStream() without an unverified update.
+//   Model's createWriteStream() without an unverified update;
+// - control: an unsigned model stores what the signed one refuses.
 //
 // Usage: node signed_stream.js <connstr> <listener port> <rsa|ed25519> <key dir>
 // The key dir holds <name>.key and <name>.pub for A, B (the connected
 // peers), C (the raw socket's signer, trusted), D (not trusted), all of
-// the model's algorithm, and X (the other algorithm, trusted).
+// the model's algorithm, X (the other algorithm, trusted), and for RSA P
+// (its public key a PKCS#1 PEM).
 
 const crypto = require('crypto');
 const fs = require('fs');
@@ -262,11 +268,30 @@ h.main(async () => {
 	st.checkRaw(`${label} A`, pa, { relayed: true });
 	st.checkRaw(`${label} B`, pb, { relayed: true });
 
+	// RSA: a peer whose public key is the PKCS#1 PEM ("BEGIN RSA PUBLIC
+	// KEY", as "openssl rsa -RSAPublicKey_out" writes it): its id is the
+	// hash of that text, on both sides
+	if (alg === 'rsa') {
+		const P = readKey('P', alg);
+		h.ok(P.PUBLIC.startsWith('-----BEGIN RSA PUBLIC KEY-----\n'), `${label}: PKCS#1: (P's public key is a PKCS#1 PEM)`);
+		h.is(db.value(`SELECT scuttlebutt.trust_key(${lit(P.PUBLIC)})`), P.sec.createId(), `${label}: PKCS#1: trust_key() returns createId()`);
+		keys[P.sec.createId()] = P.PUBLIC;     // (for the export's Model below too)
+		const mP = signedModel(P, Object.assign({}, keys));
+		mP.set('p0', 'from a PKCS#1 key');
+		const pp = await st.connectClient(port, mP, { meta: name }, `${label} P`);
+		h.ok(await st.until(() => pp.synced), `${label}: PKCS#1: P synced`);
+		h.ok(await Q.pollSeen(name, mP.id, mP.sources[mP.id]), `${label}: PKCS#1: P's signed write is accepted`);
+		h.same(mP.toJSON(), JSON.parse(db.value(`SELECT scuttlebutt.to_json(${lit(name)})::text`)), `${label}: PKCS#1: P verified the whole history`);
+		h.is(mP.unverified.length, 0, `${label}: PKCS#1: no 'unverified_data' on P`, mP.unverified.join('\n'));
+		h.ok(await pp.finish(), `${label}: PKCS#1: P closed`);
+	}
+
 	// ------------------------------------------------------------------
 	// export into a signed JavaScript Model's createWriteStream()
 	// ------------------------------------------------------------------
 	const lines = db.rows(`SELECT e AS line FROM scuttlebutt.export(${lit(name)}) e`).map((r) => r.line);
-	h.ok(lines.length === heldCount + 5, `${label}: export: header, ${heldCount + 3} updates, "SYNC"`, `${lines.length} lines`);
+	const nHeld = Q.history(name, {}).length;
+	h.ok(lines.length === nHeld + 2 && nHeld >= heldCount + 3, `${label}: export: header, ${nHeld} updates, "SYNC"`, `${lines.length} lines`);
 	const F = signedModel(D, Object.assign({}, keys));
 	const errors = await h.loadIntoReference(F, lines.join('\n') + '\n');
 	h.is(errors.join('; '), '', `${label}: export: the write stream raised no error`);

@@ -25,13 +25,20 @@
 #       the wire text of [change, ts, $k's id, signature], signed by the
 #       openssl command over JSON.stringify([change, ts, source]) as
 #       security.js signs ($change_json must be JSON.stringify's text)
+#
+#   SignedTest::openssl_verifies($k, $line)
+#       whether the openssl command verifies the signature of a wire
+#       line written as JSON.stringify writes it ([change, ts, source,
+#       signature]) with $k's public key, over the line's text without
+#       its signature: the server's signing checked by another
+#       implementation
 package SignedTest;
 
 use strict;
 use warnings;
 
 use Digest::SHA qw(sha1_base64);
-use MIME::Base64 qw(encode_base64);
+use MIME::Base64 qw(decode_base64 encode_base64);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -121,6 +128,25 @@ sub signed_update
 	  : ('openssl', 'pkeyutl', '-sign', '-rawin', '-inkey', $k->{private}, '-in', "$dir/data");
 	my $sig = _run(@cmd);
 	return qq([$change,$ts,"$k->{id}","@{[encode_base64($sig, '')]}"]);
+}
+
+sub openssl_verifies
+{
+	my ($k, $line) = @_;
+	my ($text, $sig) = $line =~ /^(\[.*),"([A-Za-z0-9+\/=]+)"\]$/s
+	  or return 0;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	for ([ data => "$text]" ], [ sig => decode_base64($sig) ])
+	{
+		open my $fh, '>:raw', "$dir/$_->[0]" or die "cannot write $dir/$_->[0]: $!";
+		print $fh $_->[1];
+		close $fh;
+	}
+	my @cmd = $k->{algorithm} eq 'rsa'
+	  ? ('openssl', 'dgst', '-sha1', '-verify', $k->{public}, '-signature', "$dir/sig", "$dir/data")
+	  : ('openssl', 'pkeyutl', '-verify', '-pubin', '-inkey', $k->{public}, '-rawin', '-in', "$dir/data",
+		'-sigfile', "$dir/sig");
+	return IPC::Run::run(\@cmd, '<', \'', '>', \my $out, '2>', \my $err) ? 1 : 0;
 }
 
 1;

@@ -7,7 +7,9 @@
 # other-algorithm updates sent on a raw socket are rejected, counted in
 # peer_status.rejected and never relayed; a genuine update with a lower
 # timestamp than a rejected forgery, and one laid out unlike
-# JSON.stringify, are accepted; export() loads into a signed Model.
+# JSON.stringify, are accepted; values whose JSON text is easy to get
+# wrong verify both ways; an RSA peer with a PKCS#1 public key is
+# trusted under its own hash; export() loads into a signed Model.
 #
 # Every key is made here with the openssl command.
 use strict;
@@ -41,6 +43,12 @@ for my $alg (qw(rsa ed25519))
 	my $dir = PostgreSQL::Test::Utils::tempdir();
 	SignedTest::make_key($dir, $_, $alg) for qw(A B C D);
 	SignedTest::make_key($dir, 'X', $other);
+	if ($alg eq 'rsa')
+	{
+		# P: an RSA peer whose public key is the PKCS#1 PEM
+		my $k = SignedTest::make_key($dir, 'P', 'rsa');
+		SignedTest::_run('openssl', 'rsa', '-in', $k->{private}, '-RSAPublicKey_out', '-out', $k->{public});
+	}
 
 	ScuttlebuttTest::run_interop($node, 'signed_stream.js', StreamTest::port($node), $alg, $dir);
 

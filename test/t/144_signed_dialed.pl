@@ -4,7 +4,9 @@
 # receives the database's writes verified and sends its own; a raw server
 # answering with forgeries has them rejected and counted on its peer row,
 # and only its genuine update, of a lower timestamp, reaches the
-# JavaScript server.  Keys are made here with the openssl command.
+# JavaScript server.  The server's signatures are also checked with the
+# openssl command, before and after a restart.  Keys are made here with
+# the openssl command.
 use strict;
 use warnings;
 
@@ -26,10 +28,28 @@ for my $alg (qw(rsa ed25519))
 {
 	my $node = StreamTest::new_node("dialer_$alg", listen => 0);
 	my $server_dir = PostgreSQL::Test::Utils::tempdir();
-	SignedTest::use_key($node, SignedTest::make_key($server_dir, 'server', $alg));
+	my $server_key = SignedTest::make_key($server_dir, 'server', $alg);
+	SignedTest::use_key($node, $server_key);
 	my $dir = PostgreSQL::Test::Utils::tempdir();
 	SignedTest::make_key($dir, $_, $alg) for qw(S C D);
 	ScuttlebuttTest::run_interop($node, 'signed_dial.js', $alg, $dir);
+
+	# the server's signatures, checked by the openssl command; and after a
+	# restart the node signs with the same key under the same id
+	my $m = "signed_dial_$alg";
+	my $h = q{SELECT h::text FROM scuttlebutt.history('%s') h WHERE h->0->>0 = '%s'};
+	my $line = $node->safe_psql('postgres', sprintf($h, $m, 'db1'));
+	ok(SignedTest::openssl_verifies($server_key, $line), "$alg: openssl verifies the server's signature of a SQL write")
+	  or diag($line);
+	ok(!SignedTest::openssl_verifies($server_key, $line =~ s/1\.5/2.5/r),
+		"$alg: (and not once the value is altered)");
+	$node->restart;
+	is($node->safe_psql('postgres', 'SELECT scuttlebutt.node_id()'), $server_key->{id},
+		"$alg: after a restart node_id() is still the key's id");
+	$node->safe_psql('postgres', qq{SELECT scuttlebutt.set('$m', 'after_restart', '"x"')});
+	$line = $node->safe_psql('postgres', sprintf($h, $m, 'after_restart'));
+	ok(SignedTest::openssl_verifies($server_key, $line), "$alg: a write after the restart is signed with the key")
+	  or diag($line);
 	$node->stop;
 }
 
