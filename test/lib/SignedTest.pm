@@ -10,8 +10,9 @@
 #       it); returns {private => path, public => path, pem => text,
 #       id => base64(SHA-1(pem)), algorithm => 'rsa' | 'ed25519'}
 #
-#   SignedTest::use_key($node, $k)
+#   SignedTest::use_key($node, $k, $path)
 #       points the node's scuttlebutt.signing_key_file at $k->{private}
+#       (or at $path, a copy of it)
 #       (appended to postgresql.conf), reloads, and waits until
 #       node_public_key() returns $k's public key
 #
@@ -95,8 +96,9 @@ sub make_key
 
 sub use_key
 {
-	my ($node, $k) = @_;
-	$node->append_conf('postgresql.conf', "scuttlebutt.signing_key_file = '$k->{private}'\n");
+	my ($node, $k, $path) = @_;
+	$path //= $k->{private};
+	$node->append_conf('postgresql.conf', "scuttlebutt.signing_key_file = '$path'\n");
 	$node->reload;
 	my $pem = $k->{pem} =~ s/'/''/gr;
 	ok( $node->poll_query_until('postgres',

@@ -29,7 +29,32 @@ for my $alg (qw(rsa ed25519))
 	my $node = StreamTest::new_node("dialer_$alg", listen => 0);
 	my $server_dir = PostgreSQL::Test::Utils::tempdir();
 	my $server_key = SignedTest::make_key($server_dir, 'server', $alg);
-	SignedTest::use_key($node, $server_key);
+	if ($alg eq 'rsa')
+	{
+		# without a key, a signed model cannot be written; a key file
+		# others can read is refused (the setting keeps its value)
+		$node->safe_psql('postgres', q{SELECT scuttlebutt.create_model('nokey', 'model', true)});
+		my ($rc, $out, $err) = $node->psql('postgres',
+			"\\set VERBOSITY verbose\nSELECT scuttlebutt.set('nokey', 'k', '1')");
+		like($err, qr/ERROR:  55000:/, 'a write to a signed model on a node without a key: ERROR 55000');
+		my $open = SignedTest::make_key($server_dir, 'open', 'rsa');
+		chmod(0644, $open->{private}) or die "chmod: $!";
+		my $off = -s $node->logfile;
+		$node->append_conf('postgresql.conf', "scuttlebutt.signing_key_file = '$open->{private}'\n");
+		$node->reload;
+		ok(StreamTest::find_log($node, qr/has group or world access/, $off),
+			'a key file with mode 0644 is refused, and the log says why');
+		is($node->safe_psql('postgres', 'SELECT scuttlebutt.node_public_key() IS NULL'), 't',
+			'the node still has no key');
+		SignedTest::use_key($node, $server_key);
+	}
+	else
+	{
+		# a path relative to the data directory
+		my $copy = $node->data_dir . '/signing.key';
+		PostgreSQL::Test::Utils::system_or_bail('cp', '-p', $server_key->{private}, $copy);
+		SignedTest::use_key($node, $server_key, 'signing.key');
+	}
 	my $dir = PostgreSQL::Test::Utils::tempdir();
 	SignedTest::make_key($dir, $_, $alg) for qw(S C D);
 	ScuttlebuttTest::run_interop($node, 'signed_dial.js', $alg, $dir);
