@@ -9,7 +9,11 @@
 #   - once B trusts A's key (and redials), A's writes arrive, C's are
 #     still refused; once B trusts C's key too, the model converges,
 #     signatures byte for byte;
-#   - live signed writes on each side then reach the other.
+#   - live signed writes on each side then reach the other, and a signed
+#     JavaScript peer on each server verifies the other's writes after
+#     two hops (test/interop/signed_hops.js);
+#   - forgeries held by an unsigned model on one server stay out of the
+#     other's signed model of the same name, pulled or pushed.
 # C's update is signed with the openssl command (SignedTest::signed_update),
 # so the server's verification is checked against an implementation other
 # than its own.
@@ -22,11 +26,15 @@ use LibpqTest;
 use PeerTransport;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use ScuttlebuttTest;
 use SignedTest;
 use StreamTest;
 use Test::More;
 
 sub q1 { return LibpqTest::q1(@_) }
+
+my $js = ScuttlebuttTest::node_available();
+$ENV{PG_TEST_TIMEOUT_DEFAULT} = $PostgreSQL::Test::Utils::timeout_default;
 
 # sum of rejected over the node's rows for model s
 sub rejected
@@ -41,8 +49,8 @@ for my $t (PeerTransport->all)
 	{
 		my $p = $t->name . " $alg";
 		my $tag = $t->name . "_$alg";
-		my $na = $t->new_node("a_$tag", dialed => 1);
-		my $nb = $t->new_node("b_$tag");
+		my $na = $t->new_node("a_$tag", dialed => 1, js => 1);
+		my $nb = $t->new_node("b_$tag", js => 1);
 		my $dir = PostgreSQL::Test::Utils::tempdir();
 		my ($ka, $kb, $kc) = map { SignedTest::make_key($dir, "$_", $alg) } qw(a b c);
 		SignedTest::use_key($na, $ka);
@@ -105,6 +113,14 @@ for my $t (PeerTransport->all)
 			'5/5', "$p: each of the 5 updates on B (c1, a1, b1, a2, b2) is signed");
 		is(q1($nb, "SELECT rejected FROM scuttlebutt.peer_status WHERE peer_id = $id"), 0,
 			"$p: the last connection rejected nothing");
+
+		# two hops: a signed JavaScript peer on each server
+		if ($js)
+		{
+			SignedTest::make_key($dir, $_, $alg) for qw(j1 j2);
+			ScuttlebuttTest::run_interop($na, 'signed_hops.js', $t->stream_port($na), $nb->connstr('postgres'),
+				$t->stream_port($nb), 's', $alg, $dir);
+		}
 
 		# forgeries held by an UNSIGNED model on one side (which stores
 		# what it is given) do not get into the other side's signed model
