@@ -9,7 +9,9 @@
 // - on a raw socket: updates with a signature of another value, an altered
 //   value, an altered timestamp, signature "AAAA", no signature, a source
 //   whose key the database does not trust, a signature by another trusted
-//   key, and a correctly signed update of the other algorithm are each
+//   key, an empty, a non-base64 and a 12,000-character signature, a
+//   genuine signature moved to another source, and a correctly signed
+//   update of the other algorithm are each
 //   rejected (peer_status.rejected counts them, the connection stays open,
 //   get() does not return them) and never reach the JavaScript peers;
 // - a genuine update of the forged source with a lower timestamp than the
@@ -195,6 +197,10 @@ h.main(async () => {
 		forgeries.push(['altered timestamp', [t[0], forgedTs + 4, t[2], t[3]]]);
 		forgeries.push(['signature "AAAA"', [['f_aaaa', 1], forgedTs + 5, cId, 'AAAA']]);
 		forgeries.push(['no signature', [['f_unsigned', 1], forgedTs + 6, cId]]);
+		forgeries.push(['empty signature', [['f_empty', 1], forgedTs + 10, cId, '']]);
+		forgeries.push(['signature not base64', [['f_notb64', 1], forgedTs + 11, cId, '!!!!']]);
+		forgeries.push(['a 12,000-character signature', [['f_long', 1], forgedTs + 12, cId, signed(C, ['f_long', 1], forgedTs + 12)[3].repeat(40).slice(0, 12000)]]);
+		forgeries.push(['the signature of a genuine update, moved to another source', [['f_moved', 1], forgedTs + 13, dId, signed(C, ['f_moved', 1], forgedTs + 13)[3]]]);
 		forgeries.push(['a source whose key is not trusted', signed(D, ['f_unknown', 1], forgedTs + 7)]);
 		forgeries.push(['signed by another trusted key (A\'s) for source C', signed(A, ['f_otherkey', 1], forgedTs + 8, cId)]);
 		forgeries.push([`correctly signed with a trusted ${otherAlg} key`, signed(X, ['f_mixed', 1], forgedTs + 9)]);
@@ -211,7 +217,7 @@ h.main(async () => {
 	}
 	const clockAfter = Q.clock(name);
 	h.ok(!(cId in clockAfter) && !(dId in clockAfter) && !(xId in clockAfter), `${label}: no rejected update moved the clock`, JSON.stringify(clockAfter));
-	const fkeys = ['f_value', 'f_altered', 'f_ts', 'f_aaaa', 'f_unsigned', 'f_unknown', 'f_otherkey', 'f_mixed'];
+	const fkeys = ['f_value', 'f_altered', 'f_ts', 'f_aaaa', 'f_unsigned', 'f_unknown', 'f_otherkey', 'f_mixed', 'f_empty', 'f_notb64', 'f_long', 'f_moved'];
 	h.is(db.value(`SELECT count(*) FROM unnest(ARRAY[${fkeys.map(lit).join(',')}]) k WHERE scuttlebutt.get(${lit(name)}, k) IS NOT NULL`), 0,
 		`${label}: get() returns none of the forged values`);
 	h.is(Q.history(name, {}).length, heldCount, `${label}: the table holds no forged update`);
