@@ -55,6 +55,10 @@
 /* Objects with more members than this find repeated keys by sorting */
 #define JS_CANON_PAIRWISE_MAX 16
 
+/* Open containers and object members held without an allocation */
+#define JS_CANON_LOCAL_FRAMES 16
+#define JS_CANON_LOCAL_MEMBERS 32
+
 /* One "key":value of an open object: a span of the output */
 typedef struct CanonMember
 {
@@ -90,6 +94,9 @@ typedef struct CanonState
 	int			nmembers;
 	int			members_alloc;
 	bool		failed;
+	/* enough for most updates without an allocation */
+	CanonFrame	frames_local[JS_CANON_LOCAL_FRAMES];
+	CanonMember members_local[JS_CANON_LOCAL_MEMBERS];
 } CanonState;
 
 /*
@@ -211,8 +218,13 @@ canon_object_field_start(void *state, char *fname, bool isnull pg_attribute_unus
 		appendStringInfoChar(st->out, ',');
 	if (st->nmembers == st->members_alloc)
 	{
+		CanonMember *grown = palloc(sizeof(CanonMember) * st->members_alloc * 2);
+
+		memcpy(grown, st->members, sizeof(CanonMember) * st->members_alloc);
+		if (st->members != st->members_local)
+			pfree(st->members);
+		st->members = grown;
 		st->members_alloc *= 2;
-		st->members = repalloc(st->members, sizeof(CanonMember) * st->members_alloc);
 	}
 	m = &st->members[st->nmembers++];
 	m->key = fname;
@@ -429,12 +441,15 @@ JsAppendReparsed(StringInfo out, const char *text, int len)
 	if (max_depth < 0)
 		return false;
 
-	memset(&st, 0, sizeof(st));
 	st.out = out;
+	st.depth = 0;
 	st.nframes = max_depth;
-	st.frames = palloc(sizeof(CanonFrame) * Max(max_depth, 1));
-	st.members_alloc = 16;
-	st.members = palloc(sizeof(CanonMember) * st.members_alloc);
+	st.frames = max_depth <= JS_CANON_LOCAL_FRAMES ? st.frames_local
+		: palloc(sizeof(CanonFrame) * max_depth);
+	st.nmembers = 0;
+	st.members_alloc = JS_CANON_LOCAL_MEMBERS;
+	st.members = st.members_local;
+	st.failed = false;
 
 	memset(&sem, 0, sizeof(sem));
 	sem.semstate = &st;
