@@ -137,6 +137,7 @@ canon_max_depth(const char *text, int len)
 	return max;
 }
 
+/* Opens an array or object: a frame, and its '[' or '{' */
 static CanonFrame *
 canon_push(CanonState *st, char open)
 {
@@ -155,6 +156,7 @@ canon_push(CanonState *st, char open)
 	return f;
 }
 
+/* The actions below write as they read; a failed push stops all output */
 static SbJsonAction
 canon_array_start(void *state)
 {
@@ -260,6 +262,7 @@ canon_object_field_end(void *state, char *fname pg_attribute_unused(),
 	SB_JSON_ACTION_RETURN;
 }
 
+/* Keys by length, then bytes (equal exactly when the keys are) */
 static int
 canon_key_cmp(const CanonMember *a, const CanonMember *b)
 {
@@ -395,6 +398,7 @@ canon_object_end(void *state)
 	SB_JSON_ACTION_RETURN;
 }
 
+/* A string, number or literal, written as JSON.stringify writes it */
 static SbJsonAction
 canon_scalar(void *state, char *token, JsonTokenType tokentype)
 {
@@ -427,6 +431,11 @@ canon_scalar(void *state, char *token, JsonTokenType tokentype)
 	SB_JSON_ACTION_RETURN;
 }
 
+/*
+ * JSON.stringify(JSON.parse(text)) appended to out (jscanon.h).  The
+ * checks before the parse are one pass each over the text: UTF-8, and the
+ * nesting depth, which sizes the stack of open containers.
+ */
 bool
 JsAppendReparsed(StringInfo out, const char *text, int len)
 {
@@ -469,6 +478,12 @@ JsAppendReparsed(StringInfo out, const char *text, int len)
 	return true;
 }
 
+/*
+ * What security.js signs for an update: JSON.stringify([change, ts,
+ * source]), the change as JavaScript reads the received text, ts and source
+ * as the wire parser read them.  The wire parser accepted the line, so a
+ * change that does not parse here is an internal error.
+ */
 void
 SbAppendSignedText(StringInfo out, const char *change_text, int change_len,
 				   double ts, const char *source)
