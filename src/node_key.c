@@ -140,6 +140,7 @@ free_node_key(void)
 {
 	if (node_key == NULL)
 		return;
+	SbVerifierFree(node_key->verifier);
 	EVP_PKEY_free(node_key->key);
 	pfree(node_key->public_pem);
 	pfree(node_key->id);
@@ -184,6 +185,9 @@ SbGetNodeKey(void)
 		node_key->algorithm = SbKeySignatureAlgorithm(key);
 		node_key->public_pem = pem;
 		node_key->id = SbKeyId(pem, strlen(pem));
+		/* its own reference: the verifier frees the key it holds */
+		EVP_PKEY_up_ref(key);
+		node_key->verifier = SbVerifierCreate(key);
 		MemoryContextSwitchTo(old);
 		node_key_stale = false;
 	}
