@@ -55,6 +55,10 @@
 /* Objects with more members than this find repeated keys by sorting */
 #define JS_CANON_PAIRWISE_MAX 16
 
+/* Open containers and object members held without an allocation */
+#define JS_CANON_LOCAL_FRAMES 16
+#define JS_CANON_LOCAL_MEMBERS 32
+
 /* One "key":value of an open object: a span of the output */
 typedef struct CanonMember
 {
@@ -90,6 +94,9 @@ typedef struct CanonState
 	int			nmembers;
 	int			members_alloc;
 	bool		failed;
+	/* enough for most updates without an allocation */
+	CanonFrame	frames_local[JS_CANON_LOCAL_FRAMES];
+	CanonMember members_local[JS_CANON_LOCAL_MEMBERS];
 } CanonState;
 
 /*
@@ -130,6 +137,7 @@ canon_max_depth(const char *text, int len)
 	return max;
 }
 
+/* Opens an array or object: a frame, and its '[' or '{' */
 static CanonFrame *
 canon_push(CanonState *st, char open)
 {
@@ -148,6 +156,7 @@ canon_push(CanonState *st, char open)
 	return f;
 }
 
+/* The actions below write as they read; a failed push stops all output */
 static SbJsonAction
 canon_array_start(void *state)
 {
@@ -211,8 +220,13 @@ canon_object_field_start(void *state, char *fname, bool isnull pg_attribute_unus
 		appendStringInfoChar(st->out, ',');
 	if (st->nmembers == st->members_alloc)
 	{
+		CanonMember *grown = palloc(sizeof(CanonMember) * st->members_alloc * 2);
+
+		memcpy(grown, st->members, sizeof(CanonMember) * st->members_alloc);
+		if (st->members != st->members_local)
+			pfree(st->members);
+		st->members = grown;
 		st->members_alloc *= 2;
-		st->members = repalloc(st->members, sizeof(CanonMember) * st->members_alloc);
 	}
 	m = &st->members[st->nmembers++];
 	m->key = fname;
@@ -248,6 +262,7 @@ canon_object_field_end(void *state, char *fname pg_attribute_unused(),
 	SB_JSON_ACTION_RETURN;
 }
 
+/* Keys by length, then bytes (equal exactly when the keys are) */
 static int
 canon_key_cmp(const CanonMember *a, const CanonMember *b)
 {
@@ -383,6 +398,7 @@ canon_object_end(void *state)
 	SB_JSON_ACTION_RETURN;
 }
 
+/* A string, number or literal, written as JSON.stringify writes it */
 static SbJsonAction
 canon_scalar(void *state, char *token, JsonTokenType tokentype)
 {
@@ -415,6 +431,11 @@ canon_scalar(void *state, char *token, JsonTokenType tokentype)
 	SB_JSON_ACTION_RETURN;
 }
 
+/*
+ * JSON.stringify(JSON.parse(text)) appended to out (jscanon.h).  The
+ * checks before the parse are one pass each over the text: UTF-8, and the
+ * nesting depth, which sizes the stack of open containers.
+ */
 bool
 JsAppendReparsed(StringInfo out, const char *text, int len)
 {
@@ -429,12 +450,15 @@ JsAppendReparsed(StringInfo out, const char *text, int len)
 	if (max_depth < 0)
 		return false;
 
-	memset(&st, 0, sizeof(st));
 	st.out = out;
+	st.depth = 0;
 	st.nframes = max_depth;
-	st.frames = palloc(sizeof(CanonFrame) * Max(max_depth, 1));
-	st.members_alloc = 16;
-	st.members = palloc(sizeof(CanonMember) * st.members_alloc);
+	st.frames = max_depth <= JS_CANON_LOCAL_FRAMES ? st.frames_local
+		: palloc(sizeof(CanonFrame) * max_depth);
+	st.nmembers = 0;
+	st.members_alloc = JS_CANON_LOCAL_MEMBERS;
+	st.members = st.members_local;
+	st.failed = false;
 
 	memset(&sem, 0, sizeof(sem));
 	sem.semstate = &st;
@@ -454,6 +478,12 @@ JsAppendReparsed(StringInfo out, const char *text, int len)
 	return true;
 }
 
+/*
+ * What security.js signs for an update: JSON.stringify([change, ts,
+ * source]), the change as JavaScript reads the received text, ts and source
+ * as the wire parser read them.  The wire parser accepted the line, so a
+ * change that does not parse here is an internal error.
+ */
 void
 SbAppendSignedText(StringInfo out, const char *change_text, int change_len,
 				   double ts, const char *source)

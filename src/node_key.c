@@ -6,7 +6,8 @@
  *	  and setting.
  *
  * The check hook reads the file, so a key that cannot be used stops the
- * server at start and is refused (the old one kept) at reload.  Each
+ * server at start (when preloaded) and is refused (the old one kept) at
+ * reload.  Each
  * process parses the key again at its first use after a change: the
  * private key stays in OpenSSL's memory, never in shared memory.
  *
@@ -20,6 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/memutils.h"
 
@@ -106,6 +108,17 @@ SbCheckSigningKeyFile(char **newval, void **extra pg_attribute_unused(),
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
 	key = read_key_file(*newval, &why);
+	if (key == NULL && process_shared_preload_libraries_in_progress)
+	{
+		/*
+		 * At server start a refused value would fall back to no key, and the
+		 * node would write under its random id: stop, as a bad ssl_key_file
+		 * does.
+		 */
+		ereport(FATAL,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("scuttlebutt.signing_key_file cannot be used: %s", why)));
+	}
 	if (key == NULL)
 	{
 		GUC_check_errdetail("%s", why);
@@ -127,6 +140,7 @@ free_node_key(void)
 {
 	if (node_key == NULL)
 		return;
+	SbVerifierFree(node_key->verifier);
 	EVP_PKEY_free(node_key->key);
 	pfree(node_key->public_pem);
 	pfree(node_key->id);
@@ -171,6 +185,9 @@ SbGetNodeKey(void)
 		node_key->algorithm = SbKeySignatureAlgorithm(key);
 		node_key->public_pem = pem;
 		node_key->id = SbKeyId(pem, strlen(pem));
+		/* its own reference: the verifier frees the key it holds */
+		EVP_PKEY_up_ref(key);
+		node_key->verifier = SbVerifierCreate(key);
 		MemoryContextSwitchTo(old);
 		node_key_stale = false;
 	}

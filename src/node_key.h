@@ -19,6 +19,7 @@ typedef struct SbNodeKey
 	SbSignatureAlgorithm algorithm;
 	char	   *public_pem;		/* SPKI PEM: what peers trust */
 	char	   *id;				/* base64(SHA-1(public_pem)) */
+	SbVerifier *verifier;		/* for this node's own updates coming back */
 } SbNodeKey;
 
 extern char *sb_signing_key_file;

@@ -14,6 +14,7 @@
 #include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include "common/base64.h"
 
@@ -222,14 +223,44 @@ SbSignText(EVP_PKEY *key, const char *data, int len, StringInfo out)
 	pfree(sig);
 }
 
+SbVerifier *
+SbVerifierCreate(EVP_PKEY *key)
+{
+	SbVerifier *v = palloc0(sizeof(SbVerifier));
+
+	v->key = key;
+	v->algorithm = SbKeySignatureAlgorithm(key);
+	if (v->algorithm == SB_SIG_RSA_SHA1)
+	{
+		v->rsa_ctx = EVP_PKEY_CTX_new(key, NULL);
+		if (v->rsa_ctx == NULL ||
+			EVP_PKEY_verify_init(v->rsa_ctx) != 1 ||
+			EVP_PKEY_CTX_set_rsa_padding(v->rsa_ctx, RSA_PKCS1_PADDING) != 1 ||
+			EVP_PKEY_CTX_set_signature_md(v->rsa_ctx, get_sha1()) != 1)
+		{
+			EVP_PKEY_CTX_free(v->rsa_ctx);
+			pfree(v);
+			elog(ERROR, "could not set up RSA verification: %s", openssl_error());
+		}
+	}
+	return v;
+}
+
+void
+SbVerifierFree(SbVerifier *verifier)
+{
+	EVP_PKEY_CTX_free(verifier->rsa_ctx);
+	EVP_PKEY_free(verifier->key);
+	pfree(verifier);
+}
+
 bool
-SbVerifyText(EVP_PKEY *key, const char *data, int len,
+SbVerifyText(SbVerifier *verifier, const char *data, int len,
 			 const char *signature_b64)
 {
 	int			enclen = strlen(signature_b64);
 	char		sig[SB_MAX_SIGNATURE_CHARS];
 	int			siglen;
-	EVP_MD_CTX *ctx;
 	int			ok;
 
 	if (enclen == 0 || enclen > SB_MAX_SIGNATURE_CHARS)
@@ -237,10 +268,25 @@ SbVerifyText(EVP_PKEY *key, const char *data, int len,
 	siglen = pg_b64_decode(signature_b64, enclen, sig, sizeof(sig));
 	if (siglen <= 0)
 		return false;
-	ctx = new_md_ctx(key, false);
-	ok = EVP_DigestVerify(ctx, (unsigned char *) sig, siglen,
-						  (const unsigned char *) data, len);
-	EVP_MD_CTX_free(ctx);
+	if (verifier->rsa_ctx != NULL)
+	{
+		unsigned char digest[EVP_MAX_MD_SIZE];
+		unsigned int dlen;
+
+		if (!EVP_Digest(data, len, digest, &dlen, get_sha1(), NULL))
+			elog(ERROR, "SHA-1 failed: %s", openssl_error());
+		ok = EVP_PKEY_verify(verifier->rsa_ctx, (unsigned char *) sig, siglen,
+							 digest, dlen);
+	}
+	else
+	{
+		/* Ed25519 signs the message itself: one shot, no digest */
+		EVP_MD_CTX *ctx = new_md_ctx(verifier->key, false);
+
+		ok = EVP_DigestVerify(ctx, (unsigned char *) sig, siglen,
+							  (const unsigned char *) data, len);
+		EVP_MD_CTX_free(ctx);
+	}
 	ERR_clear_error();
 	return ok == 1;
 }

@@ -227,7 +227,7 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("scuttlebutt: signed model \"%s\" refused %lld pushed update(s)",
 						model.name, (long long) nrefused),
-				 errdetail("The first: %s", first_refusal)));
+				 errdetail("The first one: %s.", first_refusal)));
 	return nstored;
 }
 

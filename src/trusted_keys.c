@@ -30,7 +30,7 @@
 typedef struct TrustedKeyEntry
 {
 	char		source[SB_MAX_SOURCE_BYTES + 1];	/* hash key */
-	EVP_PKEY   *key;			/* NULL: no trusted key */
+	SbVerifier *verifier;		/* NULL: no trusted key */
 } TrustedKeyEntry;
 
 /* Most sources remembered per process, keys and unknown ones */
@@ -49,7 +49,8 @@ key_cache_flush(Datum arg pg_attribute_unused(), Oid relid pg_attribute_unused()
 		return;
 	hash_seq_init(&status, key_cache);
 	while ((entry = hash_seq_search(&status)) != NULL)
-		EVP_PKEY_free(entry->key);
+		if (entry->verifier != NULL)
+			SbVerifierFree(entry->verifier);
 	hash_destroy(key_cache);
 	key_cache = NULL;
 }
@@ -60,14 +61,15 @@ SbTrustedKeysInit(void)
 	CacheRegisterRelcacheCallback(key_cache_flush, (Datum) 0);
 }
 
-/* The trusted key of source, parsed; NULL if there is none */
-static EVP_PKEY *
+/* A verifier of the trusted key of source; NULL if there is none */
+static SbVerifier *
 trusted_key(const char *source)
 {
 	TrustedKeyEntry *entry;
 	bool		found;
 	char	   *pem = NULL;
-	EVP_PKEY   *key;
+	SbVerifier *verifier = NULL;
+	MemoryContext old;
 
 	/* sources without a key are remembered too, but not without bound */
 	if (key_cache != NULL &&
@@ -85,7 +87,7 @@ trusted_key(const char *source)
 	}
 	entry = hash_search(key_cache, source, HASH_FIND, NULL);
 	if (entry != NULL)
-		return entry->key;
+		return entry->verifier;
 
 	SPI_connect();
 	SbPrepareOnce(&key_plan,
@@ -95,12 +97,19 @@ trusted_key(const char *source)
 				  SPI_OK_SELECT);
 	if (SPI_processed == 1)
 		pem = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	/* parsed before the entry exists: a key that fails leaves none */
-	key = pem ? SbParsePublicKey(pem, strlen(pem)) : NULL;
+	/* made before the entry exists: a key that fails leaves none */
+	if (pem != NULL)
+	{
+		EVP_PKEY   *key = SbParsePublicKey(pem, strlen(pem));
+
+		old = MemoryContextSwitchTo(CacheMemoryContext);
+		verifier = SbVerifierCreate(key);
+		MemoryContextSwitchTo(old);
+	}
 	entry = hash_search(key_cache, source, HASH_ENTER, &found);
-	entry->key = key;
+	entry->verifier = verifier;
 	SPI_finish();
-	return key;
+	return verifier;
 }
 
 static bool
@@ -116,7 +125,7 @@ SbVerifyUpdate(const SbModelRef *model, const SbMessage *msg,
 			   SbMessageError *err)
 {
 	const SbNodeKey *own;
-	EVP_PKEY   *key;
+	SbVerifier *key;
 	StringInfoData signed_text;
 	bool		ok;
 
@@ -128,16 +137,16 @@ SbVerifyUpdate(const SbModelRef *model, const SbMessage *msg,
 							   msg->source, model->name));
 	own = SbGetNodeKey();
 	if (own != NULL && strcmp(msg->source, own->id) == 0)
-		key = own->key;
+		key = own->verifier;
 	else
 		key = trusted_key(msg->source);
 	if (key == NULL)
 		return reject(err, ERRCODE_UNDEFINED_OBJECT,
 					  psprintf("no trusted key for source \"%s\"", msg->source));
-	if (SbKeySignatureAlgorithm(key) != model->signature)
+	if (key->algorithm != model->signature)
 		return reject(err, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
 					  psprintf("source \"%s\" has an %s key, and model \"%s\" accepts %s signatures only",
-							   msg->source, SbKeyTypeName(key), model->name,
+							   msg->source, SbKeyTypeName(key->key), model->name,
 							   SbSignatureAlgorithmName(model->signature)));
 
 	/* the bytes security.js verifies: JSON.stringify([change, ts, source]) */
