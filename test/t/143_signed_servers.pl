@@ -151,7 +151,7 @@ for my $t (PeerTransport->all)
 			my $stored = 0;
 			$stored += q1($holder, "SELECT scuttlebutt.apply_update('$model', " . LibpqTest::lit($_) . ')') eq 't'
 			  for ($genuine, @forged);
-			is($stored, 5, "$q: $hn's unsigned model stores the genuine update and the 4 forgeries");
+			is($stored, 5, "$q: ${hn}'s unsigned model stores the genuine update and the 4 forgeries");
 			my $pid = $t->add_peer($nb, $model, $na);
 			ok(StreamTest::poll($signed, "SELECT scuttlebutt.get('$model', 'x_genuine') IS NOT NULL"),
 				"$q: C's genuine update reaches $sn");
@@ -162,7 +162,7 @@ for my $t (PeerTransport->all)
 				"$q: none of the forgeries is on $sn");
 			is(q1($signed, "SELECT count(*) FROM scuttlebutt.history('$model')"), 1, "$q: $sn holds the one genuine update");
 			is(q1($signed, "SELECT scuttlebutt.clock('$model')::text"), qq({"$idc": $base}),
-				"$q: $sn's clock holds C at the genuine update's timestamp, not a forgery's");
+				"$q: ${sn}'s clock holds C at the genuine update's timestamp, not a forgery's");
 			is(q1($signed, "SELECT scuttlebutt.apply_update('$model', " . LibpqTest::lit($later) . ')'), 't',
 				"$q: a later genuine update of C, older than the forgeries, is still applied on $sn");
 			note("$q: rejected on B's row: " . q1($nb, "SELECT rejected FROM scuttlebutt.peer_status WHERE peer_id = $pid")
