@@ -141,6 +141,7 @@ free_node_key(void)
 	if (node_key == NULL)
 		return;
 	SbVerifierFree(node_key->verifier);
+	EVP_MD_CTX_free(node_key->signer);
 	EVP_PKEY_free(node_key->key);
 	pfree(node_key->public_pem);
 	pfree(node_key->id);
@@ -188,6 +189,7 @@ SbGetNodeKey(void)
 		/* its own reference: the verifier frees the key it holds */
 		EVP_PKEY_up_ref(key);
 		node_key->verifier = SbVerifierCreate(key);
+		node_key->signer = SbSignerCreate(key);
 		MemoryContextSwitchTo(old);
 		node_key_stale = false;
 	}

@@ -199,15 +199,23 @@ new_md_ctx(EVP_PKEY *key, bool sign)
 	return ctx;
 }
 
-void
-SbSignText(EVP_PKEY *key, const char *data, int len, StringInfo out)
+EVP_MD_CTX *
+SbSignerCreate(EVP_PKEY *key)
 {
-	EVP_MD_CTX *ctx = new_md_ctx(key, true);
+	return new_md_ctx(key, true);
+}
+
+void
+SbSignText(EVP_MD_CTX *signer, EVP_PKEY *key, const char *data, int len,
+		   StringInfo out)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	size_t		siglen = EVP_PKEY_get_size(key);
 	unsigned char *sig = palloc(siglen);
 	int			enclen;
 
-	if (EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *) data, len) != 1)
+	if (ctx == NULL || !EVP_MD_CTX_copy_ex(ctx, signer) ||
+		EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *) data, len) != 1)
 	{
 		EVP_MD_CTX_free(ctx);
 		elog(ERROR, "could not sign an update: %s", openssl_error());

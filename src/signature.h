@@ -52,9 +52,16 @@ extern EVP_PKEY *SbParsePublicKey(const char *pem, int len);
 /* The public half of a key as SPKI PEM, as `openssl pkey -pubout` writes */
 extern char *SbPublicKeyPem(EVP_PKEY *key);
 
-/* Appends base64 of key's signature of data (ERROR if OpenSSL fails) */
-extern void SbSignText(EVP_PKEY *key, const char *data, int len,
-					   StringInfo out);
+/*
+ * A context set up once to sign with key (SHA-1 for RSA), copied for each
+ * signature: setting one up costs a provider fetch each time.  OpenSSL's:
+ * EVP_MD_CTX_free it.
+ */
+extern EVP_MD_CTX *SbSignerCreate(EVP_PKEY *key);
+
+/* Appends base64 of the signature of data with signer's key */
+extern void SbSignText(EVP_MD_CTX *signer, EVP_PKEY *key, const char *data,
+					   int len, StringInfo out);
 
 /*
  * A public key ready to verify many signatures: for RSA, one OpenSSL
