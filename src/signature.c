@@ -251,6 +251,8 @@ SbVerifierCreate(EVP_PKEY *key)
 			elog(ERROR, "could not set up RSA verification: %s", openssl_error());
 		}
 	}
+	else
+		v->ed_template = new_md_ctx(key, false);
 	return v;
 }
 
@@ -258,6 +260,7 @@ void
 SbVerifierFree(SbVerifier *verifier)
 {
 	EVP_PKEY_CTX_free(verifier->rsa_ctx);
+	EVP_MD_CTX_free(verifier->ed_template);
 	EVP_PKEY_free(verifier->key);
 	pfree(verifier);
 }
@@ -289,10 +292,11 @@ SbVerifyText(SbVerifier *verifier, const char *data, int len,
 	else
 	{
 		/* Ed25519 signs the message itself: one shot, no digest */
-		EVP_MD_CTX *ctx = new_md_ctx(verifier->key, false);
+		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-		ok = EVP_DigestVerify(ctx, (unsigned char *) sig, siglen,
-							  (const unsigned char *) data, len);
+		ok = ctx != NULL && EVP_MD_CTX_copy_ex(ctx, verifier->ed_template) &&
+			EVP_DigestVerify(ctx, (unsigned char *) sig, siglen,
+							 (const unsigned char *) data, len) == 1;
 		EVP_MD_CTX_free(ctx);
 	}
 	ERR_clear_error();

@@ -65,15 +65,17 @@ extern void SbSignText(EVP_MD_CTX *signer, EVP_PKEY *key, const char *data,
 
 /*
  * A public key ready to verify many signatures: for RSA, one OpenSSL
- * context set up once (PKCS#1 v1.5, SHA-1) serves every verification,
- * which spares a provider fetch and two allocations per update.  Made in
- * CurrentMemoryContext; takes ownership of key.
+ * context set up once (PKCS#1 v1.5, SHA-1) serves every verification; for
+ * Ed25519 (one-shot only) one set up once is copied.  Either spares a
+ * provider fetch per update.  Made in CurrentMemoryContext; takes
+ * ownership of key.
  */
 typedef struct SbVerifier
 {
 	EVP_PKEY   *key;
 	SbSignatureAlgorithm algorithm;
 	EVP_PKEY_CTX *rsa_ctx;		/* RSA: initialized for verification */
+	EVP_MD_CTX *ed_template;	/* Ed25519: initialized, copied per use */
 } SbVerifier;
 
 extern SbVerifier *SbVerifierCreate(EVP_PKEY *key);
