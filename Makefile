@@ -7,6 +7,7 @@ OBJS = \
 	src/scuttlebutt.o \
 	src/guc.o \
 	src/jstext.o \
+	src/jscanon.o \
 	src/wire.o \
 	src/merge.o \
 	src/timestamp.o \
@@ -27,6 +28,9 @@ OBJS = \
 	src/libpq_peer.o \
 	src/worker.o \
 	src/conninfo.o \
+	src/signature.o \
+	src/node_key.o \
+	src/trusted_keys.o \
 	src/sql_util.o \
 	src/sql_internal.o \
 	src/sql_model.o \
@@ -36,7 +40,8 @@ OBJS = \
 	src/sql_streams.o \
 	src/sql_json.o \
 	src/sql_peers.o \
-	src/sql_poll.o
+	src/sql_poll.o \
+	src/sql_keys.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
@@ -49,9 +54,11 @@ PG_CPPFLAGS = -isystem $(includedir_server) -I$(srcdir)/src -I$(libpq_srcdir)
 PG_CFLAGS = -Wall -Wextra
 # libpq: the worker dials PostgreSQL peers (as dblink and postgres_fdw do)
 SHLIB_LINK_INTERNAL = $(libpq)
+# OpenSSL: signed updates (libcrypto, as PostgreSQL's own build uses)
+SHLIB_LINK = -lcrypto
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = model events value merge history streams json_text errors peers hostile limits
+REGRESS = model events value merge history streams json_text errors peers hostile limits signed
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
 
 # pg_isolation_regress: test/isolation/specs/<name>.spec against

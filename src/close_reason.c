@@ -47,6 +47,7 @@ static const SbCloseReasonInfo reasons[SB_CLOSE_REASONS] = {
 	[SB_CLOSE_QUERY_TIMEOUT] = {"query timeout", ERRCODE_QUERY_CANCELED},
 	[SB_CLOSE_INTERNAL_ERROR] = {"internal error", ERRCODE_INTERNAL_ERROR},
 	[SB_CLOSE_DEFERRED_DUE] = {"redial for deferred updates", ERRCODE_CONNECTION_EXCEPTION},
+	[SB_CLOSE_SIGNING_KEY_CHANGED] = {"signing key changed", ERRCODE_CONNECTION_EXCEPTION},
 };
 
 const char *
@@ -66,6 +67,7 @@ SbCloseReasonErrcode(SbCloseReason reason)
 int
 SbCloseReasonLevel(SbCloseReason reason)
 {
-	return reason == SB_CLOSE_PEER_CLOSED || reason == SB_CLOSE_DEFERRED_DUE
+	return reason == SB_CLOSE_PEER_CLOSED || reason == SB_CLOSE_DEFERRED_DUE ||
+		reason == SB_CLOSE_SIGNING_KEY_CHANGED
 		? LOG : WARNING;
 }

@@ -47,10 +47,12 @@ typedef enum SbCloseReason
 	/* an ERROR raised while serving the connection, outside table work */
 	SB_CLOSE_INTERNAL_ERROR,
 	/* an outgoing session redials: updates it deferred are within bounds */
-	SB_CLOSE_DEFERRED_DUE
+	SB_CLOSE_DEFERRED_DUE,
+	/* scuttlebutt.signing_key_file changed: the node's id may have too */
+	SB_CLOSE_SIGNING_KEY_CHANGED
 } SbCloseReason;
 
-#define SB_CLOSE_REASONS (SB_CLOSE_DEFERRED_DUE + 1)
+#define SB_CLOSE_REASONS (SB_CLOSE_SIGNING_KEY_CHANGED + 1)
 
 /* The name shown in connection_errors and last_error */
 extern const char *SbCloseReasonName(SbCloseReason reason);

@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 
 #include "guc.h"
+#include "node_key.h"
 
 char	   *sb_database = NULL;
 char	   *sb_listen_addresses = NULL;
@@ -179,6 +180,15 @@ SbGucInit(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.signing_key_file",
+							   "PEM private key (RSA or Ed25519) that signs this node's updates.",
+							   "With a key, the node's id is base64(SHA-1) of its public key's PEM text, as the reference's security.js computes it. Relative paths are relative to the data directory.",
+							   &sb_signing_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   SbCheckSigningKeyFile, SbAssignSigningKeyFile, NULL);
 
 	MarkGUCPrefixReserved("scuttlebutt");
 }

@@ -237,6 +237,39 @@ libpq_disconnect(SbSession *s)
 		link_close(s, &lp_of(s)->links[i]);
 }
 
+/*
+ * What the remote says besides results (WARNING, NOTICE): logged as the
+ * remote's; a push its signed model refused in part (SQLSTATE 28000 from
+ * _push) is counted in this session's rejected updates
+ */
+static void
+remote_notice(void *arg, const PGresult *res)
+{
+	SbSession  *s = arg;
+	const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *message = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	const char *refused;
+	long long	n = 0;
+
+	if (message == NULL)
+		return;
+	refused = strstr(message, "\" refused ");
+	if (sqlstate != NULL && strcmp(sqlstate, "28000") == 0 && refused != NULL &&
+		sscanf(refused, "\" refused %lld pushed", &n) == 1 && n > 0)
+	{
+		const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+		char	   *why = psprintf("the remote refused pushed updates: %s",
+								   detail ? detail : message);
+
+		for (long long k = 0; k < n; k++)
+			SbSessionReject(s, why);
+		pfree(why);
+		return;
+	}
+	ereport(LOG,
+			(errmsg("scuttlebutt: remote %s says: %s", s->remote_addr, message)));
+}
+
 static void
 link_connect(SbSession *s, int i)
 {
@@ -261,6 +294,7 @@ link_connect(SbSession *s, int i)
 		link_failed(s, i, SB_CLOSE_CONNECT_FAILED);
 		return;
 	}
+	PQsetNoticeReceiver(l->pg, remote_notice, s);
 	l->state = LINK_CONNECTING;
 	l->polling = PGRES_POLLING_WRITING;
 	l->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), sb_handshake_timeout_ms);

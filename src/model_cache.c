@@ -24,6 +24,7 @@
 #include "utils/rel.h"
 
 #include "model_cache.h"
+#include "node_key.h"
 
 /* Longer names and ids are simply not cached */
 #define SB_CACHE_NAME_LEN 128
@@ -33,7 +34,7 @@ typedef struct ModelCacheEntry
 	char		name[SB_CACHE_NAME_LEN];	/* hash key */
 	int32		id;
 	SbKind		kind;
-	char		node_id[SB_CACHE_NAME_LEN];
+	SbSignatureAlgorithm signature;
 } ModelCacheEntry;
 
 static HTAB *model_cache = NULL;
@@ -73,7 +74,8 @@ SbModelCacheGet(const char *name, SbModelRef *model)
 	model->id = entry->id;
 	model->kind = entry->kind;
 	model->name = pstrdup(name);
-	model->node_id = pstrdup(entry->node_id);
+	model->signature = entry->signature;
+	model->node_id = pstrdup(SbLocalNodeId());
 	return true;
 }
 
@@ -82,8 +84,7 @@ SbModelCachePut(const SbModelRef *model)
 {
 	ModelCacheEntry *entry;
 
-	if (strlen(model->name) >= SB_CACHE_NAME_LEN ||
-		strlen(model->node_id) >= SB_CACHE_NAME_LEN)
+	if (strlen(model->name) >= SB_CACHE_NAME_LEN)
 		return;
 	if (model_cache == NULL)
 	{
@@ -98,12 +99,17 @@ SbModelCachePut(const SbModelRef *model)
 	entry = hash_search(model_cache, model->name, HASH_ENTER, NULL);
 	entry->id = model->id;
 	entry->kind = model->kind;
-	strlcpy(entry->node_id, model->node_id, SB_CACHE_NAME_LEN);
+	entry->signature = model->signature;
 }
 
 const char *
 SbLocalNodeId(void)
 {
+	const SbNodeKey *key = SbGetNodeKey();
+
+	/* with a signing key, the node is the key's source (security.js) */
+	if (key != NULL)
+		return key->id;
 	if (local_node_id == NULL)
 	{
 		char	   *id;

@@ -55,6 +55,7 @@
 #include "guc.h"
 #include "model_cache.h"
 #include "shmem.h"
+#include "trusted_keys.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -66,6 +67,7 @@ _PG_init(void)
 {
 	SbGucInit();
 	SbModelCacheInit();
+	SbTrustedKeysInit();
 	SbShmemInit();
 	SbCommitInit();
 	SbWorkerInit();

@@ -63,9 +63,13 @@
 #include "shmem.h"
 #include "timestamp.h"
 #include "transport.h"
+#include "trusted_keys.h"
 
 /* At most one WARNING per session this often for rejected updates */
 #define SB_REJECT_WARNING_INTERVAL_MS 10000
+
+/* Sources refused on one connection that are remembered one by one */
+#define SB_MAX_REFUSED_SOURCES 10000
 
 const char *
 SbSessionStateName(SbSessionState state)
@@ -155,6 +159,8 @@ SbSessionBegin(SbSession *s)
 	memset(&s->remote, 0, sizeof(s->remote));
 	memset(&s->deferred, 0, sizeof(s->deferred));
 	s->deferred_first = INFINITY;
+	memset(&s->refused, 0, sizeof(s->refused));
+	s->refused_overflow = false;
 	s->clock_owed = false;
 	s->caught_up = false;
 	s->counters.synced_at = 0;
@@ -434,7 +440,7 @@ queue_update(SbSession *s, SbMessage *msg)
 	copy->text = pnstrdup(msg->text, msg->len);
 	copy->source = pstrdup(msg->source);
 	copy->key = msg->key ? pstrdup(msg->key) : NULL;
-	copy->signature = NULL;
+	copy->signature = msg->signature ? pstrdup(msg->signature) : NULL;
 	copy->clock = NULL;
 	MemoryContextSwitchTo(old);
 }
@@ -500,7 +506,16 @@ SbSessionReceive(SbSession *s, SbMessage *msg, bool ok, SbMessageError *err)
 
 /* ---- applying ---- */
 
-/* A deferred source's entry, or one past the bound, is left out */
+/* Whether a clock the peer vouches for may raise source's entry */
+static bool
+clock_may_raise(SbSession *s, const char *source)
+{
+	return !s->refused_overflow &&
+		SbRemoteClockGet(&s->deferred, source) == -INFINITY &&
+		SbRemoteClockGet(&s->refused, source) == -INFINITY;
+}
+
+/* A deferred or refused source's entry, or one past the bound, is left out */
 void
 SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n)
 {
@@ -511,8 +526,7 @@ SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n)
 	s->npending_clock = 0;
 	for (int i = 0; i < n; i++)
 	{
-		if (entries[i].ts > bound ||
-			SbRemoteClockGet(&s->deferred, entries[i].source) != -INFINITY)
+		if (entries[i].ts > bound || !clock_may_raise(s, entries[i].source))
 			continue;
 		s->pending_clock[s->npending_clock].source = pstrdup(entries[i].source);
 		s->pending_clock[s->npending_clock].ts = entries[i].ts;
@@ -521,9 +535,46 @@ SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Leaves out of the batch the updates a signed model refuses, each counted
+ * as rejected, and the clock entries of their sources: a source's clock
+ * must not rise past an update that was not taken.
+ */
+static void
+verify_pending(SbSession *s)
+{
+	int			kept = 0;
+	int			nclock = 0;
+
+	if (s->model.signature == SB_SIG_NONE)
+		return;
+	for (int i = 0; i < s->npending; i++)
+	{
+		SbMessageError err;
+
+		if (SbVerifyUpdate(&s->model, &s->pending[i], &err))
+		{
+			s->pending[kept++] = s->pending[i];
+			continue;
+		}
+		SbSessionReject(s, err.message);
+		if (s->refused.n < SB_MAX_REFUSED_SOURCES)
+			SbRemoteClockRaise(&s->refused, s->session_cxt,
+							   s->pending[i].source, s->pending[i].ts);
+		else
+			s->refused_overflow = true;
+	}
+	s->npending = kept;
+	for (int i = 0; i < s->npending_clock; i++)
+		if (clock_may_raise(s, s->pending_clock[i].source))
+			s->pending_clock[nclock++] = s->pending_clock[i];
+	s->npending_clock = nclock;
+}
+
 static void
 apply_txn(SbSession *s, void *arg pg_attribute_unused())
 {
+	verify_pending(s);
 	if (s->npending > 0)
 		SbApplyUpdates(&s->model, s->pending, s->npending, NULL);
 	if (s->npending_clock > 0)

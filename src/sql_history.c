@@ -21,6 +21,7 @@
 #include "jstext.h"
 #include "sql_util.h"
 #include "store.h"
+#include "trusted_keys.h"
 #include "wire.h"
 
 PG_FUNCTION_INFO_V1(scuttlebutt_valid_clock);
@@ -104,6 +105,11 @@ scuttlebutt_apply_update(PG_FUNCTION_ARGS)
 				 errdetail("An update is [change, timestamp, source] or [change, timestamp, source, signature].")));
 	if (!SbCheckUpdateForKind(&msg, model.kind, &err))
 		SbReportMessageError(&err, "scuttlebutt update");
+	if (!SbVerifyUpdate(&model, &msg, &err))
+		ereport(ERROR,
+				(errcode(err.sqlerrcode),
+				 errmsg("scuttlebutt update refused by signed model \"%s\": %s",
+						model.name, err.message)));
 
 	SbApplyUpdates(&model, &msg, 1, &stored);
 	PG_RETURN_BOOL(stored);

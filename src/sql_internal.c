@@ -3,7 +3,7 @@
  * sql_internal.c
  *	  Internal SQL functions (names starting with an underscore) that the
  *	  install script's SQL functions and store.c's statements call on every
- *	  surface: _model_id(), _update_text(), _ts_after(), _next_local_ts(),
+ *	  surface: _model_id(), _ts_after(), _next_local_ts(),
  *	  _visible_ts().
  *
  * Helpers of one surface live with it (_valid_clock in sql_history.c,
@@ -26,7 +26,6 @@
 #include "timestamp.h"
 
 PG_FUNCTION_INFO_V1(scuttlebutt_model_id);
-PG_FUNCTION_INFO_V1(scuttlebutt_update_text);
 
 /* scuttlebutt._model_id(name, expected_kind): for the SQL functions */
 Datum
@@ -47,18 +46,6 @@ scuttlebutt_model_id(PG_FUNCTION_ARGS)
 	}
 	SbModelLookup(name, expected, &model);
 	PG_RETURN_INT32(model.id);
-}
-
-/* scuttlebutt._update_text(change, ts, source): for SbLocalWrite's statement */
-Datum
-scuttlebutt_update_text(PG_FUNCTION_ARGS)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	return SbUpdateTextDatum(&buf, text_to_cstring(PG_GETARG_TEXT_PP(0)),
-							 PG_GETARG_FLOAT8(1),
-							 text_to_cstring(PG_GETARG_TEXT_PP(2)));
 }
 
 PG_FUNCTION_INFO_V1(scuttlebutt_ts_after);

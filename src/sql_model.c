@@ -18,6 +18,7 @@
 #include "utils/jsonb.h"
 
 #include "jstext.h"
+#include "node_key.h"
 #include "sql_util.h"
 #include "store.h"
 
@@ -27,15 +28,21 @@ PG_FUNCTION_INFO_V1(scuttlebutt_set);
 PG_FUNCTION_INFO_V1(scuttlebutt_delete);
 PG_FUNCTION_INFO_V1(scuttlebutt_set_many);
 
-/* scuttlebutt.create_model(name, kind) */
+/*
+ * scuttlebutt.create_model(name, kind, signed): a signed model accepts the
+ * signatures of this node's key's algorithm, or the reference's RSA-SHA1
+ * when the node has no key
+ */
 Datum
 scuttlebutt_create_model(PG_FUNCTION_ARGS)
 {
 	char	   *name = SbRequiredTextArg(fcinfo, 0, "model name");
 	char	   *kind_name = SbRequiredTextArg(fcinfo, 1, "model kind");
+	bool		is_signed;
 	SbKind		kind;
-	Oid			argtypes[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', 'n'};
 
 	if (!SbKindFromName(kind_name, &kind))
 		ereport(ERROR,
@@ -47,12 +54,26 @@ scuttlebutt_create_model(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("model name must not be empty")));
 
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("signed must not be null")));
+	is_signed = PG_GETARG_BOOL(2);
+
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(kind_name);
+	if (is_signed)
+	{
+		const SbNodeKey *key = SbGetNodeKey();
+
+		values[2] = CStringGetTextDatum(SbSignatureAlgorithmName(key ? key->algorithm
+																 : SB_SIG_RSA_SHA1));
+		nulls[2] = ' ';
+	}
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO scuttlebutt.registry (name, kind)"
-							  " VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args("INSERT INTO scuttlebutt.registry (name, kind, signature_algorithm)"
+							  " VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+							  3, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into scuttlebutt.registry");
 	if (SPI_processed == 0)
 		ereport(ERROR,

@@ -28,6 +28,7 @@
 #include "sql_util.h"
 #include "store.h"
 #include "timestamp.h"
+#include "trusted_keys.h"
 #include "wire.h"
 
 /* Updates applied per batch by import(): bounds memory on large dumps */
@@ -126,6 +127,8 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 	double		bound = SbTimestampBound();
 	SbRemoteClock deferred = {0};
 	int64		ndeferred = 0;
+	int64		nrefused = 0;
+	char	   *first_refusal = NULL;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -181,6 +184,19 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 		}
 		if (msg->type != SB_MSG_UPDATE)
 			continue;			/* header, "SYNC" or ignored */
+		if (!SbVerifyUpdate(&model, msg, &err))
+		{
+			if (!push)
+				ereport(ERROR,
+						(errcode(err.sqlerrcode),
+						 errmsg("line %d of scuttlebutt dump refused by signed model \"%s\": %s",
+								lineno, model.name, err.message)));
+			/* refused: nor does the pusher's header raise its source */
+			SbRemoteClockRaise(&deferred, old, msg->source, msg->ts);
+			if (nrefused++ == 0)
+				first_refusal = MemoryContextStrdup(old, err.message);
+			continue;
+		}
 		/* (the deferred sources outlive the batch: the caller's context) */
 		if (push && defer_for_push(msg, bound, &deferred, old))
 		{
@@ -206,6 +222,12 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 				 errmsg("scuttlebutt: deferred %lld pushed update(s) more than scuttlebutt.max_clock_skew (%d ms) ahead of this server's clock",
 						(long long) ndeferred, sb_max_clock_skew_ms),
 				 errdetail("They are applied when pushed again, once within bounds.")));
+	if (nrefused > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("scuttlebutt: signed model \"%s\" refused %lld pushed update(s)",
+						model.name, (long long) nrefused),
+				 errdetail("The first one: %s.", first_refusal)));
 	return nstored;
 }
 

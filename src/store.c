@@ -42,6 +42,7 @@
 #include "shmem.h"
 #include "spi_util.h"
 #include "store.h"
+#include "trusted_keys.h"
 #include "timestamp.h"
 #include "wire.h"
 
@@ -49,7 +50,7 @@ static SPIPlanPtr lookup_plan;
 static SPIPlanPtr local_clock_plan;
 static SPIPlanPtr set_clock_plan;
 static SPIPlanPtr local_write_plan;
-static SPIPlanPtr local_write_locking_plan;
+static SPIPlanPtr local_clock_past_key_plan;
 static SPIPlanPtr key_ts_plan;
 static SPIPlanPtr upsert_local_many_plan;
 static SPIPlanPtr read_clock_plan;
@@ -99,15 +100,15 @@ SbModelTryLookup(const char *name, SbModelRef *model)
 	SPIPlanPtr	plan;
 	bool		isnull;
 	char	   *kind_name;
+	char	   *alg_name;
 
 	if (SbModelCacheGet(name, model))
 		return true;
 
 	SPI_connect();
 	plan = SbPrepareOnce(&lookup_plan,
-						"SELECT r.id, r.kind, n.id"
-						" FROM scuttlebutt.registry r, scuttlebutt.node n"
-						" WHERE r.name = $1",
+						"SELECT id, kind, signature_algorithm"
+						" FROM scuttlebutt.registry WHERE name = $1",
 						1, argtypes);
 	values[0] = CStringGetTextDatum(name);
 	SbExecutePlan(plan, values, NULL, SPI_OK_SELECT);
@@ -122,10 +123,12 @@ SbModelTryLookup(const char *name, SbModelRef *model)
 	kind_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	if (!SbKindFromName(kind_name, &model->kind))
 		elog(ERROR, "unknown model kind \"%s\"", kind_name);
+	alg_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	model->signature = SB_SIG_NONE;
+	if (alg_name != NULL && !SbSignatureAlgorithmFromName(alg_name, &model->signature))
+		elog(ERROR, "unknown signature algorithm \"%s\"", alg_name);
 	model->name = MemoryContextStrdup(caller, name);
-	model->node_id = MemoryContextStrdup(caller,
-										 SPI_getvalue(SPI_tuptable->vals[0],
-													  SPI_tuptable->tupdesc, 3));
+	model->node_id = MemoryContextStrdup(caller, SbLocalNodeId());
 	SPI_finish();
 	SbModelCachePut(model);
 	return true;
@@ -161,14 +164,34 @@ advance_local_clock(SbModelRef *model)
 										SPI_tuptable->tupdesc, 1, &isnull));
 }
 
-/* A local update's wire text as a json datum, built in buf (reused) */
+/*
+ * A local update's wire text as a json datum, built in buf (reused):
+ * [change,ts,node], signed when the model is
+ */
 Datum
-SbUpdateTextDatum(StringInfo buf, const char *change_text, double ts,
-				  const char *source)
+SbUpdateTextDatum(StringInfo buf, const SbModelRef *model,
+				  const char *change_text, double ts)
 {
 	resetStringInfo(buf);
-	SbAppendUpdateText(buf, change_text, ts, source);
+	SbAppendUpdateText(buf, change_text, ts, model->node_id);
+	SbSignLocalUpdate(model, buf);
 	return PointerGetDatum(cstring_to_text_with_len(buf->data, buf->len));
+}
+
+/* Stores [change, ts, node] (signed if the model is); false if it lost */
+static bool
+store_local_update(SbModelRef *model, Datum *values, const char *nulls,
+				   StringInfo doc, const char *change_text, double ts)
+{
+	SbPrepareOnce(&local_write_plan,
+				  "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+				  " VALUES ($1, $2, $3, $4, $5)"
+				  UPSERT_CONFLICT_CLAUSE,
+				  5, (Oid[]) {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, JSONOID});
+	values[2] = Float8GetDatum(ts);
+	values[4] = SbUpdateTextDatum(doc, model, change_text, ts);
+	SbExecutePlan(local_write_plan, values, nulls, SPI_OK_INSERT);
+	return SPI_processed == 1;
 }
 
 /*
@@ -180,48 +203,39 @@ SbUpdateTextDatum(StringInfo buf, const char *change_text, double ts,
  * With the sequencer, we take the next timestamp from shared memory and
  * store it with one statement; only if the key holds a newer value (a peer
  * whose clock runs ahead) do we read it and write again past it.  Without the
- * sequencer, one statement reads the key, advances this node's clock row
- * (locking it until commit) and stores.
+ * sequencer, one statement reads the key and advances this node's clock row
+ * (locking it until commit), and a second stores.
  */
 double
 SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 {
-	Oid			argtypes[5] = {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, TEXTOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	double		ts;
+	StringInfoData doc;
 
 	SPI_connect();
+	initStringInfo(&doc);
 	values[0] = Int32GetDatum(model->id);
 	values[1] = CStringGetTextDatum(model->node_id);
 	if (key)
 		values[3] = CStringGetTextDatum(key);
 	else
 		nulls[3] = 'n';
-	values[4] = CStringGetTextDatum(change_text);
 	if (SbSequencerActive())
 	{
-		StringInfoData doc;
 		double		floor = NAN;
 
 		/*
 		 * The timestamp is taken here, not by a function in the statement: no
 		 * SQL-callable function moves the sequencer, so none is PUBLIC's.
 		 */
-		SbPrepareOnce(&local_write_plan,
-					 "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
-					 " VALUES ($1, $2, $3, $4, $5)"
-					 UPSERT_CONFLICT_CLAUSE,
-					 5, (Oid[]) {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, JSONOID});
-		initStringInfo(&doc);
 		for (int attempt = 0; attempt < 2; attempt++)
 		{
 			ts = SbSequencerNext(model->id, model->node_id, floor, 1);
-			values[2] = Float8GetDatum(ts);
-			values[4] = SbUpdateTextDatum(&doc, change_text, ts, model->node_id);
-			SbExecutePlan(local_write_plan, values, nulls, SPI_OK_INSERT);
-			if (SPI_processed == 1 || attempt == 1)
+			if (store_local_update(model, values, nulls, &doc, change_text, ts) ||
+				attempt == 1)
 				break;
 			/* the key holds a newer value: once more, past it */
 			SbPrepareOnce(&key_ts_plan,
@@ -236,26 +250,24 @@ SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 	}
 	else
 	{
-		SbPrepareOnce(&local_write_locking_plan,
-					 "WITH clock AS ("
-					 " INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+		/*
+		 * The clock row takes the timestamp past the key's current one and
+		 * stays locked to commit; the text is made (and signed) here.
+		 */
+		SbPrepareOnce(&local_clock_past_key_plan,
+					 "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
 					 " VALUES ($1, $2, greatest($3, scuttlebutt._ts_after("
 					 "   (SELECT u.ts FROM scuttlebutt.updates u"
 					 "    WHERE u.model_id = $1 AND u.key = $4))))"
 					 " ON CONFLICT (model_id, source) DO UPDATE"
 					 " SET ts = greatest(excluded.ts, scuttlebutt._ts_after(c.ts))"
-					 " RETURNING c.ts"
-					 "), stored AS ("
-					 " INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
-					 " SELECT $1, $2, clock.ts, $4, scuttlebutt._update_text($5, clock.ts, $2)"
-					 " FROM clock"
-					 UPSERT_CONFLICT_CLAUSE
-					 ") SELECT ts FROM clock",
-					 5, argtypes);
+					 " RETURNING c.ts",
+					 4, (Oid[]) {INT4OID, TEXTOID, FLOAT8OID, TEXTOID});
 		values[2] = Float8GetDatum(SbNowMillis());
-		SbExecutePlan(local_write_locking_plan, values, nulls, SPI_OK_SELECT);
+		SbExecutePlan(local_clock_past_key_plan, values, nulls, SPI_OK_INSERT_RETURNING);
 		ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull));
+		(void) store_local_update(model, values, nulls, &doc, change_text, ts);
 	}
 	SPI_finish();
 	SbNoteModelWrite(model->id);
@@ -278,7 +290,7 @@ upsert_local_rows(SbModelRef *model, int n, char **keys, char **change_texts,
 
 	initStringInfo(&buf);
 	for (int i = 0; i < n; i++)
-		docs[i] = SbUpdateTextDatum(&buf, change_texts[i], ts[i], model->node_id);
+		docs[i] = SbUpdateTextDatum(&buf, model, change_texts[i], ts[i]);
 	SbPrepareOnce(&upsert_local_many_plan,
 				  "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
 				  " SELECT $1, $2, t.ts, t.key, t.doc"

@@ -11,6 +11,7 @@
 
 #include "lib/stringinfo.h"
 
+#include "signature.h"
 #include "wire.h"
 
 typedef struct SbModelRef
@@ -19,6 +20,7 @@ typedef struct SbModelRef
 	SbKind		kind;
 	char	   *name;
 	char	   *node_id;		/* this database's source id */
+	SbSignatureAlgorithm signature; /* what a signed model accepts */
 } SbModelRef;
 
 /* Any kind, for SbModelLookup */
@@ -73,8 +75,11 @@ extern int	SbReadHistoryPage(SbModelRef *model, const char *source,
 							  double after, int limit, int64 max_bytes,
 							  StringInfo out, double *last_ts, bool *complete);
 
-/* A local update's wire text as a json datum, built in buf (reset first) */
-extern Datum SbUpdateTextDatum(StringInfo buf, const char *change_text,
-							   double ts, const char *source);
+/*
+ * A local update's wire text [change,ts,node] as a json datum, built in buf
+ * (reset first), signed with the node's key when the model is signed
+ */
+extern Datum SbUpdateTextDatum(StringInfo buf, const SbModelRef *model,
+							   const char *change_text, double ts);
 
 #endif							/* SCUTTLEBUTT_STORE_H */

@@ -52,6 +52,7 @@
 #include "compat.h"
 #include "guc.h"
 #include "listener.h"
+#include "node_key.h"
 #include "shmem.h"
 #include "stream.h"
 #include "transport.h"
@@ -547,6 +548,22 @@ read_peers(void)
 }
 
 /*
+ * Closes every connection: each one's header and model were those of the
+ * old node id (outgoing ones redial, incoming peers reconnect)
+ */
+static void
+close_all_sessions(SbCloseReason reason)
+{
+	for (int a = 0; a < ws.nactive; a++)
+	{
+		SbSession  *s = ws.sessions[ws.active[a]];
+
+		if (s->state != SB_SESSION_CLOSED && s->state != SB_SESSION_BACKOFF)
+			SbSessionClose(s, reason, NULL);
+	}
+}
+
+/*
  * Reads scuttlebutt.peers: adds new peers, drops removed ones, and makes
  * anew those whose row changed (a fixed password, say).
  */
@@ -959,8 +976,12 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 
 		if (ConfigReloadPending)
 		{
+			char	   *key_file = pstrdup(sb_signing_key_file);
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			if (strcmp(key_file, sb_signing_key_file) != 0)
+				close_all_sessions(SB_CLOSE_SIGNING_KEY_CHANGED);
 			if (SbListenerConfigure())
 				ws.set_dirty = true;
 			reload_peers();

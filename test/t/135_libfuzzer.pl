@@ -1,9 +1,10 @@
-# The libFuzzer targets of test/fuzz (the wire message parser and the
-# JavaScript JSON text writer, with AddressSanitizer and
-# UndefinedBehaviorSanitizer) build, and each runs from its committed
-# corpus for SB_LIBFUZZER_SECONDS (default 60) without a crash, a sanitizer
-# report or a failed property.  The figures (executions, executions per
-# second) are printed.  A crash prints its input (Base64) and fails.
+# The libFuzzer targets of test/fuzz (the wire message parser, the
+# JavaScript JSON text writer and JSON.stringify(JSON.parse(text)), with
+# AddressSanitizer and UndefinedBehaviorSanitizer) build, and each runs
+# from its committed corpus for SB_LIBFUZZER_SECONDS (default 60) without
+# a crash, a sanitizer report or a failed property.  The figures
+# (executions, executions per second) are printed.  A crash prints its
+# input (Base64) and fails.
 use strict;
 use warnings;
 
@@ -27,7 +28,7 @@ ok(IPC::Run::run([ @make, 'all' ], '>', \$out, '2>', \$err), 'the fuzz targets b
 my $ran = IPC::Run::run([ @make, 'run', "FUZZ_SECONDS=$seconds" ], '>', \$out, '2>', \$err);
 note($out);
 ok($ran, "every fuzz target ran ${seconds}s without a crash") or diag("$out$err");
-for my $t (qw(fuzz_wire fuzz_jstext))
+for my $t (qw(fuzz_wire fuzz_jstext fuzz_jscanon))
 {
 	my ($section) = $out =~ /^== $t\n(.*?)(?=^== |\z)/ms;
 	$section //= '';

@@ -1,0 +1,246 @@
+/*-------------------------------------------------------------------------
+ *
+ * signature.c
+ *	  The cryptography of signed updates, on OpenSSL's EVP interface.
+ *
+ * Signatures are base64, as security.js writes them (Node's
+ * sign(key, 'base64')); they are decoded strictly, since every signer we
+ * interoperate with writes canonical base64.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <openssl/decoder.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "common/base64.h"
+
+#include "signature.h"
+
+/* Longest signature text taken (RSA 8192 is 1,368 characters) */
+#define SB_MAX_SIGNATURE_CHARS 2048
+
+/* SHA-1 fetched once: an implicit fetch per signature costs as much again */
+static EVP_MD *sha1_md = NULL;
+
+static EVP_MD *
+get_sha1(void)
+{
+	if (sha1_md == NULL)
+	{
+		sha1_md = EVP_MD_fetch(NULL, "SHA1", NULL);
+		if (sha1_md == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("OpenSSL offers no SHA-1, which RSA-SHA1 signatures need")));
+	}
+	return sha1_md;
+}
+
+/* The first error OpenSSL queued, for a message, and the queue cleared */
+static const char *
+openssl_error(void)
+{
+	unsigned long code = ERR_get_error();
+	const char *reason = code ? ERR_reason_error_string(code) : NULL;
+
+	ERR_clear_error();
+	return reason ? reason : "no reason given";
+}
+
+const char *
+SbSignatureAlgorithmName(SbSignatureAlgorithm alg)
+{
+	switch (alg)
+	{
+		case SB_SIG_RSA_SHA1:
+			return "rsa-sha1";
+		case SB_SIG_ED25519:
+			return "ed25519";
+		case SB_SIG_NONE:
+			break;
+	}
+	return NULL;
+}
+
+bool
+SbSignatureAlgorithmFromName(const char *name, SbSignatureAlgorithm *alg)
+{
+	if (pg_strcasecmp(name, "rsa-sha1") == 0)
+		*alg = SB_SIG_RSA_SHA1;
+	else if (pg_strcasecmp(name, "ed25519") == 0)
+		*alg = SB_SIG_ED25519;
+	else
+		return false;
+	return true;
+}
+
+SbSignatureAlgorithm
+SbKeySignatureAlgorithm(EVP_PKEY *key)
+{
+	switch (EVP_PKEY_get_base_id(key))
+	{
+		case EVP_PKEY_RSA:
+			return SB_SIG_RSA_SHA1;
+		case EVP_PKEY_ED25519:
+			return SB_SIG_ED25519;
+	}
+	return SB_SIG_NONE;
+}
+
+const char *
+SbKeyTypeName(EVP_PKEY *key)
+{
+	return SbKeySignatureAlgorithm(key) == SB_SIG_ED25519 ? "ed25519" : "rsa";
+}
+
+char *
+SbKeyId(const char *pem, int len)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int dlen;
+	char	   *id;
+	int			idlen;
+
+	if (!EVP_Digest(pem, len, digest, &dlen, get_sha1(), NULL))
+		elog(ERROR, "SHA-1 failed: %s", openssl_error());
+	id = palloc(pg_b64_enc_len(dlen) + 1);
+	idlen = pg_b64_encode((const char *) digest, dlen, id, pg_b64_enc_len(dlen));
+	if (idlen < 0)
+		elog(ERROR, "could not encode a key id in base64");
+	id[idlen] = '\0';
+	return id;
+}
+
+EVP_PKEY *
+SbParsePublicKey(const char *pem, int len)
+{
+	EVP_PKEY   *key = NULL;
+	OSSL_DECODER_CTX *dctx;
+	const unsigned char *data = (const unsigned char *) pem;
+	size_t		remaining = len;
+	const char *begin = memmem(pem, len, "-----BEGIN ", 11);
+
+	/* one key, alone: a second block would be a second key under one id */
+	if (begin == NULL ||
+		memmem(begin + 11, len - (begin + 11 - pem), "-----BEGIN ", 11) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("public key must be one PEM block"),
+				 errhint("Give the text of a PEM public key, as \"openssl pkey -pubout\" writes it.")));
+
+	dctx = OSSL_DECODER_CTX_new_for_pkey(&key, "PEM", NULL, NULL,
+										 EVP_PKEY_PUBLIC_KEY, NULL, NULL);
+	if (dctx == NULL)
+		elog(ERROR, "could not create an OpenSSL decoder: %s", openssl_error());
+	if (!OSSL_DECODER_from_data(dctx, &data, &remaining))
+		key = NULL;
+	OSSL_DECODER_CTX_free(dctx);
+	if (key == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not read a public key from the PEM text"),
+				 errdetail("OpenSSL: %s", openssl_error()),
+				 errhint("Give \"BEGIN PUBLIC KEY\" (RSA or Ed25519) or \"BEGIN RSA PUBLIC KEY\" PEM text.")));
+	if (SbKeySignatureAlgorithm(key) == SB_SIG_NONE)
+	{
+		EVP_PKEY_free(key);
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("public key is neither RSA nor Ed25519")));
+	}
+	ERR_clear_error();
+	return key;
+}
+
+char *
+SbPublicKeyPem(EVP_PKEY *key)
+{
+	BIO		   *bio = BIO_new(BIO_s_mem());
+	char	   *data;
+	long		len;
+	char	   *pem;
+
+	if (bio == NULL || !PEM_write_bio_PUBKEY(bio, key))
+	{
+		BIO_free(bio);
+		elog(ERROR, "could not write a public key: %s", openssl_error());
+	}
+	len = BIO_get_mem_data(bio, &data);
+	pem = pnstrdup(data, len);
+	BIO_free(bio);
+	return pem;
+}
+
+/* A digest context set up for key: SHA-1 for RSA, none for Ed25519 */
+static EVP_MD_CTX *
+new_md_ctx(EVP_PKEY *key, bool sign)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	const EVP_MD *md = SbKeySignatureAlgorithm(key) == SB_SIG_RSA_SHA1
+		? get_sha1() : NULL;
+	int			ok;
+
+	if (ctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	ok = sign
+		? EVP_DigestSignInit(ctx, NULL, md, NULL, key)
+		: EVP_DigestVerifyInit(ctx, NULL, md, NULL, key);
+	if (ok != 1)
+	{
+		EVP_MD_CTX_free(ctx);
+		elog(ERROR, "could not set up a signature: %s", openssl_error());
+	}
+	return ctx;
+}
+
+void
+SbSignText(EVP_PKEY *key, const char *data, int len, StringInfo out)
+{
+	EVP_MD_CTX *ctx = new_md_ctx(key, true);
+	size_t		siglen = EVP_PKEY_get_size(key);
+	unsigned char *sig = palloc(siglen);
+	int			enclen;
+
+	if (EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *) data, len) != 1)
+	{
+		EVP_MD_CTX_free(ctx);
+		elog(ERROR, "could not sign an update: %s", openssl_error());
+	}
+	EVP_MD_CTX_free(ctx);
+	enclen = pg_b64_enc_len(siglen);
+	enlargeStringInfo(out, enclen + 1);
+	enclen = pg_b64_encode((const char *) sig, siglen, out->data + out->len, enclen);
+	if (enclen < 0)
+		elog(ERROR, "could not encode a signature in base64");
+	out->len += enclen;
+	out->data[out->len] = '\0';
+	pfree(sig);
+}
+
+bool
+SbVerifyText(EVP_PKEY *key, const char *data, int len,
+			 const char *signature_b64)
+{
+	int			enclen = strlen(signature_b64);
+	char		sig[SB_MAX_SIGNATURE_CHARS];
+	int			siglen;
+	EVP_MD_CTX *ctx;
+	int			ok;
+
+	if (enclen == 0 || enclen > SB_MAX_SIGNATURE_CHARS)
+		return false;
+	siglen = pg_b64_decode(signature_b64, enclen, sig, sizeof(sig));
+	if (siglen <= 0)
+		return false;
+	ctx = new_md_ctx(key, false);
+	ok = EVP_DigestVerify(ctx, (unsigned char *) sig, siglen,
+						  (const unsigned char *) data, len);
+	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
+	return ok == 1;
+}

@@ -1,0 +1,113 @@
+# Signed models between two database servers, over both transports
+# (PeerTransport: 'stream' and 'libpq') and with both key types: B dials
+# A for the signed model "s".  A trusts B's and C's keys; B at first
+# trusts no one:
+#   - A accepts B's signed writes; B refuses A's own writes and the
+#     update of a third source C that A holds (relayed by A with C's
+#     signature): peer_status.rejected counts them, they are not stored
+#     and B's clock does not move for them;
+#   - once B trusts A's key (and redials), A's writes arrive, C's are
+#     still refused; once B trusts C's key too, the model converges,
+#     signatures byte for byte;
+#   - live signed writes on each side then reach the other.
+# C's update is signed with the openssl command (SignedTest::signed_update),
+# so the server's verification is checked against an implementation other
+# than its own.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use LibpqTest;
+use PeerTransport;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use SignedTest;
+use StreamTest;
+use Test::More;
+
+sub q1 { return LibpqTest::q1(@_) }
+
+# sum of rejected over the node's rows for model s
+sub rejected
+{
+	my ($node) = @_;
+	return q1($node, "SELECT coalesce(sum(rejected), 0) FROM scuttlebutt.peer_status WHERE model = 's'");
+}
+
+for my $t (PeerTransport->all)
+{
+	for my $alg (qw(rsa ed25519))
+	{
+		my $p = $t->name . " $alg";
+		my $tag = $t->name . "_$alg";
+		my $na = $t->new_node("a_$tag", dialed => 1);
+		my $nb = $t->new_node("b_$tag");
+		my $dir = PostgreSQL::Test::Utils::tempdir();
+		my ($ka, $kb, $kc) = map { SignedTest::make_key($dir, "$_", $alg) } qw(a b c);
+		SignedTest::use_key($na, $ka);
+		SignedTest::use_key($nb, $kb);
+		my ($ida, $idb, $idc) = map { $_->{id} } ($ka, $kb, $kc);
+
+		q1($_, q{SELECT scuttlebutt.create_model('s', 'model', true)}) for ($na, $nb);
+		SignedTest::trust($na, $kb, "$p: A");
+		SignedTest::trust($na, $kc, "$p: A");
+
+		my $now = time() * 1000;
+		my $c1 = SignedTest::signed_update($kc, '["c1",{"from":"c"}]', $now - 5000);
+		is(q1($na, 'SELECT scuttlebutt.apply_update(' . LibpqTest::lit('s') . ', ' . LibpqTest::lit($c1) . ')'),
+			't', "$p: A accepts C's update signed with the openssl command");
+		q1($na, q{SELECT scuttlebutt.set('s', 'a1', '{"from": "a"}')});
+		q1($nb, q{SELECT scuttlebutt.set('s', 'b1', '{"from": "b"}')});
+
+		my $id = $t->add_peer($nb, 's', $na);
+		ok(StreamTest::poll($na, q{SELECT scuttlebutt.get('s', 'b1') IS NOT NULL}),
+			"$p: B's signed write reaches A, which trusts B");
+		ok(StreamTest::poll($nb, q{SELECT coalesce(sum(rejected), 0) >= 2 FROM scuttlebutt.peer_status WHERE model = 's'}),
+			"$p: B, trusting no one, rejects A's write and C's update (peer_status.rejected)")
+		  or diag('rejected on B: ' . rejected($nb));
+		is(q1($nb, q{SELECT count(*) FROM scuttlebutt.history('s')}), 1, "$p: B holds only its own update");
+		is(q1($nb, q{SELECT scuttlebutt.get('s', 'a1') IS NULL AND scuttlebutt.get('s', 'c1') IS NULL}),
+			't', "$p: get() on B returns neither");
+		is(q1($nb, qq{SELECT scuttlebutt.clock('s') ?| ARRAY['$ida', '$idc']}), 'f',
+			"$p: B's clock did not move for A or C");
+
+		# trust A, and dial again: A's write arrives, C's update is still refused
+		SignedTest::trust($nb, $ka, "$p: B");
+		q1($nb, "SELECT scuttlebutt.remove_peer($id)");
+		my $before = rejected($nb);
+		$id = $t->add_peer($nb, 's', $na);
+		ok(StreamTest::poll($nb, q{SELECT scuttlebutt.get('s', 'a1') IS NOT NULL}),
+			"$p: once B trusts A's key, A's write reaches B");
+		ok(StreamTest::poll($nb, "SELECT coalesce(sum(rejected), 0) >= 1 FROM scuttlebutt.peer_status WHERE peer_id = $id"),
+			"$p: C's update, relayed by A, is still rejected by B (C's key not trusted)");
+		is(q1($nb, q{SELECT scuttlebutt.get('s', 'c1') IS NULL}), 't', "$p: get() on B does not return C's update");
+
+		# trust C too: the model converges, byte for byte
+		SignedTest::trust($nb, $kc, "$p: B");
+		q1($nb, "SELECT scuttlebutt.remove_peer($id)");
+		$id = $t->add_peer($nb, 's', $na);
+		ok(StreamTest::poll($nb, q{SELECT scuttlebutt.get('s', 'c1') IS NOT NULL}),
+			"$p: once B trusts C's key, C's update reaches B through A");
+		ok(LibpqTest::wait_converged('s', [ $na, $nb ]), "$p: A and B hold the same updates (signatures included) and clock");
+		is(q1($nb, qq{SELECT h::text FROM scuttlebutt.history('s') h WHERE h->>2 = '$idc'}), $c1,
+			"$p: C's update on B is the text signed by openssl, byte for byte");
+
+		# live writes both ways
+		q1($na, q{SELECT scuttlebutt.set('s', 'a2', '[2, "live from a"]')});
+		q1($nb, q{SELECT scuttlebutt.set('s', 'b2', '[2, "live from b"]')});
+		ok(StreamTest::poll($nb, q{SELECT scuttlebutt.get('s', 'a2') IS NOT NULL})
+			  && StreamTest::poll($na, q{SELECT scuttlebutt.get('s', 'b2') IS NOT NULL}),
+			"$p: live signed writes reach the other side");
+		ok(LibpqTest::wait_converged('s', [ $na, $nb ]), "$p: converged after the live writes");
+		is(q1($nb, q{SELECT count(*) FILTER (WHERE json_array_length(h) = 4 AND h->>3 <> '') || '/' || count(*)
+					  FROM scuttlebutt.history('s') h}),
+			'5/5', "$p: each of the 5 updates on B (c1, a1, b1, a2, b2) is signed");
+		is(q1($nb, "SELECT rejected FROM scuttlebutt.peer_status WHERE peer_id = $id"), 0,
+			"$p: the last connection rejected nothing");
+		$na->stop;
+		$nb->stop;
+	}
+}
+
+done_testing();
