@@ -95,5 +95,26 @@ signed_model_sql() {
 	fi
 }
 
+# lib.sh's disturb_end first waits (_cluster_settle) until the first
+# server's postmaster has no more children than before the run: the
+# backends of a finished client exit a moment after it.  After a libpq
+# pull that server keeps the peer's sessions (TCP from 127.0.0.1; the
+# scripts' own sessions use the Unix socket), and the wait would last its
+# full 3 s, much longer on a loaded machine: those are not counted.
+_cluster_settle() {
+	local k c
+	for _ in $(seq 1 300); do
+		k=0
+		for c in $(pgrep -P "$BENCH_POSTMASTER"); do
+			case $(tr '\0' ' ' <"/proc/$c/cmdline" 2>/dev/null) in
+				*"127.0.0.1("*) ;;
+				*) k=$((k + 1)) ;;
+			esac
+		done
+		[ "$k" -le "$1" ] && return 0
+		sleep 0.01
+	done
+}
+
 # rate N MS: N per second in MS milliseconds.
 rate() { awk -v n="$1" -v ms="$2" 'BEGIN { if (ms <= 0) print "nan"; else printf "%.1f\n", n * 1000 / ms }'; }

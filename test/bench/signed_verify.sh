@@ -89,9 +89,10 @@ fresh_b() {
 	sqlx a -c "CHECKPOINT" >/dev/null
 }
 
-# timed NAME SQLFILE OUT: run SQLFILE on b, whose first statement prints the
-# server's clock (ms) and whose last prints it again as its last column;
-# gated on foreign CPU; prints the elapsed ms.
+# timed TAG: run TAG.sql on b, whose first statement prints the server's
+# clock (ms) and whose last prints it again as its last column, gated on
+# foreign CPU; sets MS to the elapsed ms.  (Not inside $(...): lib.sh's
+# disturb_* read the children's CPU of this shell.)
 timed() {
 	local tag=$1 t0 t1
 	quiet_gate
@@ -100,7 +101,7 @@ timed() {
 	disturb_end "$W/foreign.all"
 	t0=$(sed -n 1p "$tag.out")
 	t1=$(tail -1 "$tag.out" | awk '{ print $NF }')
-	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", b - a }'
+	MS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", b - a }')
 }
 
 # run SIDE ALG REP: one measurement; appends to $W/ALG.SIDE.ms (openssl:
@@ -130,7 +131,8 @@ SELECT scuttlebutt.wait_for_sync('$model', '600s'), extract(epoch FROM clock_tim
 SQL
 			;;
 	esac
-	ms=$(timed "$tag" "$tag.sql")
+	timed "$tag"
+	ms=$MS
 	if [ "$side" = pull ]; then
 		[ "$(tail -1 "$tag.out" | awk '{ print $1 }')" = t ] || die "wait_for_sync('$model') on b did not return true: $(cat "$tag.out"); b: $(peer_line b)"
 		check_model "$model" "$alg"
