@@ -26,7 +26,7 @@
  * What JSON.parse accepts and PostgreSQL's parser refuses (the escape
  * \u0000, escapes of lone surrogates) is refused here: such text cannot be
  * stored as PostgreSQL text anyway.  Text that is not UTF-8, or nested
- * deeper than JS_CANON_MAX_DEPTH, is refused as well (the wire parser
+ * deeper than SB_MAX_JSON_DEPTH, is refused as well (the wire parser
  * refuses both first).  String escapes decode to the server encoding
  * (pg_unicode_to_server), so the bytes are UTF-8 in a UTF8 database, as
  * the extension's databases are.
@@ -44,13 +44,7 @@
 #include "compat.h"
 #include "jscanon.h"
 #include "jstext.h"
-
-/*
- * Deepest nesting read (wire.c refuses deeper lines): the parser recurses
- * once per level, and in a build without check_stack_depth() nothing else
- * would stop it
- */
-#define JS_CANON_MAX_DEPTH 512
+#include "wire.h"
 
 /* Objects with more members than this find repeated keys by sorting */
 #define JS_CANON_PAIRWISE_MAX 16
@@ -98,44 +92,6 @@ typedef struct CanonState
 	CanonFrame	frames_local[JS_CANON_LOCAL_FRAMES];
 	CanonMember members_local[JS_CANON_LOCAL_MEMBERS];
 } CanonState;
-
-/*
- * The deepest nesting of text, or -1 if deeper than JS_CANON_MAX_DEPTH.
- * Strings are skipped as the lexer skips them, so the count agrees with
- * the parser's up to where the parser finds an error.
- */
-static int
-canon_max_depth(const char *text, int len)
-{
-	int			depth = 0;
-	int			max = 0;
-
-	for (int i = 0; i < len; i++)
-	{
-		switch (text[i])
-		{
-			case '"':
-				for (i++; i < len && text[i] != '"'; i++)
-					if (text[i] == '\\')
-						i++;
-				break;
-			case '[':
-			case '{':
-				if (++depth > max)
-				{
-					max = depth;
-					if (max > JS_CANON_MAX_DEPTH)
-						return -1;
-				}
-				break;
-			case ']':
-			case '}':
-				depth--;
-				break;
-		}
-	}
-	return max;
-}
 
 /* Opens an array or object: a frame, and its '[' or '{' */
 static CanonFrame *
@@ -443,10 +399,11 @@ JsAppendReparsed(StringInfo out, const char *text, int len)
 	JsonSemAction sem;
 	CanonState	st;
 	int			max_depth;
+	bool		line_break;
 
 	if (len < 0 || pg_encoding_verifymbstr(PG_UTF8, text, len) != len)
 		return false;
-	max_depth = canon_max_depth(text, len);
+	max_depth = SbJsonScan(text, len, &line_break);
 	if (max_depth < 0)
 		return false;
 

@@ -40,7 +40,6 @@
 #include "wire.h"
 
 /* Deepest nesting accepted in a line (each level costs parser stack) */
-#define SB_MAX_JSON_DEPTH 512
 
 /* A decimal exponent beyond this cannot be held by jsonb's numeric */
 #define SB_MAX_DECIMAL_EXPONENT 100000
@@ -152,19 +151,13 @@ number_fits_numeric(const char *token)
 	return exponent > -SB_MAX_DECIMAL_EXPONENT && exponent < SB_MAX_DECIMAL_EXPONENT;
 }
 
-/*
- * What pg_parse_json must not be given, found in one pass before it runs:
- * nesting deeper than SB_MAX_JSON_DEPTH (the parser recurses once per
- * level, and on PostgreSQL 15 a semantic action cannot stop it), and a
- * line break outside strings (JSON whitespace, but a stored update is
- * sent as one line).  Inside strings only escapes matter here: what else
- * a string holds is the lexer's business.
- */
-static bool
-prescan(const char *text, int len, SbMessageError *err)
+int
+SbJsonScan(const char *text, int len, bool *line_break)
 {
 	int			depth = 0;
+	int			max = 0;
 
+	*line_break = false;
 	for (int i = 0; i < len; i++)
 	{
 		switch (text[i])
@@ -176,13 +169,8 @@ prescan(const char *text, int len, SbMessageError *err)
 				break;
 			case '[':
 			case '{':
-				if (++depth > SB_MAX_JSON_DEPTH)
-				{
-					err->sqlerrcode = ERRCODE_STATEMENT_TOO_COMPLEX;
-					err->message = pstrdup("JSON nesting is deeper than "
-										   CppAsString2(SB_MAX_JSON_DEPTH) " levels");
-					return false;
-				}
+				if (++depth > max && (max = depth) > SB_MAX_JSON_DEPTH)
+					return -1;
 				break;
 			case ']':
 			case '}':
@@ -190,10 +178,37 @@ prescan(const char *text, int len, SbMessageError *err)
 				break;
 			case '\n':
 			case '\r':
-				err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
-				err->message = pstrdup("line break outside a string: an update must be one line");
-				return false;
+				*line_break = true;
+				break;
 		}
+	}
+	return max;
+}
+
+/*
+ * What pg_parse_json must not be given, found in one pass before it runs:
+ * nesting deeper than SB_MAX_JSON_DEPTH (the parser recurses once per
+ * level, and on PostgreSQL 15 a semantic action cannot stop it), and a
+ * line break outside strings (JSON whitespace, but a stored update is
+ * sent as one line).
+ */
+static bool
+prescan(const char *text, int len, SbMessageError *err)
+{
+	bool		line_break;
+
+	if (SbJsonScan(text, len, &line_break) < 0)
+	{
+		err->sqlerrcode = ERRCODE_STATEMENT_TOO_COMPLEX;
+		err->message = pstrdup("JSON nesting is deeper than "
+							   CppAsString2(SB_MAX_JSON_DEPTH) " levels");
+		return false;
+	}
+	if (line_break)
+	{
+		err->sqlerrcode = ERRCODE_INVALID_PARAMETER_VALUE;
+		err->message = pstrdup("line break outside a string: an update must be one line");
+		return false;
 	}
 	return true;
 }

@@ -23,6 +23,9 @@
 #define SB_MAX_KEY_BYTES 1024
 #define SB_MAX_SOURCE_BYTES 256
 
+/* Deepest nesting of JSON text taken: pg_parse_json recurses per level */
+#define SB_MAX_JSON_DEPTH 512
+
 typedef enum SbMessageType
 {
 	SB_MSG_UPDATE,				/* [change, ts, source(, signature)] */
@@ -93,6 +96,13 @@ extern bool SbParseMessage(const char *text, int len, SbMessage *msg,
  */
 extern bool SbCheckUpdateForKind(SbMessage *msg, SbKind kind,
 								 SbMessageError *err);
+
+/*
+ * One pass over JSON text, strings skipped as the lexer skips them: the
+ * deepest nesting, or -1 once deeper than SB_MAX_JSON_DEPTH; *line_break
+ * says whether a line break occurs outside strings.
+ */
+extern int	SbJsonScan(const char *text, int len, bool *line_break);
 
 /* ---- writing: each appends one line's text, without its newline ---- */
 
