@@ -140,6 +140,13 @@ SELECT pg_temp.err(format('SELECT scuttlebutt.import(%L, %L)', 's_imp',
 SELECT count(*) AS nothing_imported FROM scuttlebutt.history('s_imp');
 SELECT scuttlebutt.import('s_imp', '[["x",1],1700000000000,"+FTKiPRbMrss6uxyYbkYqe/ddHU=","BBtkbO2Sa3Mo/t3GW+b6AdC/VwEWcwVR4XpKc8lYVXvqLMKo2hFwSq/l62yRHXeawGvmMJ7Ox4/gd/g25dFtQumm+zkh0m/Rv590sjocIz7aF8AMzkXnJtMM2OQFToyCyqzoVwJLdSpyMamQbxDqH8+CgX4gig76bj2r+UzpqtmCUK9hVQ0WU/KfLeAF/ZoCOfxOW9I43W2HEh2w5F16Rbts4XK+S6OgGrn14UXUu+2ZLuxwzFiD0zJpqM0yo52UDRGZrf5AacNr5yR5CmCQUg6CvCrgqo1gy6h+Rz1CkbwIa0WKpV9uXa3OtYLpTnntjqPFlM0SkEtLLkPg3Wkmsw=="]' || E'\n' || '[["z",1],1700000000003,"+FTKiPRbMrss6uxyYbkYqe/ddHU=","Ou1J9f/QBDWEhr0vDw/bEN4scje1O/XmHkzhCXK/0u4DYC8cOc96hfijJSTsbLlM3YgXmABUiCCJ4j5sWBLSbVqsFhZ0UNBFVVDknc4L/oZbtL3YVuDwGIYi4/bQMT7fhpLYFSUqz4+TBBqhnTcThIqNGg6QI7InRBDVZ0yO5SvlQGUTjWTpbhnIVuce/FpOMTo7fspt6qXv8CU49I+eU4QmXIXnZsENNc77vTfJzmu36/ZG2dE2B4Hqt+Uwh2DPExM4wTPxssueoPlOQ8EKytEMrNMLWrXwQLeuUGgeLW7lNlFLVkq4CtyJUtJ/8t8Mcz+1bGJqq6+dyiH4/g6UxA=="]' || E'\n"SYNC"\n');
 
+-- a pusher's header raises an unsigned model's clock, never a signed one's
+-- (there only verified updates move it)
+SELECT scuttlebutt._push(m, format('{"id":"P","clock":{"Z1":%s}}',
+		(extract(epoch FROM now()) * 1000)::bigint)) AS pushed
+	FROM unnest(ARRAY['s_imp', 'u_kv']) m;
+SELECT m, scuttlebutt.clock(m) ? 'Z1' AS raised FROM unnest(ARRAY['s_imp', 'u_kv']) m;
+
 -- an unsigned model keeps signatures as sent, and checks none
 SELECT scuttlebutt.apply_update('u_kv', '[["x",1],1700000000000,"+FTKiPRbMrss6uxyYbkYqe/ddHU=","AAAA"]');
 SELECT doc FROM scuttlebutt.history('u_kv') h(doc);

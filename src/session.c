@@ -524,6 +524,14 @@ SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n)
 
 	s->pending_clock = palloc(sizeof(SbClockEntry) * Max(n, 1));
 	s->npending_clock = 0;
+
+	/*
+	 * A signed model's clock moves on verified updates only: a peer's word
+	 * could raise a source past updates it never sent, and the genuine
+	 * ones would then be dropped as old.
+	 */
+	if (s->model.signature != SB_SIG_NONE)
+		n = 0;
 	for (int i = 0; i < n; i++)
 	{
 		if (entries[i].ts > bound || !clock_may_raise(s, entries[i].source))

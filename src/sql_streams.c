@@ -89,11 +89,18 @@ defer_for_push(SbMessage *msg, double bound, SbRemoteClock *deferred,
 	return true;
 }
 
-/* A pusher's header, less the entries of deferred sources */
+/*
+ * A pusher's header, less the entries of deferred sources; nothing for a
+ * signed model, whose clock moves on verified updates only (see
+ * SbSessionQueueClock)
+ */
 static void
 raise_to_pushed_clock(SbModelRef *model, SbMessage *header, SbRemoteClock *deferred)
 {
 	int			n = 0;
+
+	if (model->signature != SB_SIG_NONE)
+		return;
 
 	for (int i = 0; i < header->nclock; i++)
 		if (SbRemoteClockGet(deferred, header->clock[i].source) == -INFINITY)
