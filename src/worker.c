@@ -548,6 +548,35 @@ read_peers(void)
 }
 
 /*
+ * The id of the signing key ("" without one), read anew after a reload:
+ * the setting may name another file, or the same file hold another key.
+ * A file that cannot be read now (replaced after the reload checked it)
+ * counts as a change: every connection then fails until it is fixed.
+ */
+static char *
+signing_key_id(void)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *id = NULL;
+
+	PG_TRY();
+	{
+		const SbNodeKey *key = SbGetNodeKey();
+
+		id = pstrdup(key ? key->id : "");
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		id = pstrdup("(unreadable)");
+	}
+	PG_END_TRY();
+	return id;
+}
+
+/*
  * Closes every connection: each one's header and model were those of the
  * old node id (outgoing ones redial, incoming peers reconnect)
  */
@@ -976,11 +1005,11 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 
 		if (ConfigReloadPending)
 		{
-			char	   *key_file = pstrdup(sb_signing_key_file);
+			char	   *key_id = signing_key_id();
 
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			if (strcmp(key_file, sb_signing_key_file) != 0)
+			if (strcmp(key_id, signing_key_id()) != 0)
 				close_all_sessions(SB_CLOSE_SIGNING_KEY_CHANGED);
 			if (SbListenerConfigure())
 				ws.set_dirty = true;

@@ -9,8 +9,9 @@
 #     unknown source, or whose signature does not verify is counted in
 #     peer_status.rejected and not applied, and the connection stays open;
 #     a key trusted while the connection is open is used at once;
-#   - changing the key file closes every connection ("signing key
-#     changed"): the next header names the new id.
+#   - changing the key file (another path, or another key in the same
+#     file) closes every connection at reload ("signing key changed"): the
+#     next header names the new id.
 use strict;
 use warnings;
 
@@ -155,6 +156,24 @@ like($header, qr/"id":"\Q$ed_id\E"/, 'a new connection\'s header names the new i
 qa(q{SELECT scuttlebutt.create_model('e', 'model', true)});
 is(qa(q{SELECT signature_algorithm FROM scuttlebutt.models WHERE name = 'e'}), 'ed25519',
 	'a signed model made on an Ed25519 node takes Ed25519 signatures');
+
+# ---- the same file with another key in it, then a reload: the same ----
+my ($other_key, $other_pub) = make_key('other_ed', 'ed25519');
+my $closed_before = qa(q{SELECT count FROM scuttlebutt.connection_errors WHERE reason = 'signing key changed'});
+open(my $in, '<', $other_key) or die;
+open(my $out, '>', $ed_key) or die;
+print $out do { local $/; <$in> };
+close $out;
+close $in;
+$na->reload;
+ok($r2->wait_closed(30), 'a new key in the same file closes the connections at reload');
+ok(StreamTest::poll($na, "SELECT count > $closed_before FROM scuttlebutt.connection_errors WHERE reason = 'signing key changed'", 30),
+	'counted as "signing key changed"');
+my $other_id = key_id($other_pub);
+is(qa('SELECT scuttlebutt.node_id()'), $other_id, 'the node id is the new key\'s');
+my $r3 = StreamTest::Raw->new($port);
+($header) = $r3->handshake('m', id => 'RAW3');
+like($header, qr/"id":"\Q$other_id\E"/, 'and the next header names it');
 
 $na->stop;
 done_testing();
