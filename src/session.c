@@ -68,9 +68,6 @@
 /* At most one WARNING per session this often for rejected updates */
 #define SB_REJECT_WARNING_INTERVAL_MS 10000
 
-/* Sources refused on one connection that are remembered one by one */
-#define SB_MAX_REFUSED_SOURCES 10000
-
 const char *
 SbSessionStateName(SbSessionState state)
 {
@@ -159,8 +156,6 @@ SbSessionBegin(SbSession *s)
 	memset(&s->remote, 0, sizeof(s->remote));
 	memset(&s->deferred, 0, sizeof(s->deferred));
 	s->deferred_first = INFINITY;
-	memset(&s->refused, 0, sizeof(s->refused));
-	s->refused_overflow = false;
 	s->clock_owed = false;
 	s->caught_up = false;
 	s->counters.synced_at = 0;
@@ -506,16 +501,7 @@ SbSessionReceive(SbSession *s, SbMessage *msg, bool ok, SbMessageError *err)
 
 /* ---- applying ---- */
 
-/* Whether a clock the peer vouches for may raise source's entry */
-static bool
-clock_may_raise(SbSession *s, const char *source)
-{
-	return !s->refused_overflow &&
-		SbRemoteClockGet(&s->deferred, source) == -INFINITY &&
-		SbRemoteClockGet(&s->refused, source) == -INFINITY;
-}
-
-/* A deferred or refused source's entry, or one past the bound, is left out */
+/* A deferred source's entry, or one past the bound, is left out */
 void
 SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n)
 {
@@ -534,7 +520,8 @@ SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n)
 		n = 0;
 	for (int i = 0; i < n; i++)
 	{
-		if (entries[i].ts > bound || !clock_may_raise(s, entries[i].source))
+		if (entries[i].ts > bound ||
+			SbRemoteClockGet(&s->deferred, entries[i].source) != -INFINITY)
 			continue;
 		s->pending_clock[s->npending_clock].source = pstrdup(entries[i].source);
 		s->pending_clock[s->npending_clock].ts = entries[i].ts;
@@ -545,14 +532,12 @@ SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n)
 
 /*
  * Leaves out of the batch the updates a signed model refuses, each counted
- * as rejected, and the clock entries of their sources: a source's clock
- * must not rise past an update that was not taken.
+ * as rejected (no clock they could raise: a signed model queues none)
  */
 static void
 verify_pending(SbSession *s)
 {
 	int			kept = 0;
-	int			nclock = 0;
 
 	if (s->model.signature == SB_SIG_NONE)
 		return;
@@ -566,17 +551,8 @@ verify_pending(SbSession *s)
 			continue;
 		}
 		SbSessionReject(s, err.message);
-		if (s->refused.n < SB_MAX_REFUSED_SOURCES)
-			SbRemoteClockRaise(&s->refused, s->session_cxt,
-							   s->pending[i].source, s->pending[i].ts);
-		else
-			s->refused_overflow = true;
 	}
 	s->npending = kept;
-	for (int i = 0; i < s->npending_clock; i++)
-		if (clock_may_raise(s, s->pending_clock[i].source))
-			s->pending_clock[nclock++] = s->pending_clock[i];
-	s->npending_clock = nclock;
 }
 
 static void

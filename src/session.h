@@ -76,10 +76,6 @@ typedef struct SbSession
 								 * the rest of theirs waits for a reconnect */
 	double		deferred_first; /* the earliest of those updates (or
 								 * Infinity) */
-	SbRemoteClock refused;		/* sources with an update a signed model
-								 * refused: no clock the peer vouches for
-								 * raises theirs */
-	bool		refused_overflow;	/* too many to hold: no clock raises any */
 	bool		clock_owed;		/* remote raised past what it was sent: tell it */
 	bool		caught_up;		/* nothing left to send as of commits_seen */
 	uint64		commits_seen;

@@ -198,8 +198,7 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 						(errcode(err.sqlerrcode),
 						 errmsg("line %d of scuttlebutt dump refused by signed model \"%s\": %s",
 								lineno, model.name, err.message)));
-			/* refused: nor does the pusher's header raise its source */
-			SbRemoteClockRaise(&deferred, old, msg->source, msg->ts);
+			/* (a signed model takes no pushed header: see raise_to_pushed_clock) */
 			if (nrefused++ == 0)
 				first_refusal = MemoryContextStrdup(old, err.message);
 			continue;
