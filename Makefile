@@ -41,7 +41,8 @@ OBJS = \
 	src/sql_json.o \
 	src/sql_peers.o \
 	src/sql_poll.o \
-	src/sql_keys.o
+	src/sql_keys.o \
+	src/jwt.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
