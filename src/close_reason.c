@@ -5,7 +5,8 @@
  *
  * A protocol violation is 08P01; failures to connect, lost connections,
  * timeouts, missing objects and limits carry the codes PostgreSQL uses
- * for the same situations on its own connections.
+ * for the same situations on its own connections; a connection refused by
+ * scuttlebutt.listen_rules carries 28000, as pg_hba's refusals do.
  *
  *-------------------------------------------------------------------------
  */
@@ -48,6 +49,10 @@ static const SbCloseReasonInfo reasons[SB_CLOSE_REASONS] = {
 	[SB_CLOSE_INTERNAL_ERROR] = {"internal error", ERRCODE_INTERNAL_ERROR},
 	[SB_CLOSE_DEFERRED_DUE] = {"redial for deferred updates", ERRCODE_CONNECTION_EXCEPTION},
 	[SB_CLOSE_SIGNING_KEY_CHANGED] = {"signing key changed", ERRCODE_CONNECTION_EXCEPTION},
+	[SB_CLOSE_REJECTED_BY_RULE] = {"rejected by rule", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	[SB_CLOSE_NO_MATCHING_RULE] = {"no matching rule", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	[SB_CLOSE_AUTH_FAILED] = {"authentication failed", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	[SB_CLOSE_PERMISSION_DENIED] = {"permission denied", ERRCODE_INSUFFICIENT_PRIVILEGE},
 };
 
 const char *

@@ -49,10 +49,16 @@ typedef enum SbCloseReason
 	/* an outgoing session redials: updates it deferred are within bounds */
 	SB_CLOSE_DEFERRED_DUE,
 	/* scuttlebutt.signing_key_file changed: the node's id may have too */
-	SB_CLOSE_SIGNING_KEY_CHANGED
+	SB_CLOSE_SIGNING_KEY_CHANGED,
+	/* an incoming connection refused by scuttlebutt.listen_rules */
+	SB_CLOSE_REJECTED_BY_RULE,
+	SB_CLOSE_NO_MATCHING_RULE,
+	SB_CLOSE_AUTH_FAILED,
+	/* the connection's role lacks a privilege on the model */
+	SB_CLOSE_PERMISSION_DENIED
 } SbCloseReason;
 
-#define SB_CLOSE_REASONS (SB_CLOSE_SIGNING_KEY_CHANGED + 1)
+#define SB_CLOSE_REASONS (SB_CLOSE_PERMISSION_DENIED + 1)
 
 /* The name shown in connection_errors and last_error */
 extern const char *SbCloseReasonName(SbCloseReason reason);

@@ -64,6 +64,7 @@ typedef struct ParseState
 	bool		elem2_is_string;
 	bool		elem3_is_string;
 	bool		meta_model_field;
+	bool		meta_token_field;
 } ParseState;
 
 static void
@@ -271,7 +272,10 @@ on_object_field_start(void *state, char *fname, bool isnull pg_attribute_unused(
 			 msg->has_clock)
 		st->pending_clock_source = pstrdup(fname);
 	else if (level == 2 && st->root_is_object && st->in_meta_field)
+	{
 		st->meta_model_field = strcmp(fname, "model") == 0;
+		st->meta_token_field = strcmp(fname, "token") == 0;
+	}
 
 	SB_JSON_ACTION_RETURN;
 }
@@ -297,7 +301,7 @@ on_object_field_end(void *state, char *fname pg_attribute_unused(), bool isnull 
 		st->pending_clock_source = NULL;
 	}
 	else if (level == 2)
-		st->meta_model_field = false;
+		st->meta_model_field = st->meta_token_field = false;
 
 	SB_JSON_ACTION_RETURN;
 }
@@ -394,6 +398,16 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 	else if (st->root_is_object && level == 2 && st->in_meta_field &&
 			 st->meta_model_field && tokentype == JSON_TOKEN_STRING)
 		msg->meta_model = token;
+	else if (st->root_is_object && level == 2 && st->in_meta_field &&
+			 st->meta_token_field && tokentype == JSON_TOKEN_STRING)
+	{
+		if (strlen(token) > SB_MAX_TOKEN_BYTES)
+			set_error(st, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+					  "header meta.token is longer than %s bytes",
+					  CppAsString2(SB_MAX_TOKEN_BYTES));
+		else
+			msg->meta_token = token;
+	}
 	else if (st->root_is_object && level == 2 &&
 			 st->pending_clock_source != NULL)
 	{

@@ -22,6 +22,8 @@
  */
 #define SB_MAX_KEY_BYTES 1024
 #define SB_MAX_SOURCE_BYTES 256
+/* A header's meta.token (a JWT) may be at most this long */
+#define SB_MAX_TOKEN_BYTES 8192
 
 /* Deepest nesting of JSON text taken: pg_parse_json recurses per level */
 #define SB_MAX_JSON_DEPTH 512
@@ -79,6 +81,8 @@ typedef struct SbMessage
 	bool		has_meta;
 	SbSpan		meta;
 	char	   *meta_model;		/* meta as a string, or meta.model */
+	char	   *meta_token;		/* meta.token when a string (at most
+								 * SB_MAX_TOKEN_BYTES), else NULL */
 } SbMessage;
 
 /*
