@@ -25,6 +25,7 @@ OBJS = \
 	src/channel_tcp.o \
 	src/stream.o \
 	src/listener.o \
+	src/listen_rules.o \
 	src/libpq_peer.o \
 	src/worker.o \
 	src/conninfo.o \

@@ -447,6 +447,68 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION scuttlebutt._wake_worker() FROM PUBLIC;
 SELECT scuttlebutt._wake_worker();
 
+-- Who may connect on the stream port (scuttlebutt.port), as pg_hba.conf
+-- says for PostgreSQL's: the rule of lowest position whose address (NULL:
+-- any) and model (NULL: any) match an incoming connection decides, by its
+-- method: trust (acts as role), cert (a verified client certificate whose
+-- Common Name names the role), token (a JWT in the header's meta.token
+-- whose "role" claim names the role) or reject.  For cert and token, a
+-- role in the rule admits its members only.  No matching rule refuses.
+-- Read at each connection's header: changes apply to the next connection.
+-- Only superusers and the table's owner may read or change the rules.
+CREATE TABLE scuttlebutt.listen_rules (
+	position integer PRIMARY KEY,
+	address cidr,
+	model text,
+	method text NOT NULL
+		CONSTRAINT listen_rules_method_check
+		CHECK (method IN ('trust', 'cert', 'token', 'reject')),
+	role name,
+	CONSTRAINT listen_rules_trust_role_check
+		CHECK (method <> 'trust' OR role IS NOT NULL)
+);
+REVOKE ALL ON scuttlebutt.listen_rules FROM PUBLIC;
+
+-- Out of the box: loopback clients, as the role that created the
+-- extension.  Rules placed before position 100 take precedence.
+INSERT INTO scuttlebutt.listen_rules (position, address, model, method, role)
+	VALUES (100, '127.0.0.0/8', NULL, 'trust', current_user),
+		   (101, '::1/128', NULL, 'trust', current_user);
+
+-- Whether a row is one of the two rules CREATE EXTENSION wrote, unchanged
+CREATE FUNCTION scuttlebutt._listen_rule_is_default(r scuttlebutt.listen_rules)
+RETURNS boolean
+LANGUAGE sql STABLE
+AS $$
+	SELECT coalesce(r.model IS NULL AND r.method = 'trust'
+		AND ((r.position = 100 AND r.address = '127.0.0.0/8')
+			 OR (r.position = 101 AND r.address = '::1/128'))
+		AND r.role = (SELECT pg_catalog.pg_get_userbyid(e.extowner)
+					  FROM pg_catalog.pg_extension e
+					  WHERE e.extname = 'scuttlebutt'), false)
+$$;
+
+-- pg_dump keeps every rule but the unchanged defaults (CREATE EXTENSION
+-- writes them again at a restore).  A changed default is dumped, and its
+-- restore replaces the default written at the same position.
+SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.listen_rules',
+	'WHERE NOT scuttlebutt._listen_rule_is_default(listen_rules)');
+
+CREATE FUNCTION scuttlebutt._listen_rules_replace_default()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+	DELETE FROM scuttlebutt.listen_rules r
+	WHERE r.position = NEW.position
+	  AND scuttlebutt._listen_rule_is_default(r);
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER listen_rules_replace_default
+	BEFORE INSERT ON scuttlebutt.listen_rules
+	FOR EACH ROW EXECUTE FUNCTION scuttlebutt._listen_rules_replace_default();
+
 CREATE FUNCTION scuttlebutt.add_stream_peer(model text, host text, port integer,
 											send boolean DEFAULT true,
 											receive boolean DEFAULT true)
@@ -510,7 +572,8 @@ CREATE FUNCTION scuttlebutt._peer_status(
 	OUT synced_at timestamptz, OUT sent bigint, OUT received bigint,
 	OUT rejected bigint, OUT rejected_skew bigint,
 	OUT bytes_in bigint, OUT bytes_out bigint,
-	OUT last_error text, OUT last_activity timestamptz)
+	OUT last_error text, OUT last_activity timestamptz,
+	OUT role name, OUT method text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'scuttlebutt_peer_status'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
@@ -519,15 +582,24 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 -- the worker does not hold (not preloaded, or not yet read) show a NULL
 -- state.
 -- conninfo: a libpq peer's connection string, without its password.
+-- role: the role the connection acts as (incoming: as listen_rules
+-- decided; outgoing: the peer row's owner); method: how an incoming one
+-- was authenticated (trust, cert, token).
 CREATE VIEW scuttlebutt.peer_status AS
-	SELECT s.*, scuttlebutt._conninfo_shown(p.conninfo) AS conninfo
+	SELECT s.peer_id, s.direction, s.transport, s.model, s.remote_addr,
+		   s.remote_id, s.state, s.synced_at, s.sent, s.received, s.rejected,
+		   s.rejected_skew, s.bytes_in, s.bytes_out, s.last_error,
+		   s.last_activity,
+		   scuttlebutt._conninfo_shown(p.conninfo) AS conninfo,
+		   s.role, s.method
 	FROM scuttlebutt._peer_status() s
 	LEFT JOIN scuttlebutt.peers p ON p.id = s.peer_id
 	UNION ALL
 	SELECT p.id, 'out', p.transport, p.model,
 		   coalesce(p.host || ':' || p.port, scuttlebutt._conninfo_address(p.conninfo)),
 		   NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL,
-		   scuttlebutt._conninfo_shown(p.conninfo)
+		   scuttlebutt._conninfo_shown(p.conninfo),
+		   pg_catalog.pg_get_userbyid(p.owner), NULL
 	FROM scuttlebutt.peers p
 	WHERE p.id NOT IN (SELECT s.peer_id FROM scuttlebutt._peer_status() s
 					   WHERE s.peer_id IS NOT NULL);
@@ -561,6 +633,7 @@ REVOKE ALL ON FUNCTION scuttlebutt._next_local_ts(integer, text, float8) FROM PU
 REVOKE ALL ON FUNCTION scuttlebutt._registry_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._peers_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._peers_check() FROM PUBLIC;
+REVOKE ALL ON FUNCTION scuttlebutt._listen_rules_replace_default() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._push(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._peer_status() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._connection_errors() FROM PUBLIC;

@@ -35,6 +35,9 @@ struct SbChannel
 {
 	const SbChannelOps *ops;
 	pgsocket	sock;
+	bool		tls;			/* true once the TLS handshake completed */
+	char	   *peer_cn;		/* CN of a verified client certificate, or
+								 * NULL */
 };
 
 /* A plain TCP channel on a connected, non-blocking socket */

@@ -153,16 +153,17 @@ format_addr(struct sockaddr *sa, socklen_t len, char *out, size_t outlen)
 }
 
 pgsocket
-SbListenerAccept(int i, char *remote, size_t remote_len)
+SbListenerAccept(int i, SockAddr *addr, char *remote, size_t remote_len)
 {
-	struct sockaddr_storage addr;
-	socklen_t	addrlen = sizeof(addr);
-	pgsocket	sock = accept(listeners[i], (struct sockaddr *) &addr, &addrlen);
+	pgsocket	sock;
 	int			one = 1;
 
+	memset(addr, 0, sizeof(*addr));
+	addr->salen = sizeof(addr->addr);
+	sock = accept(listeners[i], (struct sockaddr *) &addr->addr, &addr->salen);
 	if (sock == PGINVALID_SOCKET)
 		return sock;			/* EAGAIN, or a transient error */
-	format_addr((struct sockaddr *) &addr, addrlen, remote, remote_len);
+	format_addr((struct sockaddr *) &addr->addr, addr->salen, remote, remote_len);
 	(void) pg_set_noblock(sock);
 	(void) setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	return sock;

@@ -10,6 +10,8 @@
 
 #include "port.h"
 
+#include "libpq/pqcomm.h"
+
 /*
  * (Re)opens the listeners when scuttlebutt.port or listen_addresses
  * changed; true if the set of listening sockets changed.
@@ -23,9 +25,10 @@ extern pgsocket SbListenerSocket(int i);
 
 /*
  * Accepts one waiting connection on listener i: a non-blocking socket
- * with TCP_NODELAY and its address as text, or PGINVALID_SOCKET when none
- * is waiting.
+ * with TCP_NODELAY, its address as accept() gave it (*addr) and as text,
+ * or PGINVALID_SOCKET when none is waiting.
  */
-extern pgsocket SbListenerAccept(int i, char *remote, size_t remote_len);
+extern pgsocket SbListenerAccept(int i, SockAddr *addr, char *remote,
+								 size_t remote_len);
 
 #endif							/* SCUTTLEBUTT_LISTENER_H */

@@ -54,11 +54,13 @@
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "guc.h"
+#include "privileges.h"
 #include "session.h"
 #include "shmem.h"
 #include "timestamp.h"
@@ -105,8 +107,9 @@ SbSessionCreate(MemoryContext parent, bool outgoing, const SbTransportOps *ops)
 	s->ops = ops;
 	s->slot = -1;
 	s->outgoing = outgoing;
-	s->send_enabled = true;
-	s->receive_enabled = true;
+	s->send_enabled = s->want_send = true;
+	s->receive_enabled = s->want_receive = true;
+	s->role = InvalidOid;
 	s->state = outgoing ? SB_SESSION_BACKOFF : SB_SESSION_HANDSHAKE;
 	s->deadline = 0;			/* outgoing: connect at once */
 	s->deferred_first = INFINITY;
@@ -149,6 +152,10 @@ SbSessionBegin(SbSession *s)
 	resetStringInfo(&s->out);
 	s->out_off = 0;
 	s->remote_id = NULL;
+	/* the role's privileges narrow these again once the model is known */
+	s->send_enabled = s->want_send;
+	s->receive_enabled = s->want_receive;
+	s->write_denied = false;
 	s->peer_clock_known = false;
 	s->sync_sent = false;
 	/* a side that accepts nothing has no SYNC to wait for (reference) */
@@ -230,6 +237,28 @@ SbSessionReject(SbSession *s, const char *why)
 		s->rejects_unreported = 0;
 	}
 	snprintf(s->last_error, sizeof(s->last_error), "rejected update: %s", why);
+}
+
+/*
+ * Notes an update dropped because the session's role may not write the
+ * model: counted as rejected, with a WARNING now and then; the session
+ * goes on (as the reference's writable: false side does).
+ */
+static void
+reject_unwritable(SbSession *s)
+{
+	s->counters.rejected++;
+	if (warning_due(&s->last_reject_warning, &s->rejects_unreported))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("scuttlebutt: dropped %lld update(s) from %s: no write privilege on model \"%s\"",
+						(long long) s->rejects_unreported, s->remote_addr,
+						s->model_name)));
+		s->rejects_unreported = 0;
+	}
+	snprintf(s->last_error, sizeof(s->last_error),
+			 "rejected update: no write privilege on model \"%s\"", s->model_name);
 }
 
 /* ---- errors ---- */
@@ -356,30 +385,82 @@ SbSessionTransaction(SbSession *s, const char *activity, SbSessionTxnFn fn, void
 	return ok;
 }
 
-/* The model's name and node id live as long as the connection */
+typedef struct LookupArg
+{
+	bool		found;
+	bool		may_read;
+	bool		may_write;
+	char	   *role_name;		/* for the log */
+} LookupArg;
+
+/*
+ * The model, and what the session's role may do with it.  The model's
+ * name and node id live as long as the connection.
+ */
 static void
 lookup_txn(SbSession *s, void *arg)
 {
+	LookupArg  *la = arg;
 	MemoryContext old = MemoryContextSwitchTo(s->session_cxt);
 
-	*(bool *) arg = SbModelTryLookup(s->model_name, &s->model);
+	la->found = SbModelTryLookup(s->model_name, &s->model);
+	if (la->found && OidIsValid(s->role))
+	{
+		char	   *name = GetUserNameFromId(s->role, true);
+
+		la->role_name = name ? name : psprintf("%u", s->role);
+		if (name != NULL)
+		{
+			la->may_read = SbModelPrivilegeHeld(s->role, s->model.id, SB_PRIV_READ);
+			la->may_write = SbModelPrivilegeHeld(s->role, s->model.id, SB_PRIV_WRITE);
+		}
+	}
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * What the connection does, as the role's privileges allow: without read
+ * it sends nothing but its header and "SYNC"; without write it drops what
+ * it receives (counted).  Neither: it is closed.
+ */
+static bool
+apply_privileges(SbSession *s, LookupArg *la)
+{
+	if (!la->may_read && !la->may_write)
+	{
+		SbSessionClose(s, SB_CLOSE_PERMISSION_DENIED,
+					   la->role_name
+					   ? psprintf("Role \"%s\" holds neither read nor write on model \"%s\".",
+								  la->role_name, s->model_name)
+					   : psprintf("The connection acts as no role: it may not use model \"%s\".",
+								  s->model_name));
+		return false;
+	}
+	s->send_enabled = s->want_send && la->may_read;
+	s->receive_enabled = s->want_receive && la->may_write;
+	s->write_denied = s->want_receive && !la->may_write;
+	/* a side that accepts nothing has no SYNC to wait for (as at Begin) */
+	if (!s->receive_enabled)
+		s->sync_received = true;
+	return true;
 }
 
 bool
 SbSessionResolveModel(SbSession *s)
 {
-	bool		found = false;
+	LookupArg	la = {false, false, false, NULL};
 
 	/* the model may have been dropped and made again: look it up anew */
-	if (!SbSessionTransaction(s, "scuttlebutt: looking up a model", lookup_txn, &found))
+	if (!SbSessionTransaction(s, "scuttlebutt: looking up a model", lookup_txn, &la))
 		return false;
-	if (!found)
+	if (!la.found)
 	{
 		SbSessionClose(s, SB_CLOSE_UNKNOWN_MODEL,
 					   psprintf("There is no scuttlebutt model \"%s\" here.", s->model_name));
 		return false;
 	}
+	if (!apply_privileges(s, &la))
+		return false;
 	s->model_known = true;
 	return true;
 }
@@ -487,7 +568,12 @@ SbSessionReceive(SbSession *s, SbMessage *msg, bool ok, SbMessageError *err)
 	}
 	s->counters.received++;
 	if (!s->receive_enabled)
+	{
+		/* the role may not write the model: dropped, and counted */
+		if (s->write_denied)
+			reject_unwritable(s);
 		return true;			/* read-only: accepted, not applied */
+	}
 	if (!SbCheckUpdateForKind(msg, s->model.kind, err))
 	{
 		SbSessionReject(s, err->message);

@@ -56,8 +56,22 @@ typedef struct SbSession
 	int			backoff_ms;
 	bool		send_enabled;	/* false: read-only replica's side */
 	bool		receive_enabled;	/* false: master's side */
+	/* what the peer row or the listener settings ask for, before the
+	 * role's privileges narrow it at each connection */
+	bool		want_send;
+	bool		want_receive;
+	bool		write_denied;	/* updates dropped: the role may not write */
 	char		remote_addr[64];
 	char	   *remote_id;
+
+	/*
+	 * The role the connection acts as (incoming: decided at the header by
+	 * scuttlebutt.listen_rules; outgoing: the owner of its peer row;
+	 * InvalidOid while unknown), and how an incoming one was authenticated
+	 * ("trust", "cert", "token"; "" for outgoing)
+	 */
+	Oid			role;
+	char		auth_method[8];
 
 	/* the model, once known (outgoing: at once; incoming: from the header) */
 	char	   *model_name;
@@ -159,7 +173,12 @@ extern bool SbSessionTransaction(SbSession *s, const char *activity,
  */
 extern bool SbSessionGuard(SbSession *s, SbSessionTxnFn fn, void *arg);
 
-/* Looks the model up by name (a transaction); closes the session if absent */
+/*
+ * Looks the model up by name (a transaction); closes the session if absent.
+ * The session's role must hold read or write on it (else it is closed,
+ * "permission denied"): without read it sends nothing, without write it
+ * drops what it receives (counted as rejected).
+ */
 extern bool SbSessionResolveModel(SbSession *s);
 
 /*

@@ -59,6 +59,8 @@ typedef struct SbConnStatus
 	char		last_error[SB_TEXT_ERROR];
 	bool		caught_up;		/* live, and nothing left to send ... */
 	uint64		commits_seen;	/* ... as of this many commits */
+	Oid			role;			/* the role it acts as (InvalidOid: unknown) */
+	char		method[8];		/* incoming: how it was authenticated */
 } SbConnStatus;
 
 /* Sessions closed for one reason (close_reason.h) */

@@ -269,8 +269,9 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < SB_STATUS_SLOTS; i++)
 	{
 		SbConnStatus *st = &sb_shared->conns[i];
-		Datum		values[16];
-		bool		nulls[16] = {0};
+		Datum		values[18];
+		bool		nulls[18] = {0};
+		char	   *role_name;
 
 		if (!st->in_use)
 			continue;
@@ -294,6 +295,12 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 		values[14] = CStringGetTextDatum(st->last_error);
 		nulls[14] = st->last_error[0] == '\0';
 		values[15] = timestamp_or_null(st->counters.last_activity, &nulls[15]);
+		/* a role dropped since shows as NULL */
+		role_name = OidIsValid(st->role) ? GetUserNameFromId(st->role, true) : NULL;
+		values[16] = role_name ? DirectFunctionCall1(namein, CStringGetDatum(role_name)) : (Datum) 0;
+		nulls[16] = role_name == NULL;
+		values[17] = CStringGetTextDatum(st->method);
+		nulls[17] = st->method[0] == '\0';
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(sb_shared->lock);

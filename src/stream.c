@@ -10,6 +10,9 @@
  * its own header's meta.  A line that is not JSON, a header without a
  * clock, or a line longer than scuttlebutt.max_line_bytes ends the session
  * (the first line, the peer's header, may take scuttlebutt.max_header_bytes).
+ * An incoming connection's header is also where scuttlebutt.listen_rules
+ * decide whether it may go on and as which role (listen_rules.c), before
+ * anything is sent to it.
  *
  * Outgoing connections try every address the host name resolves to, in
  * order, as libpq does with a multi-address host: a refused ::1 falls
@@ -34,6 +37,7 @@
 
 #include "channel.h"
 #include "guc.h"
+#include "listen_rules.h"
 #include "stream.h"
 #include "transport.h"
 
@@ -47,6 +51,8 @@ typedef struct SbStream
 	bool		connecting;		/* outgoing: connect() in progress */
 	bool		header_received;
 	TimestampTz deadline;		/* connect or handshake timeout */
+	/* incoming */
+	SockAddr	client_addr;	/* as accept() gave it: listen_rules match it */
 	/* outgoing */
 	char	   *host;
 	int			port;
@@ -124,11 +130,13 @@ stream_begin(SbSession *s)
 }
 
 void
-SbStreamAccept(SbSession *s, pgsocket sock, const char *remote_addr)
+SbStreamAccept(SbSession *s, pgsocket sock, const SockAddr *addr,
+			   const char *remote_addr)
 {
 	SbStream   *st = stream_new(s);
 
 	SbChannelTcpOpen(&st->ch, sock);
+	st->client_addr = *addr;
 	s->sockets_changed = true;
 	strlcpy(s->remote_addr, remote_addr, sizeof(s->remote_addr));
 	stream_begin(s);
@@ -271,6 +279,51 @@ finish_connect(SbSession *s)
 	try_next_address(s);
 }
 
+/* ---- who the client is (incoming) ---- */
+
+typedef struct AuthArg
+{
+	const char *token;
+	SbListenDecision decision;
+} AuthArg;
+
+static void
+auth_txn(SbSession *s, void *arg)
+{
+	SbStream   *st = stream_of(s);
+	AuthArg    *a = arg;
+
+	SbListenRulesDecide(&st->client_addr, s->model_name, st->ch.tls,
+						st->ch.peer_cn, a->token, &a->decision);
+	/* the detail outlives the transaction */
+	if (a->decision.detail)
+		a->decision.detail = MemoryContextStrdup(s->session_cxt,
+												 a->decision.detail);
+}
+
+/*
+ * Decides by scuttlebutt.listen_rules whether the client may go on, and as
+ * which role.  A refused client is closed before our header is sent: it
+ * learns nothing but the close (the log says why).
+ */
+static bool
+authenticate(SbSession *s, SbMessage *msg)
+{
+	AuthArg		a;
+
+	a.token = msg->meta_token;
+	if (!SbSessionTransaction(s, "scuttlebutt: checking listen rules", auth_txn, &a))
+		return false;
+	if (!a.decision.allowed)
+	{
+		SbSessionClose(s, a.decision.reason, a.decision.detail);
+		return false;
+	}
+	s->role = a.decision.role;
+	strlcpy(s->auth_method, a.decision.method, sizeof(s->auth_method));
+	return true;
+}
+
 /* ---- input ---- */
 
 static bool
@@ -289,7 +342,7 @@ handle_header(SbSession *s, SbMessage *msg)
 			return false;
 		}
 		s->model_name = MemoryContextStrdup(s->cxt, msg->meta_model);
-		if (!send_header(s))
+		if (!authenticate(s, msg) || !send_header(s))
 			return false;
 	}
 	st->header_received = true;

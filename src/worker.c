@@ -267,6 +267,7 @@ guarded(SbSession *s, SbSessionTxnFn step, void *arg)
 typedef struct Accepted
 {
 	pgsocket	sock;
+	SockAddr	addr;
 	const char *remote;
 } Accepted;
 
@@ -275,7 +276,7 @@ accept_step(SbSession *s, void *arg)
 {
 	Accepted   *a = arg;
 
-	SbStreamAccept(s, a->sock, a->remote);
+	SbStreamAccept(s, a->sock, &a->addr, a->remote);
 }
 
 /* What one of a session's sockets is ready for */
@@ -390,7 +391,8 @@ accept_connections(int listener)
 	pgsocket	sock;
 	Accepted	accepted;
 
-	while ((sock = SbListenerAccept(listener, remote, sizeof(remote))) != PGINVALID_SOCKET)
+	while ((sock = SbListenerAccept(listener, &accepted.addr, remote,
+									 sizeof(remote))) != PGINVALID_SOCKET)
 	{
 		int			slot;
 		SbSession  *s;
@@ -406,8 +408,8 @@ accept_connections(int listener)
 			continue;
 		}
 		s = SbSessionCreate(ws.cxt, false, &SbStreamTransport);
-		s->send_enabled = sb_listen_send;
-		s->receive_enabled = sb_listen_receive;
+		s->send_enabled = s->want_send = sb_listen_send;
+		s->receive_enabled = s->want_receive = sb_listen_receive;
 		/* counted under its address before the accept can fail */
 		strlcpy(s->remote_addr, remote, sizeof(s->remote_addr));
 		add_session(slot, s, NULL);
@@ -494,8 +496,9 @@ make_peer(SbPeerConfig *config)
 	s = SbSessionCreate(ws.cxt, true, ops);
 	s->peer_id = config->id;
 	s->model_name = MemoryContextStrdup(s->cxt, config->model);
-	s->send_enabled = config->send;
-	s->receive_enabled = config->receive;
+	s->send_enabled = s->want_send = config->send;
+	s->receive_enabled = s->want_receive = config->receive;
+	s->role = config->owner;	/* a dialed session acts as its row's owner */
 	ops->configure(s, config);
 	return s;
 }
@@ -664,7 +667,9 @@ status_stale(SbConnStatus *st, SbSession *s, bool caught_up)
 		!same_shared_text(st->state, SbSessionStateName(s->state), sizeof(st->state)) ||
 		!same_shared_text(st->model, s->model_name, sizeof(st->model)) ||
 		!same_shared_text(st->remote_id, s->remote_id, sizeof(st->remote_id)) ||
-		!same_shared_text(st->last_error, s->last_error, sizeof(st->last_error));
+		!same_shared_text(st->last_error, s->last_error, sizeof(st->last_error)) ||
+		st->role != s->role ||
+		!same_shared_text(st->method, s->auth_method, sizeof(st->method));
 }
 
 /*
@@ -700,6 +705,8 @@ publish_status(void)
 		strlcpy(st->last_error, s->last_error, sizeof(st->last_error));
 		st->caught_up = caught_up;
 		st->commits_seen = ws.commits;
+		st->role = s->role;
+		strlcpy(st->method, s->auth_method, sizeof(st->method));
 	}
 	if (locked)
 		LWLockRelease(sb_shared->lock);
