@@ -32,6 +32,8 @@ OBJS = \
 	src/signature.o \
 	src/node_key.o \
 	src/trusted_keys.o \
+	src/privileges.o \
+	src/sql_privileges.o \
 	src/sql_util.o \
 	src/sql_internal.o \
 	src/sql_model.o \
