@@ -38,6 +38,7 @@
 
 #include "jwt.h"
 #include "listen_rules.h"
+#include "wire.h"
 
 /* The rule deciding a connection from an address for a model */
 #define SB_RULE_QUERY \
@@ -106,7 +107,7 @@ named_role(const char *name)
 static void
 apply_rule(SbListenDecision *out, int32 position, const char *method,
 		   const char *rule_role, bool tls, const char *peer_cn,
-		   const char *token)
+		   const char *token, bool token_too_long)
 {
 	Oid			role = InvalidOid;
 
@@ -150,6 +151,13 @@ apply_rule(SbListenDecision *out, int32 position, const char *method,
 		char	   *claimed = NULL;
 		char	   *why = NULL;
 
+		if (token_too_long)
+		{
+			refuse(out, SB_CLOSE_AUTH_FAILED,
+				   "Rule %d: the token in the header's meta.token is longer than %d bytes.",
+				   position, SB_MAX_TOKEN_BYTES);
+			return;
+		}
 		if (token == NULL)
 		{
 			refuse(out, SB_CLOSE_AUTH_FAILED,
@@ -202,7 +210,7 @@ apply_rule(SbListenDecision *out, int32 position, const char *method,
 void
 SbListenRulesDecide(const SockAddr *addr, const char *model, bool tls,
 					const char *peer_cn, const char *token,
-					SbListenDecision *out)
+					bool token_too_long, SbListenDecision *out)
 {
 	Oid			argtypes[2] = {INETOID, TEXTOID};
 	Datum		values[2];
@@ -243,5 +251,6 @@ SbListenRulesDecide(const SockAddr *addr, const char *model, bool tls,
 	MemoryContextSwitchTo(cxt);
 
 	out->position = position;
-	apply_rule(out, position, method, rule_role, tls, peer_cn, token);
+	apply_rule(out, position, method, rule_role, tls, peer_cn, token,
+			   token_too_long);
 }

@@ -27,13 +27,15 @@ typedef struct SbListenDecision
  * Decides an incoming stream connection at its header: the rule of lowest
  * position matching the client's address and the model its header names,
  * then that rule's method (trust, cert with the channel's verified client
- * certificate, token with the header's meta.token, or reject).  No rule
+ * certificate, token with the header's meta.token (token_too_long: one
+ * longer than SB_MAX_TOKEN_BYTES was sent), or reject).  No rule
  * matching refuses.  Reads the table each time, so a change applies to
  * the next connection.  Must run inside a transaction; allocates in the
  * current memory context.
  */
 extern void SbListenRulesDecide(const SockAddr *addr, const char *model,
 								bool tls, const char *peer_cn,
-								const char *token, SbListenDecision *out);
+								const char *token, bool token_too_long,
+								SbListenDecision *out);
 
 #endif							/* SCUTTLEBUTT_LISTEN_RULES_H */

@@ -284,6 +284,7 @@ finish_connect(SbSession *s)
 typedef struct AuthArg
 {
 	const char *token;
+	bool		token_too_long;
 	SbListenDecision decision;
 } AuthArg;
 
@@ -294,7 +295,8 @@ auth_txn(SbSession *s, void *arg)
 	AuthArg    *a = arg;
 
 	SbListenRulesDecide(&st->client_addr, s->model_name, st->ch.tls,
-						st->ch.peer_cn, a->token, &a->decision);
+						st->ch.peer_cn, a->token, a->token_too_long,
+						&a->decision);
 	/* the detail outlives the transaction */
 	if (a->decision.detail)
 		a->decision.detail = MemoryContextStrdup(s->session_cxt,
@@ -312,6 +314,7 @@ authenticate(SbSession *s, SbMessage *msg)
 	AuthArg		a;
 
 	a.token = msg->meta_token;
+	a.token_too_long = msg->meta_token_too_long;
 	if (!SbSessionTransaction(s, "scuttlebutt: checking listen rules", auth_txn, &a))
 		return false;
 	if (!a.decision.allowed)

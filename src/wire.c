@@ -401,11 +401,10 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 	else if (st->root_is_object && level == 2 && st->in_meta_field &&
 			 st->meta_token_field && tokentype == JSON_TOKEN_STRING)
 	{
-		if (strlen(token) > SB_MAX_TOKEN_BYTES)
-			set_error(st, ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-					  "header meta.token is longer than %s bytes",
-					  CppAsString2(SB_MAX_TOKEN_BYTES));
-		else
+		/* one too long is no token (a token rule refuses it) */
+		msg->meta_token = NULL;
+		msg->meta_token_too_long = strlen(token) > SB_MAX_TOKEN_BYTES;
+		if (!msg->meta_token_too_long)
 			msg->meta_token = token;
 	}
 	else if (st->root_is_object && level == 2 &&

@@ -83,6 +83,7 @@ typedef struct SbMessage
 	char	   *meta_model;		/* meta as a string, or meta.model */
 	char	   *meta_token;		/* meta.token when a string (at most
 								 * SB_MAX_TOKEN_BYTES), else NULL */
+	bool		meta_token_too_long;	/* meta.token was longer */
 } SbMessage;
 
 /*
