@@ -133,7 +133,11 @@ compute_privileges(Oid role, int32 model_id, PrivCacheEntry *entry)
 		grants_plan = plan;
 	}
 	values[0] = Int32GetDatum(model_id);
-	if (SPI_execute_plan(grants_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+	/*
+	 * A fresh snapshot, so that a model created earlier in the caller's
+	 * statement is seen (but a parallel worker may not take one)
+	 */
+	if (SPI_execute_plan(grants_plan, values, NULL, IsInParallelMode(), 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the grants of scuttlebutt model %d", model_id);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -147,7 +151,7 @@ compute_privileges(Oid role, int32 model_id, PrivCacheEntry *entry)
 		if (i == 0)
 		{
 			entry->owner = owner;
-			if (superuser_arg(role) || has_privs_of_role(role, owner))
+			if (has_privs_of_role(role, owner))
 			{
 				entry->held = SB_PRIV_READ | SB_PRIV_WRITE;
 				break;
@@ -189,6 +193,14 @@ lookup(Oid role, int32 model_id)
 
 	/* an invalidation while computing drops the table: enter it after */
 	compute_privileges(role, model_id, &computed);
+	if (!OidIsValid(computed.owner))
+	{
+		/* no such model (yet): nothing held, and nothing to remember */
+		static PrivCacheEntry none;
+
+		none = computed;
+		return &none;
+	}
 
 	if (priv_cache != NULL && hash_get_num_entries(priv_cache) >= SB_PRIV_CACHE_MAX)
 		priv_cache_flush();
@@ -211,6 +223,8 @@ lookup(Oid role, int32 model_id)
 bool
 SbModelPrivilegeHeld(Oid role, int32 model_id, SbPrivilege priv)
 {
+	if (superuser_arg(role))
+		return true;
 	return (lookup(role, model_id)->held & priv) != 0;
 }
 

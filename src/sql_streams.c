@@ -24,6 +24,7 @@
 #include "apply.h"
 #include "guc.h"
 #include "model_cache.h"
+#include "privileges.h"
 #include "remote_clock.h"
 #include "sql_util.h"
 #include "store.h"
@@ -136,6 +137,7 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 	int64		ndeferred = 0;
 	int64		nrefused = 0;
 	char	   *first_refusal = NULL;
+	SbOwnerScope scope;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -148,6 +150,8 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 	model_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	lines = PG_GETARG_TEXT_PP(1);
 	SbModelLookup(model_name, SB_KIND_ANY, &model);
+	SbCheckModelPrivilege(model.id, model.name, SB_PRIV_WRITE);
+	SbBeginOwnerScope(&scope);
 
 	batch = palloc(sizeof(SbMessage) * SB_IMPORT_BATCH);
 	batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
@@ -234,6 +238,7 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 				 errmsg("scuttlebutt: signed model \"%s\" refused %lld pushed update(s)",
 						model.name, (long long) nrefused),
 				 errdetail("The first one: %s.", first_refusal)));
+	SbEndOwnerScope(&scope);
 	return nstored;
 }
 
