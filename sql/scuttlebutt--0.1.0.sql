@@ -444,6 +444,14 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'scuttlebutt_push'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- The header a libpq peer's push starts from: the model's clock, for a
+-- role that may write it (read or not: a stream peer that may only write
+-- gets the header too) or read it (its _push() is then refused).
+CREATE FUNCTION scuttlebutt._push_header(model text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'scuttlebutt_push_header'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
+
 --------------------------------------------------------------------------
 -- JSON text
 --------------------------------------------------------------------------
