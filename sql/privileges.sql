@@ -154,6 +154,8 @@ SET ROLE regress_sb_reader;
 EXPLAIN (COSTS OFF) SELECT * FROM scuttlebutt.history('p_kv', '{"SRC": 1000}');
 SELECT count(*) FROM scuttlebutt.history('p_kv', jsonb_build_object(scuttlebutt.node_id(), 0));
 RESET ROLE;
+-- the extension's owner and superusers (the worker) are not under the policies
+EXPLAIN (COSTS OFF) SELECT * FROM scuttlebutt.history('p_kv', '{"SRC": 1000}');
 
 -- ---- membership and PUBLIC ----
 SET ROLE regress_sb_member;
