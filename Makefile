@@ -62,7 +62,7 @@ SHLIB_LINK_INTERNAL = $(libpq)
 SHLIB_LINK = -lcrypto
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = model events value merge history streams json_text errors peers hostile limits signed
+REGRESS = model events value merge history streams json_text errors peers hostile limits signed privileges
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
 
 # pg_isolation_regress: test/isolation/specs/<name>.spec against

@@ -290,7 +290,8 @@ RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN (SELECT nullif((u.doc -> 0 -> 1)::jsonb, 'null'::jsonb)
 		FROM scuttlebutt.updates u
-		WHERE u.model_id = scuttlebutt._model_id(model, 'model') AND u.key = get.key);
+		WHERE u.model_id = scuttlebutt._model_id(model, 'model') AND u.key = get.key
+		  AND scuttlebutt._model_id(model, 'model') IS NOT NULL);
 
 CREATE FUNCTION scuttlebutt.entries(model text)
 RETURNS TABLE (key text, value jsonb, ts float8, source text)
@@ -299,6 +300,7 @@ BEGIN ATOMIC
 	SELECT u.key, nullif((u.doc -> 0 -> 1)::jsonb, 'null'::jsonb), u.ts, u.source
 	FROM scuttlebutt.updates u
 	WHERE u.model_id = scuttlebutt._model_id(entries.model, 'model')
+	  AND scuttlebutt._model_id(entries.model, 'model') IS NOT NULL
 	ORDER BY u.key;
 END;
 
@@ -309,6 +311,7 @@ BEGIN ATOMIC
 	SELECT u.key
 	FROM scuttlebutt.updates u
 	WHERE u.model_id = scuttlebutt._model_id(keys.model, 'model')
+	  AND scuttlebutt._model_id(keys.model, 'model') IS NOT NULL
 	ORDER BY u.key;
 END;
 
@@ -334,6 +337,7 @@ BEGIN ATOMIC
 	SELECT u.doc -> 0 ->> 0, (u.doc -> 0 -> 1)::jsonb, u.ts, u.source
 	FROM scuttlebutt.updates u
 	WHERE u.model_id = scuttlebutt._model_id(events.model, 'events') AND u.key IS NULL
+	  AND scuttlebutt._model_id(events.model, 'events') IS NOT NULL
 	ORDER BY u.ts, u.source;
 END;
 
@@ -351,7 +355,8 @@ RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN (SELECT (u.doc -> 0)::jsonb
 		FROM scuttlebutt.updates u
-		WHERE u.model_id = scuttlebutt._model_id(model, 'value') AND u.key = '');
+		WHERE u.model_id = scuttlebutt._model_id(model, 'value') AND u.key = ''
+		  AND scuttlebutt._model_id(model, 'value') IS NOT NULL);
 
 --------------------------------------------------------------------------
 -- Protocol level
@@ -363,32 +368,47 @@ LANGUAGE sql STABLE PARALLEL RESTRICTED
 RETURN (SELECT coalesce(jsonb_object_agg(c.source, scuttlebutt._visible_ts(c.model_id, c.source, c.ts)
 										 ORDER BY c.source), '{}'::jsonb)
 		FROM scuttlebutt.clocks c
-		WHERE c.model_id = scuttlebutt._model_id(model));
+		WHERE c.model_id = scuttlebutt._model_id(model)
+		  AND scuttlebutt._model_id(model) IS NOT NULL);
 
 -- Every update held that is newer than sources[source] (all of them for a
 -- source not listed), per source in increasing timestamp order.  Written
 -- as an inlinable SQL function (not STRICT, not VOLATILE) so the planner
 -- sees one nested loop: the model's clock rows, then an index range scan
 -- per source.  Cost follows the rows returned, not the model's size.  This
--- node's own updates stop below any local write still running.
+-- node's own updates stop below any local write still running.  Each
+-- source's bounds are computed with its clock row (OFFSET 0 keeps them
+-- there): under row-level security (a role that is not the extension's
+-- owner) only quals of leakproof operators on plain columns may become
+-- index conditions, and ->> or _visible_ts() on the updates' side would
+-- make the range a filter.  The constant _model_id() condition raises
+-- the permission error even when no row is visible.
+-- Every reader below carries it too.
 CREATE FUNCTION scuttlebutt.history(model text, sources jsonb DEFAULT '{}')
 RETURNS SETOF json
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
 	SELECT u.doc
-	FROM scuttlebutt.clocks c
+	FROM (
+		SELECT c.model_id, c.source,
+			   coalesce((sources ->> c.source)::float8, '-infinity') AS after,
+			   scuttlebutt._visible_ts(c.model_id, c.source, c.ts) AS upto
+		FROM scuttlebutt.clocks c
+		WHERE c.model_id = scuttlebutt._model_id(model)
+		  AND c.ts > coalesce((sources ->> c.source)::float8, '-infinity')
+		OFFSET 0
+	) c
 	CROSS JOIN LATERAL (
 		SELECT u.doc
 		FROM scuttlebutt.updates u
 		WHERE u.model_id = c.model_id
 		  AND u.source = c.source
-		  AND u.ts > coalesce((sources ->> c.source)::float8, '-infinity')
-		  AND u.ts <= scuttlebutt._visible_ts(c.model_id, c.source, c.ts)
+		  AND u.ts > c.after
+		  AND u.ts <= c.upto
 		ORDER BY u.ts
 	) u
-	WHERE c.model_id = scuttlebutt._model_id(model)
-	  AND c.ts > coalesce((sources ->> c.source)::float8, '-infinity')
-	  AND scuttlebutt._valid_clock(sources)
+	WHERE scuttlebutt._valid_clock(sources)
+	  AND scuttlebutt._model_id(model) IS NOT NULL
 $$;
 
 CREATE FUNCTION scuttlebutt.apply_update(model text, update json)
@@ -423,6 +443,14 @@ CREATE FUNCTION scuttlebutt._push(model text, lines text)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'scuttlebutt_push'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The header a libpq peer's push starts from: the model's clock, for a
+-- role that may write it (read or not: a stream peer that may only write
+-- gets the header too) or read it (its _push() is then refused).
+CREATE FUNCTION scuttlebutt._push_header(model text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'scuttlebutt_push_header'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 --------------------------------------------------------------------------
 -- JSON text

@@ -42,7 +42,6 @@
 #include "utils/syscache.h"
 
 #include "privileges.h"
-#include "spi_util.h"
 
 typedef struct PrivCacheKey
 {
@@ -63,6 +62,7 @@ typedef struct PrivCacheEntry
 static HTAB *priv_cache = NULL;
 static SPIPlanPtr grants_plan = NULL;
 
+/* Forgets every privilege computed */
 static void
 priv_cache_flush(void)
 {
@@ -73,6 +73,7 @@ priv_cache_flush(void)
 	}
 }
 
+/* Grants, models or any other relation changed */
 static void
 priv_relcache_callback(Datum arg pg_attribute_unused(),
 					   Oid relid pg_attribute_unused())
@@ -80,6 +81,7 @@ priv_relcache_callback(Datum arg pg_attribute_unused(),
 	priv_cache_flush();
 }
 
+/* A role's membership or attributes (superuser) changed */
 static void
 priv_syscache_callback(Datum arg pg_attribute_unused(),
 					   int cacheid pg_attribute_unused(),
@@ -88,6 +90,7 @@ priv_syscache_callback(Datum arg pg_attribute_unused(),
 	priv_cache_flush();
 }
 
+/* From _PG_init: the callbacks that keep the cache current */
 void
 SbPrivilegesInit(void)
 {
@@ -96,6 +99,7 @@ SbPrivilegesInit(void)
 	CacheRegisterSyscacheCallback(AUTHOID, priv_syscache_callback, (Datum) 0);
 }
 
+/* The privilege's name in grant() and in messages */
 const char *
 SbPrivilegeName(SbPrivilege priv)
 {
@@ -133,7 +137,11 @@ compute_privileges(Oid role, int32 model_id, PrivCacheEntry *entry)
 		grants_plan = plan;
 	}
 	values[0] = Int32GetDatum(model_id);
-	if (SPI_execute_plan(grants_plan, values, NULL, true, 0) != SPI_OK_SELECT)
+	/*
+	 * A fresh snapshot, so that a model created earlier in the caller's
+	 * statement is seen (but a parallel worker may not take one)
+	 */
+	if (SPI_execute_plan(grants_plan, values, NULL, IsInParallelMode(), 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the grants of scuttlebutt model %d", model_id);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -147,7 +155,7 @@ compute_privileges(Oid role, int32 model_id, PrivCacheEntry *entry)
 		if (i == 0)
 		{
 			entry->owner = owner;
-			if (superuser_arg(role) || has_privs_of_role(role, owner))
+			if (has_privs_of_role(role, owner))
 			{
 				entry->held = SB_PRIV_READ | SB_PRIV_WRITE;
 				break;
@@ -189,6 +197,14 @@ lookup(Oid role, int32 model_id)
 
 	/* an invalidation while computing drops the table: enter it after */
 	compute_privileges(role, model_id, &computed);
+	if (!OidIsValid(computed.owner))
+	{
+		/* no such model (yet): nothing held, and nothing to remember */
+		static PrivCacheEntry none;
+
+		none = computed;
+		return &none;
+	}
 
 	if (priv_cache != NULL && hash_get_num_entries(priv_cache) >= SB_PRIV_CACHE_MAX)
 		priv_cache_flush();
@@ -208,12 +224,16 @@ lookup(Oid role, int32 model_id)
 	return entry;
 }
 
+/* Superusers first: they need no lookup, and hold even unknown models */
 bool
 SbModelPrivilegeHeld(Oid role, int32 model_id, SbPrivilege priv)
 {
+	if (superuser_arg(role))
+		return true;
 	return (lookup(role, model_id)->held & priv) != 0;
 }
 
+/* The check every SQL function makes, with the error naming what is missing */
 void
 SbCheckModelPrivilege(int32 model_id, const char *model_name, SbPrivilege priv)
 {
@@ -224,12 +244,14 @@ SbCheckModelPrivilege(int32 model_id, const char *model_name, SbPrivilege priv)
 						model_name, SbPrivilegeName(priv))));
 }
 
+/* From the cache entry of the current user (any entry holds the owner) */
 Oid
 SbModelOwner(int32 model_id)
 {
 	return lookup(GetUserId(), model_id)->owner;
 }
 
+/* Who may grant, revoke and drop: the owner, its members, superusers */
 bool
 SbIsModelOwner(int32 model_id)
 {
@@ -238,6 +260,10 @@ SbIsModelOwner(int32 model_id)
 	return superuser() || (OidIsValid(owner) && has_privs_of_role(GetUserId(), owner));
 }
 
+/*
+ * The owner of scuttlebutt.registry: the role that created the extension
+ * and its tables, so the one row-level security does not apply to
+ */
 Oid
 SbExtensionOwner(void)
 {
@@ -256,6 +282,11 @@ SbExtensionOwner(void)
 	return owner;
 }
 
+/*
+ * As fmgr_security_definer does around a SECURITY DEFINER function with
+ * SET search_path: the user and a new GUC nest level, both undone by
+ * SbEndOwnerScope or by the abort of an error
+ */
 void
 SbBeginOwnerScope(SbOwnerScope *scope)
 {
@@ -270,6 +301,7 @@ SbBeginOwnerScope(SbOwnerScope *scope)
 							 true, 0, false);
 }
 
+/* Back to the caller's user and settings */
 void
 SbEndOwnerScope(SbOwnerScope *scope)
 {

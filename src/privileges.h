@@ -10,8 +10,6 @@
 #ifndef SCUTTLEBUTT_PRIVILEGES_H
 #define SCUTTLEBUTT_PRIVILEGES_H
 
-#include "postgres.h"
-
 typedef enum SbPrivilege
 {
 	SB_PRIV_READ = 1,

@@ -157,11 +157,17 @@ set_key(FunctionCallInfo fcinfo, bool delete)
 	char	   *key = SbRequiredTextArg(fcinfo, 1, "key");
 	char	   *change;
 	SbModelRef	model;
+	SbOwnerScope scope;
+	double		ts;
 
 	SbCheckName(key, "key");
 	change = SbNamedChange(key, fcinfo, delete ? -1 : 2);
 	SbModelLookup(model_name, SB_KIND_MODEL, &model);
-	return SbLocalWrite(&model, key, change);
+	SbCheckModelPrivilege(model.id, model.name, SB_PRIV_WRITE);
+	SbBeginOwnerScope(&scope);
+	ts = SbLocalWrite(&model, key, change);
+	SbEndOwnerScope(&scope);
+	return ts;
 }
 
 /* scuttlebutt.set(model, key, value): the update's timestamp */
@@ -196,6 +202,7 @@ scuttlebutt_set_many(PG_FUNCTION_ARGS)
 	char	  **changes;
 	SbModelRef	model;
 	StringInfoData buf;
+	SbOwnerScope scope;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -232,6 +239,9 @@ scuttlebutt_set_many(PG_FUNCTION_ARGS)
 	}
 
 	SbModelLookup(model_name, SB_KIND_MODEL, &model);
+	SbCheckModelPrivilege(model.id, model.name, SB_PRIV_WRITE);
+	SbBeginOwnerScope(&scope);
 	SbLocalWriteMany(&model, count, keys, changes);
+	SbEndOwnerScope(&scope);
 	PG_RETURN_INT64(count);
 }
