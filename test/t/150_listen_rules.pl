@@ -272,5 +272,19 @@ SKIP:
 	}
 }
 
+# ---- pg_dump keeps the rules ----
+
+# a changed default is dumped too, and replaces the default at a restore
+q1(q{UPDATE scuttlebutt.listen_rules SET method = 'reject', role = NULL WHERE position = 101});
+my $rules = q{SELECT string_agg(format('%s %s %s %s %s', position, address, model, method, role), '; ' ORDER BY position)
+	FROM scuttlebutt.listen_rules};
+my $before = q1($rules);
+my $dump = PostgreSQL::Test::Utils::tempdir() . '/rules.sql';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('postgres'), '-f', $dump ], 'pg_dump of the database');
+q1('CREATE DATABASE restored');
+$node->command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('restored'), '-f', $dump ],
+	'the dump restores without an error');
+is($node->safe_psql('restored', $rules), $before, 'the restored database has the same rules');
+
 $node->stop;
 done_testing();
