@@ -54,7 +54,6 @@
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "tcop/tcopprot.h"
-#include "utils/acl.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
