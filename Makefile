@@ -31,6 +31,7 @@ OBJS = \
 	src/signature.o \
 	src/node_key.o \
 	src/trusted_keys.o \
+	src/jwt.o \
 	src/sql_util.o \
 	src/sql_internal.o \
 	src/sql_model.o \

@@ -445,6 +445,17 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'scuttlebutt_peers_changed'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION scuttlebutt._wake_worker() FROM PUBLIC;
+
+--------------------------------------------------------------------------
+-- Tokens of stream connections
+--------------------------------------------------------------------------
+
+-- The role a JWT names, if this server accepts it; else ERROR with the
+-- reason the listener logs (to diagnose a client's refusal)
+CREATE FUNCTION scuttlebutt.check_token(token text)
+RETURNS name
+AS 'MODULE_PATHNAME', 'scuttlebutt_check_token'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 SELECT scuttlebutt._wake_worker();
 
 CREATE FUNCTION scuttlebutt.add_stream_peer(model text, host text, port integer,
@@ -568,3 +579,5 @@ REVOKE ALL ON FUNCTION scuttlebutt._connection_errors() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt.trust_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt.distrust_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt.set_signature_algorithm(text, text) FROM PUBLIC;
+-- Which tokens pass is for those who configure them
+REVOKE ALL ON FUNCTION scuttlebutt.check_token(text) FROM PUBLIC;

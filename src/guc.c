@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 
 #include "guc.h"
+#include "jwt.h"
 #include "node_key.h"
 
 char	   *sb_database = NULL;
@@ -189,6 +190,33 @@ SbGucInit(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   SbCheckSigningKeyFile, SbAssignSigningKeyFile, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.jwt_secret",
+							   "Shared secret of HS256 tokens that name a stream connection's role.",
+							   "At least 32 bytes.  Empty: HS256 tokens are refused.",
+							   &sb_jwt_secret,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   SbCheckJwtSecret, NULL, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.jwt_public_key_file",
+							   "PEM public key (RSA for RS256, Ed25519 for EdDSA) of tokens that name a stream connection's role.",
+							   "Relative paths are relative to the data directory.  Empty: RS256 and EdDSA tokens are refused.",
+							   &sb_jwt_public_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   SbCheckJwtPublicKeyFile, SbAssignJwtPublicKeyFile, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.jwt_audience",
+							   "The audience (\"aud\" claim) a token must name; empty: not checked.",
+							   NULL,
+							   &sb_jwt_audience,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("scuttlebutt");
 }
