@@ -32,6 +32,8 @@ OBJS = \
 	src/node_key.o \
 	src/trusted_keys.o \
 	src/jwt.o \
+	src/privileges.o \
+	src/sql_privileges.o \
 	src/sql_util.o \
 	src/sql_internal.o \
 	src/sql_model.o \
@@ -59,7 +61,7 @@ SHLIB_LINK_INTERNAL = $(libpq)
 SHLIB_LINK = -lcrypto
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = model events value merge history streams json_text errors peers hostile limits signed
+REGRESS = model events value merge history streams json_text errors peers hostile limits signed privileges
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
 
 # pg_isolation_regress: test/isolation/specs/<name>.spec against

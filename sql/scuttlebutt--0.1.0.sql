@@ -22,7 +22,10 @@ CREATE TABLE scuttlebutt.registry (
 	kind text NOT NULL CHECK (kind IN ('model', 'events', 'value')),
 	created_at timestamptz NOT NULL DEFAULT now(),
 	-- NULL: unsigned; else the one signature algorithm the model accepts
-	signature_algorithm text CHECK (signature_algorithm IN ('rsa-sha1', 'ed25519'))
+	signature_algorithm text CHECK (signature_algorithm IN ('rsa-sha1', 'ed25519')),
+	-- the role that created the model: it holds every privilege on it and
+	-- may grant them (regrole, so that a dump names the role)
+	owner regrole NOT NULL DEFAULT pg_catalog.to_regrole(pg_catalog.quote_ident(CURRENT_USER))
 );
 
 -- A model's vector clock: the greatest timestamp accepted from each source,
@@ -66,6 +69,20 @@ LANGUAGE C;
 CREATE TRIGGER registry_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scuttlebutt.registry
 	FOR EACH STATEMENT EXECUTE FUNCTION scuttlebutt._registry_changed();
+-- Per-model privileges granted by a model's owner (see grant()).  role 0
+-- is PUBLIC.  A model's owner and superusers hold every privilege without
+-- a row here.
+CREATE TABLE scuttlebutt.grants (
+	model_id integer NOT NULL REFERENCES scuttlebutt.registry (id) ON DELETE CASCADE,
+	role regrole NOT NULL,
+	privilege text NOT NULL CHECK (privilege IN ('read', 'write')),
+	granted_by regrole NOT NULL,
+	granted_at timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (model_id, role, privilege)
+);
+CREATE TRIGGER grants_changed
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scuttlebutt.grants
+	FOR EACH STATEMENT EXECUTE FUNCTION scuttlebutt._registry_changed();
 CREATE TRIGGER node_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scuttlebutt.node
 	FOR EACH STATEMENT EXECUTE FUNCTION scuttlebutt._registry_changed();
@@ -74,6 +91,7 @@ SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.registry', '');
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.registry_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.clocks', '');
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.updates', '');
+SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.grants', '');
 
 --------------------------------------------------------------------------
 -- Internal helpers
@@ -85,6 +103,14 @@ CREATE FUNCTION scuttlebutt._model_id(model text, expected_kind text DEFAULT NUL
 RETURNS integer
 AS 'MODULE_PATHNAME', 'scuttlebutt_model_id'
 LANGUAGE C STABLE PARALLEL SAFE;
+
+-- Whether the calling role may read the model: the row-level security
+-- policies of scuttlebutt.updates and scuttlebutt.clocks.  Cached per
+-- backend, dropped when grants, models or role memberships change.
+CREATE FUNCTION scuttlebutt._may_read(model_id integer)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'scuttlebutt_may_read'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 -- Checks that a clock argument is a JSON object of finite numbers.
 CREATE FUNCTION scuttlebutt._valid_clock(sources jsonb)
@@ -154,8 +180,34 @@ CREATE VIEW scuttlebutt.models AS
 		   (SELECT max(scuttlebutt._visible_ts(c.model_id, c.source, c.ts))
 			FROM scuttlebutt.clocks c WHERE c.model_id = r.id) AS latest_ts,
 		   r.signature_algorithm IS NOT NULL AS signed,
-		   r.signature_algorithm
+		   r.signature_algorithm,
+		   pg_catalog.pg_get_userbyid(r.owner) AS owner
 	FROM scuttlebutt.registry r;
+
+-- Gives a role (or PUBLIC: 'public') the read or write privilege on a
+-- model; the model's owner (or a superuser) may.  Write implies nothing
+-- else.
+CREATE FUNCTION scuttlebutt.grant(model text, role name, privilege text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'scuttlebutt_grant'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION scuttlebutt.revoke(model text, role name, privilege text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'scuttlebutt_revoke'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The privileges granted, per model (owners and superusers hold all
+-- without a row)
+CREATE VIEW scuttlebutt.privileges AS
+	SELECT r.name AS model,
+		   CASE WHEN g.role::oid = 0 THEN 'public'::name
+				ELSE pg_catalog.pg_get_userbyid(g.role) END AS role,
+		   g.privilege,
+		   pg_catalog.pg_get_userbyid(g.granted_by) AS granted_by,
+		   g.granted_at
+	FROM scuttlebutt.grants g
+	JOIN scuttlebutt.registry r ON r.id = g.model_id;
 
 -- The one signature algorithm a signed model accepts ('rsa-sha1' or
 -- 'ed25519'), while it holds no updates.
@@ -238,7 +290,8 @@ RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN (SELECT nullif((u.doc -> 0 -> 1)::jsonb, 'null'::jsonb)
 		FROM scuttlebutt.updates u
-		WHERE u.model_id = scuttlebutt._model_id(model, 'model') AND u.key = get.key);
+		WHERE u.model_id = scuttlebutt._model_id(model, 'model') AND u.key = get.key
+		  AND scuttlebutt._model_id(model, 'model') IS NOT NULL);
 
 CREATE FUNCTION scuttlebutt.entries(model text)
 RETURNS TABLE (key text, value jsonb, ts float8, source text)
@@ -247,6 +300,7 @@ BEGIN ATOMIC
 	SELECT u.key, nullif((u.doc -> 0 -> 1)::jsonb, 'null'::jsonb), u.ts, u.source
 	FROM scuttlebutt.updates u
 	WHERE u.model_id = scuttlebutt._model_id(entries.model, 'model')
+	  AND scuttlebutt._model_id(entries.model, 'model') IS NOT NULL
 	ORDER BY u.key;
 END;
 
@@ -257,6 +311,7 @@ BEGIN ATOMIC
 	SELECT u.key
 	FROM scuttlebutt.updates u
 	WHERE u.model_id = scuttlebutt._model_id(keys.model, 'model')
+	  AND scuttlebutt._model_id(keys.model, 'model') IS NOT NULL
 	ORDER BY u.key;
 END;
 
@@ -282,6 +337,7 @@ BEGIN ATOMIC
 	SELECT u.doc -> 0 ->> 0, (u.doc -> 0 -> 1)::jsonb, u.ts, u.source
 	FROM scuttlebutt.updates u
 	WHERE u.model_id = scuttlebutt._model_id(events.model, 'events') AND u.key IS NULL
+	  AND scuttlebutt._model_id(events.model, 'events') IS NOT NULL
 	ORDER BY u.ts, u.source;
 END;
 
@@ -299,7 +355,8 @@ RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN (SELECT (u.doc -> 0)::jsonb
 		FROM scuttlebutt.updates u
-		WHERE u.model_id = scuttlebutt._model_id(model, 'value') AND u.key = '');
+		WHERE u.model_id = scuttlebutt._model_id(model, 'value') AND u.key = ''
+		  AND scuttlebutt._model_id(model, 'value') IS NOT NULL);
 
 --------------------------------------------------------------------------
 -- Protocol level
@@ -311,32 +368,47 @@ LANGUAGE sql STABLE PARALLEL RESTRICTED
 RETURN (SELECT coalesce(jsonb_object_agg(c.source, scuttlebutt._visible_ts(c.model_id, c.source, c.ts)
 										 ORDER BY c.source), '{}'::jsonb)
 		FROM scuttlebutt.clocks c
-		WHERE c.model_id = scuttlebutt._model_id(model));
+		WHERE c.model_id = scuttlebutt._model_id(model)
+		  AND scuttlebutt._model_id(model) IS NOT NULL);
 
 -- Every update held that is newer than sources[source] (all of them for a
 -- source not listed), per source in increasing timestamp order.  Written
 -- as an inlinable SQL function (not STRICT, not VOLATILE) so the planner
 -- sees one nested loop: the model's clock rows, then an index range scan
 -- per source.  Cost follows the rows returned, not the model's size.  This
--- node's own updates stop below any local write still running.
+-- node's own updates stop below any local write still running.  Each
+-- source's bounds are computed with its clock row (OFFSET 0 keeps them
+-- there): under row-level security (a role that is not the extension's
+-- owner) only quals of leakproof operators on plain columns may become
+-- index conditions, and ->> or _visible_ts() on the updates' side would
+-- make the range a filter.  The constant _model_id() condition raises
+-- the permission error even when no row is visible.
+-- Every reader below carries it too.
 CREATE FUNCTION scuttlebutt.history(model text, sources jsonb DEFAULT '{}')
 RETURNS SETOF json
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 AS $$
 	SELECT u.doc
-	FROM scuttlebutt.clocks c
+	FROM (
+		SELECT c.model_id, c.source,
+			   coalesce((sources ->> c.source)::float8, '-infinity') AS after,
+			   scuttlebutt._visible_ts(c.model_id, c.source, c.ts) AS upto
+		FROM scuttlebutt.clocks c
+		WHERE c.model_id = scuttlebutt._model_id(model)
+		  AND c.ts > coalesce((sources ->> c.source)::float8, '-infinity')
+		OFFSET 0
+	) c
 	CROSS JOIN LATERAL (
 		SELECT u.doc
 		FROM scuttlebutt.updates u
 		WHERE u.model_id = c.model_id
 		  AND u.source = c.source
-		  AND u.ts > coalesce((sources ->> c.source)::float8, '-infinity')
-		  AND u.ts <= scuttlebutt._visible_ts(c.model_id, c.source, c.ts)
+		  AND u.ts > c.after
+		  AND u.ts <= c.upto
 		ORDER BY u.ts
 	) u
-	WHERE c.model_id = scuttlebutt._model_id(model)
-	  AND c.ts > coalesce((sources ->> c.source)::float8, '-infinity')
-	  AND scuttlebutt._valid_clock(sources)
+	WHERE scuttlebutt._valid_clock(sources)
+	  AND scuttlebutt._model_id(model) IS NOT NULL
 $$;
 
 CREATE FUNCTION scuttlebutt.apply_update(model text, update json)
@@ -371,6 +443,14 @@ CREATE FUNCTION scuttlebutt._push(model text, lines text)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'scuttlebutt_push'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- The header a libpq peer's push starts from: the model's clock, for a
+-- role that may write it (read or not: a stream peer that may only write
+-- gets the header too) or read it (its _push() is then refused).
+CREATE FUNCTION scuttlebutt._push_header(model text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'scuttlebutt_push_header'
+LANGUAGE C STABLE PARALLEL RESTRICTED;
 
 --------------------------------------------------------------------------
 -- JSON text
@@ -562,17 +642,36 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- Privileges
 --------------------------------------------------------------------------
 
+-- Per-model privileges (grant(), revoke()) decide what a role may do
+-- with a model; it needs no rights on the tables.  The functions that
+-- write (set(), import(), _push(), ...) are C: they check the calling
+-- role's write privilege, then do their table work as the extension's
+-- owner with a pinned search_path (src/privileges.c), so ordinary roles
+-- are granted no writes on the tables.  The functions that read are
+-- inlinable SQL (history() must plan as index range scans): they run as
+-- the caller, who may SELECT the tables, and row-level security shows it
+-- the rows of the models it may read (_model_id() raises the clear error
+-- first).  The extension's owner and superusers bypass the policies.
+GRANT USAGE ON SCHEMA scuttlebutt TO PUBLIC;
+GRANT SELECT ON scuttlebutt.node, scuttlebutt.registry, scuttlebutt.grants,
+	scuttlebutt.updates, scuttlebutt.clocks, scuttlebutt.models,
+	scuttlebutt.privileges TO PUBLIC;
+ALTER TABLE scuttlebutt.updates ENABLE ROW LEVEL SECURITY;
+CREATE POLICY updates_readers ON scuttlebutt.updates FOR SELECT
+	USING (scuttlebutt._may_read(model_id));
+ALTER TABLE scuttlebutt.clocks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY clocks_readers ON scuttlebutt.clocks FOR SELECT
+	USING (scuttlebutt._may_read(model_id));
+
 -- Internal functions are not for PUBLIC.  Those left out are called, as
 -- the calling role, by the SQL functions, views and constraints above:
 -- they only read (what the caller may read) or compute.  _next_local_ts()
 -- moves the timestamp sequencer: set() and the like take timestamps in C,
--- after checking the caller's right to write the model.  A libpq peer's
--- remote role is granted _push() (see README, Security).
+-- after checking the caller's right to write the model.
 REVOKE ALL ON FUNCTION scuttlebutt._next_local_ts(integer, text, float8) FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._registry_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._peers_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._peers_check() FROM PUBLIC;
-REVOKE ALL ON FUNCTION scuttlebutt._push(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._peer_status() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._connection_errors() FROM PUBLIC;
 -- Whom a signed model believes is the superuser's decision (GRANT to delegate)

@@ -17,6 +17,8 @@
  *	  ShmemVariableCache before.
  *	- CreateWaitEventSet takes a ResourceOwner in 17, a MemoryContext
  *	  before.
+ *	- ACL checks of one object: object_aclcheck(classid, ...) from 16 on;
+ *	  15 has one function per catalog (pg_namespace_aclcheck, ...).
  *	- jsonapi: from 16 on the semantic actions return a JsonParseErrorType
  *	  (JSON_SUCCESS to go on); from 17 on makeJsonLexContextCstringLen
  *	  takes the context to fill first (NULL: allocate one).
@@ -31,6 +33,13 @@
 
 #if PG_VERSION_NUM < 150000
 #error "scuttlebutt needs PostgreSQL 15 or later"
+#endif
+
+/* ACL checks: object_aclcheck on 15, for schemas (utils/acl.h at the use) */
+#if PG_VERSION_NUM < 160000
+#define object_aclcheck(classid, objectid, roleid, mode) \
+	(AssertMacro((classid) == NamespaceRelationId), \
+	 pg_namespace_aclcheck((objectid), (roleid), (mode)))
 #endif
 
 /* This backend's slot in arrays of MaxBackends entries */

@@ -412,7 +412,8 @@ send_query(SbSession *s, int i, const char *sql, int nparams, const char *const 
  * ours or PostgreSQL's), read committed (wait_for_commit() waits for
  * commits poll() then sees), no statement timeout (the wait is on
  * purpose; peer_timeout guards stalls), then the model's kind and the
- * remote's header.
+ * remote's header: the pull link's needs the remote role's read
+ * privilege, the push link's its write privilege.
  */
 static void
 send_handshake(SbSession *s, int i)
@@ -429,8 +430,12 @@ send_handshake(SbSession *s, int i)
 	sql = psprintf("SET search_path TO pg_catalog;"
 				   " SET default_transaction_isolation TO 'read committed';"
 				   " SET statement_timeout TO 0;"
-				   " SELECT m.kind, scuttlebutt._export_header(scuttlebutt._model_id(m.name))"
-				   " FROM scuttlebutt.models m WHERE m.name = %s", name);
+				   " SELECT m.kind, %s"
+				   " FROM scuttlebutt.models m WHERE m.name = %s",
+				   i == LINK_PULL
+				   ? "scuttlebutt._export_header(scuttlebutt._model_id(m.name))"
+				   : "scuttlebutt._push_header(m.name)",
+				   name);
 	PQfreemem(name);
 	(void) send_query(s, i, sql, 0, NULL, LINK_HANDSHAKE, sb_handshake_timeout_ms);
 }
@@ -644,7 +649,7 @@ push_refused(SbSession *s, PGresult *res)
 			 errmsg("scuttlebutt: %s refused updates of model \"%s\": %s",
 					s->remote_addr, s->model_name, primary ? primary : "?"),
 			 errdetail("Until the next reconnect this peer only pulls."),
-			 errhint("Grant the remote role the right to write the scuttlebutt tables, or add the peer with send => false.")));
+			 errhint("Grant the remote role the write privilege on the model there (scuttlebutt.grant()), or add the peer with send => false.")));
 	snprintf(s->last_error, sizeof(s->last_error),
 			 "push refused by the remote: %s (SQLSTATE %s)",
 			 primary ? primary : "?", SQLSTATE_INSUFFICIENT_PRIVILEGE);

@@ -17,6 +17,8 @@
  *	store.c				table access: lookups, local writes, clocks, history
  *	apply.c				batched applies of updates from elsewhere
  *	model_cache.c		per-backend cache of model lookups
+ *	privileges.c		per-model privileges held, and table work as the
+ *						extension's owner
  *	sequencer.c			local timestamps in shared memory, visible limits
  *	reservation.c		the sequencer's clocks row (table access)
  *	shmem.c				shared state, commit counts, waking the worker
@@ -42,6 +44,7 @@
  *	sql_json.c			stringify
  *	sql_peers.c			peers and monitoring (peer_status, wait_for_sync)
  *	sql_poll.c			poll(), the remote end of a libpq peer
+ *	sql_privileges.c	grant, revoke, and the readers' row policy
  *
  *-------------------------------------------------------------------------
  */
@@ -54,6 +57,7 @@
 #include "commit.h"
 #include "guc.h"
 #include "model_cache.h"
+#include "privileges.h"
 #include "shmem.h"
 #include "trusted_keys.h"
 #include "worker.h"
@@ -68,6 +72,7 @@ _PG_init(void)
 	SbGucInit();
 	SbModelCacheInit();
 	SbTrustedKeysInit();
+	SbPrivilegesInit();
 	SbShmemInit();
 	SbCommitInit();
 	SbWorkerInit();

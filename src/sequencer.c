@@ -64,17 +64,14 @@
 #include "access/transam.h"
 #include "access/xlog.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
-#include "utils/acl.h"
 #include "utils/float.h"
 #include "utils/hsearch.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -503,34 +500,6 @@ publish_entry(int32 model_id, FullTransactionId fxid, double first)
 }
 
 /*
- * The caller may write the model's updates and clocks (a reservation is a
- * clocks row): checked before the slot moves, so that a role that may not
- * write cannot move this node's timestamps for everyone
- */
-static void
-check_write_privileges(void)
-{
-	static const char *const tables[] = {"updates", "clocks"};
-	static const AclMode modes[] = {ACL_INSERT, ACL_UPDATE};
-	Oid			nsp = get_namespace_oid("scuttlebutt", false);
-
-	for (size_t t = 0; t < lengthof(tables); t++)
-	{
-		Oid			rel = get_relname_relid(tables[t], nsp);
-
-		if (!OidIsValid(rel))
-			elog(ERROR, "scuttlebutt.%s does not exist", tables[t]);
-		for (size_t m = 0; m < lengthof(modes); m++)
-		{
-			AclResult	result = pg_class_aclcheck(rel, GetUserId(), modes[m]);
-
-			if (result != ACLCHECK_OK)
-				aclcheck_error(result, OBJECT_TABLE, tables[t]);
-		}
-	}
-}
-
-/*
  * The common part of Next and Adopt: under the slot's lock, moves the
  * slot past [first, last] (chosen here, or adopt_first..adopt_last) and
  * publishes this transaction's entry; then writes a reservation if the
@@ -551,8 +520,6 @@ take(int32 model_id, const char *node_id, double floor, int count,
 	int			slot;
 	TouchedSlot *t;
 	bool		adopt = !isnan(adopt_first);
-
-	check_write_privileges();
 
 	/* nothing from elsewhere moves the slot past the bound (apply.c) */
 	if ((!isnan(floor) && floor > now + sb_max_clock_skew_ms) ||

@@ -12,6 +12,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
+#include "privileges.h"
 #include "sql_util.h"
 #include "store.h"
 
@@ -25,9 +26,15 @@ scuttlebutt_emit(PG_FUNCTION_ARGS)
 	char	   *event = SbRequiredTextArg(fcinfo, 1, "event name");
 	char	   *change;
 	SbModelRef	model;
+	SbOwnerScope scope;
+	double		ts;
 
 	SbCheckName(event, "event name");
 	change = SbNamedChange(event, fcinfo, 2);
 	SbModelLookup(model_name, SB_KIND_EVENTS, &model);
-	PG_RETURN_FLOAT8(SbLocalWrite(&model, NULL, change));
+	SbCheckModelPrivilege(model.id, model.name, SB_PRIV_WRITE);
+	SbBeginOwnerScope(&scope);
+	ts = SbLocalWrite(&model, NULL, change);
+	SbEndOwnerScope(&scope);
+	PG_RETURN_FLOAT8(ts);
 }

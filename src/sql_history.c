@@ -19,6 +19,7 @@
 
 #include "apply.h"
 #include "jstext.h"
+#include "privileges.h"
 #include "sql_util.h"
 #include "store.h"
 #include "trusted_keys.h"
@@ -84,6 +85,7 @@ scuttlebutt_apply_update(PG_FUNCTION_ARGS)
 	SbModelRef	model;
 	bool		stored;
 	bool		ok;
+	SbOwnerScope scope;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -95,6 +97,7 @@ scuttlebutt_apply_update(PG_FUNCTION_ARGS)
 	SbTrimJsonText(&data, &len);
 
 	SbModelLookup(model_name, SB_KIND_ANY, &model);
+	SbCheckModelPrivilege(model.id, model.name, SB_PRIV_WRITE);
 	ok = SbParseMessage(data, len, &msg, &err);
 	if (!ok && msg.type != SB_MSG_HEADER)
 		SbReportMessageError(&err, "scuttlebutt update");
@@ -105,6 +108,7 @@ scuttlebutt_apply_update(PG_FUNCTION_ARGS)
 				 errdetail("An update is [change, timestamp, source] or [change, timestamp, source, signature].")));
 	if (!SbCheckUpdateForKind(&msg, model.kind, &err))
 		SbReportMessageError(&err, "scuttlebutt update");
+	SbBeginOwnerScope(&scope);
 	if (!SbVerifyUpdate(&model, &msg, &err))
 		ereport(ERROR,
 				(errcode(err.sqlerrcode),
@@ -112,5 +116,6 @@ scuttlebutt_apply_update(PG_FUNCTION_ARGS)
 						model.name, err.message)));
 
 	SbApplyUpdates(&model, &msg, 1, &stored);
+	SbEndOwnerScope(&scope);
 	PG_RETURN_BOOL(stored);
 }

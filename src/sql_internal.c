@@ -20,6 +20,7 @@
 #include "utils/builtins.h"
 
 #include "model_cache.h"
+#include "privileges.h"
 #include "sequencer.h"
 #include "sql_util.h"
 #include "store.h"
@@ -27,7 +28,11 @@
 
 PG_FUNCTION_INFO_V1(scuttlebutt_model_id);
 
-/* scuttlebutt._model_id(name, expected_kind): for the SQL functions */
+/*
+ * scuttlebutt._model_id(name, expected_kind): for the SQL functions, which
+ * all read; ERROR (insufficient_privilege) unless the caller may read the
+ * model, rather than the empty result row-level security would give
+ */
 Datum
 scuttlebutt_model_id(PG_FUNCTION_ARGS)
 {
@@ -45,6 +50,7 @@ scuttlebutt_model_id(PG_FUNCTION_ARGS)
 		expected = kind;
 	}
 	SbModelLookup(name, expected, &model);
+	SbCheckModelPrivilege(model.id, model.name, SB_PRIV_READ);
 	PG_RETURN_INT32(model.id);
 }
 

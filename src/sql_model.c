@@ -11,14 +11,20 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
+#include "compat.h"
 #include "jstext.h"
 #include "node_key.h"
+#include "privileges.h"
 #include "sql_util.h"
 #include "store.h"
 
@@ -31,7 +37,8 @@ PG_FUNCTION_INFO_V1(scuttlebutt_set_many);
 /*
  * scuttlebutt.create_model(name, kind, signed): a signed model accepts the
  * signatures of this node's key's algorithm, or the reference's RSA-SHA1
- * when the node has no key
+ * when the node has no key.  Creating a model is creating an object in
+ * schema scuttlebutt: the caller needs CREATE on it, and owns the model.
  */
 Datum
 scuttlebutt_create_model(PG_FUNCTION_ARGS)
@@ -40,9 +47,11 @@ scuttlebutt_create_model(PG_FUNCTION_ARGS)
 	char	   *kind_name = SbRequiredTextArg(fcinfo, 1, "model kind");
 	bool		is_signed;
 	SbKind		kind;
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', 'n'};
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, OIDOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', 'n', ' '};
+	AclResult	acl;
+	SbOwnerScope scope;
 
 	if (!SbKindFromName(kind_name, &kind))
 		ereport(ERROR,
@@ -60,6 +69,15 @@ scuttlebutt_create_model(PG_FUNCTION_ARGS)
 				 errmsg("signed must not be null")));
 	is_signed = PG_GETARG_BOOL(2);
 
+	acl = object_aclcheck(NamespaceRelationId,
+						  get_namespace_oid("scuttlebutt", false),
+						  GetUserId(), ACL_CREATE);
+	if (acl != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create scuttlebutt model \"%s\"", name),
+				 errdetail("Creating a model needs the CREATE privilege on schema scuttlebutt.")));
+
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(kind_name);
 	if (is_signed)
@@ -70,20 +88,27 @@ scuttlebutt_create_model(PG_FUNCTION_ARGS)
 																 : SB_SIG_RSA_SHA1));
 		nulls[2] = ' ';
 	}
+	values[3] = ObjectIdGetDatum(GetUserId());
+	SbBeginOwnerScope(&scope);
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO scuttlebutt.registry (name, kind, signature_algorithm)"
-							  " VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-							  3, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
+	if (SPI_execute_with_args("INSERT INTO scuttlebutt.registry (name, kind, signature_algorithm, owner)"
+							  " VALUES ($1, $2, $3, $4::pg_catalog.regrole)"
+							  " ON CONFLICT (name) DO NOTHING",
+							  4, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not insert into scuttlebutt.registry");
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("scuttlebutt model \"%s\" already exists", name)));
 	SPI_finish();
+	SbEndOwnerScope(&scope);
 	PG_RETURN_VOID();
 }
 
-/* scuttlebutt.drop_model(name): the model, its clock and its updates */
+/*
+ * scuttlebutt.drop_model(name): the model, its clock, its updates and its
+ * grants; its owner or a superuser may
+ */
 Datum
 scuttlebutt_drop_model(PG_FUNCTION_ARGS)
 {
@@ -91,8 +116,17 @@ scuttlebutt_drop_model(PG_FUNCTION_ARGS)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	bool		isnull;
+	SbModelRef	model;
+	SbOwnerScope scope;
+
+	SbModelLookup(name, SB_KIND_ANY, &model);
+	if (!SbIsModelOwner(model.id))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of scuttlebutt model \"%s\" to drop it", name)));
 
 	values[0] = CStringGetTextDatum(name);
+	SbBeginOwnerScope(&scope);
 	SPI_connect();
 	if (SPI_execute_with_args("DELETE FROM scuttlebutt.registry WHERE name = $1"
 							  " RETURNING id",
@@ -111,6 +145,7 @@ scuttlebutt_drop_model(PG_FUNCTION_ARGS)
 							  1, argtypes, values, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from scuttlebutt.updates");
 	SPI_finish();
+	SbEndOwnerScope(&scope);
 	PG_RETURN_VOID();
 }
 
@@ -122,11 +157,17 @@ set_key(FunctionCallInfo fcinfo, bool delete)
 	char	   *key = SbRequiredTextArg(fcinfo, 1, "key");
 	char	   *change;
 	SbModelRef	model;
+	SbOwnerScope scope;
+	double		ts;
 
 	SbCheckName(key, "key");
 	change = SbNamedChange(key, fcinfo, delete ? -1 : 2);
 	SbModelLookup(model_name, SB_KIND_MODEL, &model);
-	return SbLocalWrite(&model, key, change);
+	SbCheckModelPrivilege(model.id, model.name, SB_PRIV_WRITE);
+	SbBeginOwnerScope(&scope);
+	ts = SbLocalWrite(&model, key, change);
+	SbEndOwnerScope(&scope);
+	return ts;
 }
 
 /* scuttlebutt.set(model, key, value): the update's timestamp */
@@ -161,6 +202,7 @@ scuttlebutt_set_many(PG_FUNCTION_ARGS)
 	char	  **changes;
 	SbModelRef	model;
 	StringInfoData buf;
+	SbOwnerScope scope;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -197,6 +239,9 @@ scuttlebutt_set_many(PG_FUNCTION_ARGS)
 	}
 
 	SbModelLookup(model_name, SB_KIND_MODEL, &model);
+	SbCheckModelPrivilege(model.id, model.name, SB_PRIV_WRITE);
+	SbBeginOwnerScope(&scope);
 	SbLocalWriteMany(&model, count, keys, changes);
+	SbEndOwnerScope(&scope);
 	PG_RETURN_INT64(count);
 }

@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "conninfo.h"
+#include "privileges.h"
 #include "store.h"
 #include "shmem.h"
 #include "sql_util.h"
@@ -42,6 +43,20 @@ PG_FUNCTION_INFO_V1(scuttlebutt_connection_errors);
 PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_sync);
 
 /* Inserts a peer (host/port for a stream, conninfo for libpq); returns its id */
+/*
+ * The role adding a peer must hold what the peer does with the model:
+ * read to send it (the worker sends what the model holds), write to
+ * receive into it
+ */
+static void
+check_peer_privileges(const SbModelRef *model, bool send, bool receive)
+{
+	if (send)
+		SbCheckModelPrivilege(model->id, model->name, SB_PRIV_READ);
+	if (receive)
+		SbCheckModelPrivilege(model->id, model->name, SB_PRIV_WRITE);
+}
+
 static int32
 insert_peer(text *model, const char *transport, const char *host, int32 port,
 			const char *conninfo, bool send, bool receive)
@@ -94,6 +109,7 @@ scuttlebutt_add_stream_peer(PG_FUNCTION_ARGS)
 				 errmsg("port %d is out of range", port),
 				 errhint("A TCP port is between 1 and 65535.")));
 	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, &ref);
+	check_peer_privileges(&ref, PG_GETARG_BOOL(3), PG_GETARG_BOOL(4));
 	PG_RETURN_INT32(insert_peer(PG_GETARG_TEXT_PP(0), "stream", host, port, NULL,
 								PG_GETARG_BOOL(3), PG_GETARG_BOOL(4)));
 }
@@ -109,6 +125,7 @@ scuttlebutt_add_peer(PG_FUNCTION_ARGS)
 	conninfo = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	SbConninfoCheck(conninfo);
 	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, &ref);
+	check_peer_privileges(&ref, PG_GETARG_BOOL(2), PG_GETARG_BOOL(3));
 	PG_RETURN_INT32(insert_peer(PG_GETARG_TEXT_PP(0), "libpq", NULL, 0, conninfo,
 								PG_GETARG_BOOL(2), PG_GETARG_BOOL(3)));
 }

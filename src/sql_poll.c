@@ -47,6 +47,7 @@
 #include "utils/snapmgr.h"
 
 #include "model_store.h"
+#include "privileges.h"
 #include "shmem.h"
 #include "spi_util.h"
 #include "sql_util.h"
@@ -152,6 +153,7 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 	int32		max_updates;
 	SbModelRef	ref;
 	bool		clock_ahead;
+	SbOwnerScope scope;
 
 	SbCheckArgsNotNull(fcinfo, "poll()");
 	model = PG_GETARG_TEXT_PP(0);
@@ -162,11 +164,14 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 				 errmsg("max_updates %d is out of range", max_updates),
 				 errhint("max_updates is between 1 and %d.", SB_POLL_MAX_UPDATES)));
 	SbModelLookup(text_to_cstring(model), SB_KIND_ANY, &ref);
+	SbCheckModelPrivilege(ref.id, ref.name, SB_PRIV_READ);
 
 	/* a scalar SETOF: the tuplestore's descriptor is the caller's */
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	SbBeginOwnerScope(&scope);
 	(void) read_page(model, ref.id, PG_GETARG_JSONB_P(1), max_updates, rsinfo,
 					 &clock_ahead);
+	SbEndOwnerScope(&scope);
 	return (Datum) 0;
 }
 
@@ -217,6 +222,8 @@ scuttlebutt_wait_for_commit(PG_FUNCTION_ARGS)
 				 errmsg("wait_ms %d is out of range", wait_ms),
 				 errhint("wait_ms is between 0 and %d (one hour).", SB_POLL_MAX_WAIT_MS)));
 	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, &ref);
+	/* as the caller: it reads the clock, which its read privilege shows */
+	SbCheckModelPrivilege(ref.id, ref.name, SB_PRIV_READ);
 
 	/* the count first: a commit after it is either seen below or waited for */
 	commits = SbModelCommitCount(ref.id);

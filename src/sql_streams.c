@@ -18,12 +18,14 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "apply.h"
 #include "guc.h"
 #include "model_cache.h"
+#include "privileges.h"
 #include "remote_clock.h"
 #include "sql_util.h"
 #include "store.h"
@@ -38,6 +40,7 @@ PG_FUNCTION_INFO_V1(scuttlebutt_export_header);
 PG_FUNCTION_INFO_V1(scuttlebutt_import);
 PG_FUNCTION_INFO_V1(scuttlebutt_sync_line);
 PG_FUNCTION_INFO_V1(scuttlebutt_push);
+PG_FUNCTION_INFO_V1(scuttlebutt_push_header);
 
 /*
  * scuttlebutt._export_header(model_id): {"id":...,"clock":{...}}, in the
@@ -54,6 +57,35 @@ scuttlebutt_export_header(PG_FUNCTION_ARGS)
 	model.id = PG_GETARG_INT32(0);
 	model.node_id = (char *) SbLocalNodeId();
 	n = SbReadClock(&model, &clock, true);
+	initStringInfo(&buf);
+	SbWireAppendHeader(&buf, model.node_id, clock, n, NULL);
+	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
+}
+
+/*
+ * scuttlebutt._push_header(model): the header a libpq peer's push link
+ * starts from (what this server holds, so that the pusher sends only the
+ * rest), for a role that may write the model, whether or not it may read
+ * it (as a stream peer that may only write gets the header and "SYNC").
+ * A role that may only read gets it too: its push is refused at _push(),
+ * and the peer goes on pulling.
+ */
+Datum
+scuttlebutt_push_header(PG_FUNCTION_ARGS)
+{
+	char	   *name = SbRequiredTextArg(fcinfo, 0, "model name");
+	SbModelRef	model;
+	SbClockEntry *clock;
+	int			n;
+	StringInfoData buf;
+	SbOwnerScope scope;
+
+	SbModelLookup(name, SB_KIND_ANY, &model);
+	if (!SbModelPrivilegeHeld(GetUserId(), model.id, SB_PRIV_READ))
+		SbCheckModelPrivilege(model.id, model.name, SB_PRIV_WRITE);
+	SbBeginOwnerScope(&scope);
+	n = SbReadClock(&model, &clock, true);
+	SbEndOwnerScope(&scope);
 	initStringInfo(&buf);
 	SbWireAppendHeader(&buf, model.node_id, clock, n, NULL);
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(buf.data, buf.len));
@@ -136,6 +168,7 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 	int64		ndeferred = 0;
 	int64		nrefused = 0;
 	char	   *first_refusal = NULL;
+	SbOwnerScope scope;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -148,6 +181,8 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 	model_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	lines = PG_GETARG_TEXT_PP(1);
 	SbModelLookup(model_name, SB_KIND_ANY, &model);
+	SbCheckModelPrivilege(model.id, model.name, SB_PRIV_WRITE);
+	SbBeginOwnerScope(&scope);
 
 	batch = palloc(sizeof(SbMessage) * SB_IMPORT_BATCH);
 	batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
@@ -234,6 +269,7 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 				 errmsg("scuttlebutt: signed model \"%s\" refused %lld pushed update(s)",
 						model.name, (long long) nrefused),
 				 errdetail("The first one: %s.", first_refusal)));
+	SbEndOwnerScope(&scope);
 	return nstored;
 }
 

@@ -12,6 +12,7 @@
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 
+#include "privileges.h"
 #include "sql_util.h"
 #include "store.h"
 
@@ -24,10 +25,16 @@ scuttlebutt_set_value(PG_FUNCTION_ARGS)
 	char	   *model_name = SbRequiredTextArg(fcinfo, 0, "model name");
 	StringInfoData change;
 	SbModelRef	model;
+	SbOwnerScope scope;
+	double		ts;
 
 	initStringInfo(&change);
 	SbAppendJsonbArg(&change, fcinfo, 1);
 
 	SbModelLookup(model_name, SB_KIND_VALUE, &model);
-	PG_RETURN_FLOAT8(SbLocalWrite(&model, "", change.data));
+	SbCheckModelPrivilege(model.id, model.name, SB_PRIV_WRITE);
+	SbBeginOwnerScope(&scope);
+	ts = SbLocalWrite(&model, "", change.data);
+	SbEndOwnerScope(&scope);
+	PG_RETURN_FLOAT8(ts);
 }

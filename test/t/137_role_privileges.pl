@@ -8,15 +8,16 @@
 #    off) is refused by the worker: mallory never becomes superuser;
 #  - options that read the server's files (sslkey) are refused too;
 #  - mallory's peer with a password that the remote asks for works, both
-#    ways, with exactly the README's grants on the remote; one whose
+#    ways, with exactly the README's grants on the remote (read and write
+#    on the model, nothing on the tables); one whose
 #    password the remote does not ask for (trust) is refused when the
 #    worker connects (last_error "password required"); only a superuser
 #    may waive it (password_required = false), and then it connects;
 #  - a role granted SELECT on every table of the schema (the old README
 #    grant) reads no password of scuttlebutt.peers; an owner reads its own;
-#  - a role with USAGE only cannot call internal functions, nor one that
-#    may not write the tables move the sequencer: a later set() by the
-#    superuser gets a timestamp of now;
+#  - a role without grants cannot call internal functions, nor one that
+#    may not write the model (none, or read only) move the sequencer: a
+#    later set() by the superuser gets a timestamp of now;
 #  - a dialed stream address that answers with another protocol's banner:
 #    last_error says so without the banner's bytes.
 use strict;
@@ -82,11 +83,12 @@ qn(qq{
 	GRANT SELECT, INSERT, UPDATE, DELETE ON scuttlebutt.peers TO mallory;
 	GRANT USAGE ON SEQUENCE scuttlebutt.peers_id_seq TO mallory;
 	GRANT SELECT ON ALL TABLES IN SCHEMA scuttlebutt TO sb_reader;
-	GRANT SELECT, INSERT ON scuttlebutt.updates TO sb_ins;
-	GRANT SELECT ON scuttlebutt.registry, scuttlebutt.node TO sb_ins;
 	SELECT scuttlebutt.create_model('kv');
 	SELECT scuttlebutt.create_model('kv2');
 	SELECT scuttlebutt.create_model('seq');
+	SELECT scuttlebutt.grant(m, 'mallory', p)
+		FROM unnest(ARRAY['kv', 'kv2']) m, unnest(ARRAY['read', 'write']) p;
+	SELECT scuttlebutt.grant('seq', 'sb_ins', 'read');
 	SELECT scuttlebutt.set('kv', 'here', '1');
 	SELECT scuttlebutt.set('kv2', 'here', '1');
 });
@@ -98,11 +100,8 @@ qdb('remote', q{
 	SELECT scuttlebutt.create_model('kv2');
 	SELECT scuttlebutt.set('kv', 'there', '1');
 	SELECT scuttlebutt.set('kv2', 'there', '1');
-	GRANT USAGE ON SCHEMA scuttlebutt TO sb_peer, sb_trusted;
-	GRANT SELECT ON scuttlebutt.node, scuttlebutt.registry, scuttlebutt.models,
-		scuttlebutt.clocks, scuttlebutt.updates TO sb_peer, sb_trusted;
-	GRANT INSERT, UPDATE ON scuttlebutt.updates, scuttlebutt.clocks TO sb_peer, sb_trusted;
-	GRANT EXECUTE ON FUNCTION scuttlebutt._push(text, text) TO sb_peer, sb_trusted;
+	SELECT scuttlebutt.grant('kv', 'sb_peer', p) FROM unnest(ARRAY['read', 'write']) p;
+	SELECT scuttlebutt.grant('kv2', 'sb_trusted', p) FROM unnest(ARRAY['read', 'write']) p;
 });
 
 # mallory's database: whoever reads its scuttlebutt.models makes her superuser
@@ -229,6 +228,10 @@ is($out, '1', 'mallory reads her own peer\'s conninfo');
 is(qdb('remote', q{SELECT has_table_privilege('sb_peer', 'scuttlebutt.peers', 'SELECT')
 	OR has_any_column_privilege('sb_peer', 'scuttlebutt.peers', 'SELECT')}), 'f',
 	'the README\'s peer role cannot read scuttlebutt.peers');
+is(qdb('remote', q{SELECT bool_or(has_table_privilege('sb_peer', 'scuttlebutt.' || t, p))
+	FROM unnest(ARRAY['updates', 'clocks', 'registry', 'grants']) t,
+		 unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p}), 'f',
+	'the README\'s peer role may write none of the tables');
 
 # ---- internal functions and the sequencer ----
 # a first write makes the model's sequencer slot, which the calls below could move
@@ -237,20 +240,24 @@ my $seq_id = qn(q{SELECT id FROM scuttlebutt.registry WHERE name = 'seq'});
 my $node_id = qn(q{SELECT scuttlebutt.node_id()});
 ($st, $out, $err) = as_role('sb_usage', 'postgres',
 	"SELECT scuttlebutt._next_local_ts($seq_id, '$node_id', 1.79e308)");
-is($st, '42501', 'USAGE only: _next_local_ts is refused');
+is($st, '42501', 'no grant: _next_local_ts is refused');
 ($st, $out, $err) = as_role('sb_ins', 'postgres',
 	"SELECT scuttlebutt._next_local_ts($seq_id, '$node_id', 1.78e308)");
-is($st, '42501', 'INSERT on updates but no right on clocks: _next_local_ts is refused');
+is($st, '42501', 'read only: _next_local_ts is refused');
 ($st) = as_role('sb_usage', 'postgres', q{SELECT scuttlebutt._push('seq', '["x"]')});
-is($st, '42501', 'USAGE only: _push is refused');
+is($st, '42501', 'no grant: _push is refused');
 ($st) = as_role('sb_usage', 'postgres', q{SELECT * FROM scuttlebutt._peer_status()});
-is($st, '42501', 'USAGE only: _peer_status is refused');
+is($st, '42501', 'no grant: _peer_status is refused');
 ($st) = as_role('sb_usage', 'postgres', q{SELECT scuttlebutt.set('seq', 'k', '1')});
-is($st, '42501', 'USAGE only: set() is refused');
+is($st, '42501', 'no grant: set() is refused');
 ($st) = as_role('sb_usage', 'postgres', q{SELECT scuttlebutt.set_many('seq', '{"a": 1, "b": 2}')});
-is($st, '42501', 'USAGE only: set_many() is refused');
-($st) = as_role('sb_ins', 'postgres', q{SELECT scuttlebutt.set('seq', 'k', '1')});
-is($st, '42501', 'INSERT on updates but no right on clocks: set() is refused');
+is($st, '42501', 'no grant: set_many() is refused');
+($st, $out, $err) = as_role('sb_ins', 'postgres', q{SELECT scuttlebutt.set('seq', 'k', '1')});
+is($st, '42501', 'read only: set() is refused');
+like($err, qr/permission denied for scuttlebutt model "seq": write privilege required/,
+	'read only: the error names the model and the privilege');
+($st) = as_role('sb_ins', 'postgres', q{INSERT INTO scuttlebutt.updates VALUES (1, 'x', 1, 'k', '[]')});
+is($st, '42501', 'read only: a direct INSERT into scuttlebutt.updates is refused');
 my ($src, $ts_out, $ts_err) = (0, '', '');
 $src = $n->psql('postgres',
 	q{SELECT scuttlebutt.set('seq', 'k', '1') - extract(epoch FROM clock_timestamp()) * 1000},
