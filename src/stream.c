@@ -53,6 +53,7 @@ typedef struct SbStream
 	bool		connecting;		/* outgoing: connect() in progress */
 	bool		header_received;
 	bool		handshaking;	/* the channel's handshake is not done */
+	bool		received;		/* a byte came over this connection */
 	TimestampTz deadline;		/* connect or handshake timeout */
 	/* outgoing */
 	char	   *host;
@@ -130,6 +131,7 @@ stream_begin(SbSession *s)
 	st->connecting = false;
 	st->header_received = false;
 	st->handshaking = false;
+	st->received = false;
 	s->tls = false;
 	st->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											   sb_handshake_timeout_ms);
@@ -487,7 +489,15 @@ input_ended(SbSession *s, ssize_t rc)
 
 	if (!SbSessionApplyPending(s))
 		return;
-	if (rc == SB_CHANNEL_ERROR)
+	/*
+	 * Refused before its first byte, the connection failed its handshake
+	 * (with TLS 1.3 the server checks a client's certificate after the
+	 * client's handshake is done: its verdict comes as the first read)
+	 */
+	if (rc == SB_CHANNEL_ERROR && s->tls && !st->received)
+		SbSessionClose(s, SB_CLOSE_TLS_HANDSHAKE_FAILED,
+					   st->ch.error[0] ? st->ch.error : strerror(saved_errno));
+	else if (rc == SB_CHANNEL_ERROR)
 		SbSessionClose(s, SB_CLOSE_CONNECTION_LOST,
 					   st->ch.error[0] ? st->ch.error : strerror(saved_errno));
 	else if (st->in.len > 0)
@@ -524,6 +534,7 @@ stream_read(SbSession *s)
 			return;
 		}
 		s->counters.bytes_in += n;
+		st->received = true;
 		budget -= n;
 		s->counters.last_activity = GetCurrentTimestamp();
 		old = MemoryContextSwitchTo(s->session_cxt);
