@@ -44,6 +44,7 @@ typedef struct TlsState
 	uint32		handshake_wants;	/* WL_SOCKET_* the handshake waits for */
 	bool		read_wants_write;	/* the last read needs the socket
 									 * writable */
+	bool		write_wants_read;	/* the last write needs input first */
 } TlsState;
 
 static inline TlsState *
@@ -183,6 +184,8 @@ tls_read(SbChannel *ch, void *buf, size_t len)
 	errno = 0;
 	n = ssl_result(ch, t, SSL_read(t->ssl, buf, (int) Min(len, (size_t) INT_MAX)), &wants);
 	t->read_wants_write = n == SB_CHANNEL_WOULD_BLOCK && wants == WL_SOCKET_WRITEABLE;
+	/* what a write waited for has been read */
+	t->write_wants_read = false;
 	return n;
 }
 
@@ -202,11 +205,15 @@ tls_write(SbChannel *ch, const void *buf, size_t len)
 		strlcpy(ch->error, "the peer ended the TLS session", sizeof(ch->error));
 		return SB_CHANNEL_ERROR;
 	}
-	/* a write that needs input waits for readability, always asked for */
+	/* a write that needs input waits for a read, not for writability */
+	t->write_wants_read = n == SB_CHANNEL_WOULD_BLOCK && wants == WL_SOCKET_READABLE;
 	return n;
 }
 
-/* Handshaking: what it waits for; then input always, output when needed */
+/*
+ * Handshaking: what it waits for; then input always, and writability for
+ * output (unless the write waits for input) or for a read that needs it
+ */
 static uint32
 tls_wait_events(SbChannel *ch, bool output)
 {
@@ -215,7 +222,8 @@ tls_wait_events(SbChannel *ch, bool output)
 	if (!t->handshaken)
 		return t->handshake_wants;
 	return WL_SOCKET_READABLE |
-		(output || t->read_wants_write ? WL_SOCKET_WRITEABLE : 0);
+		((output && !t->write_wants_read) || t->read_wants_write
+		 ? WL_SOCKET_WRITEABLE : 0);
 }
 
 /*

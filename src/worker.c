@@ -235,6 +235,12 @@ drop_session(int slot)
 			pfree(c->host);
 		if (c->conninfo)
 			pfree(c->conninfo);
+		if (c->sslrootcert)
+			pfree(c->sslrootcert);
+		if (c->sslcert)
+			pfree(c->sslcert);
+		if (c->sslkey)
+			pfree(c->sslkey);
 		pfree(c);
 	}
 	ws.sessions[slot] = NULL;
