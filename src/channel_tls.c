@@ -162,6 +162,13 @@ tls_handshake(SbChannel *ch)
 		ch->tls = true;
 		if (t->server)
 			ch->peer_cn = verified_cn(t->ssl);
+		ereport(DEBUG1,
+				(errmsg_internal("scuttlebutt: TLS handshake done (%s, %s)%s%s%s",
+								 SSL_get_version(t->ssl),
+								 SSL_CIPHER_get_name(SSL_get_current_cipher(t->ssl)),
+								 ch->peer_cn ? ", client certificate CN \"" : "",
+								 ch->peer_cn ? ch->peer_cn : "",
+								 ch->peer_cn ? "\"" : "")));
 		return SB_CHANNEL_DONE;
 	}
 	result = ssl_result(ch, t, rc, &t->handshake_wants);

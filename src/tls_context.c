@@ -128,7 +128,11 @@ build_server_context(char **why)
 	ctx = new_context(TLS_server_method(), why);
 	if (ctx == NULL)
 		return NULL;
+	/* nothing resumes a session: no cache, no TLS 1.3 tickets to send */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+#if OPENSSL_VERSION_NUMBER >= 0x10101000L
+	SSL_CTX_set_num_tickets(ctx, 0);
+#endif
 	if (!load_identity(ctx, cert,
 					   key, sb_ssl_cert_file[0] ? "scuttlebutt.ssl_cert_file" : "ssl_cert_file",
 					   sb_ssl_key_file[0] ? "scuttlebutt.ssl_key_file" : "ssl_key_file", why))

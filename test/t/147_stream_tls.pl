@@ -86,7 +86,8 @@ issue('mallory', '/CN=mallory', 'other-ca', undef, 'clientAuth', 2);
 my $ns = StreamTest::new_node('s',
 	conf => "scuttlebutt.ssl = on\n"
 	  . "scuttlebutt.ssl_ca_file = '$dir/ca.crt'\n"
-	  . "scuttlebutt.handshake_timeout = 3s\n");
+	  . "scuttlebutt.handshake_timeout = 3s\n"
+	  . "log_min_messages = debug1\n");
 my $nd = StreamTest::new_node('d', conf => "scuttlebutt.handshake_timeout = 3s\n");
 my ($port_s, $port_d) = (StreamTest::port($ns), StreamTest::port($nd));
 sub qs { StreamTest::q1($ns, @_) }
@@ -143,6 +144,10 @@ my $p_mc = qd("SELECT scuttlebutt.add_stream_peer('mc', 'localhost', $port_s, tl
 	  . " sslrootcert => '$dir/ca.crt', sslcert => '$dir/alice.crt', sslkey => '$dir/alice.key')");
 ok(StreamTest::wait_converged('mc', [ $ns, $nd ]), 'a client certificate of the trusted CA: converges');
 is(qs("SELECT scuttlebutt.get('mc', 'alice')::text"), '1', 'S holds what D wrote with its client certificate');
+ok(StreamTest::find_log($ns, qr/TLS handshake done \(TLSv1\.[23], [^)]*\), client certificate CN "alice"/, $offset),
+	'S read the verified client certificate\'s CN');
+unlike(StreamTest::log_since($ns, $offset), qr/client certificate CN "(?!alice")/,
+	'no other connection so far had a client certificate CN');
 
 my $errors_before = StreamTest::error_count($ns, 'tls handshake failed');
 qd("SELECT scuttlebutt.set('mm', 'mallory', '1')");
