@@ -99,6 +99,28 @@ async function clientCertificate() {
 	st.checkRaw(label, peer);
 }
 
+// Megabytes each way over TLS: the worker's reads stop at a budget per
+// turn of its loop, and what TLS has decrypted but not handed out must not
+// wait for the socket to become readable again
+async function bulk() {
+	const name = 'tls_bulk';
+	const label = 'megabytes each way over TLS';
+	const KEYS = 8000;
+	db.exec(`SELECT scuttlebutt.create_model(${lit(name)});`);
+	db.exec(`SELECT scuttlebutt.set_many(${lit(name)}, (SELECT jsonb_object_agg('db' || i, repeat('d', 300) || i) FROM generate_series(1, ${KEYS}) i));`);
+	const sb = h.newReference('model', 'JS-tls-bulk');
+	for (let i = 0; i < KEYS; i++) sb.set(`js${i}`, 'j'.repeat(300) + i);
+	const sock = await tlsConnect({ ca: file('ca.crt') });
+	const peer = new st.Peer(sock, sb.createStream({ meta: name }), label);
+	h.ok(await st.until(() => peer.synced), `${label}: synced`);
+	h.ok(await Q.pollSeen(name, sb.id, sb.sources[sb.id]), `${label}: the client's ${KEYS} updates reach the table`);
+	h.ok(await adb.waitForSync(name), `${label}: wait_for_sync() is true`);
+	Q.compare(label, 'model', name, sb);
+	h.is(Number(await adb.value(`SELECT count(*) FROM scuttlebutt.history(${lit(name)})`)), 2 * KEYS, `${label}: the table holds both sides' updates`);
+	h.ok(await peer.finish(), `${label}: closed`);
+	st.checkRaw(label, peer);
+}
+
 // A client certificate of another CA: the worker's handshake fails
 async function untrustedClientCertificate() {
 	const name = 'tls_cert';
@@ -151,6 +173,7 @@ h.main(async () => {
 	if (!(port > 0) || !dir) throw new Error('usage: node stream_tls.js <connstr> <listener port> <cert dir>');
 	await plainPipe();
 	await clientCertificate();
+	await bulk();
 	await untrustedClientCertificate();
 	await wrongCa();
 	await plainClient();
