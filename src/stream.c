@@ -490,11 +490,12 @@ input_ended(SbSession *s, ssize_t rc)
 	if (!SbSessionApplyPending(s))
 		return;
 	/*
-	 * Refused before its first byte, the connection failed its handshake
-	 * (with TLS 1.3 the server checks a client's certificate after the
-	 * client's handshake is done: its verdict comes as the first read)
+	 * A TLS error (an alert) before the first byte: the handshake failed
+	 * after all (with TLS 1.3 the server checks a client's certificate
+	 * after the client's handshake is done: its verdict comes as the first
+	 * read)
 	 */
-	if (rc == SB_CHANNEL_ERROR && s->tls && !st->received)
+	if (rc == SB_CHANNEL_ERROR && s->tls && !st->received && st->ch.error[0])
 		SbSessionClose(s, SB_CLOSE_TLS_HANDSHAKE_FAILED,
 					   st->ch.error[0] ? st->ch.error : strerror(saved_errno));
 	else if (rc == SB_CHANNEL_ERROR)
