@@ -15,7 +15,8 @@
 #    why in OpenSSL's words;
 #  - a reload to a new certificate (which also names 127.0.0.1): the peer
 #    dialing by address now connects, the open connections go on; a reload
-#    to a missing file keeps the previous certificate;
+#    to a missing file, or to a key others may read, keeps the previous
+#    certificate;
 #  - a plain client on the TLS listener and a TLS peer dialing a plain
 #    listener fail cleanly, without the peer's bytes in any message;
 #  - a stalled TLS handshake blocks no one and ends at handshake_timeout;
@@ -199,6 +200,17 @@ ok( StreamTest::find_log($ns,
 		qr/could not load the stream listener's TLS certificate: could not load scuttlebutt\.ssl_cert_file "[^"]*missing\.crt".*\n.*DETAIL:  New connections keep the certificate loaded before/,
 		$offset),
 	'a reload to a missing certificate file is refused with a WARNING');
+# a key others may read is refused, as PostgreSQL refuses its ssl_key_file
+copy("$dir/server2.key", "$dir/open.key") or die $!;
+chmod 0644, "$dir/open.key";
+$offset = -s $ns->logfile;
+qs("ALTER SYSTEM SET scuttlebutt.ssl_cert_file = '$dir/server2.crt'");
+qs("ALTER SYSTEM SET scuttlebutt.ssl_key_file = '$dir/open.key'");
+$ns->reload;
+ok( StreamTest::find_log($ns,
+		qr/could not load the stream listener's TLS certificate: scuttlebutt\.ssl_key_file: "[^"]*open\.key" has group or world access/,
+		$offset),
+	'a key file readable by others is refused at a reload');
 qd("SELECT scuttlebutt.remove_peer($p_ma)");
 qd("SELECT scuttlebutt.set('ma', 'after_bad_reload', '1')");
 $p_ma = qd("SELECT scuttlebutt.add_stream_peer('ma', '127.0.0.1', $port_s, tls => true, sslrootcert => '$dir/ca.crt')");
