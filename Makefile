@@ -23,6 +23,9 @@ OBJS = \
 	src/remote_clock.o \
 	src/session.o \
 	src/channel_tcp.o \
+	src/channel_tls.o \
+	src/tls_context.o \
+	src/key_file.o \
 	src/stream.o \
 	src/listener.o \
 	src/libpq_peer.o \
@@ -57,8 +60,9 @@ PG_CPPFLAGS = -isystem $(includedir_server) -I$(srcdir)/src -I$(libpq_srcdir)
 PG_CFLAGS = -Wall -Wextra
 # libpq: the worker dials PostgreSQL peers (as dblink and postgres_fdw do)
 SHLIB_LINK_INTERNAL = $(libpq)
-# OpenSSL: signed updates (libcrypto, as PostgreSQL's own build uses)
-SHLIB_LINK = -lcrypto
+# OpenSSL: signed updates (libcrypto, as PostgreSQL's own build uses) and
+# TLS for stream peers (libssl)
+SHLIB_LINK = -lssl -lcrypto
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
 REGRESS = model events value merge history streams json_text errors peers hostile limits signed privileges

@@ -484,7 +484,19 @@ CREATE TABLE scuttlebutt.peers (
 	-- false (only a superuser may set it): a libpq peer of a role that is
 	-- not superuser may connect without a password (trust, peer, cert)
 	password_required boolean NOT NULL DEFAULT true,
+	-- a stream peer dialed with TLS: the server's certificate verified
+	-- against sslrootcert (NULL: the system's CAs) and the host name;
+	-- sslcert and sslkey, a client certificate to present.  The worker
+	-- reads these files as the server's OS user: only a superuser may
+	-- name them (see _peers_check).
+	tls boolean NOT NULL DEFAULT false,
+	sslrootcert text,
+	sslcert text,
+	sslkey text,
 	CHECK (transport <> 'stream' OR (host IS NOT NULL AND port IS NOT NULL)),
+	CHECK (tls OR (sslrootcert IS NULL AND sslcert IS NULL AND sslkey IS NULL)),
+	CHECK (transport = 'stream' OR NOT tls),
+	CHECK ((sslcert IS NULL) = (sslkey IS NULL)),
 	CHECK (transport <> 'libpq' OR conninfo IS NOT NULL)
 );
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.peers', '');
@@ -538,9 +550,17 @@ AS 'MODULE_PATHNAME', 'scuttlebutt_check_token'
 LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 SELECT scuttlebutt._wake_worker();
 
+-- tls: the connection is TLS, the server's certificate verified against
+-- sslrootcert (a CA file; NULL: the system's CAs) and its name against
+-- host; sslcert and sslkey: a client certificate to present.  The files
+-- are the server's: only a superuser may name them.
 CREATE FUNCTION scuttlebutt.add_stream_peer(model text, host text, port integer,
 											send boolean DEFAULT true,
-											receive boolean DEFAULT true)
+											receive boolean DEFAULT true,
+											tls boolean DEFAULT false,
+											sslrootcert text DEFAULT NULL,
+											sslcert text DEFAULT NULL,
+											sslkey text DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'scuttlebutt_add_stream_peer'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -601,7 +621,7 @@ CREATE FUNCTION scuttlebutt._peer_status(
 	OUT synced_at timestamptz, OUT sent bigint, OUT received bigint,
 	OUT rejected bigint, OUT rejected_skew bigint,
 	OUT bytes_in bigint, OUT bytes_out bigint,
-	OUT last_error text, OUT last_activity timestamptz)
+	OUT last_error text, OUT last_activity timestamptz, OUT tls boolean)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'scuttlebutt_peer_status'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
@@ -617,7 +637,7 @@ CREATE VIEW scuttlebutt.peer_status AS
 	UNION ALL
 	SELECT p.id, 'out', p.transport, p.model,
 		   coalesce(p.host || ':' || p.port, scuttlebutt._conninfo_address(p.conninfo)),
-		   NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL,
+		   NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL,
 		   scuttlebutt._conninfo_shown(p.conninfo)
 	FROM scuttlebutt.peers p
 	WHERE p.id NOT IN (SELECT s.peer_id FROM scuttlebutt._peer_status() s

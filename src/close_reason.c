@@ -48,6 +48,8 @@ static const SbCloseReasonInfo reasons[SB_CLOSE_REASONS] = {
 	[SB_CLOSE_INTERNAL_ERROR] = {"internal error", ERRCODE_INTERNAL_ERROR},
 	[SB_CLOSE_DEFERRED_DUE] = {"redial for deferred updates", ERRCODE_CONNECTION_EXCEPTION},
 	[SB_CLOSE_SIGNING_KEY_CHANGED] = {"signing key changed", ERRCODE_CONNECTION_EXCEPTION},
+	[SB_CLOSE_TLS_HANDSHAKE_FAILED] = {"tls handshake failed", ERRCODE_PROTOCOL_VIOLATION},
+	[SB_CLOSE_TLS_UNAVAILABLE] = {"tls unavailable", ERRCODE_CONFIG_FILE_ERROR},
 };
 
 const char *

@@ -49,10 +49,13 @@ typedef enum SbCloseReason
 	/* an outgoing session redials: updates it deferred are within bounds */
 	SB_CLOSE_DEFERRED_DUE,
 	/* scuttlebutt.signing_key_file changed: the node's id may have too */
-	SB_CLOSE_SIGNING_KEY_CHANGED
+	SB_CLOSE_SIGNING_KEY_CHANGED,
+	/* TLS: the handshake failed (OpenSSL's reason), or cannot start */
+	SB_CLOSE_TLS_HANDSHAKE_FAILED,
+	SB_CLOSE_TLS_UNAVAILABLE
 } SbCloseReason;
 
-#define SB_CLOSE_REASONS (SB_CLOSE_SIGNING_KEY_CHANGED + 1)
+#define SB_CLOSE_REASONS (SB_CLOSE_TLS_UNAVAILABLE + 1)
 
 /* The name shown in connection_errors and last_error */
 extern const char *SbCloseReasonName(SbCloseReason reason);
