@@ -280,8 +280,8 @@ $offset = -s $ns->logfile;
 
 qd(<<'SQL');
 CREATE ROLE bob LOGIN;
-GRANT USAGE ON SCHEMA scuttlebutt TO bob;
-GRANT SELECT ON scuttlebutt.registry, scuttlebutt.node TO bob;
+SELECT scuttlebutt.grant('m', 'bob', 'read');
+SELECT scuttlebutt.grant('m', 'bob', 'write');
 GRANT SELECT, INSERT, UPDATE, DELETE ON scuttlebutt.peers TO bob;
 GRANT USAGE ON SEQUENCE scuttlebutt.peers_id_seq TO bob;
 SQL
