@@ -23,6 +23,9 @@ OBJS = \
 	src/remote_clock.o \
 	src/session.o \
 	src/channel_tcp.o \
+	src/channel_tls.o \
+	src/tls_context.o \
+	src/key_file.o \
 	src/stream.o \
 	src/listener.o \
 	src/listen_rules.o \
@@ -32,6 +35,7 @@ OBJS = \
 	src/signature.o \
 	src/node_key.o \
 	src/trusted_keys.o \
+	src/jwt.o \
 	src/privileges.o \
 	src/sql_privileges.o \
 	src/sql_util.o \
@@ -44,8 +48,7 @@ OBJS = \
 	src/sql_json.o \
 	src/sql_peers.o \
 	src/sql_poll.o \
-	src/sql_keys.o \
-	src/jwt.o
+	src/sql_keys.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
@@ -58,8 +61,9 @@ PG_CPPFLAGS = -isystem $(includedir_server) -I$(srcdir)/src -I$(libpq_srcdir)
 PG_CFLAGS = -Wall -Wextra
 # libpq: the worker dials PostgreSQL peers (as dblink and postgres_fdw do)
 SHLIB_LINK_INTERNAL = $(libpq)
-# OpenSSL: signed updates (libcrypto, as PostgreSQL's own build uses)
-SHLIB_LINK = -lcrypto
+# OpenSSL: signed updates (libcrypto, as PostgreSQL's own build uses) and
+# TLS for stream peers (libssl)
+SHLIB_LINK = -lssl -lcrypto
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
 REGRESS = model events value merge history streams json_text errors peers hostile limits signed privileges

@@ -484,7 +484,19 @@ CREATE TABLE scuttlebutt.peers (
 	-- false (only a superuser may set it): a libpq peer of a role that is
 	-- not superuser may connect without a password (trust, peer, cert)
 	password_required boolean NOT NULL DEFAULT true,
+	-- a stream peer dialed with TLS: the server's certificate verified
+	-- against sslrootcert (NULL: the system's CAs) and the host name;
+	-- sslcert and sslkey, a client certificate to present.  The worker
+	-- reads these files as the server's OS user: only a superuser may
+	-- name them (see _peers_check).
+	tls boolean NOT NULL DEFAULT false,
+	sslrootcert text,
+	sslcert text,
+	sslkey text,
 	CHECK (transport <> 'stream' OR (host IS NOT NULL AND port IS NOT NULL)),
+	CHECK (tls OR (sslrootcert IS NULL AND sslcert IS NULL AND sslkey IS NULL)),
+	CHECK (transport = 'stream' OR NOT tls),
+	CHECK ((sslcert IS NULL) = (sslkey IS NULL)),
 	CHECK (transport <> 'libpq' OR conninfo IS NOT NULL)
 );
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.peers', '');
@@ -525,6 +537,17 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'scuttlebutt_peers_changed'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION scuttlebutt._wake_worker() FROM PUBLIC;
+
+--------------------------------------------------------------------------
+-- Tokens of stream connections
+--------------------------------------------------------------------------
+
+-- The role a JWT names, if this server accepts it; else ERROR with the
+-- reason the listener logs (to diagnose a client's refusal)
+CREATE FUNCTION scuttlebutt.check_token(token text)
+RETURNS name
+AS 'MODULE_PATHNAME', 'scuttlebutt_check_token'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE;
 SELECT scuttlebutt._wake_worker();
 
 -- Who may connect on the stream port (scuttlebutt.port), as pg_hba.conf
@@ -589,9 +612,17 @@ CREATE TRIGGER listen_rules_replace_default
 	BEFORE INSERT ON scuttlebutt.listen_rules
 	FOR EACH ROW EXECUTE FUNCTION scuttlebutt._listen_rules_replace_default();
 
+-- tls: the connection is TLS, the server's certificate verified against
+-- sslrootcert (a CA file; NULL: the system's CAs) and its name against
+-- host; sslcert and sslkey: a client certificate to present.  The files
+-- are the server's: only a superuser may name them.
 CREATE FUNCTION scuttlebutt.add_stream_peer(model text, host text, port integer,
 											send boolean DEFAULT true,
-											receive boolean DEFAULT true)
+											receive boolean DEFAULT true,
+											tls boolean DEFAULT false,
+											sslrootcert text DEFAULT NULL,
+											sslcert text DEFAULT NULL,
+											sslkey text DEFAULT NULL)
 RETURNS integer
 AS 'MODULE_PATHNAME', 'scuttlebutt_add_stream_peer'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -653,7 +684,7 @@ CREATE FUNCTION scuttlebutt._peer_status(
 	OUT rejected bigint, OUT rejected_skew bigint,
 	OUT bytes_in bigint, OUT bytes_out bigint,
 	OUT last_error text, OUT last_activity timestamptz,
-	OUT role name, OUT method text)
+	OUT role name, OUT method text, OUT tls boolean)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'scuttlebutt_peer_status'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
@@ -671,7 +702,7 @@ CREATE VIEW scuttlebutt.peer_status AS
 		   s.rejected_skew, s.bytes_in, s.bytes_out, s.last_error,
 		   s.last_activity,
 		   scuttlebutt._conninfo_shown(p.conninfo) AS conninfo,
-		   s.role, s.method
+		   s.role, s.method, s.tls
 	FROM scuttlebutt._peer_status() s
 	LEFT JOIN scuttlebutt.peers p ON p.id = s.peer_id
 	UNION ALL
@@ -679,7 +710,7 @@ CREATE VIEW scuttlebutt.peer_status AS
 		   coalesce(p.host || ':' || p.port, scuttlebutt._conninfo_address(p.conninfo)),
 		   NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL,
 		   scuttlebutt._conninfo_shown(p.conninfo),
-		   pg_catalog.pg_get_userbyid(p.owner), NULL
+		   pg_catalog.pg_get_userbyid(p.owner), NULL, NULL
 	FROM scuttlebutt.peers p
 	WHERE p.id NOT IN (SELECT s.peer_id FROM scuttlebutt._peer_status() s
 					   WHERE s.peer_id IS NOT NULL);
@@ -740,3 +771,5 @@ REVOKE ALL ON FUNCTION scuttlebutt._connection_errors() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt.trust_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt.distrust_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt.set_signature_algorithm(text, text) FROM PUBLIC;
+-- Which tokens pass is for those who configure them
+REVOKE ALL ON FUNCTION scuttlebutt.check_token(text) FROM PUBLIC;

@@ -3,10 +3,12 @@
  * channel.h
  *	  A byte channel under the stream transport's line protocol.
  *
- * The line protocol never knows what carries its bytes: plain TCP today
- * (channel_tcp.c); an encrypted or framed channel fills in the same calls,
- * as PostgreSQL's secure_read()/secure_write() hide TLS from its protocol
- * code.
+ * The line protocol never knows what carries its bytes: plain TCP
+ * (channel_tcp.c) or TLS (channel_tls.c) fill in the same calls, as
+ * PostgreSQL's secure_read()/secure_write() hide TLS from its protocol
+ * code.  A channel may need a handshake before it carries bytes, and may
+ * need to wait for other events than its user asks for (TLS reads that
+ * must write, and writes that must read): the user asks it which.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,7 +19,12 @@
 
 /* What a read or a write did, besides moving bytes */
 #define SB_CHANNEL_WOULD_BLOCK (-1)	/* try again when the socket is ready */
-#define SB_CHANNEL_ERROR (-2)	/* the connection is lost; errno says why */
+#define SB_CHANNEL_ERROR (-2)	/* the connection is lost; ch->error (or,
+								 * when empty, errno) says why */
+#define SB_CHANNEL_DONE 0		/* the handshake is complete */
+
+/* room for a channel's error message */
+#define SB_CHANNEL_ERROR_LEN 256
 
 typedef struct SbChannel SbChannel;
 
@@ -27,7 +34,13 @@ typedef struct SbChannelOps
 	ssize_t		(*read) (SbChannel *ch, void *buf, size_t len);
 	/* bytes written, or SB_CHANNEL_* */
 	ssize_t		(*write) (SbChannel *ch, const void *buf, size_t len);
-	/* closes the socket */
+	/* advances the handshake: SB_CHANNEL_DONE, or SB_CHANNEL_* */
+	int			(*handshake) (SbChannel *ch);
+	/* the WL_SOCKET_* events to wait for; output: bytes are waiting to go */
+	uint32		(*wait_events) (SbChannel *ch, bool output);
+	/* bytes already read from the socket that read() would return now */
+	size_t		(*pending) (SbChannel *ch);
+	/* closes the socket, frees what the channel holds */
 	void		(*close) (SbChannel *ch);
 } SbChannelOps;
 
@@ -35,12 +48,39 @@ struct SbChannel
 {
 	const SbChannelOps *ops;
 	pgsocket	sock;
-	bool		tls;			/* true once the TLS handshake completed */
-	char	   *peer_cn;		/* CN of a verified client certificate, or
-								 * NULL */
+	bool		tls;			/* the TLS handshake completed */
+	char	   *peer_cn;		/* the CN of a client certificate verified
+								 * against scuttlebutt.ssl_ca_file
+								 * (TopMemoryContext), or NULL */
+	void	   *state;			/* the implementation's own */
+	char		error[SB_CHANNEL_ERROR_LEN];	/* why it failed ("": errno) */
 };
 
 /* A plain TCP channel on a connected, non-blocking socket */
 extern void SbChannelTcpOpen(SbChannel *ch, pgsocket sock);
+
+/*
+ * A TLS channel accepting on a connected, non-blocking socket with the
+ * listener's context (tls_context.h); false, with ch->error set and the
+ * socket left open, when scuttlebutt.ssl is on but no certificate could
+ * be loaded.
+ */
+extern bool SbChannelTlsAccept(SbChannel *ch, pgsocket sock);
+
+/* What a dialed TLS channel checks and presents (NULL: none) */
+typedef struct SbTlsClientConfig
+{
+	const char *host;			/* verified as libpq's verify-full; SNI */
+	const char *rootcert;		/* CA file; NULL: the system's CAs */
+	const char *cert;			/* client certificate and key */
+	const char *key;
+} SbTlsClientConfig;
+
+/*
+ * A TLS channel dialing on a connected, non-blocking socket; false, with
+ * ch->error set and the socket left open, when a file cannot be used.
+ */
+extern bool SbChannelTlsConnect(SbChannel *ch, pgsocket sock,
+								const SbTlsClientConfig *config);
 
 #endif							/* SCUTTLEBUTT_CHANNEL_H */

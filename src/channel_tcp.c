@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "storage/latch.h"
+
 #include "channel.h"
 
 /* EINTR is retried; EAGAIN is "would block"; anything else is an error */
@@ -46,6 +48,27 @@ tcp_write(SbChannel *ch, const void *buf, size_t len)
 	return io_result(n);
 }
 
+/* TCP has no handshake */
+static int
+tcp_handshake(SbChannel *ch pg_attribute_unused())
+{
+	return SB_CHANNEL_DONE;
+}
+
+/* Input always; room for output when some waits */
+static uint32
+tcp_wait_events(SbChannel *ch pg_attribute_unused(), bool output)
+{
+	return WL_SOCKET_READABLE | (output ? WL_SOCKET_WRITEABLE : 0);
+}
+
+/* The kernel holds every byte not read: none is buffered here */
+static size_t
+tcp_pending(SbChannel *ch pg_attribute_unused())
+{
+	return 0;
+}
+
 static void
 tcp_close(SbChannel *ch)
 {
@@ -57,6 +80,9 @@ tcp_close(SbChannel *ch)
 static const SbChannelOps tcp_ops = {
 	.read = tcp_read,
 	.write = tcp_write,
+	.handshake = tcp_handshake,
+	.wait_events = tcp_wait_events,
+	.pending = tcp_pending,
 	.close = tcp_close,
 };
 
@@ -65,4 +91,8 @@ SbChannelTcpOpen(SbChannel *ch, pgsocket sock)
 {
 	ch->ops = &tcp_ops;
 	ch->sock = sock;
+	ch->tls = false;
+	ch->peer_cn = NULL;
+	ch->state = NULL;
+	ch->error[0] = '\0';
 }

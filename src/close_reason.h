@@ -50,6 +50,9 @@ typedef enum SbCloseReason
 	SB_CLOSE_DEFERRED_DUE,
 	/* scuttlebutt.signing_key_file changed: the node's id may have too */
 	SB_CLOSE_SIGNING_KEY_CHANGED,
+	/* TLS: the handshake failed (OpenSSL's reason), or cannot start */
+	SB_CLOSE_TLS_HANDSHAKE_FAILED,
+	SB_CLOSE_TLS_UNAVAILABLE,
 	/* an incoming connection refused by scuttlebutt.listen_rules */
 	SB_CLOSE_REJECTED_BY_RULE,
 	SB_CLOSE_NO_MATCHING_RULE,

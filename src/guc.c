@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 
 #include "guc.h"
+#include "jwt.h"
 #include "node_key.h"
 
 char	   *sb_database = NULL;
@@ -33,6 +34,10 @@ int			sb_reconnect_max_ms = SB_DEFAULT_RECONNECT_MAX_MS;
 int			sb_timestamp_reserve_ms = SB_DEFAULT_TIMESTAMP_RESERVE_MS;
 bool		sb_listen_send = true;
 bool		sb_listen_receive = true;
+bool		sb_ssl = false;
+char	   *sb_ssl_cert_file = NULL;
+char	   *sb_ssl_key_file = NULL;
+char	   *sb_ssl_ca_file = NULL;
 
 void
 SbGucInit(void)
@@ -189,6 +194,69 @@ SbGucInit(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   SbCheckSigningKeyFile, SbAssignSigningKeyFile, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.jwt_secret",
+							   "Shared secret of HS256 tokens that name a stream connection's role.",
+							   "At least 32 bytes.  Empty: HS256 tokens are refused.",
+							   &sb_jwt_secret,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   SbCheckJwtSecret, NULL, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.jwt_public_key_file",
+							   "PEM public key (RSA for RS256, Ed25519 for EdDSA) of tokens that name a stream connection's role.",
+							   "Relative paths are relative to the data directory.  Empty: RS256 and EdDSA tokens are refused.",
+							   &sb_jwt_public_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   SbCheckJwtPublicKeyFile, SbAssignJwtPublicKeyFile, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.jwt_audience",
+							   "The audience (\"aud\" claim) a token must name; empty: not checked.",
+							   NULL,
+							   &sb_jwt_audience,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("scuttlebutt.ssl",
+							 "Whether the stream listener speaks TLS.",
+							 "On: every incoming stream connection must begin with a TLS handshake; plain text is never served.",
+							 &sb_ssl,
+							 false,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.ssl_cert_file",
+							   "TLS certificate (PEM, with its chain) of the stream listener.",
+							   "Empty: the server's ssl_cert_file. Relative paths are relative to the data directory. Read again at each reload.",
+							   &sb_ssl_cert_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.ssl_key_file",
+							   "TLS private key (PEM) of the stream listener.",
+							   "Empty: the server's ssl_key_file. It must not be readable by group or others, as ssl_key_file.",
+							   &sb_ssl_key_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.ssl_ca_file",
+							   "CA certificates (PEM) that client certificates of stream peers are verified against.",
+							   "Empty: client certificates are not asked for.",
+							   &sb_ssl_ca_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("scuttlebutt");
 }

@@ -57,6 +57,10 @@ extern int	sb_reconnect_max_ms;
 extern int	sb_timestamp_reserve_ms;
 extern bool sb_listen_send;
 extern bool sb_listen_receive;
+extern bool sb_ssl;
+extern char *sb_ssl_cert_file;
+extern char *sb_ssl_key_file;
+extern char *sb_ssl_ca_file;
 
 extern void SbGucInit(void);
 

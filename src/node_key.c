@@ -15,9 +15,6 @@
  */
 #include "postgres.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
@@ -25,6 +22,7 @@
 #include "storage/fd.h"
 #include "utils/memutils.h"
 
+#include "key_file.h"
 #include "node_key.h"
 
 char	   *sb_signing_key_file = NULL;
@@ -47,33 +45,11 @@ no_passphrase(char *buf pg_attribute_unused(), int size pg_attribute_unused(),
 static EVP_PKEY *
 read_key_file(const char *path, char **why)
 {
-	struct stat st;
 	FILE	   *file;
 	EVP_PKEY   *key;
 
-	if (stat(path, &st) != 0)
-	{
-		*why = psprintf("could not access \"%s\": %m", path);
+	if (!SbKeyFilePermitted(path, why))
 		return NULL;
-	}
-	if (!S_ISREG(st.st_mode))
-	{
-		*why = psprintf("\"%s\" is not a regular file", path);
-		return NULL;
-	}
-	/* as be-secure-common.c: the server's own file, or root's */
-	if (st.st_uid != geteuid() && st.st_uid != 0)
-	{
-		*why = psprintf("\"%s\" must be owned by the database user or root", path);
-		return NULL;
-	}
-	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
-		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
-	{
-		*why = psprintf("\"%s\" has group or world access; it must be u=rw (0600) or less if owned by the database user, or u=rw,g=r (0640) or less if owned by root",
-						path);
-		return NULL;
-	}
 	file = AllocateFile(path, "r");
 	if (file == NULL)
 	{

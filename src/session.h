@@ -108,6 +108,7 @@ typedef struct SbSession
 	TimestampTz last_skew_warning;
 	int64		skews_unreported;
 	char		last_error[SB_LAST_ERROR_LEN];
+	bool		tls;			/* the connection is TLS (its handshake done) */
 } SbSession;
 
 /*

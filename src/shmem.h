@@ -57,6 +57,7 @@ typedef struct SbConnStatus
 	char		state[16];
 	SbPeerCounters counters;
 	char		last_error[SB_TEXT_ERROR];
+	bool		tls;			/* the connection is TLS */
 	bool		caught_up;		/* live, and nothing left to send ... */
 	uint64		commits_seen;	/* ... as of this many commits */
 	Oid			role;			/* the role it acts as (InvalidOid: unknown) */

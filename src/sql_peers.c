@@ -42,6 +42,22 @@ PG_FUNCTION_INFO_V1(scuttlebutt_peer_status);
 PG_FUNCTION_INFO_V1(scuttlebutt_connection_errors);
 PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_sync);
 
+/* A stream peer's TLS options (all NULL but tls = false: plain TCP) */
+typedef struct PeerTls
+{
+	bool		tls;
+	text	   *sslrootcert;
+	text	   *sslcert;
+	text	   *sslkey;
+} PeerTls;
+
+static void
+set_text_arg(Datum *value, char *null, text *t)
+{
+	*value = PointerGetDatum(t);
+	*null = t ? ' ' : 'n';
+}
+
 /* Inserts a peer (host/port for a stream, conninfo for libpq); returns its id */
 /*
  * The role adding a peer must hold what the peer does with the model:
@@ -59,11 +75,12 @@ check_peer_privileges(const SbModelRef *model, bool send, bool receive)
 
 static int32
 insert_peer(text *model, const char *transport, const char *host, int32 port,
-			const char *conninfo, bool send, bool receive)
+			const char *conninfo, bool send, bool receive, const PeerTls *tls)
 {
-	Oid			argtypes[7] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, BOOLOID, BOOLOID};
-	Datum		values[7];
-	char		nulls[7] = "       ";
+	Oid			argtypes[11] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID, BOOLOID, BOOLOID,
+	BOOLOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[11];
+	char		nulls[11] = "           ";
 	bool		isnull;
 	int32		id;
 
@@ -77,11 +94,16 @@ insert_peer(text *model, const char *transport, const char *host, int32 port,
 	nulls[4] = conninfo ? ' ' : 'n';
 	values[5] = BoolGetDatum(send);
 	values[6] = BoolGetDatum(receive);
+	values[7] = BoolGetDatum(tls ? tls->tls : false);
+	set_text_arg(&values[8], &nulls[8], tls ? tls->sslrootcert : NULL);
+	set_text_arg(&values[9], &nulls[9], tls ? tls->sslcert : NULL);
+	set_text_arg(&values[10], &nulls[10], tls ? tls->sslkey : NULL);
 	SPI_connect();
 	if (SPI_execute_with_args("INSERT INTO scuttlebutt.peers"
-							  " (model, transport, host, port, conninfo, send, receive)"
-							  " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-							  7, argtypes, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
+							  " (model, transport, host, port, conninfo, send, receive,"
+							  "  tls, sslrootcert, sslcert, sslkey)"
+							  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+							  11, argtypes, values, nulls, false, 0) != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not insert into scuttlebutt.peers");
 	id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
@@ -94,9 +116,16 @@ scuttlebutt_add_stream_peer(PG_FUNCTION_ARGS)
 	char	   *host;
 	int32		port;
 	SbModelRef	ref;
+	PeerTls		tls;
 
 	SbRequireWorker("add_stream_peer()");
-	SbCheckArgsNotNull(fcinfo, "add_stream_peer()");
+	/* the files may be NULL; nothing before them */
+	for (int i = 0; i < 6; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("arguments of add_stream_peer() must not be null"),
+					 errdetail("Only sslrootcert, sslcert and sslkey may be null.")));
 	host = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	port = PG_GETARG_INT32(2);
 	if (host[0] == '\0')
@@ -108,10 +137,22 @@ scuttlebutt_add_stream_peer(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("port %d is out of range", port),
 				 errhint("A TCP port is between 1 and 65535.")));
+	tls.tls = PG_GETARG_BOOL(5);
+	tls.sslrootcert = PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6);
+	tls.sslcert = PG_ARGISNULL(7) ? NULL : PG_GETARG_TEXT_PP(7);
+	tls.sslkey = PG_ARGISNULL(8) ? NULL : PG_GETARG_TEXT_PP(8);
+	if (!tls.tls && (tls.sslrootcert || tls.sslcert || tls.sslkey))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sslrootcert, sslcert and sslkey need tls => true")));
+	if ((tls.sslcert == NULL) != (tls.sslkey == NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sslcert and sslkey must be given together")));
 	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, &ref);
 	check_peer_privileges(&ref, PG_GETARG_BOOL(3), PG_GETARG_BOOL(4));
 	PG_RETURN_INT32(insert_peer(PG_GETARG_TEXT_PP(0), "stream", host, port, NULL,
-								PG_GETARG_BOOL(3), PG_GETARG_BOOL(4)));
+								PG_GETARG_BOOL(3), PG_GETARG_BOOL(4), &tls));
 }
 
 Datum
@@ -127,7 +168,7 @@ scuttlebutt_add_peer(PG_FUNCTION_ARGS)
 	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, &ref);
 	check_peer_privileges(&ref, PG_GETARG_BOOL(2), PG_GETARG_BOOL(3));
 	PG_RETURN_INT32(insert_peer(PG_GETARG_TEXT_PP(0), "libpq", NULL, 0, conninfo,
-								PG_GETARG_BOOL(2), PG_GETARG_BOOL(3)));
+								PG_GETARG_BOOL(2), PG_GETARG_BOOL(3), NULL));
 }
 
 Datum
@@ -180,7 +221,9 @@ scuttlebutt_remove_peer(PG_FUNCTION_ARGS)
  * privileges of) as owner and may not waive the password; the libpq peer
  * of a role that is not superuser needs a password and no option that
  * reads the server's files, unless a superuser set password_required to
- * false.
+ * false.  The files a TLS stream peer names (sslrootcert, sslcert,
+ * sslkey) are read by the worker as the server's OS user: as libpq's
+ * options of the same names, only a superuser may set them.
  */
 Datum
 scuttlebutt_peers_check(PG_FUNCTION_ARGS)
@@ -228,6 +271,25 @@ scuttlebutt_peers_check(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("password_required=false is superuser-only"),
 					 errdetail("A scuttlebutt peer written by a role that is not superuser must authenticate with a password.")));
+	}
+
+	if (!superuser())
+	{
+		static const char *const files[] = {"sslrootcert", "sslcert", "sslkey"};
+
+		for (size_t i = 0; i < lengthof(files); i++)
+		{
+			int			att = SPI_fnumber(desc, files[i]);
+
+			if (att <= 0)
+				elog(ERROR, "scuttlebutt.peers lacks its %s column", files[i]);
+			(void) SPI_getbinval(tuple, desc, att, &isnull);
+			if (!isnull)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("only a superuser may set %s of a scuttlebutt peer", files[i]),
+						 errdetail("The replication worker reads the file as the server's operating-system user.")));
+		}
 	}
 
 	transport = SPI_getvalue(tuple, desc, SPI_fnumber(desc, "transport"));
@@ -286,8 +348,8 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < SB_STATUS_SLOTS; i++)
 	{
 		SbConnStatus *st = &sb_shared->conns[i];
-		Datum		values[18];
-		bool		nulls[18] = {0};
+		Datum		values[19];
+		bool		nulls[19] = {0};
 		char	   *role_name;
 
 		if (!st->in_use)

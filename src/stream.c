@@ -14,6 +14,12 @@
  * decide whether it may go on and as which role (listen_rules.c), before
  * anything is sent to it.
  *
+ * With TLS (scuttlebutt.ssl for the listener, a peer row's tls for a
+ * dialed peer) the channel's handshake comes first, a step per event in
+ * the worker's one wait set, within the same handshake timeout as the
+ * header; a dialed peer's header goes out once it is done.  Which channel
+ * to open and that step are all this file knows of TLS.
+ *
  * Outgoing connections try every address the host name resolves to, in
  * order, as libpq does with a multi-address host: a refused ::1 falls
  * through to 127.0.0.1.  Each new socket is announced to the worker
@@ -50,6 +56,8 @@ typedef struct SbStream
 	StringInfoData in;			/* bytes not yet split into lines */
 	bool		connecting;		/* outgoing: connect() in progress */
 	bool		header_received;
+	bool		handshaking;	/* the channel's handshake is not done */
+	bool		received;		/* a byte came over this connection */
 	TimestampTz deadline;		/* connect or handshake timeout */
 	/* incoming */
 	SockAddr	client_addr;	/* as accept() gave it: listen_rules match it */
@@ -59,6 +67,7 @@ typedef struct SbStream
 	struct addrinfo *addrs;		/* getaddrinfo's answer, being tried */
 	struct addrinfo *trying;	/* the address connect() is under way to */
 	struct addrinfo *next_addr; /* the address to try next */
+	SbTlsClientConfig *tls;		/* dial with TLS (NULL: plain TCP) */
 	StringInfoData failures;	/* why each address tried failed */
 } SbStream;
 
@@ -94,6 +103,8 @@ stream_disconnect(SbSession *s)
 		freeaddrinfo(st->addrs);
 	st->addrs = st->trying = st->next_addr = NULL;
 	st->connecting = false;
+	st->handshaking = false;
+	s->tls = false;
 }
 
 /* Our header: {"id":...,"clock":{...}} with meta = model when we dialed */
@@ -125,8 +136,52 @@ stream_begin(SbSession *s)
 	resetStringInfo(&st->in);
 	st->connecting = false;
 	st->header_received = false;
+	st->handshaking = false;
+	st->received = false;
+	s->tls = false;
 	st->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											   sb_handshake_timeout_ms);
+}
+
+static void stream_read(SbSession *s);
+static bool stream_flush(SbSession *s);
+
+/*
+ * Advances the channel's handshake; once done, the dialed side sends its
+ * header, and whatever already came is read.
+ */
+static void
+continue_handshake(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+	int			rc = st->ch.ops->handshake(&st->ch);
+
+	if (rc == SB_CHANNEL_WOULD_BLOCK)
+		return;
+	if (rc != SB_CHANNEL_DONE)
+	{
+		SbSessionClose(s, SB_CLOSE_TLS_HANDSHAKE_FAILED,
+					   st->ch.error[0] ? st->ch.error : strerror(errno));
+		return;
+	}
+	st->handshaking = false;
+	s->tls = st->ch.tls;
+	if (s->outgoing && !send_header(s))
+		return;
+	if (!stream_flush(s))
+		return;
+	stream_read(s);
+}
+
+/* A channel failed to open: the session ends with the channel's reason */
+static void
+channel_unavailable(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+	char		why[SB_CHANNEL_ERROR_LEN];
+
+	strlcpy(why, st->ch.error, sizeof(why));
+	SbSessionClose(s, SB_CLOSE_TLS_UNAVAILABLE, why);
 }
 
 void
@@ -140,6 +195,16 @@ SbStreamAccept(SbSession *s, pgsocket sock, const SockAddr *addr,
 	s->sockets_changed = true;
 	strlcpy(s->remote_addr, remote_addr, sizeof(s->remote_addr));
 	stream_begin(s);
+	if (sb_ssl)
+	{
+		/* with scuttlebutt.ssl on, never plain text */
+		if (!SbChannelTlsAccept(&st->ch, sock))
+		{
+			channel_unavailable(s);
+			return;
+		}
+		st->handshaking = true;
+	}
 }
 
 /* ---- dialing ---- */
@@ -155,6 +220,17 @@ stream_configure(SbSession *s, const SbPeerConfig *config)
 	st->failures.maxlen = 256;
 	resetStringInfo(&st->failures);
 	snprintf(s->remote_addr, sizeof(s->remote_addr), "%s:%d", st->host, st->port);
+	if (config->tls)
+	{
+		st->tls = MemoryContextAllocZero(s->cxt, sizeof(SbTlsClientConfig));
+		st->tls->host = st->host;
+		if (config->sslrootcert)
+			st->tls->rootcert = MemoryContextStrdup(s->cxt, config->sslrootcert);
+		if (config->sslcert)
+			st->tls->cert = MemoryContextStrdup(s->cxt, config->sslcert);
+		if (config->sslkey)
+			st->tls->key = MemoryContextStrdup(s->cxt, config->sslkey);
+	}
 }
 
 static void
@@ -180,6 +256,17 @@ connected(SbSession *s)
 		freeaddrinfo(st->addrs);
 	st->addrs = st->trying = st->next_addr = NULL;
 	stream_begin(s);
+	if (st->tls)
+	{
+		if (!SbChannelTlsConnect(&st->ch, st->ch.sock, st->tls))
+		{
+			channel_unavailable(s);
+			return;
+		}
+		st->handshaking = true;
+		continue_handshake(s);
+		return;
+	}
 	(void) send_header(s);
 }
 
@@ -458,8 +545,18 @@ input_ended(SbSession *s, ssize_t rc)
 
 	if (!SbSessionApplyPending(s))
 		return;
-	if (rc == SB_CHANNEL_ERROR)
-		SbSessionClose(s, SB_CLOSE_CONNECTION_LOST, strerror(saved_errno));
+	/*
+	 * A TLS error (an alert) before the first byte: the handshake failed
+	 * after all (with TLS 1.3 the server checks a client's certificate
+	 * after the client's handshake is done: its verdict comes as the first
+	 * read)
+	 */
+	if (rc == SB_CHANNEL_ERROR && s->tls && !st->received && st->ch.error[0])
+		SbSessionClose(s, SB_CLOSE_TLS_HANDSHAKE_FAILED,
+					   st->ch.error[0] ? st->ch.error : strerror(saved_errno));
+	else if (rc == SB_CHANNEL_ERROR)
+		SbSessionClose(s, SB_CLOSE_CONNECTION_LOST,
+					   st->ch.error[0] ? st->ch.error : strerror(saved_errno));
 	else if (st->in.len > 0)
 		SbSessionClose(s, SB_CLOSE_UNFINISHED_LINE,
 					   psprintf("%d bytes of an unfinished line were dropped.", st->in.len));
@@ -469,7 +566,10 @@ input_ended(SbSession *s, ssize_t rc)
 
 /*
  * Reads what the channel has, up to a budget per call: the socket stays
- * readable, so the loop serves the other sessions and comes straight back.
+ * readable (the wait set is level-triggered), so the loop serves the other
+ * sessions and comes straight back.  Bytes the channel itself holds (TLS:
+ * the rest of a decrypted record) would not keep the socket readable:
+ * those are taken past the budget, at most a record's worth.
  */
 static void
 stream_read(SbSession *s)
@@ -478,7 +578,7 @@ stream_read(SbSession *s)
 	char		buf[65536];
 	int			budget = SB_READ_BUDGET;
 
-	while (budget > 0)
+	while (budget > 0 || st->ch.ops->pending(&st->ch) > 0)
 	{
 		ssize_t		n = st->ch.ops->read(&st->ch, buf, sizeof(buf));
 		MemoryContext old;
@@ -491,6 +591,7 @@ stream_read(SbSession *s)
 			return;
 		}
 		s->counters.bytes_in += n;
+		st->received = true;
 		budget -= n;
 		s->counters.last_activity = GetCurrentTimestamp();
 		old = MemoryContextSwitchTo(s->session_cxt);
@@ -511,7 +612,7 @@ stream_flush(SbSession *s)
 	SbStream   *st = stream_of(s);
 
 	while (SbSessionIsOpen(s) && SbSessionOutboxLength(s) > 0 &&
-		   st->ch.sock != PGINVALID_SOCKET && !st->connecting)
+		   st->ch.sock != PGINVALID_SOCKET && !st->connecting && !st->handshaking)
 	{
 		ssize_t		n = st->ch.ops->write(&st->ch, s->out.data + s->out_off,
 										  SbSessionOutboxLength(s));
@@ -543,14 +644,15 @@ stream_wait_sockets(SbSession *s, SbWaitSocket *socks)
 	else if (st->connecting)
 		socks[0].events = WL_SOCKET_CONNECTED;
 	else
-		socks[0].events = WL_SOCKET_READABLE |
-			(SbSessionOutboxLength(s) > 0 ? WL_SOCKET_WRITEABLE : 0);
+		socks[0].events = st->ch.ops->wait_events(&st->ch,
+												  !st->handshaking && SbSessionOutboxLength(s) > 0);
 }
 
 static void
 stream_handle(SbSession *s, int index, uint32 events)
 {
 	SbStream   *st = stream_of(s);
+	bool		output;
 
 	if (index != 0 || st->ch.sock == PGINVALID_SOCKET)
 		return;
@@ -559,9 +661,16 @@ stream_handle(SbSession *s, int index, uint32 events)
 		finish_connect(s);
 		return;
 	}
+	if (st->handshaking)
+	{
+		continue_handshake(s);
+		return;
+	}
+	output = SbSessionOutboxLength(s) > 0;
 	if ((events & WL_SOCKET_WRITEABLE) && !stream_flush(s))
 		return;
-	if (events & WL_SOCKET_READABLE)
+	/* writable with nothing to send: the channel's read waited for it */
+	if ((events & WL_SOCKET_READABLE) || ((events & WL_SOCKET_WRITEABLE) && !output))
 		stream_read(s);
 }
 
@@ -584,6 +693,10 @@ stream_check_deadline(SbSession *s, TimestampTz now)
 	if (st->connecting)
 		SbSessionClose(s, SB_CLOSE_CONNECT_TIMEOUT,
 					   psprintf("Not connected within scuttlebutt.handshake_timeout (%d ms).",
+								sb_handshake_timeout_ms));
+	else if (st->handshaking)
+		SbSessionClose(s, SB_CLOSE_HANDSHAKE_TIMEOUT,
+					   psprintf("TLS handshake not done within scuttlebutt.handshake_timeout (%d ms).",
 								sb_handshake_timeout_ms));
 	else
 		SbSessionClose(s, SB_CLOSE_HANDSHAKE_TIMEOUT,

@@ -42,6 +42,11 @@ typedef struct SbPeerConfig
 	char	   *transport;		/* "stream" or "libpq" */
 	char	   *host;			/* stream */
 	int			port;
+	bool		tls;			/* stream: dial with TLS ... */
+	char	   *sslrootcert;	/* ... verified against this CA file (NULL:
+								 * the system's CAs) */
+	char	   *sslcert;		/* ... presenting this client certificate */
+	char	   *sslkey;
 	char	   *conninfo;		/* libpq */
 	bool		send;
 	bool		receive;

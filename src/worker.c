@@ -55,6 +55,7 @@
 #include "node_key.h"
 #include "shmem.h"
 #include "stream.h"
+#include "tls_context.h"
 #include "transport.h"
 #include "worker.h"
 
@@ -234,6 +235,12 @@ drop_session(int slot)
 			pfree(c->host);
 		if (c->conninfo)
 			pfree(c->conninfo);
+		if (c->sslrootcert)
+			pfree(c->sslrootcert);
+		if (c->sslcert)
+			pfree(c->sslcert);
+		if (c->sslkey)
+			pfree(c->sslkey);
 		pfree(c);
 	}
 	ws.sessions[slot] = NULL;
@@ -434,7 +441,9 @@ same_config(const SbPeerConfig *a, const SbPeerConfig *b)
 		same_text(a->host, b->host) && a->port == b->port &&
 		same_text(a->conninfo, b->conninfo) &&
 		a->send == b->send && a->receive == b->receive &&
-		a->owner == b->owner && a->password_required == b->password_required;
+		a->owner == b->owner && a->password_required == b->password_required &&
+		a->tls == b->tls && same_text(a->sslrootcert, b->sslrootcert) &&
+		same_text(a->sslcert, b->sslcert) && same_text(a->sslkey, b->sslkey);
 }
 
 /* A row of scuttlebutt.peers, copied into cxt */
@@ -457,6 +466,10 @@ read_peer_row(HeapTuple tup, TupleDesc desc, MemoryContext cxt)
 	c->receive = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
 	c->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 9, &isnull));
 	c->password_required = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+	c->tls = DatumGetBool(SPI_getbinval(tup, desc, 11, &isnull));
+	c->sslrootcert = SPI_getvalue(tup, desc, 12);
+	c->sslcert = SPI_getvalue(tup, desc, 13);
+	c->sslkey = SPI_getvalue(tup, desc, 14);
 	MemoryContextSwitchTo(old);
 	return c;
 }
@@ -478,6 +491,9 @@ copy_config(const SbPeerConfig *row)
 	c->transport = copy_text(row->transport);
 	c->host = copy_text(row->host);
 	c->conninfo = copy_text(row->conninfo);
+	c->sslrootcert = copy_text(row->sslrootcert);
+	c->sslcert = copy_text(row->sslcert);
+	c->sslkey = copy_text(row->sslkey);
 	return c;
 }
 
@@ -533,7 +549,7 @@ read_peers(void)
 	{
 		SPI_connect();
 		if (SPI_execute("SELECT id, model, transport, host, port, conninfo, send, receive,"
-						" owner, password_required"
+						" owner, password_required, tls, sslrootcert, sslcert, sslkey"
 						" FROM scuttlebutt.peers",
 						true, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not read scuttlebutt.peers");
@@ -669,7 +685,8 @@ status_stale(SbConnStatus *st, SbSession *s, bool caught_up)
 		!same_shared_text(st->remote_id, s->remote_id, sizeof(st->remote_id)) ||
 		!same_shared_text(st->last_error, s->last_error, sizeof(st->last_error)) ||
 		st->role != s->role ||
-		!same_shared_text(st->method, s->auth_method, sizeof(st->method));
+		!same_shared_text(st->method, s->auth_method, sizeof(st->method)) ||
+		st->tls != s->tls;
 }
 
 /*
@@ -703,6 +720,7 @@ publish_status(void)
 		strlcpy(st->state, SbSessionStateName(s->state), sizeof(st->state));
 		st->counters = s->counters;
 		strlcpy(st->last_error, s->last_error, sizeof(st->last_error));
+		st->tls = s->tls;
 		st->caught_up = caught_up;
 		st->commits_seen = ws.commits;
 		st->role = s->role;
@@ -1000,6 +1018,7 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 	worker_setup();
 	ereport(LOG, (errmsg("scuttlebutt replication worker started for database \"%s\"",
 						 sb_database)));
+	SbTlsServerReload();
 	(void) SbListenerConfigure();
 	reload_peers();
 
@@ -1018,6 +1037,8 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 			ProcessConfigFile(PGC_SIGHUP);
 			if (strcmp(key_id, signing_key_id()) != 0)
 				close_all_sessions(SB_CLOSE_SIGNING_KEY_CHANGED);
+			/* new connections take the certificate files as they are now */
+			SbTlsServerReload();
 			if (SbListenerConfigure())
 				ws.set_dirty = true;
 			reload_peers();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test/bench/run_all.sh: every scuttlebutt benchmark against its baseline in
 # one throw-away cluster, then one combined table.  Each script's settings
-# pass through (TPS_*, MANY_*, HISTORY_*, JS_SYNC_*, SERVER_SYNC_*, LATENCY_*,
+# pass through (TPS_*, MANY_*, HISTORY_*, JS_SYNC_*, SERVER_SYNC_*, LATENCY_*, TLS_*,
 # STREAM_MEM_*, LIBPQ_*, SIGNED_*, VERIFY_*; see the scripts' headers).
 # BENCH_KEEP=1 keeps the raw numbers, logs and plans.
 #
@@ -19,6 +19,7 @@ started=$(date +%s)
 "$BENCH_DIR/stream_js_sync.sh"
 "$BENCH_DIR/stream_server_sync.sh"
 "$BENCH_DIR/stream_latency.sh"
+"$BENCH_DIR/stream_tls.sh"
 "$BENCH_DIR/stream_memory.sh"
 # replication over libpq (add_peer), against PostgreSQL's logical
 # replication: servers of their own as well
@@ -39,6 +40,7 @@ echo "$(bench_conditions)"
 echo "baseline: set_tps plain upsert, set_many plain INSERT..jsonb_each..ON CONFLICT,"
 echo "          history the 10k-key model (delta) / a plain query of the same rows (dump),"
 echo "          stream_js_sync a JavaScript server, stream_server_sync s/100k at the smallest size,"
+echo "          stream_tls the same sync and latency over plain TCP,"
 echo "          stream_memory one peer, libpq_sync / libpq_live_throughput / libpq_latency logical replication,"
 echo "          libpq_memory one peer, libpq_notify_cost plain upsert (and set() without a peer),"
 echo "          signed_set openssl speed sign/s (RSA) and unsigned set() (Ed25519), signed_verify openssl speed verify/s,"

@@ -199,7 +199,7 @@ sub poll
 }
 
 my @peer_cols = qw(peer_id direction transport model remote_addr remote_id state
-  synced_at sent received rejected bytes_in bytes_out last_error last_activity role method);
+  synced_at sent received rejected bytes_in bytes_out last_error last_activity role method tls);
 
 # A peer_status row (the first matching $where), as a hash; undef if none
 sub peer

@@ -11,8 +11,12 @@
 // (cpu_ms: this process's user + system CPU over the same interval) and exits 0
 // when the Model holds EXPECTED_KEYS keys at 'sync'; exits 1 otherwise
 // (wrong count, stream error, or no sync within SYNC_TIMEOUT_MS, default
-// 600,000).
+// 600,000).  With SYNC_TLS_CA (a CA file), the client dials with
+// tls.connect, verifying the server's certificate against it for the name
+// "localhost", and the time includes the TLS handshake.
+const fs = require('fs');
 const net = require('net');
+const tls = require('tls');
 const Model = require('scuttlebutt/model');
 
 const [port, modelName, expected, host] = process.argv.slice(2);
@@ -22,15 +26,19 @@ if (!port || !modelName || !expected) {
 }
 const timeoutMs = Number(process.env.SYNC_TIMEOUT_MS) || 600000;
 
+const ca = process.env.SYNC_TLS_CA;
+const caPem = ca ? fs.readFileSync(ca) : null;
 const model = new Model();
 const cpu0 = process.cpuUsage();
 const t0 = process.hrtime.bigint();
 const ms = () => Number(process.hrtime.bigint() - t0) / 1e6;
 let connectMs = null;
 
-const socket = net.connect(Number(port), host || '127.0.0.1');
+const socket = ca
+	? tls.connect({ port: Number(port), host: host || '127.0.0.1', servername: 'localhost', ca: caPem })
+	: net.connect(Number(port), host || '127.0.0.1');
 const stream = model.createStream({ meta: modelName });
-socket.on('connect', () => { connectMs = ms(); });
+socket.on(ca ? 'secureConnect' : 'connect', () => { connectMs = ms(); });
 socket.pipe(stream).pipe(socket);
 
 function fail(why) {
