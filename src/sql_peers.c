@@ -380,6 +380,7 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 		nulls[16] = role_name == NULL;
 		values[17] = CStringGetTextDatum(st->method);
 		nulls[17] = st->method[0] == '\0';
+		values[18] = BoolGetDatum(st->tls);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(sb_shared->lock);
