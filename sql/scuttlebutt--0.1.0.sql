@@ -509,6 +509,10 @@ LANGUAGE C;
 CREATE TRIGGER peers_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scuttlebutt.peers
 	FOR EACH STATEMENT EXECUTE FUNCTION scuttlebutt._peers_changed();
+-- a revoke() holds for open connections too: the worker rechecks them
+CREATE TRIGGER grants_recheck
+	AFTER UPDATE OR DELETE OR TRUNCATE ON scuttlebutt.grants
+	FOR EACH STATEMENT EXECUTE FUNCTION scuttlebutt._peers_changed();
 
 -- Every row written, by add_peer() or by hand: the owner is the writer
 -- (a superuser may name another role), and a libpq peer of a role that is

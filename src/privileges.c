@@ -63,8 +63,8 @@ static HTAB *priv_cache = NULL;
 static SPIPlanPtr grants_plan = NULL;
 
 /* Forgets every privilege computed */
-static void
-priv_cache_flush(void)
+void
+SbPrivilegesForget(void)
 {
 	if (priv_cache != NULL)
 	{
@@ -78,7 +78,7 @@ static void
 priv_relcache_callback(Datum arg pg_attribute_unused(),
 					   Oid relid pg_attribute_unused())
 {
-	priv_cache_flush();
+	SbPrivilegesForget();
 }
 
 /* A role's membership or attributes (superuser) changed */
@@ -87,7 +87,7 @@ priv_syscache_callback(Datum arg pg_attribute_unused(),
 					   int cacheid pg_attribute_unused(),
 					   uint32 hashvalue pg_attribute_unused())
 {
-	priv_cache_flush();
+	SbPrivilegesForget();
 }
 
 /* From _PG_init: the callbacks that keep the cache current */
@@ -207,7 +207,7 @@ lookup(Oid role, int32 model_id)
 	}
 
 	if (priv_cache != NULL && hash_get_num_entries(priv_cache) >= SB_PRIV_CACHE_MAX)
-		priv_cache_flush();
+		SbPrivilegesForget();
 	if (priv_cache == NULL)
 	{
 		HASHCTL		ctl;

@@ -23,6 +23,13 @@ typedef enum SbPrivilege
  */
 extern bool SbModelPrivilegeHeld(Oid role, int32 model_id, SbPrivilege priv);
 
+/*
+ * Forgets every privilege computed.  Invalidations do it too, but a
+ * committing transaction sends them after its commit callbacks, which may
+ * already have woken the worker: the worker forgets before it rechecks.
+ */
+extern void SbPrivilegesForget(void);
+
 /* Registers the cache's invalidation callbacks (from _PG_init) */
 extern void SbPrivilegesInit(void);
 

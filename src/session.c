@@ -444,6 +444,27 @@ apply_privileges(SbSession *s, LookupArg *la)
 	return true;
 }
 
+char *
+SbSessionPrivilegesLost(SbSession *s)
+{
+	bool		may_read;
+	bool		may_write;
+	char	   *name;
+
+	if (!SbSessionIsOpen(s) || !s->model_known || !OidIsValid(s->role))
+		return NULL;
+	name = GetUserNameFromId(s->role, true);
+	may_read = name && SbModelPrivilegeHeld(s->role, s->model.id, SB_PRIV_READ);
+	may_write = name && SbModelPrivilegeHeld(s->role, s->model.id, SB_PRIV_WRITE);
+	if (s->send_enabled && !may_read)
+		return psprintf("Role \"%s\" no longer holds read on model \"%s\".",
+						name ? name : "?", s->model_name);
+	if (s->receive_enabled && !may_write)
+		return psprintf("Role \"%s\" no longer holds write on model \"%s\".",
+						name ? name : "?", s->model_name);
+	return NULL;
+}
+
 bool
 SbSessionResolveModel(SbSession *s)
 {

@@ -183,6 +183,13 @@ extern bool SbSessionGuard(SbSession *s, SbSessionTxnFn fn, void *arg);
 extern bool SbSessionResolveModel(SbSession *s);
 
 /*
+ * Why the session's role may no longer do what the session does (read
+ * what it sends, write what it applies), or NULL if it still may; in a
+ * transaction.  Privileges gained take effect at the next connection.
+ */
+extern char *SbSessionPrivilegesLost(SbSession *s);
+
+/*
  * The peer's header: its id and clock.  From now on the pump sends it what
  * that clock lacks.
  */

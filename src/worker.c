@@ -53,6 +53,7 @@
 #include "guc.h"
 #include "listener.h"
 #include "node_key.h"
+#include "privileges.h"
 #include "shmem.h"
 #include "stream.h"
 #include "tls_context.h"
@@ -612,8 +613,55 @@ close_all_sessions(SbCloseReason reason)
 }
 
 /*
+ * After a change of grants (whose trigger wakes us as the peers' does):
+ * closes the sessions whose role lost a privilege they use, so that a
+ * revoke() holds at once for open connections too.  They reconnect (or
+ * are refused) under the privileges as they are now.
+ */
+static void
+recheck_privileges(void)
+{
+	char	  **lost;
+	bool		any = false;
+
+	if (!ws.extension_ready)
+		return;
+	lost = MemoryContextAllocZero(ws.loop_cxt, sizeof(char *) * SB_STATUS_SLOTS);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	debug_query_string = "scuttlebutt: checking privileges";
+	pgstat_report_activity(STATE_RUNNING, debug_query_string);
+	SbPrivilegesForget();
+	for (int a = 0; a < ws.nactive; a++)
+	{
+		int			slot = ws.active[a];
+		char	   *why = SbSessionPrivilegesLost(ws.sessions[slot]);
+
+		if (why)
+		{
+			lost[slot] = MemoryContextStrdup(ws.loop_cxt, why);
+			any = true;
+		}
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	debug_query_string = NULL;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	MemoryContextSwitchTo(ws.loop_cxt);
+	for (int a = 0; any && a < ws.nactive; a++)
+	{
+		int			slot = ws.active[a];
+
+		if (lost[slot])
+			SbSessionClose(ws.sessions[slot], SB_CLOSE_PERMISSION_DENIED, lost[slot]);
+	}
+}
+
+/*
  * Reads scuttlebutt.peers: adds new peers, drops removed ones, and makes
- * anew those whose row changed (a fixed password, say).
+ * anew those whose row changed (a fixed password, say); then checks the
+ * open sessions' privileges (the grants' trigger wakes us here too).
  */
 static void
 reload_peers(void)
@@ -659,6 +707,7 @@ reload_peers(void)
 		if (s)
 			add_session(slot, s, copy_config(row));
 	}
+	recheck_privileges();
 }
 
 /* ---- status ---- */
