@@ -183,6 +183,16 @@ RESET ROLE;
 SET ROLE regress_sb_none;
 SELECT pg_temp.err($$SELECT scuttlebutt.get('p_kv', 'a')$$);
 RESET ROLE;
+-- the models view counts only what the caller may read: a model it may
+-- not read shows its name and owner, but no updates, sources or latest_ts
+SET ROLE regress_sb_none;
+SELECT name, updates, sources, latest_ts IS NULL AS no_latest_ts, owner
+FROM scuttlebutt.models WHERE name IN ('p_kv', 'p_other') ORDER BY name;
+RESET ROLE;
+SET ROLE regress_sb_reader;
+SELECT name, updates, sources, latest_ts IS NULL AS no_latest_ts, owner
+FROM scuttlebutt.models WHERE name IN ('p_kv', 'p_other') ORDER BY name;
+RESET ROLE;
 -- a revoke takes effect at once, in the revoker's session too
 SET ROLE regress_sb_owner;
 SELECT scuttlebutt.revoke('p_kv', 'regress_sb_reader', 'read');

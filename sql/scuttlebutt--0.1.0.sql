@@ -172,7 +172,10 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'scuttlebutt_drop_model'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE VIEW scuttlebutt.models AS
+-- Run as the caller (security_invoker): its counts see only the rows
+-- row-level security shows the caller, so a model it may not read shows
+-- no updates, sources or latest_ts.
+CREATE VIEW scuttlebutt.models WITH (security_invoker = true) AS
 	SELECT r.name,
 		   r.kind,
 		   (SELECT count(*) FROM scuttlebutt.updates u WHERE u.model_id = r.id) AS updates,
