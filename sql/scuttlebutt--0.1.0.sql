@@ -770,6 +770,10 @@ REVOKE ALL ON FUNCTION scuttlebutt._peers_check() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._listen_rules_replace_default() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._peer_status() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._connection_errors() FROM PUBLIC;
+-- Who may create models (and own them) is granted on create_model()
+-- itself: CREATE on schema scuttlebutt would let a role put functions and
+-- operators there that outrank the extension's in others' calls.
+REVOKE ALL ON FUNCTION scuttlebutt.create_model(text, text, boolean) FROM PUBLIC;
 -- Whom a signed model believes is the superuser's decision (GRANT to delegate)
 REVOKE ALL ON FUNCTION scuttlebutt.trust_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt.distrust_key(text) FROM PUBLIC;
