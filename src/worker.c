@@ -1015,6 +1015,16 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 	 */
 	SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_SESSION);
 
+	/*
+	 * The worker runs as a superuser: objects of other roles in the
+	 * database's or role's search_path (say a public.unnest(text[]), an
+	 * exact match that outranks pg_catalog.unnest(anyarray)) must not
+	 * stand in for those its statements call.  As the owner scope of the
+	 * SQL functions (privileges.c) does, pg_catalog then pg_temp only;
+	 * every statement names schema scuttlebutt.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+
 	worker_setup();
 	ereport(LOG, (errmsg("scuttlebutt replication worker started for database \"%s\"",
 						 sb_database)));
