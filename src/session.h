@@ -183,6 +183,14 @@ extern bool SbSessionGuard(SbSession *s, SbSessionTxnFn fn, void *arg);
 extern bool SbSessionResolveModel(SbSession *s);
 
 /*
+ * After grants or models changed: what the open session's role may do now.
+ * Never widens what the session does (that waits for its next connection);
+ * a role that lost write has what it sends dropped, one that lost read is
+ * sent nothing more, one that holds neither is closed.
+ */
+extern void SbSessionRecheckPrivileges(SbSession *s);
+
+/*
  * The peer's header: its id and clock.  From now on the pump sends it what
  * that clock lacks.
  */

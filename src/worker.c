@@ -612,6 +612,17 @@ close_all_sessions(SbCloseReason reason)
 }
 
 /*
+ * Grants or models changed: each open session's role may hold less on its
+ * model than when it started (a revoke applies to connections already open)
+ */
+static void
+recheck_privileges(void)
+{
+	for (int a = 0; a < ws.nactive; a++)
+		SbSessionRecheckPrivileges(ws.sessions[ws.active[a]]);
+}
+
+/*
  * Reads scuttlebutt.peers: adds new peers, drops removed ones, and makes
  * anew those whose row changed (a fixed password, say).
  */
@@ -1059,6 +1070,12 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 		sync_wait_set();
 		nevents = WaitEventSetWait(ws.set, next_timeout(), events, lengthof(events),
 								   PG_WAIT_EXTENSION);
+		/*
+		 * Before reading the sockets: what a client sent after a revoke
+		 * committed (whose commit set our latch) is judged by it
+		 */
+		if (pg_atomic_exchange_u32(&sb_shared->privileges_changed, 0) != 0)
+			recheck_privileges();
 		for (int e = 0; e < nevents; e++)
 		{
 			if (events[e].events & WL_LATCH_SET)
