@@ -99,6 +99,12 @@ SbPrivilegesInit(void)
 	CacheRegisterSyscacheCallback(AUTHOID, priv_syscache_callback, (Datum) 0);
 }
 
+void
+SbPrivilegesForget(void)
+{
+	priv_cache_flush();
+}
+
 /* The privilege's name in grant() and in messages */
 const char *
 SbPrivilegeName(SbPrivilege priv)

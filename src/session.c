@@ -525,6 +525,9 @@ SbSessionRecheckPrivileges(SbSession *s)
 		return;
 	if (!SbSessionTransaction(s, "scuttlebutt: checking privileges", recheck_txn, &la))
 		return;
+	/* a model dropped: the session's next use of it says so, as before */
+	if (!la.found)
+		return;
 	if (!la.may_read && !la.may_write)
 	{
 		SbSessionClose(s, SB_CLOSE_PERMISSION_DENIED,

@@ -53,6 +53,7 @@
 #include "guc.h"
 #include "listener.h"
 #include "node_key.h"
+#include "privileges.h"
 #include "shmem.h"
 #include "stream.h"
 #include "tls_context.h"
@@ -618,6 +619,8 @@ close_all_sessions(SbCloseReason reason)
 static void
 recheck_privileges(void)
 {
+	/* the change is visible, its invalidation may still be on its way */
+	SbPrivilegesForget();
 	for (int a = 0; a < ws.nactive; a++)
 		SbSessionRecheckPrivileges(ws.sessions[ws.active[a]]);
 }
