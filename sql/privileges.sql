@@ -15,12 +15,16 @@ CREATE ROLE regress_sb_none;
 CREATE ROLE regress_sb_group;
 CREATE ROLE regress_sb_member IN ROLE regress_sb_group;
 
--- ---- creating models: CREATE on schema scuttlebutt ----
+-- ---- creating models: EXECUTE on create_model() ----
+-- (not CREATE on schema scuttlebutt, which would let the role put
+-- functions there that outrank the extension's for others' calls)
 SET ROLE regress_sb_owner;
 SELECT pg_temp.err($$SELECT scuttlebutt.create_model('p_kv')$$);
 RESET ROLE;
-GRANT CREATE ON SCHEMA scuttlebutt TO regress_sb_owner;
+GRANT EXECUTE ON FUNCTION scuttlebutt.create_model(text, text, boolean) TO regress_sb_owner;
 SET ROLE regress_sb_owner;
+SELECT pg_temp.err($$CREATE FUNCTION scuttlebutt.set(model text, key text, value text)
+	RETURNS float8 LANGUAGE sql AS 'SELECT 0::float8'$$);
 SELECT scuttlebutt.create_model('p_kv');
 SELECT scuttlebutt.create_model('p_ev', 'events');
 SELECT scuttlebutt.create_model('p_val', 'value');
@@ -183,6 +187,16 @@ RESET ROLE;
 SET ROLE regress_sb_none;
 SELECT pg_temp.err($$SELECT scuttlebutt.get('p_kv', 'a')$$);
 RESET ROLE;
+-- the models view counts only what the caller may read: a model it may
+-- not read shows its name and owner, but no updates, sources or latest_ts
+SET ROLE regress_sb_none;
+SELECT name, updates, sources, latest_ts IS NULL AS no_latest_ts, owner
+FROM scuttlebutt.models WHERE name IN ('p_kv', 'p_other') ORDER BY name;
+RESET ROLE;
+SET ROLE regress_sb_reader;
+SELECT name, updates, sources, latest_ts IS NULL AS no_latest_ts, owner
+FROM scuttlebutt.models WHERE name IN ('p_kv', 'p_other') ORDER BY name;
+RESET ROLE;
 -- a revoke takes effect at once, in the revoker's session too
 SET ROLE regress_sb_owner;
 SELECT scuttlebutt.revoke('p_kv', 'regress_sb_reader', 'read');
@@ -207,6 +221,6 @@ SELECT scuttlebutt.drop_model('p_other');
 -- their grants went with them
 SELECT count(*) FROM scuttlebutt.grants;
 
-REVOKE CREATE ON SCHEMA scuttlebutt FROM regress_sb_owner;
+REVOKE EXECUTE ON FUNCTION scuttlebutt.create_model(text, text, boolean) FROM regress_sb_owner;
 DROP ROLE regress_sb_owner, regress_sb_reader, regress_sb_writer, regress_sb_none,
 	regress_sb_member, regress_sb_group;

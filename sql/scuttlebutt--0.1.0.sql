@@ -172,7 +172,10 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'scuttlebutt_drop_model'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
-CREATE VIEW scuttlebutt.models AS
+-- Run as the caller (security_invoker): its counts see only the rows
+-- row-level security shows the caller, so a model it may not read shows
+-- no updates, sources or latest_ts.
+CREATE VIEW scuttlebutt.models WITH (security_invoker = true) AS
 	SELECT r.name,
 		   r.kind,
 		   (SELECT count(*) FROM scuttlebutt.updates u WHERE u.model_id = r.id) AS updates,
@@ -509,10 +512,6 @@ LANGUAGE C;
 CREATE TRIGGER peers_changed
 	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON scuttlebutt.peers
 	FOR EACH STATEMENT EXECUTE FUNCTION scuttlebutt._peers_changed();
--- a revoke() holds for open connections too: the worker rechecks them
-CREATE TRIGGER grants_recheck
-	AFTER UPDATE OR DELETE OR TRUNCATE ON scuttlebutt.grants
-	FOR EACH STATEMENT EXECUTE FUNCTION scuttlebutt._peers_changed();
 
 -- Every row written, by add_peer() or by hand: the owner is the writer
 -- (a superuser may name another role), and a libpq peer of a role that is
@@ -771,6 +770,10 @@ REVOKE ALL ON FUNCTION scuttlebutt._peers_check() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._listen_rules_replace_default() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._peer_status() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._connection_errors() FROM PUBLIC;
+-- Who may create models (and own them) is granted on create_model()
+-- itself: CREATE on schema scuttlebutt would let a role put functions and
+-- operators there that outrank the extension's in others' calls.
+REVOKE ALL ON FUNCTION scuttlebutt.create_model(text, text, boolean) FROM PUBLIC;
 -- Whom a signed model believes is the superuser's decision (GRANT to delegate)
 REVOKE ALL ON FUNCTION scuttlebutt.trust_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt.distrust_key(text) FROM PUBLIC;

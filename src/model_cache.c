@@ -25,6 +25,7 @@
 
 #include "model_cache.h"
 #include "node_key.h"
+#include "shmem.h"
 
 /* Longer names and ids are simply not cached */
 #define SB_CACHE_NAME_LEN 128
@@ -127,7 +128,11 @@ SbLocalNodeId(void)
 
 PG_FUNCTION_INFO_V1(scuttlebutt_registry_changed);
 
-/* Statement trigger: tell every backend (this one too) to drop its cache */
+/*
+ * Statement trigger: tell every backend (this one too) to drop its cache,
+ * and the worker to check its open connections' privileges again (grants
+ * and model owners decide them)
+ */
 Datum
 scuttlebutt_registry_changed(PG_FUNCTION_ARGS)
 {
@@ -136,5 +141,6 @@ scuttlebutt_registry_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "scuttlebutt_registry_changed: not called by trigger manager");
 	CacheInvalidateRelcache(trigdata->tg_relation);
+	SbNotePrivilegesChanged();
 	return PointerGetDatum(NULL);
 }

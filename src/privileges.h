@@ -23,15 +23,15 @@ typedef enum SbPrivilege
  */
 extern bool SbModelPrivilegeHeld(Oid role, int32 model_id, SbPrivilege priv);
 
-/*
- * Forgets every privilege computed.  Invalidations do it too, but a
- * committing transaction sends them after its commit callbacks, which may
- * already have woken the worker: the worker forgets before it rechecks.
- */
-extern void SbPrivilegesForget(void);
-
 /* Registers the cache's invalidation callbacks (from _PG_init) */
 extern void SbPrivilegesInit(void);
+
+/*
+ * Forgets every privilege this process computed.  For a reader woken by
+ * a commit that changed grants: that commit's invalidations are sent
+ * after its commit callbacks, so they may not have arrived yet.
+ */
+extern void SbPrivilegesForget(void);
 
 /* "read" or "write" */
 extern const char *SbPrivilegeName(SbPrivilege priv);

@@ -444,27 +444,6 @@ apply_privileges(SbSession *s, LookupArg *la)
 	return true;
 }
 
-char *
-SbSessionPrivilegesLost(SbSession *s)
-{
-	bool		may_read;
-	bool		may_write;
-	char	   *name;
-
-	if (!SbSessionIsOpen(s) || !s->model_known || !OidIsValid(s->role))
-		return NULL;
-	name = GetUserNameFromId(s->role, true);
-	may_read = name && SbModelPrivilegeHeld(s->role, s->model.id, SB_PRIV_READ);
-	may_write = name && SbModelPrivilegeHeld(s->role, s->model.id, SB_PRIV_WRITE);
-	if (s->send_enabled && !may_read)
-		return psprintf("Role \"%s\" no longer holds read on model \"%s\".",
-						name ? name : "?", s->model_name);
-	if (s->receive_enabled && !may_write)
-		return psprintf("Role \"%s\" no longer holds write on model \"%s\".",
-						name ? name : "?", s->model_name);
-	return NULL;
-}
-
 bool
 SbSessionResolveModel(SbSession *s)
 {
@@ -516,6 +495,75 @@ SbSessionPeerSynced(SbSession *s)
 {
 	s->sync_received = true;
 	note_live(s);
+}
+
+/* The privileges of the session's role on its model as it is now */
+static void
+recheck_txn(SbSession *s, void *arg)
+{
+	LookupArg  *la = arg;
+	SbModelRef	now;
+	char	   *name = GetUserNameFromId(s->role, true);
+
+	/* a model dropped (or made anew) is not the one the session serves */
+	la->found = SbModelTryLookup(s->model_name, &now) && now.id == s->model.id;
+	if (name != NULL)
+		la->role_name = MemoryContextStrdup(s->session_cxt, name);
+	if (la->found && name != NULL)
+	{
+		la->may_read = SbModelPrivilegeHeld(s->role, s->model.id, SB_PRIV_READ);
+		la->may_write = SbModelPrivilegeHeld(s->role, s->model.id, SB_PRIV_WRITE);
+	}
+}
+
+void
+SbSessionRecheckPrivileges(SbSession *s)
+{
+	LookupArg	la = {false, false, false, NULL};
+
+	if (!SbSessionIsOpen(s) || !s->model_known || !OidIsValid(s->role))
+		return;
+	if (!SbSessionTransaction(s, "scuttlebutt: checking privileges", recheck_txn, &la))
+		return;
+	/* a model dropped: the session's next use of it says so, as before */
+	if (!la.found)
+		return;
+	if (!la.may_read && !la.may_write)
+	{
+		SbSessionClose(s, SB_CLOSE_PERMISSION_DENIED,
+					   la.role_name
+					   ? psprintf("Role \"%s\" no longer holds read or write on model \"%s\".",
+								  la.role_name, s->model_name)
+					   : psprintf("The connection's role no longer exists: it may not use model \"%s\".",
+								  s->model_name));
+		return;
+	}
+
+	/*
+	 * A libpq peer's links were opened for what it did: it connects again,
+	 * and its next session does what the role may do now
+	 */
+	if (s->ops == &SbLibpqTransport &&
+		((!la.may_write && s->receive_enabled) || (!la.may_read && s->send_enabled)))
+	{
+		SbSessionClose(s, SB_CLOSE_PERMISSION_DENIED,
+					   psprintf("Role \"%s\" lost a privilege on model \"%s\": connecting again.",
+								la.role_name ? la.role_name : "?", s->model_name));
+		return;
+	}
+	if (!la.may_write && s->receive_enabled)
+	{
+		/* from now on dropped and counted, as for a role that never had it */
+		s->receive_enabled = false;
+		s->write_denied = true;
+		if (!s->sync_received)
+		{
+			s->sync_received = true;
+			note_live(s);
+		}
+	}
+	if (!la.may_read && s->send_enabled)
+		s->send_enabled = false;
 }
 
 static void

@@ -183,11 +183,12 @@ extern bool SbSessionGuard(SbSession *s, SbSessionTxnFn fn, void *arg);
 extern bool SbSessionResolveModel(SbSession *s);
 
 /*
- * Why the session's role may no longer do what the session does (read
- * what it sends, write what it applies), or NULL if it still may; in a
- * transaction.  Privileges gained take effect at the next connection.
+ * After grants or models changed: what the open session's role may do now.
+ * Never widens what the session does (that waits for its next connection);
+ * a role that lost write has what it sends dropped, one that lost read is
+ * sent nothing more, one that holds neither is closed.
  */
-extern char *SbSessionPrivilegesLost(SbSession *s);
+extern void SbSessionRecheckPrivileges(SbSession *s);
 
 /*
  * The peer's header: its id and clock.  From now on the pump sends it what

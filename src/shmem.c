@@ -8,7 +8,8 @@
  *	  worker_latch, the connection status slots and the error counters.
  *	  Only the worker writes slots and counters (exclusive); backends read
  *	  them (shared) for the peer_status and connection_errors views.
- *	- commits and peers_changed are atomics, touched without the lock: a
+ *	- commits, peers_changed and privileges_changed are atomics, touched
+ *	  without the lock: a
  *	  backend bumps them at commit and sets the worker's latch; the worker
  *	  reads them after resetting its latch, so no wake-up is lost.
  *	- status_cv is broadcast by the worker after it publishes statuses;
@@ -53,6 +54,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 /* The model slots this transaction wrote (bit i: slot i) */
 static uint64 wrote_model_slots = 0;
 static bool changed_peers_this_xact = false;
+static bool changed_privileges_this_xact = false;
 
 #define model_slot(model_id) ((uint32) (model_id) % SB_MODEL_COMMIT_SLOTS)
 
@@ -82,6 +84,7 @@ sb_shmem_startup(void)
 		sb_shared->lock = &(GetNamedLWLockTranche("scuttlebutt"))->lock;
 		pg_atomic_init_u64(&sb_shared->commits, 0);
 		pg_atomic_init_u32(&sb_shared->peers_changed, 0);
+		pg_atomic_init_u32(&sb_shared->privileges_changed, 0);
 		pg_atomic_init_u32(&sb_shared->connections, 0);
 		ConditionVariableInit(&sb_shared->status_cv);
 		for (int i = 0; i < SB_MODEL_COMMIT_SLOTS; i++)
@@ -160,14 +163,23 @@ SbShmemXactEvent(XactEvent event)
 					pg_atomic_read_u32(&sb_shared->connections) > 0)
 					wake_worker();
 			}
+			/* only open connections have privileges to check again */
+			if (sb_shared != NULL && changed_privileges_this_xact &&
+				pg_atomic_read_u32(&sb_shared->connections) > 0)
+			{
+				pg_atomic_write_u32(&sb_shared->privileges_changed, 1);
+				wake_worker();
+			}
 			wrote_model_slots = 0;
 			changed_peers_this_xact = false;
+			changed_privileges_this_xact = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			wrote_model_slots = 0;
 			changed_peers_this_xact = false;
+			changed_privileges_this_xact = false;
 			break;
 		default:
 			break;
@@ -196,6 +208,12 @@ void
 SbNotePeersChanged(void)
 {
 	changed_peers_this_xact = true;
+}
+
+void
+SbNotePrivilegesChanged(void)
+{
+	changed_privileges_this_xact = true;
 }
 
 uint64

@@ -79,6 +79,7 @@ typedef struct SbShared
 	Latch	   *worker_latch;
 	pg_atomic_uint64 commits;	/* bumped at each commit that wrote a model */
 	pg_atomic_uint32 peers_changed; /* set when the peers table changed */
+	pg_atomic_uint32 privileges_changed;	/* set when grants or models changed */
 	pg_atomic_uint32 connections;	/* sockets the worker holds */
 	ConditionVariable status_cv;	/* broadcast when statuses change */
 	/*
@@ -109,6 +110,12 @@ extern void SbNoteHorizonMoved(int32 model_id);
 
 /* Notes that this transaction changed the peers: the worker rereads them */
 extern void SbNotePeersChanged(void);
+
+/*
+ * Notes that this transaction changed grants or models: the worker checks
+ * again what its open connections' roles may do
+ */
+extern void SbNotePrivilegesChanged(void);
 
 /*
  * The count of commits that wrote model_id (or a model sharing its slot),

@@ -11,17 +11,13 @@
  */
 #include "postgres.h"
 
-#include "catalog/namespace.h"
-#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "compat.h"
 #include "jstext.h"
 #include "node_key.h"
 #include "privileges.h"
@@ -37,8 +33,11 @@ PG_FUNCTION_INFO_V1(scuttlebutt_set_many);
 /*
  * scuttlebutt.create_model(name, kind, signed): a signed model accepts the
  * signatures of this node's key's algorithm, or the reference's RSA-SHA1
- * when the node has no key.  Creating a model is creating an object in
- * schema scuttlebutt: the caller needs CREATE on it, and owns the model.
+ * when the node has no key.  The caller owns the model.  Who may create
+ * models is who may execute this function (not PUBLIC: GRANT EXECUTE), not
+ * who has CREATE on schema scuttlebutt: that would let a role put
+ * functions and operators there that outrank the extension's own in
+ * other roles' calls, superusers' included.
  */
 Datum
 scuttlebutt_create_model(PG_FUNCTION_ARGS)
@@ -50,7 +49,6 @@ scuttlebutt_create_model(PG_FUNCTION_ARGS)
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, OIDOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', 'n', ' '};
-	AclResult	acl;
 	SbOwnerScope scope;
 
 	if (!SbKindFromName(kind_name, &kind))
@@ -68,15 +66,6 @@ scuttlebutt_create_model(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("signed must not be null")));
 	is_signed = PG_GETARG_BOOL(2);
-
-	acl = object_aclcheck(NamespaceRelationId,
-						  get_namespace_oid("scuttlebutt", false),
-						  GetUserId(), ACL_CREATE);
-	if (acl != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to create scuttlebutt model \"%s\"", name),
-				 errdetail("Creating a model needs the CREATE privilege on schema scuttlebutt.")));
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(kind_name);

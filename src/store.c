@@ -556,7 +556,7 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 	SbPrepareOnce(&history_page_plan,
 				 "SELECT u.ts, u.doc FROM scuttlebutt.updates u"
 				 " WHERE u.model_id = $1 AND u.source = $2 AND u.ts > $3"
-				 "   AND u.ts <= scuttlebutt._visible_ts($1, $2, 'Infinity')"
+				 "   AND u.ts <= scuttlebutt._visible_ts($1, $2, 'Infinity'::pg_catalog.float8)"
 				 " ORDER BY u.ts LIMIT $4",
 				 4, argtypes);
 	values[0] = Int32GetDatum(model->id);

@@ -613,55 +613,21 @@ close_all_sessions(SbCloseReason reason)
 }
 
 /*
- * After a change of grants (whose trigger wakes us as the peers' does):
- * closes the sessions whose role lost a privilege they use, so that a
- * revoke() holds at once for open connections too.  They reconnect (or
- * are refused) under the privileges as they are now.
+ * Grants or models changed: each open session's role may hold less on its
+ * model than when it started (a revoke applies to connections already open)
  */
 static void
 recheck_privileges(void)
 {
-	char	  **lost;
-	bool		any = false;
-
-	if (!ws.extension_ready)
-		return;
-	lost = MemoryContextAllocZero(ws.loop_cxt, sizeof(char *) * SB_STATUS_SLOTS);
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	debug_query_string = "scuttlebutt: checking privileges";
-	pgstat_report_activity(STATE_RUNNING, debug_query_string);
+	/* the change is visible, its invalidation may still be on its way */
 	SbPrivilegesForget();
 	for (int a = 0; a < ws.nactive; a++)
-	{
-		int			slot = ws.active[a];
-		char	   *why = SbSessionPrivilegesLost(ws.sessions[slot]);
-
-		if (why)
-		{
-			lost[slot] = MemoryContextStrdup(ws.loop_cxt, why);
-			any = true;
-		}
-	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	debug_query_string = NULL;
-	pgstat_report_activity(STATE_IDLE, NULL);
-	MemoryContextSwitchTo(ws.loop_cxt);
-	for (int a = 0; any && a < ws.nactive; a++)
-	{
-		int			slot = ws.active[a];
-
-		if (lost[slot])
-			SbSessionClose(ws.sessions[slot], SB_CLOSE_PERMISSION_DENIED, lost[slot]);
-	}
+		SbSessionRecheckPrivileges(ws.sessions[ws.active[a]]);
 }
 
 /*
  * Reads scuttlebutt.peers: adds new peers, drops removed ones, and makes
- * anew those whose row changed (a fixed password, say); then checks the
- * open sessions' privileges (the grants' trigger wakes us here too).
+ * anew those whose row changed (a fixed password, say).
  */
 static void
 reload_peers(void)
@@ -707,7 +673,6 @@ reload_peers(void)
 		if (s)
 			add_session(slot, s, copy_config(row));
 	}
-	recheck_privileges();
 }
 
 /* ---- status ---- */
@@ -1064,6 +1029,16 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 	 */
 	SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_SESSION);
 
+	/*
+	 * The worker runs as a superuser: objects of other roles in the
+	 * database's or role's search_path (say a public.unnest(text[]), an
+	 * exact match that outranks pg_catalog.unnest(anyarray)) must not
+	 * stand in for those its statements call.  As the owner scope of the
+	 * SQL functions (privileges.c) does, pg_catalog then pg_temp only;
+	 * every statement names schema scuttlebutt.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+
 	worker_setup();
 	ereport(LOG, (errmsg("scuttlebutt replication worker started for database \"%s\"",
 						 sb_database)));
@@ -1098,6 +1073,12 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 		sync_wait_set();
 		nevents = WaitEventSetWait(ws.set, next_timeout(), events, lengthof(events),
 								   PG_WAIT_EXTENSION);
+		/*
+		 * Before reading the sockets: what a client sent after a revoke
+		 * committed (whose commit set our latch) is judged by it
+		 */
+		if (pg_atomic_exchange_u32(&sb_shared->privileges_changed, 0) != 0)
+			recheck_privileges();
 		for (int e = 0; e < nevents; e++)
 		{
 			if (events[e].events & WL_LATCH_SET)

@@ -6,8 +6,6 @@
 #                dropped and counted (peer_status.rejected), and it stays up
 #   write     -> gets the header and "SYNC" only, never an update; what it
 #                sends is applied
-#   a revoke closes the open connections that used the privilege; a grant
-#   leaves them as they are (it holds from the next connection)
 # Outgoing: a dialed peer acts as its row's owner on the dialing server:
 #   an owner with read only sends and drops what it receives (counted), an
 #   owner with nothing is closed ("permission denied").
@@ -94,32 +92,6 @@ is(StreamTest::peer($na, q{remote_id = 'WRITER'})->{state}, 'live', 'write only:
 is(StreamTest::peer($na, q{remote_id = 'WRITER'})->{sent}, 0, 'write only: peer_status counts no update sent');
 $reader->close_fin;
 $writer->close_fin;
-
-# ---- a revoke holds for open connections; a grant waits for the next ----
-qa(q{SELECT scuttlebutt.create_model('p_both'); SELECT scuttlebutt.create_model('p_more')});
-qa(q{SELECT scuttlebutt.grant('p_both', 'alice', 'read'); SELECT scuttlebutt.grant('p_both', 'alice', 'write')});
-qa(q{SELECT scuttlebutt.grant('p_more', 'alice', 'write')});
-{
-	my $both = StreamTest::Raw->new($port);
-	ok(defined(($both->handshake('p_both', id => 'BOTH'))[0]), 'read and write: connected');
-	my $more = StreamTest::Raw->new($port);
-	ok(defined(($more->handshake('p_more', id => 'MORE'))[0]), 'write only: connected');
-	my $offset = -s $na->logfile;
-	qa(q{SELECT scuttlebutt.grant('p_more', 'alice', 'read')});
-	qa(q{SELECT scuttlebutt.revoke('p_both', 'alice', 'read')});
-	ok($both->wait_closed(30), 'revoking read closes the open connection that sends to the role');
-	ok(StreamTest::find_log($na,
-			qr/permission denied\n.*DETAIL:  Role "alice" no longer holds read on model "p_both"/, $offset),
-		'logged as permission denied: the role no longer holds read');
-	is(StreamTest::peer($na, q{remote_id = 'MORE'})->{state}, 'live',
-		'a privilege granted leaves open connections as they are');
-	$offset = -s $na->logfile;
-	qa(q{SELECT scuttlebutt.revoke('p_more', 'alice', 'write')});
-	ok($more->wait_closed(30), 'revoking write closes the open connection that applies the role\'s updates');
-	ok(StreamTest::find_log($na,
-			qr/DETAIL:  Role "alice" no longer holds write on model "p_more"/, $offset),
-		'logged: the role no longer holds write');
-}
 
 # ---- outgoing: the peer row's owner ----
 qa(q{DELETE FROM scuttlebutt.listen_rules WHERE position = 1});
