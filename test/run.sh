@@ -19,8 +19,8 @@
 #
 # Environment: PG_CONFIG (default: the distribution's PostgreSQL, see
 # test/lib/setup.sh), SB_TEST_USER (default postgres), PROVE_TESTS (default
-# test/t/*.pl, the highest-numbered first), PROVE_FLAGS (default -j3: three
-# files at a time), SB_TEST_SEED (seed of the random interop vectors),
+# test/t/*.pl, the highest-numbered first), PROVE_FLAGS (default "-j3 --timer": three
+# files at a time, each one's time shown), SB_TEST_SEED (seed of the random interop vectors),
 # SB_FUZZ_SEED, SB_FUZZ_CONNECTIONS and SB_FUZZ_SECONDS (the listener fuzz,
 # test/t/136_listener_fuzz.pl), SB_LIBFUZZER_SECONDS (each libFuzzer
 # target's run, test/t/135_libfuzzer.pl, default 60), COPT (extra compiler
@@ -73,7 +73,7 @@ if [ -z "${PROVE_TESTS:-}" ]; then
 	PROVE_TESTS=$(cd "$tree" && ls -r test/t/*.pl | tr '\n' ' ')
 fi
 prove_args+=(PROVE_TESTS="$PROVE_TESTS")
-PROVE_FLAGS=${PROVE_FLAGS--j3}
+PROVE_FLAGS=${PROVE_FLAGS--j3 --timer}
 [ -n "$PROVE_FLAGS" ] && prove_args+=(PROVE_FLAGS="$PROVE_FLAGS")
 # PostgreSQL::Test::Cluster makes its socket directories with File::Temp
 # and keeps them when a test fails: put them under $pgwork, which goes
