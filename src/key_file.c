@@ -46,3 +46,10 @@ SbKeyFilePermitted(const char *path, char **why)
 	}
 	return true;
 }
+
+int
+SbNoPassphrase(char *buf pg_attribute_unused(), int size pg_attribute_unused(),
+			   int rwflag pg_attribute_unused(), void *u pg_attribute_unused())
+{
+	return 0;
+}

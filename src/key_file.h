@@ -16,4 +16,10 @@
  */
 extern bool SbKeyFilePermitted(const char *path, char **why);
 
+/*
+ * OpenSSL's passphrase callback that never prompts: an encrypted key is
+ * refused (a server has no one to ask)
+ */
+extern int	SbNoPassphrase(char *buf, int size, int rwflag, void *u);
+
 #endif							/* SCUTTLEBUTT_KEY_FILE_H */

@@ -30,14 +30,6 @@ char	   *sb_signing_key_file = NULL;
 static SbNodeKey *node_key = NULL;
 static bool node_key_stale = true;
 
-/* Never prompt for a passphrase: an encrypted key is refused */
-static int
-no_passphrase(char *buf pg_attribute_unused(), int size pg_attribute_unused(),
-			  int rwflag pg_attribute_unused(), void *u pg_attribute_unused())
-{
-	return 0;
-}
-
 /*
  * Reads and parses the key file; NULL with *why set (palloc'd) if it is
  * missing, readable by others, or no RSA or Ed25519 private key.
@@ -56,7 +48,7 @@ read_key_file(const char *path, char **why)
 		*why = psprintf("could not open \"%s\": %m", path);
 		return NULL;
 	}
-	key = PEM_read_PrivateKey(file, NULL, no_passphrase, NULL);
+	key = PEM_read_PrivateKey(file, NULL, SbNoPassphrase, NULL);
 	FreeFile(file);
 	/* (OpenSSL's reason is left out: its wording differs between versions) */
 	ERR_clear_error();

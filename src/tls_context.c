@@ -46,14 +46,6 @@ SbTlsErrorReason(void)
 	return reason;
 }
 
-/* Never prompt for a passphrase: an encrypted key is refused */
-static int
-no_passphrase(char *buf pg_attribute_unused(), int size pg_attribute_unused(),
-			  int rwflag pg_attribute_unused(), void *u pg_attribute_unused())
-{
-	return 0;
-}
-
 /* What both sides share: protocol versions, write modes, no passphrase */
 static SSL_CTX *
 new_context(const SSL_METHOD *method, char **why)
@@ -75,7 +67,7 @@ new_context(const SSL_METHOD *method, char **why)
 	/* the outbox may grow or move between a write and its retry */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
+	SSL_CTX_set_default_passwd_cb(ctx, SbNoPassphrase);
 	return ctx;
 }
 

@@ -48,19 +48,7 @@ mkdir -p "$W"
 stream_server a
 stream_server b
 for s in a b; do sqlx "$s" -c "SELECT scuttlebutt.create_model('lat')" >/dev/null; done
-sqlx b <<'SQL' >/dev/null
-CREATE TABLE public.bench_arrival (key text PRIMARY KEY, ts float8 NOT NULL, arrived_ms float8 NOT NULL);
-CREATE FUNCTION public.bench_note_arrival() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	INSERT INTO public.bench_arrival (key, ts, arrived_ms)
-		VALUES (NEW.key, NEW.ts, extract(epoch FROM clock_timestamp()) * 1000)
-		ON CONFLICT (key) DO NOTHING;
-	RETURN NULL;
-END
-$$;
-CREATE TRIGGER bench_arrival AFTER INSERT OR UPDATE ON scuttlebutt.updates
-	FOR EACH ROW EXECUTE FUNCTION public.bench_note_arrival();
-SQL
+arrival_probe b
 : >"$W/foreign"
 
 # connect DIALER: one stream between a and b, dialed by DIALER, synced.

@@ -71,3 +71,22 @@ stream_conditions() {
 	printf 'node %s; scuttlebutt (npm) %s\n' "$("$NODE" --version)" \
 		"$("$NODE" -p "require('$BENCH_DIR/../node_modules/scuttlebutt/package.json').version" 2>/dev/null || echo '?')"
 }
+
+# arrival_probe SERVER: public.bench_arrival gets a row (key, ts, wall
+# clock ms) the first time each key's update is stored on SERVER, by
+# whichever path it came (the latency benchmarks' far end).
+arrival_probe() {
+	sqlx "$1" <<'SQL' >/dev/null
+CREATE TABLE public.bench_arrival (key text PRIMARY KEY, ts float8 NOT NULL, arrived_ms float8 NOT NULL);
+CREATE FUNCTION public.bench_note_arrival() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO public.bench_arrival (key, ts, arrived_ms)
+		VALUES (NEW.key, NEW.ts, extract(epoch FROM clock_timestamp()) * 1000)
+		ON CONFLICT (key) DO NOTHING;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER bench_arrival AFTER INSERT OR UPDATE ON scuttlebutt.updates
+	FOR EACH ROW EXECUTE FUNCTION public.bench_note_arrival();
+SQL
+}

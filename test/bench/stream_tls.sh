@@ -108,19 +108,7 @@ log "stream_tls: raw sync ms TCP: $(paste -sd' ' "$W/sync.tcp") / TLS: $(paste -
 # ---- live latency, b dialing a (TCP) or t (TLS) ----
 
 for s in a t b; do sqlx "$s" -c "SELECT scuttlebutt.create_model('lat')" >/dev/null; done
-sqlx b <<'SQL' >/dev/null
-CREATE TABLE public.bench_arrival (key text PRIMARY KEY, ts float8 NOT NULL, arrived_ms float8 NOT NULL);
-CREATE FUNCTION public.bench_note_arrival() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	INSERT INTO public.bench_arrival (key, ts, arrived_ms)
-		VALUES (NEW.key, NEW.ts, extract(epoch FROM clock_timestamp()) * 1000)
-		ON CONFLICT (key) DO NOTHING;
-	RETURN NULL;
-END
-$$;
-CREATE TRIGGER bench_arrival AFTER INSERT OR UPDATE ON scuttlebutt.updates
-	FOR EACH ROW EXECUTE FUNCTION public.bench_note_arrival();
-SQL
+arrival_probe b
 
 # connect SIDE: b's one stream, to a (tcp) or t (tls), synced and live.
 connect() {

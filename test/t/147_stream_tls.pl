@@ -34,55 +34,13 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use ScuttlebuttTest;
 use StreamTest;
+use TestCA;
 use Test::More;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
 
-sub openssl
-{
-	my (@args) = @_;
-	return PostgreSQL::Test::Utils::run_log([ 'openssl', @args ]);
-}
-
-sub write_file
-{
-	my ($path, $text) = @_;
-	open my $fh, '>', $path or die "$path: $!";
-	print $fh $text;
-	close $fh;
-}
-
-for my $ca (qw(ca other-ca))
-{
-	ok( openssl('req', '-x509', '-new', '-nodes', '-newkey', 'rsa:2048', '-days', '2',
-			'-subj', "/CN=scuttlebutt test $ca", '-keyout', "$dir/$ca.key", '-out', "$dir/$ca.crt",
-			'-addext', 'basicConstraints=critical,CA:TRUE',
-			'-addext', 'keyUsage=critical,keyCertSign,cRLSign'),
-		"openssl: $ca certificate");
-}
-
-# issue($name, $subject, $ca, $san, $usage, $days): $name.crt and $name.key
-sub issue
-{
-	my ($name, $subject, $ca, $san, $usage, $days) = @_;
-	write_file("$dir/$name.ext",
-		($san ? "subjectAltName = $san\n" : '')
-		  . "basicConstraints = CA:FALSE\n"
-		  . "keyUsage = critical, digitalSignature, keyEncipherment\n"
-		  . "extendedKeyUsage = $usage\n");
-	my @sign = ('x509', '-req', '-in', "$dir/$name.csr", '-CA', "$dir/$ca.crt",
-		'-CAkey', "$dir/$ca.key", '-CAcreateserial',
-		'-out', "$dir/$name.crt", '-extfile', "$dir/$name.ext");
-	my $ok = openssl('req', '-new', '-nodes', '-newkey', 'rsa:2048', '-subj', $subject,
-		'-keyout', "$dir/$name.key", '-out', "$dir/$name.csr")
-	  && (openssl(@sign, '-days', $days)
-		# OpenSSL 3.4 and later refuse negative -days: an expired validity
-		# is given as dates there (3.0 has no such options)
-		|| ($days < 0
-			&& openssl(@sign, '-not_before', '20200101000000Z', '-not_after', '20200102000000Z')));
-	chmod 0600, "$dir/$name.key";
-	ok($ok, "openssl: $name certificate");
-}
+TestCA::make_ca($dir, $_) for qw(ca other-ca);
+sub issue { TestCA::issue($dir, @_) }
 issue('server', '/CN=localhost', 'ca', 'DNS:localhost', 'serverAuth', 2);
 issue('server2', '/O=second/CN=localhost', 'ca', 'DNS:localhost, IP:127.0.0.1', 'serverAuth', 2);
 issue('expired', '/CN=localhost', 'ca', 'DNS:localhost, IP:127.0.0.1', 'serverAuth', -1);

@@ -17,46 +17,13 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use ScuttlebuttTest;
 use StreamTest;
+use TestCA;
 use Test::More;
 
 my $dir = PostgreSQL::Test::Utils::tempdir();
 
-sub openssl
-{
-	return PostgreSQL::Test::Utils::run_log([ 'openssl', @_ ]);
-}
-
-sub write_file
-{
-	my ($path, $text) = @_;
-	open my $fh, '>', $path or die "$path: $!";
-	print $fh $text;
-	close $fh;
-}
-
-ok( openssl('req', '-x509', '-new', '-nodes', '-newkey', 'rsa:2048', '-days', '2',
-		'-subj', '/CN=scuttlebutt test ca', '-keyout', "$dir/ca.key", '-out', "$dir/ca.crt",
-		'-addext', 'basicConstraints=critical,CA:TRUE',
-		'-addext', 'keyUsage=critical,keyCertSign,cRLSign'),
-	'openssl: the CA');
-
-# $name.crt and $name.key, issued by the CA
-sub issue
-{
-	my ($name, $subject, $san, $usage) = @_;
-	write_file("$dir/$name.ext",
-		($san ? "subjectAltName = $san\n" : '')
-		  . "basicConstraints = CA:FALSE\n"
-		  . "keyUsage = critical, digitalSignature, keyEncipherment\n"
-		  . "extendedKeyUsage = $usage\n");
-	my $ok = openssl('req', '-new', '-nodes', '-newkey', 'rsa:2048', '-subj', $subject,
-		'-keyout', "$dir/$name.key", '-out', "$dir/$name.csr")
-	  && openssl('x509', '-req', '-in', "$dir/$name.csr", '-CA', "$dir/ca.crt",
-		'-CAkey', "$dir/ca.key", '-CAcreateserial', '-days', 2,
-		'-out', "$dir/$name.crt", '-extfile', "$dir/$name.ext");
-	chmod 0600, "$dir/$name.key";
-	ok($ok, "openssl: $name certificate");
-}
+TestCA::make_ca($dir, 'ca');
+sub issue { my ($name, $subject, $san, $usage) = @_; TestCA::issue($dir, $name, $subject, 'ca', $san, $usage, 2) }
 issue('server', '/CN=localhost', 'DNS:localhost, IP:127.0.0.1', 'serverAuth');
 issue($_, "/CN=$_", undef, 'clientAuth') for qw(alice bob nobody);
 
