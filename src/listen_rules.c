@@ -38,6 +38,7 @@
 
 #include "jwt.h"
 #include "listen_rules.h"
+#include "spi_util.h"
 #include "wire.h"
 
 /* The rule deciding a connection from an address for a model */
@@ -46,6 +47,8 @@
 	" WHERE (address IS NULL OR $1 OPERATOR(pg_catalog.<<=) address)" \
 	"   AND (model IS NULL OR model OPERATOR(pg_catalog.=) $2)" \
 	" ORDER BY position LIMIT 1"
+
+static SPIPlanPtr rule_plan = NULL;
 
 /* The client's address as an inet value (NULL: not an IP address) */
 static Datum
@@ -228,8 +231,9 @@ SbListenRulesDecide(const SockAddr *addr, const char *model, bool tls,
 	values[1] = CStringGetTextDatum(model);
 
 	SPI_connect();
-	if (SPI_execute_with_args(SB_RULE_QUERY, 2, argtypes, values, nulls,
-							  true, 1) != SPI_OK_SELECT)
+	/* planned once per worker: every incoming connection asks */
+	if (SPI_execute_plan(SbPrepareOnce(&rule_plan, SB_RULE_QUERY, 2, argtypes),
+						 values, nulls, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read scuttlebutt.listen_rules");
 	if (SPI_processed == 0)
 	{

@@ -42,6 +42,7 @@
 #include "utils/syscache.h"
 
 #include "privileges.h"
+#include "spi_util.h"
 
 typedef struct PrivCacheKey
 {
@@ -123,25 +124,18 @@ compute_privileges(Oid role, int32 model_id, PrivCacheEntry *entry)
 
 	SbBeginOwnerScope(&scope);
 	SPI_connect();
-	if (grants_plan == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare("SELECT r.owner::oid, g.role::oid, g.privilege"
-									   " FROM scuttlebutt.registry r"
-									   " LEFT JOIN scuttlebutt.grants g ON g.model_id = r.id"
-									   " WHERE r.id = $1",
-									   1, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		grants_plan = plan;
-	}
 	values[0] = Int32GetDatum(model_id);
 	/*
 	 * A fresh snapshot, so that a model created earlier in the caller's
 	 * statement is seen (but a parallel worker may not take one)
 	 */
-	if (SPI_execute_plan(grants_plan, values, NULL, IsInParallelMode(), 0) != SPI_OK_SELECT)
+	if (SPI_execute_plan(SbPrepareOnce(&grants_plan,
+									   "SELECT r.owner::oid, g.role::oid, g.privilege"
+									   " FROM scuttlebutt.registry r"
+									   " LEFT JOIN scuttlebutt.grants g ON g.model_id = r.id"
+									   " WHERE r.id = $1",
+									   1, argtypes),
+						 values, NULL, IsInParallelMode(), 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read the grants of scuttlebutt model %d", model_id);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
