@@ -141,6 +141,8 @@ scuttlebutt_registry_changed(PG_FUNCTION_ARGS)
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		elog(ERROR, "scuttlebutt_registry_changed: not called by trigger manager");
 	CacheInvalidateRelcache(trigdata->tg_relation);
-	SbNotePrivilegesChanged();
+	/* a row added (a model, a grant) takes nothing from an open connection */
+	if (!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		SbNotePrivilegesChanged();
 	return PointerGetDatum(NULL);
 }
