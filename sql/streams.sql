@@ -49,3 +49,17 @@ SELECT scuttlebutt.create_model('large');
 SELECT scuttlebutt.import('large', string_agg(format('[["k%s",%s],%s,"S%s"]', i, i, i, i % 7), E'\n'))
 FROM generate_series(1, 25000) i;
 SELECT count(*), count(DISTINCT source) FROM scuttlebutt.entries('large');
+
+-- this node's own updates, adopted by a transaction that rolled back, are
+-- still new afterwards: the clock row does not move past what is stored
+SELECT scuttlebutt.create_model('own_src');
+SELECT scuttlebutt.set_many('own_src', (SELECT jsonb_object_agg('k' || i, i) FROM generate_series(1, 30) i));
+SELECT scuttlebutt.create_model('own_dst');
+CREATE TEMP TABLE own_lines AS SELECT line, n
+	FROM scuttlebutt.export('own_src') WITH ORDINALITY e(line, n);
+BEGIN;
+SELECT scuttlebutt.import('own_dst', string_agg(line, E'\n' ORDER BY n)) FROM own_lines;
+ROLLBACK;
+SELECT scuttlebutt.import('own_dst', string_agg(line, E'\n' ORDER BY n)) FROM own_lines WHERE n <= 11;
+SELECT scuttlebutt.import('own_dst', string_agg(line, E'\n' ORDER BY n)) FROM own_lines WHERE n > 11;
+SELECT scuttlebutt.to_json('own_dst')::jsonb = scuttlebutt.to_json('own_src')::jsonb AS same;

@@ -588,9 +588,20 @@ take(int32 model_id, const char *node_id, double floor, int count,
 			pg_atomic_fetch_add_u32(&s->inflight, 1);
 		}
 		publish_entry(model_id, fxid, first);
-		if (last > Max(s->reserved, t->bump))
-			bump = adopt ? last : Max(now, last) + reserve;
-		else if (!adopt && !s->bumping && t->bump == 0 &&
+		if (adopt)
+		{
+			/*
+			 * The clock row covers what this transaction stores, not the
+			 * slot's last: other takers reserve their own, and one that
+			 * adopted and rolled back would make these updates look old
+			 * when they come again.
+			 */
+			if (adopt_last > Max(s->reserved, t->bump))
+				bump = adopt_last;
+		}
+		else if (last > Max(s->reserved, t->bump))
+			bump = Max(now, last) + reserve;
+		else if (!s->bumping && t->bump == 0 &&
 				 last > s->reserved - reserve / 2 && !IsolationUsesXactSnapshot())
 		{
 			/* a transaction snapshot would fail on a row updated since */
