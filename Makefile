@@ -35,6 +35,7 @@ OBJS = \
 	src/signature.o \
 	src/node_key.o \
 	src/trusted_keys.o \
+	src/verify_pool.o \
 	src/jwt.o \
 	src/privileges.o \
 	src/sql_privileges.o \
@@ -62,8 +63,8 @@ PG_CFLAGS = -Wall -Wextra
 # libpq: the worker dials PostgreSQL peers (as dblink and postgres_fdw do)
 SHLIB_LINK_INTERNAL = $(libpq)
 # OpenSSL: signed updates (libcrypto, as PostgreSQL's own build uses) and
-# TLS for stream peers (libssl)
-SHLIB_LINK = -lssl -lcrypto
+# TLS for stream peers (libssl); threads that verify signatures (verify_pool.c)
+SHLIB_LINK = -lssl -lcrypto -pthread
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
 REGRESS = model events value merge history streams json_text errors peers hostile limits signed privileges

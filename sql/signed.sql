@@ -236,6 +236,47 @@ SELECT bool_and(scuttlebutt.apply_update('k_ed_copy', doc)) AS all_verify
 	FROM scuttlebutt.history('k_ed') h(doc);
 SELECT pg_temp.err($$SELECT scuttlebutt.set('k_kv', 'k', '1')$$) AS key_of_other_algorithm;
 
+-- import() verifies each batch of 2,000 signed updates on scuttlebutt.verify_threads
+-- threads while it stores the batch before: the verdicts are the same
+-- as the backend's alone, and a refused line is named in whichever batch
+-- it is, before any bad line after it.  Lines: 1 the header, then updates
+-- (batches: lines 2-2001, 2002-4001, 4002-5001), then "SYNC".
+SELECT scuttlebutt.create_model('k_big', 'model', true);
+SELECT scuttlebutt.set_many('k_big', (SELECT jsonb_object_agg('k' || i, i) FROM generate_series(1, 5000) i));
+CREATE TEMP TABLE big AS SELECT array_agg(line ORDER BY n) AS lines
+	FROM scuttlebutt.export('k_big') WITH ORDINALITY e(line, n);
+-- the lines with line n's signature swapped for line m's, or line n replaced
+CREATE FUNCTION pg_temp.forge(lines text[], n int, m int) RETURNS text[] LANGUAGE sql AS $$
+	SELECT lines[1:n-1] || json_build_array(lines[n]::json->0, lines[n]::json->1,
+		lines[n]::json->2, lines[m]::json->3)::text || lines[n+1:] $$;
+CREATE FUNCTION pg_temp.swap(lines text[], n int, line text) RETURNS text[] LANGUAGE sql AS $$
+	SELECT lines[1:n-1] || line || lines[n+1:] $$;
+CREATE FUNCTION pg_temp.import_err(lines text[]) RETURNS text LANGUAGE sql AS $$
+	SELECT regexp_replace(pg_temp.err(format('SELECT scuttlebutt.import(%L, %L)', 'k_big_copy',
+		array_to_string(lines, E'\n'))), ' at [0-9.]+ ', ' at <ts> ') $$;
+SELECT scuttlebutt.create_model('k_big_copy', 'model', true);
+SHOW scuttlebutt.verify_threads;
+SELECT pg_temp.import_err(pg_temp.forge(lines, 3000, 3001)) AS forged_in_batch_2 FROM big;
+SELECT pg_temp.import_err(pg_temp.forge(lines, 5001, 2)) AS forged_last_line FROM big;
+-- refused in batch 1 while batch 2 is being verified: the batch left
+-- behind does not disturb the next import
+SELECT pg_temp.import_err(pg_temp.forge(lines, 1000, 1001)) AS forged_in_batch_1 FROM big;
+SELECT pg_temp.import_err(pg_temp.swap(pg_temp.forge(lines, 1500, 1501), 1800, '[1,2'))
+	AS forged_before_bad_line FROM big;
+SELECT pg_temp.import_err(pg_temp.swap(pg_temp.forge(lines, 1800, 1801), 1500, '[1,2'))
+	AS bad_line_before_forged FROM big;
+SELECT count(*) AS nothing_imported FROM scuttlebutt.history('k_big_copy');
+SELECT scuttlebutt.import('k_big_copy', (SELECT array_to_string(lines, E'\n') FROM big));
+SELECT (SELECT scuttlebutt.to_json('k_big_copy')::text) = (SELECT scuttlebutt.to_json('k_big')::text) AS same;
+-- and the same verdicts with the backend verifying alone
+SET scuttlebutt.verify_threads = 0;
+SELECT pg_temp.import_err(pg_temp.forge(lines, 3000, 3001)) AS forged_in_batch_2 FROM big;
+SELECT scuttlebutt.drop_model('k_big_copy');
+SELECT scuttlebutt.create_model('k_big_copy', 'model', true);
+SELECT scuttlebutt.import('k_big_copy', (SELECT array_to_string(lines, E'\n') FROM big));
+RESET scuttlebutt.verify_threads;
+DROP TABLE big;
+
 -- a key file the server cannot use is refused, and the key in use kept
 ALTER SYSTEM SET scuttlebutt.signing_key_file = 'no_such_key.pem';
 ALTER SYSTEM SET scuttlebutt.signing_key_file = 'postgresql.conf';
@@ -250,5 +291,6 @@ ALTER SYSTEM RESET scuttlebutt.signing_key_file;
 SELECT scuttlebutt.node_id() = (SELECT id FROM scuttlebutt.node) AS random_id_again;
 SELECT scuttlebutt.drop_model(name) FROM scuttlebutt.models
 	WHERE name IN ('s_kv', 's_kv2', 's_ev', 's_val', 'u_kv', 's_ed', 's_imp',
-				   'k_kv', 'k_ev', 'k_val', 'k_copy', 'k_ed', 'k_ed_copy') ORDER BY name;
+				   'k_kv', 'k_ev', 'k_val', 'k_copy', 'k_ed', 'k_ed_copy', 'k_big', 'k_big_copy')
+	ORDER BY name;
 SELECT count(*) FROM (SELECT scuttlebutt.distrust_key(source) FROM scuttlebutt.keys) d;

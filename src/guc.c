@@ -38,6 +38,7 @@ bool		sb_ssl = false;
 char	   *sb_ssl_cert_file = NULL;
 char	   *sb_ssl_key_file = NULL;
 char	   *sb_ssl_ca_file = NULL;
+int			sb_verify_threads = SB_DEFAULT_VERIFY_THREADS;
 
 void
 SbGucInit(void)
@@ -185,6 +186,15 @@ SbGucInit(void)
 							 PGC_SIGHUP,
 							 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.verify_threads",
+							"Threads per process that verify a batch of signed updates beside it.",
+							"Import and replication verify signatures on these while the process stores updates; 0: the process verifies alone.",
+							&sb_verify_threads,
+							SB_DEFAULT_VERIFY_THREADS, 0, SB_MAX_VERIFY_THREADS,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("scuttlebutt.signing_key_file",
 							   "PEM private key (RSA or Ed25519) that signs this node's updates.",

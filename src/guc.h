@@ -41,6 +41,8 @@
 #define SB_DEFAULT_TIMESTAMP_RESERVE_MS 1000
 #define SB_DEFAULT_RECONNECT_MIN_MS 100
 #define SB_DEFAULT_RECONNECT_MAX_MS 30000
+#define SB_DEFAULT_VERIFY_THREADS 1
+#define SB_MAX_VERIFY_THREADS 16
 
 extern char *sb_database;
 extern char *sb_listen_addresses;
@@ -61,6 +63,7 @@ extern bool sb_ssl;
 extern char *sb_ssl_cert_file;
 extern char *sb_ssl_key_file;
 extern char *sb_ssl_ca_file;
+extern int	sb_verify_threads;
 
 extern void SbGucInit(void);
 

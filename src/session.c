@@ -691,20 +691,19 @@ SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n)
 static void
 verify_pending(SbSession *s)
 {
+	SbUpdateVerification v;
 	int			kept = 0;
 
 	if (s->model.signature == SB_SIG_NONE)
 		return;
+	SbVerifyUpdatesStart(&v, &s->model, s->pending, s->npending);
+	SbVerifyUpdatesFinish(&v, s->pending);
 	for (int i = 0; i < s->npending; i++)
 	{
-		SbMessageError err;
-
-		if (SbVerifyUpdate(&s->model, &s->pending[i], &err))
-		{
+		if (v.errs[i].sqlerrcode == 0)
 			s->pending[kept++] = s->pending[i];
-			continue;
-		}
-		SbSessionReject(s, err.message);
+		else
+			SbSessionReject(s, v.errs[i].message);
 	}
 	s->npending = kept;
 }

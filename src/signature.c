@@ -20,9 +20,6 @@
 
 #include "signature.h"
 
-/* Longest signature text taken (RSA 8192 is 1,368 characters) */
-#define SB_MAX_SIGNATURE_CHARS 2048
-
 /* SHA-1 fetched once: an implicit fetch per signature costs as much again */
 static EVP_MD *sha1_md = NULL;
 
@@ -175,34 +172,23 @@ SbPublicKeyPem(EVP_PKEY *key)
 	return pem;
 }
 
-/* A digest context set up for key: SHA-1 for RSA, none for Ed25519 */
-static EVP_MD_CTX *
-new_md_ctx(EVP_PKEY *key, bool sign)
+EVP_MD_CTX *
+SbSignerCreate(EVP_PKEY *key)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	const EVP_MD *md = SbKeySignatureAlgorithm(key) == SB_SIG_RSA_SHA1
 		? get_sha1() : NULL;
-	int			ok;
 
 	if (ctx == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
-	ok = sign
-		? EVP_DigestSignInit(ctx, NULL, md, NULL, key)
-		: EVP_DigestVerifyInit(ctx, NULL, md, NULL, key);
-	if (ok != 1)
+	if (EVP_DigestSignInit(ctx, NULL, md, NULL, key) != 1)
 	{
 		EVP_MD_CTX_free(ctx);
 		elog(ERROR, "could not set up a signature: %s", openssl_error());
 	}
 	return ctx;
-}
-
-EVP_MD_CTX *
-SbSignerCreate(EVP_PKEY *key)
-{
-	return new_md_ctx(key, true);
 }
 
 void
@@ -231,6 +217,59 @@ SbSignText(EVP_MD_CTX *signer, EVP_PKEY *key, const char *data, int len,
 	pfree(sig);
 }
 
+/* A context to verify with key, set up; false if OpenSSL could not */
+static bool
+verify_context_init(EVP_PKEY *key, SbVerifyContext *c)
+{
+	memset(c, 0, sizeof(*c));
+	if (SbKeySignatureAlgorithm(key) == SB_SIG_RSA_SHA1)
+	{
+		c->rsa = EVP_PKEY_CTX_new(key, NULL);
+		if (c->rsa != NULL &&
+			EVP_PKEY_verify_init(c->rsa) == 1 &&
+			EVP_PKEY_CTX_set_rsa_padding(c->rsa, RSA_PKCS1_PADDING) == 1 &&
+			EVP_PKEY_CTX_set_signature_md(c->rsa, get_sha1()) == 1)
+			return true;
+	}
+	else
+	{
+		c->ed_template = EVP_MD_CTX_new();
+		c->ed_scratch = EVP_MD_CTX_new();
+		if (c->ed_template != NULL && c->ed_scratch != NULL &&
+			EVP_DigestVerifyInit(c->ed_template, NULL, NULL, NULL, key) == 1)
+			return true;
+	}
+	SbVerifyContextFree(c);
+	return false;
+}
+
+void
+SbVerifyContextFree(SbVerifyContext *context)
+{
+	EVP_PKEY_CTX_free(context->rsa);
+	EVP_MD_CTX_free(context->ed_template);
+	EVP_MD_CTX_free(context->ed_scratch);
+	memset(context, 0, sizeof(*context));
+}
+
+bool
+SbVerifyContextCopy(const SbVerifier *verifier, SbVerifyContext *copy)
+{
+	memset(copy, 0, sizeof(*copy));
+	if (verifier->context.rsa != NULL)
+		copy->rsa = EVP_PKEY_CTX_dup(verifier->context.rsa);
+	else
+	{
+		copy->ed_template = EVP_MD_CTX_new();
+		copy->ed_scratch = EVP_MD_CTX_new();
+		if (copy->ed_template == NULL || copy->ed_scratch == NULL ||
+			!EVP_MD_CTX_copy_ex(copy->ed_template, verifier->context.ed_template))
+			SbVerifyContextFree(copy);
+	}
+	ERR_clear_error();
+	return copy->rsa != NULL || copy->ed_template != NULL;
+}
+
 SbVerifier *
 SbVerifierCreate(EVP_PKEY *key)
 {
@@ -238,67 +277,65 @@ SbVerifierCreate(EVP_PKEY *key)
 
 	v->key = key;
 	v->algorithm = SbKeySignatureAlgorithm(key);
-	if (v->algorithm == SB_SIG_RSA_SHA1)
+	if (!verify_context_init(key, &v->context))
 	{
-		v->rsa_ctx = EVP_PKEY_CTX_new(key, NULL);
-		if (v->rsa_ctx == NULL ||
-			EVP_PKEY_verify_init(v->rsa_ctx) != 1 ||
-			EVP_PKEY_CTX_set_rsa_padding(v->rsa_ctx, RSA_PKCS1_PADDING) != 1 ||
-			EVP_PKEY_CTX_set_signature_md(v->rsa_ctx, get_sha1()) != 1)
-		{
-			EVP_PKEY_CTX_free(v->rsa_ctx);
-			pfree(v);
-			elog(ERROR, "could not set up RSA verification: %s", openssl_error());
-		}
+		pfree(v);
+		elog(ERROR, "could not set up signature verification: %s", openssl_error());
 	}
-	else
-		v->ed_template = new_md_ctx(key, false);
 	return v;
 }
 
 void
 SbVerifierFree(SbVerifier *verifier)
 {
-	EVP_PKEY_CTX_free(verifier->rsa_ctx);
-	EVP_MD_CTX_free(verifier->ed_template);
+	SbVerifyContextFree(&verifier->context);
 	EVP_PKEY_free(verifier->key);
 	pfree(verifier);
+}
+
+int
+SbDecodeSignature(const char *signature_b64, unsigned char *buf)
+{
+	int			enclen = strlen(signature_b64);
+
+	if (enclen == 0 || enclen > pg_b64_enc_len(SB_MAX_SIGNATURE_BYTES))
+		return -1;
+	return pg_b64_decode(signature_b64, enclen, (char *) buf,
+						 SB_MAX_SIGNATURE_BYTES);
+}
+
+bool
+SbVerifyWith(SbVerifyContext *context, const char *data, size_t len,
+			 const unsigned char *sig, size_t siglen)
+{
+	int			ok;
+
+	if (context->rsa != NULL)
+	{
+		unsigned char digest[EVP_MAX_MD_SIZE];
+		unsigned int dlen;
+
+		/* (sha1_md was fetched when the context was made) */
+		ok = EVP_Digest(data, len, digest, &dlen, sha1_md, NULL) &&
+			EVP_PKEY_verify(context->rsa, sig, siglen, digest, dlen) == 1;
+	}
+	else
+	{
+		/* Ed25519 signs the message itself: one shot, no digest */
+		ok = EVP_MD_CTX_copy_ex(context->ed_scratch, context->ed_template) &&
+			EVP_DigestVerify(context->ed_scratch, sig, siglen,
+							 (const unsigned char *) data, len) == 1;
+	}
+	ERR_clear_error();
+	return ok;
 }
 
 bool
 SbVerifyText(SbVerifier *verifier, const char *data, int len,
 			 const char *signature_b64)
 {
-	int			enclen = strlen(signature_b64);
-	char		sig[SB_MAX_SIGNATURE_CHARS];
-	int			siglen;
-	int			ok;
+	unsigned char sig[SB_MAX_SIGNATURE_BYTES];
+	int			siglen = SbDecodeSignature(signature_b64, sig);
 
-	if (enclen == 0 || enclen > SB_MAX_SIGNATURE_CHARS)
-		return false;
-	siglen = pg_b64_decode(signature_b64, enclen, sig, sizeof(sig));
-	if (siglen <= 0)
-		return false;
-	if (verifier->rsa_ctx != NULL)
-	{
-		unsigned char digest[EVP_MAX_MD_SIZE];
-		unsigned int dlen;
-
-		if (!EVP_Digest(data, len, digest, &dlen, get_sha1(), NULL))
-			elog(ERROR, "SHA-1 failed: %s", openssl_error());
-		ok = EVP_PKEY_verify(verifier->rsa_ctx, (unsigned char *) sig, siglen,
-							 digest, dlen);
-	}
-	else
-	{
-		/* Ed25519 signs the message itself: one shot, no digest */
-		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-
-		ok = ctx != NULL && EVP_MD_CTX_copy_ex(ctx, verifier->ed_template) &&
-			EVP_DigestVerify(ctx, (unsigned char *) sig, siglen,
-							 (const unsigned char *) data, len) == 1;
-		EVP_MD_CTX_free(ctx);
-	}
-	ERR_clear_error();
-	return ok == 1;
+	return siglen > 0 && SbVerifyWith(&verifier->context, data, len, sig, siglen);
 }

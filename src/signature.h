@@ -63,23 +63,57 @@ extern EVP_MD_CTX *SbSignerCreate(EVP_PKEY *key);
 extern void SbSignText(EVP_MD_CTX *signer, EVP_PKEY *key, const char *data,
 					   int len, StringInfo out);
 
+/* Longest signature taken, decoded (RSA 8192 is 1,024 bytes) */
+#define SB_MAX_SIGNATURE_BYTES 1536
+
 /*
- * A public key ready to verify many signatures: for RSA, one OpenSSL
+ * One thread's means to verify signatures by one key: for RSA an OpenSSL
  * context set up once (PKCS#1 v1.5, SHA-1) serves every verification; for
- * Ed25519 (one-shot only) one set up once is copied.  Either spares a
- * provider fetch per update.  Made in CurrentMemoryContext; takes
- * ownership of key.
+ * Ed25519 (one-shot only) a context set up once is copied into a scratch
+ * one per use.  Either spares a provider fetch per update.  Only OpenSSL
+ * allocates and uses it, so a helper thread may hold one (verify_pool.c);
+ * each thread needs its own.
+ */
+typedef struct SbVerifyContext
+{
+	EVP_PKEY_CTX *rsa;			/* RSA: initialized for verification */
+	EVP_MD_CTX *ed_template;	/* Ed25519: initialized, copied per use */
+	EVP_MD_CTX *ed_scratch;		/* Ed25519: the copy */
+} SbVerifyContext;
+
+/*
+ * A public key ready to verify many signatures in this backend.  Made in
+ * CurrentMemoryContext; takes ownership of key.
  */
 typedef struct SbVerifier
 {
 	EVP_PKEY   *key;
 	SbSignatureAlgorithm algorithm;
-	EVP_PKEY_CTX *rsa_ctx;		/* RSA: initialized for verification */
-	EVP_MD_CTX *ed_template;	/* Ed25519: initialized, copied per use */
+	SbVerifyContext context;
 } SbVerifier;
 
 extern SbVerifier *SbVerifierCreate(EVP_PKEY *key);
 extern void SbVerifierFree(SbVerifier *verifier);
+
+/*
+ * Another context like the verifier's, for another thread; false if
+ * OpenSSL could not make one.  Free it with SbVerifyContextFree.
+ */
+extern bool SbVerifyContextCopy(const SbVerifier *verifier, SbVerifyContext *copy);
+extern void SbVerifyContextFree(SbVerifyContext *context);
+
+/*
+ * The bytes of a base64 signature (buf holds SB_MAX_SIGNATURE_BYTES);
+ * -1 if it is empty, too long or not canonical base64
+ */
+extern int	SbDecodeSignature(const char *signature_b64, unsigned char *buf);
+
+/*
+ * Whether sig is a valid signature of data under context.  Calls OpenSSL
+ * only (no palloc, no ereport): safe off the backend's thread.
+ */
+extern bool SbVerifyWith(SbVerifyContext *context, const char *data, size_t len,
+						 const unsigned char *sig, size_t siglen);
 
 /* Whether signature_b64 is a valid signature of data by the verifier's key */
 extern bool SbVerifyText(SbVerifier *verifier, const char *data, int len,

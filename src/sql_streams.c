@@ -36,6 +36,12 @@
 /* Updates applied per batch by import(): bounds memory on large dumps */
 #define SB_IMPORT_BATCH 10000
 
+/*
+ * Per batch of a signed model: the first batch's verification has no
+ * storing beside it, so a smaller one starts the overlap sooner
+ */
+#define SB_IMPORT_SIGNED_BATCH 2000
+
 PG_FUNCTION_INFO_V1(scuttlebutt_export_header);
 PG_FUNCTION_INFO_V1(scuttlebutt_import);
 PG_FUNCTION_INFO_V1(scuttlebutt_sync_line);
@@ -140,6 +146,180 @@ raise_to_pushed_clock(SbModelRef *model, SbMessage *header, SbRemoteClock *defer
 	SbRaiseClock(model, header->clock, n);
 }
 
+/* One batch of a dump's updates, from parsed to stored */
+typedef struct ImportBatch
+{
+	MemoryContext cxt;			/* the updates' memory */
+	SbMessage  *updates;		/* batch_size of them */
+	int		   *linenos;
+	int			n;
+	SbUpdateVerification verification;
+	bool		verifying;		/* started and not finished */
+} ImportBatch;
+
+/*
+ * One call of import() or _push().  Lines are parsed into one batch while
+ * the one before is stored; a full batch's signatures are verified by
+ * other threads while the one before it is stored (see verify_pool.c).
+ */
+typedef struct Import
+{
+	SbModelRef	model;
+	bool		push;
+	double		bound;
+	ImportBatch batches[2];
+	ImportBatch *filling;		/* lines are parsed into it */
+	int			batch_size;
+	MemoryContext call_cxt;
+	int64		nstored;
+	SbRemoteClock deferred;
+	int64		ndeferred;
+	int64		nrefused;
+	char	   *first_refusal;
+} Import;
+
+static void
+start_verifying(Import *imp, ImportBatch *b)
+{
+	MemoryContext old;
+
+	if (b->n == 0)
+		return;
+	old = MemoryContextSwitchTo(b->cxt);
+	SbVerifyUpdatesStart(&b->verification, &imp->model, b->updates, b->n);
+	MemoryContextSwitchTo(old);
+	b->verifying = true;
+}
+
+static void
+finish_verifying(ImportBatch *b)
+{
+	if (!b->verifying)
+		return;
+	SbVerifyUpdatesFinish(&b->verification, b->updates);
+	b->verifying = false;
+}
+
+/*
+ * Stores a verified batch: an update a signed model refuses is an ERROR
+ * naming its line (for a push: counted and left out), one too far ahead
+ * is deferred (a push only: see defer_for_push)
+ */
+static void
+store_batch(Import *imp, ImportBatch *b)
+{
+	int			kept = 0;
+
+	if (b->n == 0)
+		return;
+	for (int i = 0; i < b->n; i++)
+	{
+		SbMessageError *err = &b->verification.errs[i];
+		SbMessage  *msg = &b->updates[i];
+
+		if (err->sqlerrcode != 0)
+		{
+			if (!imp->push)
+				ereport(ERROR,
+						(errcode(err->sqlerrcode),
+						 errmsg("line %d of scuttlebutt dump refused by signed model \"%s\": %s",
+								b->linenos[i], imp->model.name, err->message)));
+			/* (a signed model takes no pushed header: see raise_to_pushed_clock) */
+			if (imp->nrefused++ == 0)
+				imp->first_refusal = MemoryContextStrdup(imp->call_cxt, err->message);
+			continue;
+		}
+		/* (the deferred sources outlive the batch: the call's context) */
+		if (imp->push && defer_for_push(msg, imp->bound, &imp->deferred, imp->call_cxt))
+		{
+			imp->ndeferred++;
+			continue;
+		}
+		b->updates[kept++] = *msg;
+	}
+	if (kept > 0)
+		imp->nstored += SbApplyUpdates(&imp->model, b->updates, kept, NULL);
+	MemoryContextReset(b->cxt);
+	b->n = 0;
+}
+
+/* The filled batch starts verifying; the one before it is stored */
+static void
+rotate(Import *imp)
+{
+	ImportBatch *before = imp->filling == &imp->batches[0]
+		? &imp->batches[1] : &imp->batches[0];
+
+	finish_verifying(before);
+	start_verifying(imp, imp->filling);
+	store_batch(imp, before);
+	imp->filling = before;
+}
+
+/* Every line parsed so far stored (or refused) */
+static void
+drain(Import *imp)
+{
+	rotate(imp);
+	rotate(imp);
+}
+
+/* Reports a bad line, once the lines before it are dealt with */
+static void pg_attribute_noreturn()
+bad_line(Import *imp, int lineno, SbMessageError *err)
+{
+	int			sqlerrcode = err->sqlerrcode;
+
+	/* (the message may be in the batch's memory, which drain() empties) */
+	char	   *message = pstrdup(err->message);
+
+	/* an update refused before it is the first error of the dump */
+	drain(imp);
+	ereport(ERROR,
+			(errcode(sqlerrcode),
+			 errmsg("invalid line %d of scuttlebutt dump: %s",
+					lineno, message)));
+}
+
+/* Parses one line into the batch being filled */
+static void
+take_line(Import *imp, const char *line, int len, int lineno)
+{
+	ImportBatch *b = imp->filling;
+	SbMessage  *msg = &b->updates[b->n];
+	SbMessageError err;
+	MemoryContext old = MemoryContextSwitchTo(b->cxt);
+	bool		ok = SbParseMessage(line, len, msg, &err);
+
+	MemoryContextSwitchTo(old);
+	if (!ok ||
+		(msg->type == SB_MSG_UPDATE &&
+		 (!SbCheckUpdateForKind(msg, imp->model.kind, &err) ||
+		  (!imp->push && !SbCheckClockSkew(msg, imp->bound, &err)))))
+		bad_line(imp, lineno, &err);
+	if (msg->type == SB_MSG_HEADER && imp->push)
+	{
+		/* the header vouches for the updates before it: those first */
+		SbMessage	header = *msg;
+
+		/* (its clock outlives the batch's memory, which drain() empties) */
+		header.clock = palloc(sizeof(SbClockEntry) * Max(header.nclock, 1));
+		for (int i = 0; i < header.nclock; i++)
+		{
+			header.clock[i].source = pstrdup(msg->clock[i].source);
+			header.clock[i].ts = msg->clock[i].ts;
+		}
+		drain(imp);
+		raise_to_pushed_clock(&imp->model, &header, &imp->deferred);
+		return;
+	}
+	if (msg->type != SB_MSG_UPDATE)
+		return;					/* header, "SYNC" or ignored */
+	b->linenos[b->n] = lineno;
+	if (++b->n == imp->batch_size)
+		rotate(imp);
+}
+
 /*
  * Applies lines (a dump), in batches; returns how many updates changed the
  * model's state.  Any bad line is an ERROR naming its line number, and
@@ -157,17 +337,7 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 	const char *p;
 	const char *end;
 	int			lineno = 0;
-	SbModelRef	model;
-	SbMessage  *batch;
-	int			nbatch = 0;
-	int64		nstored = 0;
-	MemoryContext batch_cxt;
-	MemoryContext old;
-	double		bound = SbTimestampBound();
-	SbRemoteClock deferred = {0};
-	int64		ndeferred = 0;
-	int64		nrefused = 0;
-	char	   *first_refusal = NULL;
+	Import		imp = {0};
 	SbOwnerScope scope;
 
 	if (PG_ARGISNULL(0))
@@ -180,15 +350,26 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 				 errmsg("lines must not be null")));
 	model_name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	lines = PG_GETARG_TEXT_PP(1);
-	SbModelLookup(model_name, SB_KIND_ANY, &model);
-	SbCheckModelPrivilege(model.id, model.name, SB_PRIV_WRITE);
+	SbModelLookup(model_name, SB_KIND_ANY, &imp.model);
+	SbCheckModelPrivilege(imp.model.id, imp.model.name, SB_PRIV_WRITE);
 	SbBeginOwnerScope(&scope);
 
-	batch = palloc(sizeof(SbMessage) * SB_IMPORT_BATCH);
-	batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
-									  "scuttlebutt import batch",
-									  ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(batch_cxt);
+	imp.push = push;
+	imp.batch_size = imp.model.signature != SB_SIG_NONE
+		? SB_IMPORT_SIGNED_BATCH : SB_IMPORT_BATCH;
+	imp.bound = SbTimestampBound();
+	imp.call_cxt = CurrentMemoryContext;
+	for (int i = 0; i < 2; i++)
+	{
+		ImportBatch *b = &imp.batches[i];
+
+		b->updates = palloc(sizeof(SbMessage) * imp.batch_size);
+		b->linenos = palloc(sizeof(int) * imp.batch_size);
+		b->cxt = AllocSetContextCreate(CurrentMemoryContext,
+									   "scuttlebutt import batch",
+									   ALLOCSET_DEFAULT_SIZES);
+	}
+	imp.filling = &imp.batches[0];
 
 	p = VARDATA_ANY(lines);
 	end = p + VARSIZE_ANY_EXHDR(lines);
@@ -197,80 +378,31 @@ import_lines(FunctionCallInfo fcinfo, bool push)
 		const char *nl = memchr(p, '\n', end - p);
 		const char *line = p;
 		int			len = (nl ? nl : end) - p;
-		SbMessageError err;
-		SbMessage  *msg = &batch[nbatch];
 
 		p = nl ? nl + 1 : end;
 		lineno++;
 		SbTrimJsonText(&line, &len);
-		if (len == 0)
-			continue;
-
-		if (!SbParseMessage(line, len, msg, &err) ||
-			(msg->type == SB_MSG_UPDATE &&
-			 (!SbCheckUpdateForKind(msg, model.kind, &err) ||
-			  (!push && !SbCheckClockSkew(msg, bound, &err)))))
-			ereport(ERROR,
-					(errcode(err.sqlerrcode),
-					 errmsg("invalid line %d of scuttlebutt dump: %s",
-							lineno, err.message)));
-		if (msg->type == SB_MSG_HEADER && push)
-		{
-			/* the header vouches for the updates before it: those first */
-			if (nbatch > 0)
-				nstored += SbApplyUpdates(&model, batch, nbatch, NULL);
-			nbatch = 0;
-			raise_to_pushed_clock(&model, msg, &deferred);
-			MemoryContextReset(batch_cxt);
-			continue;
-		}
-		if (msg->type != SB_MSG_UPDATE)
-			continue;			/* header, "SYNC" or ignored */
-		if (!SbVerifyUpdate(&model, msg, &err))
-		{
-			if (!push)
-				ereport(ERROR,
-						(errcode(err.sqlerrcode),
-						 errmsg("line %d of scuttlebutt dump refused by signed model \"%s\": %s",
-								lineno, model.name, err.message)));
-			/* (a signed model takes no pushed header: see raise_to_pushed_clock) */
-			if (nrefused++ == 0)
-				first_refusal = MemoryContextStrdup(old, err.message);
-			continue;
-		}
-		/* (the deferred sources outlive the batch: the caller's context) */
-		if (push && defer_for_push(msg, bound, &deferred, old))
-		{
-			ndeferred++;
-			continue;
-		}
-
-		if (++nbatch == SB_IMPORT_BATCH)
-		{
-			nstored += SbApplyUpdates(&model, batch, nbatch, NULL);
-			nbatch = 0;
-			MemoryContextReset(batch_cxt);
-		}
+		if (len > 0)
+			take_line(&imp, line, len, lineno);
 	}
-	if (nbatch > 0)
-		nstored += SbApplyUpdates(&model, batch, nbatch, NULL);
+	drain(&imp);
 
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(batch_cxt);
-	if (ndeferred > 0)
+	for (int i = 0; i < 2; i++)
+		MemoryContextDelete(imp.batches[i].cxt);
+	if (imp.ndeferred > 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("scuttlebutt: deferred %lld pushed update(s) more than scuttlebutt.max_clock_skew (%d ms) ahead of this server's clock",
-						(long long) ndeferred, sb_max_clock_skew_ms),
+						(long long) imp.ndeferred, sb_max_clock_skew_ms),
 				 errdetail("They are applied when pushed again, once within bounds.")));
-	if (nrefused > 0)
+	if (imp.nrefused > 0)
 		ereport(WARNING,
 				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
 				 errmsg("scuttlebutt: signed model \"%s\" refused %lld pushed update(s)",
-						model.name, (long long) nrefused),
-				 errdetail("The first one: %s.", first_refusal)));
+						imp.model.name, (long long) imp.nrefused),
+				 errdetail("The first one: %s.", imp.first_refusal)));
 	SbEndOwnerScope(&scope);
-	return nstored;
+	return imp.nstored;
 }
 
 /*

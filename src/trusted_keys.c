@@ -26,6 +26,7 @@
 #include "node_key.h"
 #include "spi_util.h"
 #include "trusted_keys.h"
+#include "verify_pool.h"
 
 typedef struct TrustedKeyEntry
 {
@@ -35,6 +36,14 @@ typedef struct TrustedKeyEntry
 
 /* Most sources remembered per process, keys and unknown ones */
 #define SB_KEY_CACHE_MAX 10000
+
+/* A source's key in one batch to verify */
+typedef struct SourceKeyEntry
+{
+	char		source[SB_MAX_SOURCE_BYTES + 1];	/* hash key */
+	int			pool_key;		/* SbVerifyPoolAddKey's; -1: refused */
+	SbMessageError refusal;		/* why, when refused for the source */
+} SourceKeyEntry;
 
 static HTAB *key_cache = NULL;
 static SPIPlanPtr key_plan = NULL;
@@ -120,46 +129,159 @@ reject(SbMessageError *err, int sqlerrcode, char *message)
 	return false;
 }
 
+static bool
+reject_unsigned(const SbModelRef *model, const SbMessage *msg, SbMessageError *err)
+{
+	return reject(err, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+				  psprintf("update from source \"%s\" is not signed, and model \"%s\" is signed",
+						   msg->source, model->name));
+}
+
+/*
+ * The key a source's signatures in model are verified with (this node's
+ * own for this node's id), or NULL and *err saying why none is
+ */
+static SbVerifier *
+key_of_source(const SbModelRef *model, const char *source, SbMessageError *err)
+{
+	const SbNodeKey *own = SbGetNodeKey();
+	SbVerifier *key;
+
+	if (own != NULL && strcmp(source, own->id) == 0)
+		key = own->verifier;
+	else
+		key = trusted_key(source);
+	if (key == NULL)
+	{
+		reject(err, ERRCODE_UNDEFINED_OBJECT,
+			   psprintf("no trusted key for source \"%s\"", source));
+		return NULL;
+	}
+	if (key->algorithm != model->signature)
+	{
+		reject(err, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+			   psprintf("source \"%s\" has an %s key, and model \"%s\" accepts %s signatures only",
+						source, SbKeyTypeName(key->key), model->name,
+						SbSignatureAlgorithmName(model->signature)));
+		return NULL;
+	}
+	return key;
+}
+
+/* The bytes security.js verifies: JSON.stringify([change, ts, source]) */
+static void
+signed_text(const SbMessage *msg, StringInfo buf)
+{
+	resetStringInfo(buf);
+	SbAppendSignedText(buf, msg->text + msg->change.start,
+					   msg->change.end - msg->change.start, msg->ts, msg->source);
+}
+
+static bool
+reject_signature(const SbMessage *msg, SbMessageError *err)
+{
+	return reject(err, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+				  psprintf("signature of the update from source \"%s\" at %.17g does not verify",
+						   msg->source, msg->ts));
+}
+
 bool
 SbVerifyUpdate(const SbModelRef *model, const SbMessage *msg,
 			   SbMessageError *err)
 {
-	const SbNodeKey *own;
 	SbVerifier *key;
-	StringInfoData signed_text;
+	StringInfoData text;
 	bool		ok;
 
 	if (model->signature == SB_SIG_NONE)
 		return true;
 	if (msg->signature == NULL)
-		return reject(err, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-					  psprintf("update from source \"%s\" is not signed, and model \"%s\" is signed",
-							   msg->source, model->name));
-	own = SbGetNodeKey();
-	if (own != NULL && strcmp(msg->source, own->id) == 0)
-		key = own->verifier;
-	else
-		key = trusted_key(msg->source);
+		return reject_unsigned(model, msg, err);
+	key = key_of_source(model, msg->source, err);
 	if (key == NULL)
-		return reject(err, ERRCODE_UNDEFINED_OBJECT,
-					  psprintf("no trusted key for source \"%s\"", msg->source));
-	if (key->algorithm != model->signature)
-		return reject(err, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-					  psprintf("source \"%s\" has an %s key, and model \"%s\" accepts %s signatures only",
-							   msg->source, SbKeyTypeName(key->key), model->name,
-							   SbSignatureAlgorithmName(model->signature)));
+		return false;
+	initStringInfo(&text);
+	signed_text(msg, &text);
+	ok = SbVerifyText(key, text.data, text.len, msg->signature);
+	pfree(text.data);
+	return ok || reject_signature(msg, err);
+}
 
-	/* the bytes security.js verifies: JSON.stringify([change, ts, source]) */
-	initStringInfo(&signed_text);
-	SbAppendSignedText(&signed_text, msg->text + msg->change.start,
-					   msg->change.end - msg->change.start, msg->ts, msg->source);
-	ok = SbVerifyText(key, signed_text.data, signed_text.len, msg->signature);
-	pfree(signed_text.data);
-	if (!ok)
-		return reject(err, ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-					  psprintf("signature of the update from source \"%s\" at %.17g does not verify",
-							   msg->source, msg->ts));
-	return true;
+void
+SbVerifyUpdatesStart(SbUpdateVerification *v, const SbModelRef *model,
+					 const SbMessage *updates, int n)
+{
+	StringInfoData text;
+	HTAB	   *keys = NULL;
+	HASHCTL		ctl;
+
+	v->n = n;
+	v->signed_model = model->signature != SB_SIG_NONE;
+	v->errs = palloc0(sizeof(SbMessageError) * Max(n, 1));
+	v->item = palloc(sizeof(int) * Max(n, 1));
+	if (!v->signed_model)
+		return;
+
+	/* each source's key copied into the batch once */
+	ctl.keysize = SB_MAX_SOURCE_BYTES + 1;
+	ctl.entrysize = sizeof(SourceKeyEntry);
+	ctl.hcxt = CurrentMemoryContext;
+	keys = hash_create("scuttlebutt keys of a batch", 16, &ctl,
+					   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	initStringInfo(&text);
+	SbVerifyPoolBegin();
+	for (int i = 0; i < n; i++)
+	{
+		const SbMessage *msg = &updates[i];
+		unsigned char sig[SB_MAX_SIGNATURE_BYTES];
+		int			siglen;
+		SourceKeyEntry *entry;
+		bool		found;
+
+		v->item[i] = -1;
+		if (msg->signature == NULL)
+		{
+			reject_unsigned(model, msg, &v->errs[i]);
+			continue;
+		}
+		entry = hash_search(keys, msg->source, HASH_ENTER, &found);
+		if (!found)
+		{
+			SbVerifier *key = key_of_source(model, msg->source, &entry->refusal);
+
+			entry->pool_key = key ? SbVerifyPoolAddKey(key) : -1;
+		}
+		if (entry->pool_key < 0)
+		{
+			v->errs[i] = entry->refusal;
+			continue;
+		}
+		siglen = SbDecodeSignature(msg->signature, sig);
+		if (siglen <= 0)
+		{
+			reject_signature(msg, &v->errs[i]);
+			continue;
+		}
+		signed_text(msg, &text);
+		v->item[i] = SbVerifyPoolAdd(entry->pool_key, text.data, text.len,
+									 sig, siglen);
+	}
+	pfree(text.data);
+	hash_destroy(keys);
+	SbVerifyPoolStart();
+}
+
+void
+SbVerifyUpdatesFinish(SbUpdateVerification *v, const SbMessage *updates)
+{
+	const bool *verdicts;
+
+	if (!v->signed_model)
+		return;
+	verdicts = SbVerifyPoolFinish();
+	for (int i = 0; i < v->n; i++)
+		if (v->item[i] >= 0 && !verdicts[v->item[i]])
+			reject_signature(&updates[i], &v->errs[i]);
 }
 
 void
