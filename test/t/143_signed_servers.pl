@@ -13,7 +13,8 @@
 #     JavaScript peer on each server verifies the other's writes after
 #     two hops (test/interop/signed_hops.js);
 #   - forgeries held by an unsigned model on one server stay out of the
-#     other's signed model of the same name, pulled or pushed.
+#     other's signed model of the same name, pulled or pushed, among
+#     enough genuine updates that the batch is verified on helper threads.
 # C's update is signed with the openssl command (SignedTest::signed_update),
 # so the server's verification is checked against an implementation other
 # than its own.
@@ -141,6 +142,9 @@ for my $t (PeerTransport->all)
 			push @forged, SignedTest::signed_update($kd, '["x_unknown",1]', $base + 103);
 		}
 		my $genuine = SignedTest::signed_update($kc, '["x_genuine","from c"]', $base);
+		# enough genuine updates beside them that the receiver verifies
+		# the batch on its helper threads (scuttlebutt.verify_threads)
+		my @bulk = map { SignedTest::signed_update($kc, qq(["x_bulk$_",$_]), $base + $_) } 1 .. 30;
 		my $later = SignedTest::signed_update($kc, '["x_later","from c"]', $base + 50);
 		for my $m ([ 'f', $na, $nb, 'A', 'B' ], [ 'g', $nb, $na, 'B', 'A' ])
 		{
@@ -150,8 +154,8 @@ for my $t (PeerTransport->all)
 			# timestamp after a higher one of the same source
 			my $stored = 0;
 			$stored += q1($holder, "SELECT scuttlebutt.apply_update('$model', " . LibpqTest::lit($_) . ')') eq 't'
-			  for ($genuine, @forged);
-			is($stored, 5, "$q: ${hn}'s unsigned model stores the genuine update and the 4 forgeries");
+			  for ($genuine, @bulk, @forged);
+			is($stored, 35, "$q: ${hn}'s unsigned model stores the 31 genuine updates and the 4 forgeries");
 			my $pid = $t->add_peer($nb, $model, $na);
 			ok(StreamTest::poll($signed, "SELECT scuttlebutt.get('$model', 'x_genuine') IS NOT NULL"),
 				"$q: C's genuine update reaches $sn");
@@ -160,9 +164,9 @@ for my $t (PeerTransport->all)
 			is(q1($signed, "SELECT count(*) FROM unnest(ARRAY['x_value', 'x_aaaa', 'x_unsigned', 'x_unknown']) k"
 				  . " WHERE scuttlebutt.get('$model', k) IS NOT NULL"), 0,
 				"$q: none of the forgeries is on $sn");
-			is(q1($signed, "SELECT count(*) FROM scuttlebutt.history('$model')"), 1, "$q: $sn holds the one genuine update");
-			is(q1($signed, "SELECT scuttlebutt.clock('$model')::text"), qq({"$idc": $base}),
-				"$q: ${sn}'s clock holds C at the genuine update's timestamp, not a forgery's");
+			is(q1($signed, "SELECT count(*) FROM scuttlebutt.history('$model')"), 31, "$q: $sn holds the 31 genuine updates");
+			is(q1($signed, "SELECT scuttlebutt.clock('$model')::text"), qq({"$idc": @{[$base + 30]}}),
+				"$q: ${sn}'s clock holds C at the last genuine update's timestamp, not a forgery's");
 			is(q1($signed, "SELECT scuttlebutt.apply_update('$model', " . LibpqTest::lit($later) . ')'), 't',
 				"$q: a later genuine update of C, older than the forgeries, is still applied on $sn");
 			note("$q: rejected on B's row: " . q1($nb, "SELECT rejected FROM scuttlebutt.peer_status WHERE peer_id = $pid")
