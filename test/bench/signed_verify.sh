@@ -20,6 +20,9 @@
 #             the tables truncated, no connection left), then in one psql
 #             session: add_peer('p_<alg>', a) + wait_for_sync, timed as in
 #             libpq_sync.sh;
+#   import_alone, pull_alone (info): the same with scuttlebutt.verify_threads
+#             = 0 (b's worker reloaded for the pull): the process verifies
+#             alone, as before the helper threads;
 #   unsigned import (info): the same dump into an unsigned model u_<alg>
 #             (signatures kept, not verified): what verification adds.
 # Checked after each run: the model holds N updates and the dump's clock.
@@ -60,7 +63,7 @@ for alg in $ALGS; do
 	} | sqlx a >/dev/null || die "importing the $alg dump into a failed"
 	[ "$(model_count a "p_$alg")" -eq "$N" ] || die "a's p_$alg holds $(model_count a "p_$alg") updates, expected $N"
 	model_clock a "p_$alg" >"$W/$alg.clock"
-	for s in openssl import pull unsigned; do : >"$W/$alg.$s.ms"; done
+	for s in openssl import pull import_alone pull_alone unsigned; do : >"$W/$alg.$s.ms"; done
 	: >"$W/$alg.openssl.verify"
 	: >"$W/$alg.openssl.sign"
 	: >"$W/$alg.openssl.foreign"
@@ -114,16 +117,22 @@ run() {
 			tail -1 "$W/$alg.openssl.foreign" >>"$W/foreign"
 			return 0
 			;;
-		import | unsigned)
-			if [ "$side" = import ]; then model=i_$alg; fresh_b "$model" "$alg"; else model=u_$alg; fresh_b "$model" none; fi
+		import | import_alone | unsigned)
+			if [ "$side" = unsigned ]; then model=u_$alg; fresh_b "$model" none; else model=i_$alg; fresh_b "$model" "$alg"; fi
 			cat >"$tag.sql" <<SQL
+SET scuttlebutt.verify_threads = $([ "$side" = import_alone ] && echo 0 || echo DEFAULT);
 SELECT extract(epoch FROM clock_timestamp()) * 1000;
 SELECT scuttlebutt.import('$model', pg_read_file('$W/$alg.0')), extract(epoch FROM clock_timestamp()) * 1000;
 SQL
 			;;
-		pull)
+		pull | pull_alone)
 			model=p_$alg
 			fresh_b "$model" "$alg"
+			if [ "$side" = pull_alone ]; then
+				sqlx b -c "ALTER SYSTEM SET scuttlebutt.verify_threads = 0" -c "SELECT pg_reload_conf()" >/dev/null
+			else
+				sqlx b -c "ALTER SYSTEM RESET scuttlebutt.verify_threads" -c "SELECT pg_reload_conf()" >/dev/null
+			fi
 			cat >"$tag.sql" <<SQL
 SELECT extract(epoch FROM clock_timestamp()) * 1000;
 SELECT scuttlebutt.add_peer('$model', '$(conninfo a)');
@@ -133,7 +142,7 @@ SQL
 	esac
 	timed "$tag"
 	ms=$MS
-	if [ "$side" = pull ]; then
+	if [ "${side%_alone}" = pull ]; then
 		[ "$(tail -1 "$tag.out" | awk '{ print $1 }')" = t ] || die "wait_for_sync('$model') on b did not return true: $(cat "$tag.out"); b: $(peer_line b)"
 		check_model "$model" "$alg"
 		log "signed_verify: b: $(peer_line b)"
@@ -146,7 +155,7 @@ SQL
 	log "signed_verify: $(alg_label "$alg") $side rep=$rep: $N updates in $(awk -v ms="$ms" 'BEGIN { printf "%.2f s", ms / 1000 }') = $(rate "$N" "$ms") updates/s (foreign CPU $(tail -1 "$W/foreign.all")%)"
 }
 
-SIDES="openssl import pull unsigned"
+SIDES=${VERIFY_SIDES:-openssl import pull import_alone pull_alone unsigned}
 for rep in $(seq 1 "$REPS"); do
 	for alg in $ALGS; do
 		if [ $((rep % 2)) -eq 1 ]; then order=$SIDES; else order=$(echo "$SIDES" | awk '{ for (i = NF; i > 0; i--) printf "%s ", $i }'); fi
@@ -159,15 +168,21 @@ done
 for alg in $ALGS; do
 	label=$(alg_label "$alg")
 	v=$(median <"$W/$alg.openssl.verify")
-	for side in import pull; do
+	for side in import pull import_alone pull_alone; do
 		u=$(rate "$N" "$(median <"$W/$alg.$side.ms")")
 		r=$(ratio "$u" "$v")
 		case $side in
 			import) what="import() of $N signed updates" ;;
 			pull) what="libpq pull of $N signed updates (add_peer + wait_for_sync)" ;;
+			import_alone) what="the same import() with verify_threads = 0" ;;
+			pull_alone) what="the same pull with verify_threads = 0 on b" ;;
 		esac
-		record signed_verify "$label: $what vs openssl speed verify" "$v" "$u" "updates/s (median of $REPS)" \
-			"$r" ">= $TARGET" "$(verdict "$r" '>=' "$TARGET")"
+		if [ "${side%_alone}" = "$side" ]; then
+			record signed_verify "$label: $what vs openssl speed verify" "$v" "$u" "updates/s (median of $REPS)" \
+				"$r" ">= $TARGET" "$(verdict "$r" '>=' "$TARGET")"
+		else
+			record signed_verify "$label: $what" "$v" "$u" "updates/s (median of $REPS)" "$r" "-" "info"
+		fi
 		log "signed_verify: raw $label $side ms: $(paste -sd' ' "$W/$alg.$side.ms")"
 	done
 	u=$(rate "$N" "$(median <"$W/$alg.unsigned.ms")")
