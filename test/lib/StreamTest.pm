@@ -14,6 +14,10 @@
 #       true once every node holds the same history (wire text) and clock
 #       for $model
 #
+#   StreamTest::wait_all_converged([@models], [@nodes])
+#       the same for several models, one query per node and round; returns
+#       the models that did not converge
+#
 #   StreamTest::peer($node, $where)
 #       the peer_status row matching $where, as a hash (undef if none)
 #
@@ -163,10 +167,23 @@ sub check_restart_caught_up
 sub digest
 {
 	my ($node, $model) = @_;
-	return q1($node,
-		"SELECT md5(coalesce((SELECT string_agg(h::text, E'\\n' ORDER BY h::text)"
-		  . " FROM scuttlebutt.history('$model') h), '')"
-		  . " || '|' || scuttlebutt.clock('$model')::text)");
+	return q1($node, 'SELECT ' . digest_sql($model));
+}
+
+sub digest_sql
+{
+	my ($model) = @_;
+	return "md5(coalesce((SELECT string_agg(h::text, E'\\n' ORDER BY h::text)"
+	  . " FROM scuttlebutt.history('$model') h), '')"
+	  . " || '|' || scuttlebutt.clock('$model')::text)";
+}
+
+# digest() of each of @models on $node, in one query: a hash model => digest
+sub digests
+{
+	my ($node, @models) = @_;
+	my @d = split /\n/, q1($node, join('', map { 'SELECT ' . digest_sql($_) . ";\n" } @models)), -1;
+	return map { ($models[$_] => $d[$_] // '') } 0 .. $#models;
 }
 
 # Polls until every node has the same digest of $model; false after
@@ -185,6 +202,32 @@ sub wait_converged
 			diag("model $model did not converge: "
 				  . join(', ', map { $_->name . '=' . digest($_, $model) } @$nodes));
 			return 0;
+		}
+		usleep(100_000);
+	}
+}
+
+# wait_converged for several models at once (one query per node and
+# round): returns the models that did not converge within $timeout
+# seconds (default 60), with a diag
+sub wait_all_converged
+{
+	my ($models, $nodes, $timeout) = @_;
+	my $deadline = time + ($timeout // 60);
+	my @left = @$models;
+	while (1)
+	{
+		my @d = map { +{ digests($_, @left) } } @$nodes;
+		@left = grep { my $m = $_; my %seen = map { ($_->{$m} => 1) } @d; keys %seen != 1 } @left;
+		return () unless @left;
+		if (time > $deadline)
+		{
+			for my $m (@left)
+			{
+				diag("model $m did not converge: "
+					  . join(', ', map { $nodes->[$_]->name . '=' . $d[$_]{$m} } 0 .. $#d));
+			}
+			return @left;
 		}
 		usleep(100_000);
 	}

@@ -314,21 +314,23 @@ sub scenario
 	# clock, whatever reaches the other side first (over libpq: the first
 	# pull or the first push): both must end with the same clock.  Sixteen
 	# models, to give the ordering a chance to show.
+	# (each statement its own transaction, a session per server and step)
 	my @race = map { "race$_" } 1 .. 16;
-	for my $m (@race)
-	{
-		$qa->("SELECT scuttlebutt.create_model('$m', 'value'); SELECT scuttlebutt.set_value('$m', '\"a\"')");
-		$qb->("SELECT scuttlebutt.create_model('$m', 'value')");
-	}
-	$qb->("SELECT scuttlebutt.set_value('$_', '\"b\"')") for @race;
-	$t->add_peer($nb, $_, $na, %o_a) for @race;
+	my $each = sub { my ($f) = @_; join('', map { $f->($_) . ";\n" } @race) };
+	$qa->($each->(sub { "SELECT scuttlebutt.create_model('$_[0]', 'value'); SELECT scuttlebutt.set_value('$_[0]', '\"a\"')" }));
+	$qb->($each->(sub { "SELECT scuttlebutt.create_model('$_[0]', 'value')" }));
+	$qb->($each->(sub { "SELECT scuttlebutt.set_value('$_[0]', '\"b\"')" }));
+	$qb->($each->(sub { 'SELECT ' . $t->add_peer_sql($_[0], $na, %o_a) }));
 	is($qb->('SELECT ' . join(' AND ', map { "scuttlebutt.wait_for_sync('$_', '60s')" } @race)), 't',
 		"$tn: values written on both sides: wait_for_sync");
-	my @lacking = grep { $qb->("SELECT scuttlebutt.clock('$_') ? " . $lit->($id_a)) ne 't' } @race;
-	is(join(',', @lacking), '', "$tn: values written on both sides: B's clock has A's superseded write, for every model");
-	is(join(',', grep { $qa->("SELECT scuttlebutt.get_value('$_')") ne '"b"' } @race), '',
-		"$tn: values written on both sides: the later write (B's) wins on A");
-	is(join(',', grep { !LibpqTest::wait_converged($_, [ $na, $nb ], 5) } @race), '',
+	my $race_models = 'unnest(ARRAY[' . join(', ', map { $lit->($_) } @race) . ']) WITH ORDINALITY r(m, i)';
+	is($qb->("SELECT string_agg(m, ',' ORDER BY i) FROM $race_models WHERE NOT coalesce(scuttlebutt.clock(m) ? "
+			  . $lit->($id_a) . ', false)'),
+		'', "$tn: values written on both sides: B's clock has A's superseded write, for every model");
+	is($qa->("SELECT string_agg(m, ',' ORDER BY i) FROM $race_models"
+			  . q{ WHERE scuttlebutt.get_value(m)::text IS DISTINCT FROM '"b"'}),
+		'', "$tn: values written on both sides: the later write (B's) wins on A");
+	is(join(',', StreamTest::wait_all_converged(\@race, [ $na, $nb ], 30)), '',
 		"$tn: values written on both sides: every model converged (history and clock)");
 
 	# ---- the password shows nowhere ----

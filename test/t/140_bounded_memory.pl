@@ -38,38 +38,52 @@ for my $n ($na, $nb, $nc)
 {
 	LibpqTest::q1($n, q{SELECT scuttlebutt.create_model('big')});
 }
-# built server-side, one transaction per value
-for my $i (1 .. $nvalues)
-{
-	qa("SELECT scuttlebutt.set('big', 'k$i', to_jsonb(repeat(chr(97 + $i % 26), $value_bytes)))");
-}
+# built server-side, one transaction per value (one statement each, sent
+# by one psql session)
+qa(join('', map { "SELECT scuttlebutt.set('big', 'k$_', to_jsonb(repeat(chr(97 + $_ % 26), $value_bytes)));\n" }
+	  1 .. $nvalues));
 is(qa(q{SELECT count(*) FROM jsonb_object_keys(scuttlebutt.to_json('big'))}), $nvalues,
 	"A holds $nvalues values of 1 MB");
 
+# RssAnon of $node's worker; its pid is asked for once, and again only
+# when the process is gone (a new worker)
+my %worker_pid;
 sub rss_anon_kb
 {
 	my ($node) = @_;
-	my $pid = StreamTest::worker_pid($node);
-	open(my $fh, '<', "/proc/$pid/status") or return undef;
-	while (<$fh>)
+	for (1 .. 2)
 	{
-		return $1 if /^RssAnon:\s+(\d+)\s+kB/;
+		my $pid = $worker_pid{ $node->name } //= StreamTest::worker_pid($node);
+		if (open(my $fh, '<', "/proc/$pid/status"))
+		{
+			while (<$fh>)
+			{
+				return $1 if /^RssAnon:\s+(\d+)\s+kB/;
+			}
+		}
+		delete $worker_pid{ $node->name };
 	}
 	return undef;
 }
 
 # The largest RssAnon of $node's worker seen while $cond is false (at most
-# $timeout seconds); returns (max kB, whether $cond came true)
+# $timeout seconds); returns (max kB, whether $cond came true).  Memory is
+# read every 50 ms, $cond (a query) every half second.
 sub peak_while
 {
 	my ($node, $cond, $timeout) = @_;
 	my $deadline = time + $timeout;
 	my $max = 0;
+	my $next_cond = 0;
 	while (time < $deadline)
 	{
 		my $kb = rss_anon_kb($node) // 0;
 		$max = $kb if $kb > $max;
-		return ($max, 1) if $cond->();
+		if (time >= $next_cond)
+		{
+			return ($max, 1) if $cond->();
+			$next_cond = time + 0.5;
+		}
 		usleep(50_000);
 	}
 	return ($max, 0);

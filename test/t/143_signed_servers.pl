@@ -152,9 +152,10 @@ for my $t (PeerTransport->all)
 			my $q = "$p: $model ($hn unsigned, $sn signed)";
 			# the genuine update first: an unsigned model drops a lower
 			# timestamp after a higher one of the same source
-			my $stored = 0;
-			$stored += q1($holder, "SELECT scuttlebutt.apply_update('$model', " . LibpqTest::lit($_) . ')') eq 't'
-			  for ($genuine, @bulk, @forged);
+			# (one statement, one transaction, per update, in one session)
+			my $stored = grep { $_ eq 't' } split /\n/,
+			  q1($holder, join('', map { "SELECT scuttlebutt.apply_update('$model', " . LibpqTest::lit($_) . ");\n" }
+				  ($genuine, @bulk, @forged)));
 			is($stored, 35, "$q: ${hn}'s unsigned model stores the 31 genuine updates and the 4 forgeries");
 			my $pid = $t->add_peer($nb, $model, $na);
 			ok(StreamTest::poll($signed, "SELECT scuttlebutt.get('$model', 'x_genuine') IS NOT NULL"),

@@ -45,11 +45,15 @@ main(int argc, char **argv)
 	const char *replacement = "\xef\xbf\xbd";	/* U+FFFD */
 	const char *emoji = "\xf0\x9f\x98\x80";	/* U+1F600 */
 
-	/* merge_test TS_A SOURCE_A TS_B SOURCE_B: prints the sign of the order */
-	if (argc == 5)
+	/*
+	 * merge_test TS_A SOURCE_A TS_B SOURCE_B [TS_A SOURCE_A TS_B SOURCE_B
+	 * ...]: prints the sign of the order of each pair, one a line
+	 */
+	if (argc > 1 && (argc - 1) % 4 == 0)
 	{
-		printf("%d\n", sign(SbVersionCmp(strtod(argv[1], NULL), argv[2],
-										 strtod(argv[3], NULL), argv[4])));
+		for (int i = 1; i < argc; i += 4)
+			printf("%d\n", sign(SbVersionCmp(strtod(argv[i], NULL), argv[i + 1],
+											 strtod(argv[i + 2], NULL), argv[i + 3])));
 		return 0;
 	}
 
