@@ -37,7 +37,7 @@
 #                     node.js but not Debian's npm and its ~400 packages
 #   The host's local CA certificates (/usr/local/share/ca-certificates, as
 #   behind a TLS-inspecting proxy) are copied in, for npm.
-#   CI, COPT, PROVE_TESTS, PROVE_FLAGS, SB_TEST_SEED, SB_FUZZ_SEED,
+#   CI, COPT, PROVE_TESTS, PROVE_FLAGS, SB_SKIP_TESTS, SB_TEST_SEED, SB_FUZZ_SEED,
 #   SB_FUZZ_CONNECTIONS, SB_FUZZ_SECONDS, SB_LIBFUZZER_SECONDS, LANG: passed
 #   in when set (nothing else is).
 set -euo pipefail
@@ -203,7 +203,7 @@ fi
 envs=(HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 	TERM="${TERM:-dumb}" PG_CONFIG="/usr/lib/postgresql/$pg_major/bin/pg_config"
 	${node_modules_ready:+SB_NODE_MODULES_READY=1})
-for v in CI COPT PROVE_TESTS PROVE_FLAGS SB_TEST_SEED SB_FUZZ_SEED SB_FUZZ_CONNECTIONS SB_FUZZ_SECONDS SB_LIBFUZZER_SECONDS LANG; do
+for v in CI COPT PROVE_TESTS PROVE_FLAGS SB_SKIP_TESTS SB_TEST_SEED SB_FUZZ_SEED SB_FUZZ_CONNECTIONS SB_FUZZ_SECONDS SB_LIBFUZZER_SECONDS LANG; do
 	[ -n "${!v:-}" ] && envs+=("$v=${!v}")
 done
 echo "=== in the $suite root (PostgreSQL $pg_major): $*"

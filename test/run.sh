@@ -75,11 +75,23 @@ slow_tests="160_fault_mesh 143_signed_servers 111_two_servers 140_bounded_memory
 	102_stream_js_server 101_stream_js_client 135_libfuzzer 147_stream_tls 112_chain
 	115_stream_bad_input 142_signed_stream 170_restore_base_backup 171_restore_dump
 	123_libpq_restart_mid_sync"
+# SB_SKIP_TESTS: names of TAP files to leave out (CI's second run leaves
+# out those whose subject does not depend on the server's version); the
+# summary lists them, so that nothing left out passes for run.
+skipped=
 if [ -z "${PROVE_TESTS:-}" ]; then
 	PROVE_TESTS=$(cd "$tree" && {
 		for t in $slow_tests; do [ -f "test/t/$t.pl" ] && echo "test/t/$t.pl"; done
 		ls -r test/t/*.pl
 	} | awk '!seen[$0]++' | tr '\n' ' ')
+	for t in ${SB_SKIP_TESTS:-}; do
+		case " $PROVE_TESTS " in
+			*" test/t/$t.pl "*)
+				PROVE_TESTS=$(echo " $PROVE_TESTS " | sed "s| test/t/$t.pl | |")
+				skipped="$skipped $t"
+				;;
+		esac
+	done
 fi
 prove_args+=(PROVE_TESTS="$PROVE_TESTS")
 PROVE_FLAGS=${PROVE_FLAGS--j3 --timer}
@@ -140,6 +152,7 @@ else
 	echo "(pg_regress printed no summary, exit status $regress_rc; see its output above)"
 fi
 echo "prove:"
+[ -z "$skipped" ] || echo "left out of this run (SB_SKIP_TESTS):$skipped"
 if grep -qE '^(All tests successful\.|Test Summary Report)' "$prove_log"; then
 	sed -n -E '/^(All tests successful\.|Test Summary Report)/,$p' "$prove_log" | grep -v '^make'
 else
