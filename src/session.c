@@ -472,7 +472,18 @@ SbSessionPeerHeader(SbSession *s, const char *id, const SbClockEntry *clock, int
 	if (id && s->remote_id == NULL)
 		s->remote_id = MemoryContextStrdup(s->session_cxt, id);
 	for (int i = 0; i < n; i++)
+	{
 		remote_raise(s, clock[i].source, clock[i].ts);
+
+		/*
+		 * The peer holds this node's own source at that timestamp: queued
+		 * so that the sequencer passes it before anything is applied
+		 * (SbRaiseClock), the restore case (rejoin.c).
+		 */
+		if (s->model_known && s->model.node_id != NULL &&
+			strcmp(clock[i].source, s->model.node_id) == 0)
+			SbSessionQueueClock(s, &clock[i], 1);
+	}
 	s->peer_clock_known = true;
 	s->caught_up = false;
 	if (s->state == SB_SESSION_CONNECTING || s->state == SB_SESSION_HANDSHAKE)
