@@ -236,13 +236,12 @@ drop_held(ApplyBatch *b)
 {
 	char	  **sources = palloc(sizeof(char *) * Max(b->naccepted, 1));
 	double	   *ts = palloc(sizeof(double) * Max(b->naccepted, 1));
+	int		   *at = palloc(sizeof(int) * Max(b->naccepted, 1));
+	bool	   *held = palloc0(sizeof(bool) * Max(b->naccepted, 1));
 	int			m = 0;
 	int			kept = 0;
 	Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID};
 	Datum		values[3];
-	uint64		nheld;
-	char	  **held_sources;
-	double	   *held_ts;
 
 	for (int i = 0; i < b->naccepted; i++)
 	{
@@ -251,43 +250,35 @@ drop_held(ApplyBatch *b)
 		if (b->fresh[find_source(b->sources, b->nsources, u->source)])
 		{
 			sources[m] = u->source;
-			ts[m++] = u->ts;
+			ts[m] = u->ts;
+			at[m++] = i;
 		}
 	}
 	if (m == 0)
 		return;
+	/* the positions (1-based) in the arrays of those held */
 	SbPrepareOnce(&held_plan,
-				  "SELECT u.source, u.ts FROM unnest($2, $3) AS t(source, ts)"
-				  " JOIN scuttlebutt.updates u"
-				  "   ON u.model_id = $1 AND u.source = t.source AND u.ts = t.ts",
+				  "SELECT t.i::integer FROM unnest($2, $3) WITH ORDINALITY AS t(source, ts, i)"
+				  " WHERE EXISTS (SELECT FROM scuttlebutt.updates u"
+				  "   WHERE u.model_id = $1 AND u.source = t.source AND u.ts = t.ts)",
 				  3, argtypes);
 	values[0] = Int32GetDatum(b->model->id);
 	values[1] = SbTextArray(sources, m);
 	values[2] = SbFloat8Array(ts, m);
 	SbExecutePlan(held_plan, values, NULL, SPI_OK_SELECT);
-	nheld = SPI_processed;
-	if (nheld == 0)
+	if (SPI_processed == 0)
 		return;
-	held_sources = palloc(sizeof(char *) * nheld);
-	held_ts = palloc(sizeof(double) * nheld);
-	for (uint64 r = 0; r < nheld; r++)
+	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		bool		isnull;
+		int			k = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
+													SPI_tuptable->tupdesc, 1, &isnull));
 
-		held_sources[r] = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1);
-		held_ts[r] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[r],
-												  SPI_tuptable->tupdesc, 2, &isnull));
+		held[at[k - 1]] = true;
 	}
 	for (int i = 0; i < b->naccepted; i++)
-	{
-		SbMessage  *u = &b->updates[b->accepted[i]];
-		bool		held = false;
-
-		for (uint64 r = 0; r < nheld && !held; r++)
-			held = held_ts[r] == u->ts && strcmp(held_sources[r], u->source) == 0;
-		if (!held)
+		if (!held[i])
 			b->accepted[kept++] = b->accepted[i];
-	}
 	b->naccepted = kept;
 }
 
