@@ -29,7 +29,10 @@
 #     (a peer drops an update at or below its clock of the source).
 #  5. Everything R wrote after the backup is back on R (its own updates
 #     from its peers, the events byte for byte); the three converge (every
-#     model's history and clock); no PANIC, no worker crash.
+#     model's history and clock).
+#  6. The file scuttlebutt.rejoin, which an operator creates in the data
+#     directory of a copy made otherwise, makes a start rejoin as well;
+#     scuttlebutt.end_rejoin() ends it at once.  No PANIC, no worker crash.
 use strict;
 use warnings;
 
@@ -155,6 +158,8 @@ like($err, qr/55000/, '... with SQLSTATE 55000 (object_not_in_prerequisite_state
 like($err, qr/rejoin/i, '... saying it rejoins its peers');
 ok(LibpqTest::find_count($r, qr/restored from a backup/, $log_offset, 1, 30),
 	'the log says R was restored and waits for its peers');
+is(q1($r, 'SELECT scuttlebutt.rejoining()'), 't', 'rejoining() says so');
+ok(-e $r->data_dir . '/scuttlebutt.rejoin', 'the file scuttlebutt.rejoin marks the rejoin');
 
 # ---- 4. the links forward again ----
 $x->resume;
@@ -165,6 +170,8 @@ ok(LibpqTest::poll($r,
 		  . q{ AND scuttlebutt.emit('ev', 'probe', '1') IS NOT NULL}, 60),
 	'once its peers are back, R takes local writes');
 note(sprintf('R took local writes again %.1f s after its links came back', time - $t_heal));
+is(q1($r, 'SELECT scuttlebutt.rejoining()'), 'f', 'the rejoin is over');
+ok(!-e $r->data_dir . '/scuttlebutt.rejoin', '... and its file is gone');
 
 my @after;
 for my $i (1 .. 10)
@@ -200,6 +207,22 @@ is(scalar(grep { !$r_events_now{$_} } keys %r_events), 0,
 is(q1($r, q{SELECT count(*) FROM scuttlebutt.entries('kv') WHERE key ~ '^r(m)?[0-9]+$'}),
 	2 * $ROUNDS, 'every key R wrote after the backup is back on R');
 is(q1($r, q{SELECT scuttlebutt.get('kv', 'hot')}), '"r"', 'R\'s "hot" is back on R');
+
+# ---- 6. a copy made otherwise: the operator's file, and end_rejoin() ----
+$x->pause;
+$y->pause;
+$r->stop;
+PostgreSQL::Test::Utils::append_to_file($r->data_dir . '/scuttlebutt.rejoin', '');
+$r->start;
+($ret, $out, $err) = $r->psql('postgres', q{SELECT scuttlebutt.set('kv', 'copy', '1')});
+isnt($ret, 0, 'with the file scuttlebutt.rejoin, R refuses local writes after a start');
+is(q1($r, 'SELECT scuttlebutt.end_rejoin()'), 't', 'end_rejoin() ends the rejoin');
+is(q1($r, 'SELECT scuttlebutt.end_rejoin()'), 'f', '... once');
+isnt(q1($r, q{SELECT scuttlebutt.set('kv', 'copy', '1')}), '', 'then R takes local writes at once');
+ok(!-e $r->data_dir . '/scuttlebutt.rejoin', 'the file is gone');
+$x->resume;
+$y->resume;
+converged('after the end of the rejoin');
 
 for my $n (@all)
 {
