@@ -38,10 +38,10 @@
 #   the run, pg_stat_activity and peer_status are back to their counts
 #   before;
 # - views consistent with what happened: on each server, the sum of
-#   connection_errors' counts equals the JavaScript connections to it that
-#   were opened and closed (each is counted once under its reason, the
-#   orderly ones as "closed by peer"), and every reason is one a client
-#   close explains ("closed by peer", "connection lost");
+#   connection_errors' counts equals the connections closed there: the
+#   JavaScript ones (opened and closed, as js_churn.js counted them) plus
+#   the server-to-server sessions that ended (from the servers' logs),
+#   and equals the "closing connection" lines of its log;
 # - convergence: to_json('m'), the events of ev and get_value('val'), and
 #   every model's clock are identical on the three servers, the number of
 #   events equals the emit()s pgbench committed (none lost, none
@@ -276,17 +276,29 @@ for s in "${NAMES[@]}"; do
 done
 take_sample
 
-# the monitoring views against what the JavaScript peers did
+# the monitoring views against what happened: every connection closed on
+# a server is counted once in its connection_errors and logged once
+# ("closing connection"): the JavaScript peers' (as js_churn.js counted
+# them, plus the final clients), and the server-to-server stream and libpq
+# sessions that ended (a deadlock with a local transaction closes the
+# worker's session, which the other side then sees closed): those this
+# server dialed, logged here as "closing connection to", and those dialed
+# to its listener, logged so by the server that dialed
+for s in "${NAMES[@]}"; do
+	cp "$SERVERS_TMP/$s/server.log" "$OUT/server.$s.log"
+done
 for s in "${NAMES[@]}"; do
 	connects=$(js_field "$s" connects); ended=$(js_field "$s" ended); reset=$(js_field "$s" reset); errors=$(js_field "$s" errors)
 	# + 1: the final client that synced from scratch
 	closed=$((ended + reset + errors + 1))
+	out=$(grep -c 'closing connection to ' "$OUT/server.$s.log" || true)
+	in=$(cat "$OUT"/server.*.log | grep -c "closing connection to 127.0.0.1:${LISTEN_OF[$s]}:" || true)
+	logged=$(grep -c 'closing connection' "$OUT/server.$s.log" || true)
 	errs=$(sqlx1 "$s" -c "SELECT coalesce(sum(count), 0) FROM scuttlebutt.connection_errors")
 	reasons=$(sqlx1 "$s" -c "SELECT coalesce(string_agg(reason || '=' || count, ', ' ORDER BY reason), '') FROM scuttlebutt.connection_errors")
-	other=$(sqlx1 "$s" -c "SELECT count(*) FROM scuttlebutt.connection_errors WHERE reason NOT IN ('closed by peer', 'connection lost')")
-	echo "server $s: JavaScript connections $connects (ended $ended, reset $reset, errors $errors) + 1 final; connection_errors: $reasons" >>"$SUMMARY"
-	check "$([ "$errs" = "$closed" ] && [ "$connects" = $((closed - 1)) ] && [ "$other" = 0 ] && echo 1 || echo 0)" \
-		"server $s: connection_errors counts $errs closed connections, the JavaScript peers closed $closed (opened $((connects + 1))), no other reason"
+	echo "server $s: JavaScript connections $connects (ended $ended, reset $reset, errors $errors) + 1 final; server sessions closed: $out dialed, $in dialed to it; deadlocks logged: $(grep -c 'deadlock detected while serving' "$OUT/server.$s.log" || true); connection_errors: $reasons" >>"$SUMMARY"
+	check "$([ "$errs" = $((closed + out + in)) ] && [ "$logged" = "$errs" ] && [ "$connects" = $((closed - 1)) ] && echo 1 || echo 0)" \
+		"server $s: connection_errors counts $errs closed connections = $closed JavaScript ($((connects + 1)) opened) + $out server sessions it dialed + $in dialed to it; $logged logged"
 done
 
 # workers: never restarted, memory flat
@@ -305,9 +317,8 @@ done
 
 # logs
 for s in "${NAMES[@]}"; do
-	bad=$(grep -c -E 'PANIC|terminated by signal|was terminated' "$SERVERS_TMP/$s/server.log" || true)
+	bad=$(grep -c -E 'PANIC|terminated by signal|was terminated' "$OUT/server.$s.log" || true)
 	check "$([ "$bad" = 0 ] && echo 1 || echo 0)" "server $s: no PANIC or crashed process in the log ($bad lines)"
-	cp "$SERVERS_TMP/$s/server.log" "$OUT/server.$s.log"
 done
 
 {
