@@ -16,6 +16,7 @@ OBJS = \
 	src/apply.o \
 	src/model_cache.o \
 	src/sequencer.o \
+	src/rejoin.o \
 	src/reservation.o \
 	src/shmem.o \
 	src/commit.o \

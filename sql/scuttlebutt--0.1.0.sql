@@ -89,7 +89,11 @@ CREATE TRIGGER node_changed
 
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.registry', '');
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.registry_id_seq', '');
-SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.clocks', '');
+-- Not this node's own row: it is the sequencer's reservation, ahead of the
+-- updates held; a database restored from the dump is a new node, which
+-- must ask its peers for every update of this source past those held.
+SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.clocks',
+	'WHERE source NOT IN ((SELECT id FROM scuttlebutt.node), scuttlebutt.node_id())');
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.updates', '');
 SELECT pg_catalog.pg_extension_config_dump('scuttlebutt.grants', '');
 
@@ -728,6 +732,19 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 CREATE VIEW scuttlebutt.connection_errors AS
 	SELECT * FROM scuttlebutt._connection_errors();
 
+-- After a restore from a backup, local writes are refused until the worker
+-- has synced with its peers (see the README's Faults section):
+-- rejoining() says whether they are, end_rejoin() ends the wait now.
+CREATE FUNCTION scuttlebutt.rejoining()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'scuttlebutt_rejoining'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+CREATE FUNCTION scuttlebutt.end_rejoin()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'scuttlebutt_end_rejoin'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
 CREATE FUNCTION scuttlebutt.wait_for_sync(model text, timeout interval DEFAULT '30s')
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'scuttlebutt_wait_for_sync'
@@ -770,6 +787,7 @@ REVOKE ALL ON FUNCTION scuttlebutt._peers_check() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._listen_rules_replace_default() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._peer_status() FROM PUBLIC;
 REVOKE ALL ON FUNCTION scuttlebutt._connection_errors() FROM PUBLIC;
+REVOKE ALL ON FUNCTION scuttlebutt.end_rejoin() FROM PUBLIC;
 -- Who may create models (and own them) is granted on create_model()
 -- itself: CREATE on schema scuttlebutt would let a role put functions and
 -- operators there that outrank the extension's in others' calls.

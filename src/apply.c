@@ -50,6 +50,8 @@
 static SPIPlanPtr upsert_many_plan;
 static SPIPlanPtr lock_clocks_plan;
 static SPIPlanPtr advance_clocks_plan;
+static SPIPlanPtr own_latest_plan;
+static SPIPlanPtr held_plan;
 
 /* One batch being applied */
 typedef struct ApplyBatch
@@ -62,6 +64,7 @@ typedef struct ApplyBatch
 	int			nsources;
 	double	   *clock;			/* per source */
 	bool	   *advanced;		/* per source */
+	bool	   *fresh;			/* per source: no clock before this batch */
 	int		   *accepted;		/* indexes of updates past their clock */
 	int			naccepted;
 	int		   *winners;		/* indexes of the updates to store */
@@ -134,6 +137,40 @@ collect_sources(ApplyBatch *b)
 			b->sources[b->nsources++] = b->sources[i];
 	b->clock = palloc(sizeof(double) * b->nsources);
 	b->advanced = palloc0(sizeof(bool) * b->nsources);
+	b->fresh = palloc0(sizeof(bool) * b->nsources);
+}
+
+/*
+ * This node's own source: its clock row is the sequencer's reservation,
+ * ahead of the timestamps handed out.  Updates of ours from elsewhere
+ * between the latest we hold and the reservation are ones we lost (this
+ * server was restored from a backup, the reservation with it): they are
+ * taken, so the clock they are judged by is the latest update we hold.
+ * (Local timestamps handed out since the start are past the reservation.)
+ */
+static void
+own_source_clock(ApplyBatch *b)
+{
+	int			own;
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+	Datum		d;
+
+	if (!SbSequencerActive())
+		return;
+	own = find_source(b->sources, b->nsources, b->model->node_id);
+	if (own < 0)
+		return;
+	SbPrepareOnce(&own_latest_plan,
+				  "SELECT max(ts) FROM scuttlebutt.updates"
+				  " WHERE model_id = $1 AND source = $2",
+				  2, argtypes);
+	values[0] = Int32GetDatum(b->model->id);
+	values[1] = CStringGetTextDatum(b->model->node_id);
+	SbExecutePlan(own_latest_plan, values, NULL, SPI_OK_SELECT);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	b->clock[own] = Min(b->clock[own], isnull ? -INFINITY : DatumGetFloat8(d));
 }
 
 /* Step 1: locks the sources' clock rows (creating missing ones), reads them */
@@ -163,7 +200,9 @@ lock_clocks(ApplyBatch *b)
 		b->clock[idx] = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[r],
 													 SPI_tuptable->tupdesc,
 													 2, &isnull));
+		b->fresh[idx] = b->clock[idx] == -INFINITY;
 	}
+	own_source_clock(b);
 }
 
 /* Step 2: in arrival order, an update at or below its source's clock is old */
@@ -183,6 +222,64 @@ accept_new(ApplyBatch *b)
 			b->accepted[b->naccepted++] = i;
 		}
 	}
+}
+
+/*
+ * Of the accepted updates of sources this model had no clock for (a new
+ * source, or one whose clock row a pg_dump left out: the former node's
+ * own, see the clocks table's dump filter), drops those held already: a
+ * restored database holds updates of sources its peers then send again,
+ * and an event's (source, ts) must not be stored twice.
+ */
+static void
+drop_held(ApplyBatch *b)
+{
+	char	  **sources = palloc(sizeof(char *) * Max(b->naccepted, 1));
+	double	   *ts = palloc(sizeof(double) * Max(b->naccepted, 1));
+	int		   *at = palloc(sizeof(int) * Max(b->naccepted, 1));
+	bool	   *held = palloc0(sizeof(bool) * Max(b->naccepted, 1));
+	int			m = 0;
+	int			kept = 0;
+	Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID};
+	Datum		values[3];
+
+	for (int i = 0; i < b->naccepted; i++)
+	{
+		SbMessage  *u = &b->updates[b->accepted[i]];
+
+		if (b->fresh[find_source(b->sources, b->nsources, u->source)])
+		{
+			sources[m] = u->source;
+			ts[m] = u->ts;
+			at[m++] = i;
+		}
+	}
+	if (m == 0)
+		return;
+	/* the positions (1-based) in the arrays of those held */
+	SbPrepareOnce(&held_plan,
+				  "SELECT t.i::integer FROM unnest($2, $3) WITH ORDINALITY AS t(source, ts, i)"
+				  " WHERE EXISTS (SELECT FROM scuttlebutt.updates u"
+				  "   WHERE u.model_id = $1 AND u.source = t.source AND u.ts = t.ts)",
+				  3, argtypes);
+	values[0] = Int32GetDatum(b->model->id);
+	values[1] = SbTextArray(sources, m);
+	values[2] = SbFloat8Array(ts, m);
+	SbExecutePlan(held_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return;
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int			k = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
+													SPI_tuptable->tupdesc, 1, &isnull));
+
+		held[at[k - 1]] = true;
+	}
+	for (int i = 0; i < b->naccepted; i++)
+		if (!held[i])
+			b->accepted[kept++] = b->accepted[i];
+	b->naccepted = kept;
 }
 
 /*
@@ -505,6 +602,7 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 	SPI_connect();
 	lock_clocks(&b);
 	accept_new(&b);
+	drop_held(&b);
 	adopt_own_updates(&b);
 	nsuperseded = pick_winners(&b);
 	nstored = store_winners(&b);

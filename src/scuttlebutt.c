@@ -21,6 +21,7 @@
  *						extension's owner
  *	sequencer.c			local timestamps in shared memory, visible limits
  *	reservation.c		the sequencer's clocks row (table access)
+ *	rejoin.c			after a restore, no local write before the peers synced
  *	shmem.c				shared state, commit counts, waking the worker
  *	commit.c			the one transaction callback (sequencer, then wake-ups)
  *	worker.c			the replication worker: loop, wait set, peer list

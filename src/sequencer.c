@@ -78,6 +78,7 @@
 #include "compat.h"
 #include "model_cache.h"
 #include "guc.h"
+#include "rejoin.h"
 #include "reservation.h"
 #include "sequencer.h"
 #include "shmem.h"
@@ -625,6 +626,8 @@ double
 SbSequencerNext(int32 model_id, const char *node_id, double floor, int count)
 {
 	Assert(count >= 1);
+	/* after a restore, nothing before the peers told what they hold */
+	SbRejoinCheckLocalWrite();
 	return take(model_id, node_id, floor, count, NAN, NAN);
 }
 
@@ -639,6 +642,25 @@ SbSequencerAdopt(int32 model_id, const char *node_id, double first_ts,
 				 double last_ts)
 {
 	(void) take(model_id, node_id, NAN, 1, first_ts, last_ts);
+}
+
+void
+SbSequencerLearn(int32 model_id, const char *node_id, double ts)
+{
+	SeqKey		key;
+	int			slot;
+	bool		behind;
+
+	make_key(&key, model_id, node_id);
+	slot = find_slot(&key, model_id, node_id, true);
+	LWLockAcquire(slot_lock(slot), LW_SHARED);
+	behind = !seq->slots[slot].valid ||
+		memcmp(&seq->slots[slot].key, &key, sizeof(SeqKey)) != 0 ||
+		seq->slots[slot].last < ts;
+	LWLockRelease(slot_lock(slot));
+	/* as an adopted update at ts: the slot and the reservation move past */
+	if (behind)
+		(void) take(model_id, node_id, NAN, 1, ts, ts);
 }
 
 /*

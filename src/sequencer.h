@@ -49,6 +49,13 @@ extern void SbSequencerAdopt(int32 model_id, const char *node_id,
 							 double first_ts, double last_ts);
 
 /*
+ * A peer's clock says it holds an update of this node's own source at ts
+ * (say, handed out before this server was restored from a backup): later
+ * local timestamps go past it.  Nothing if they already do.
+ */
+extern void SbSequencerLearn(int32 model_id, const char *node_id, double ts);
+
+/*
  * The greatest timestamp of this node's source in a model that a reader
  * with the active snapshot may be shown: every update of that source at
  * or below it is in the snapshot, or will never commit.  It is the latest

@@ -466,13 +466,45 @@ SbSessionResolveModel(SbSession *s)
 
 /* ---- receiving ---- */
 
+/*
+ * Adds the peer's clock of this node's own source to the clock entries
+ * queued for the next apply (kept: a libpq pull may have queued its
+ * remote's clock in the same batch)
+ */
+static void
+queue_own_clock(SbSession *s, const SbClockEntry *own)
+{
+	SbClockEntry *all = palloc(sizeof(SbClockEntry) * (s->npending_clock + 1));
+	int			n = 0;
+
+	for (int i = 0; i < s->npending_clock; i++)
+	{
+		if (strcmp(s->pending_clock[i].source, own->source) == 0)
+			return;
+		all[n++] = s->pending_clock[i];
+	}
+	all[n++] = *own;
+	SbSessionQueueClock(s, all, n);
+}
+
 void
 SbSessionPeerHeader(SbSession *s, const char *id, const SbClockEntry *clock, int n)
 {
 	if (id && s->remote_id == NULL)
 		s->remote_id = MemoryContextStrdup(s->session_cxt, id);
 	for (int i = 0; i < n; i++)
+	{
 		remote_raise(s, clock[i].source, clock[i].ts);
+
+		/*
+		 * The peer holds this node's own source at that timestamp: queued
+		 * so that the sequencer passes it before anything is applied
+		 * (SbRaiseClock), the restore case (rejoin.c).
+		 */
+		if (s->model_known && s->model.node_id != NULL &&
+			strcmp(clock[i].source, s->model.node_id) == 0)
+			queue_own_clock(s, &clock[i]);
+	}
 	s->peer_clock_known = true;
 	s->caught_up = false;
 	if (s->state == SB_SESSION_CONNECTING || s->state == SB_SESSION_HANDSHAKE)

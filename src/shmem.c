@@ -43,6 +43,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "rejoin.h"
 #include "sequencer.h"
 #include "shmem.h"
 
@@ -86,6 +87,7 @@ sb_shmem_startup(void)
 		pg_atomic_init_u32(&sb_shared->peers_changed, 0);
 		pg_atomic_init_u32(&sb_shared->privileges_changed, 0);
 		pg_atomic_init_u32(&sb_shared->connections, 0);
+		SbRejoinStartup();
 		ConditionVariableInit(&sb_shared->status_cv);
 		for (int i = 0; i < SB_MODEL_COMMIT_SLOTS; i++)
 		{

@@ -81,6 +81,7 @@ typedef struct SbShared
 	pg_atomic_uint32 peers_changed; /* set when the peers table changed */
 	pg_atomic_uint32 privileges_changed;	/* set when grants or models changed */
 	pg_atomic_uint32 connections;	/* sockets the worker holds */
+	pg_atomic_uint32 rejoining; /* restored: local writes wait (rejoin.c) */
 	ConditionVariable status_cv;	/* broadcast when statuses change */
 	/*
 	 * Per model slot (model id % slots): commits that wrote a model of the

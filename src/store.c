@@ -475,6 +475,17 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 	if (m == 0)
 		return;
 	n = m;
+
+	/*
+	 * This node's own source: its clock row is the sequencer's reservation,
+	 * but a peer holding it at a later timestamp (this server was restored
+	 * from a backup) means later local timestamps must pass that one.
+	 */
+	if (SbSequencerActive())
+		for (int i = 0; i < n; i++)
+			if (strcmp(sources[i], model->node_id) == 0)
+				SbSequencerLearn(model->id, model->node_id, ts[i]);
+
 	SPI_connect();
 	/*
 	 * Never this node's own source: its clock is its own writes'.  Rows

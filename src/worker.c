@@ -54,6 +54,7 @@
 #include "listener.h"
 #include "node_key.h"
 #include "privileges.h"
+#include "rejoin.h"
 #include "shmem.h"
 #include "stream.h"
 #include "tls_context.h"
@@ -1011,6 +1012,41 @@ serve_sessions(void)
 	}
 }
 
+/*
+ * After a restore (rejoin.c), local writes wait until what the peers hold
+ * of this node is here: once every peer this server dials is live at the
+ * same time (each has sent its history over our clock, then "SYNC", and
+ * that was applied), or, dialing none, once any connection is.
+ */
+static void
+check_rejoined(void)
+{
+	int			dialed = 0;
+	int			dialed_live = 0;
+	int			other_live = 0;
+
+	if (!SbRejoining())
+		return;
+	for (int a = 0; a < ws.nactive; a++)
+	{
+		int			slot = ws.active[a];
+		SbSession  *s = ws.sessions[slot];
+		bool		live = SbSessionIsOpen(s) && s->state == SB_SESSION_LIVE;
+
+		if (ws.configs[slot] != NULL)
+		{
+			dialed++;
+			dialed_live += live;
+		}
+		else
+			other_live += live;
+	}
+	if (dialed > 0 && dialed_live == dialed)
+		(void) SbRejoinEnd(psprintf("every peer it dials synced: %d", dialed));
+	else if (dialed == 0 && other_live > 0)
+		(void) SbRejoinEnd("a peer that dialed it synced");
+}
+
 void
 scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 {
@@ -1091,6 +1127,7 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 			reload_peers();
 
 		serve_sessions();
+		check_rejoined();
 		enforce_deadlines();
 		for (int a = ws.nactive - 1; a >= 0; a--)
 			if (ws.sessions[ws.active[a]]->state == SB_SESSION_CLOSED)
