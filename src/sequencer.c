@@ -17,8 +17,9 @@
  *	  on" in their own backend's array.  Writers never wait for each other.
  *	- A reader computes, for its snapshot S, the limit below which every
  *	  timestamp handed out is either in S or will never commit: the
- *	  greatest timestamp committed (read first; after a restart, the latest
- *	  update held), capped below the smallest timestamp of any entry still
+ *	  greatest timestamp committed (read first; for a slot made from the
+ *	  clocks row, after a restart or an eviction, the reservation: see
+ *	  find_slot), capped below the smallest timestamp of any entry still
  *	  running or committed after S (XidInMVCCSnapshot).  Every reader of
  *	  this node's source goes through scuttlebutt._visible_ts(), so
  *	  history(), clock(), export(), poll() and the worker all show a prefix
@@ -43,7 +44,8 @@
  * (reservation.c reads and writes the row: SbReadReservation,
  * SbWriteReservation.)
  * That is about two row updates per model per reservation instead of one
- * per write; readers never show the reservation itself.
+ * per write; readers show the reservation itself only until a slot made
+ * from the row (after a restart or an eviction) commits a timestamp.
  *
  * Without the library preloaded there is no shared memory: store.c
  * then locks the clock row until commit, as for other sources.
@@ -338,7 +340,18 @@ find_slot(const SeqKey *key, int32 model_id, const char *node_id, bool create)
 			LWLockAcquire(slot_lock(free_slot), LW_EXCLUSIVE);
 			seq->slots[free_slot].key = *key;
 			seq->slots[free_slot].last = reserved;
-			seq->slots[free_slot].shown = latest;
+
+			/*
+			 * Shown until a timestamp commits: the reservation, past every
+			 * timestamp handed out before, not the latest update held.
+			 * This node's latest updates may all have been superseded by
+			 * other nodes' writes, so the latest held is behind what peers
+			 * hold for this source (they would offer those updates again
+			 * and again, and the clocks would never agree) or, with none
+			 * held, -Infinity, which no peer takes in a clock.  Nothing of
+			 * this source can commit at or below the reservation any more.
+			 */
+			seq->slots[free_slot].shown = reserved;
 			seq->slots[free_slot].reserved = reserved;
 			seq->slots[free_slot].bumping = false;
 			seq->slots[free_slot].valid = true;
