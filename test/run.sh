@@ -23,8 +23,9 @@
 # files at a time, each one's time shown), SB_TEST_SEED (seed of the random interop vectors),
 # SB_FUZZ_SEED, SB_FUZZ_CONNECTIONS and SB_FUZZ_SECONDS (the listener fuzz,
 # test/t/136_listener_fuzz.pl), SB_LIBFUZZER_SECONDS (each libFuzzer
-# target's run, test/t/135_libfuzzer.pl, default 60), COPT (extra compiler
-# flags, e.g. -Werror as CI passes).
+# target's run, test/t/135_libfuzzer.pl, default 60), MESH_SEED and
+# MESH_SECONDS (the mesh fault schedule, test/t/160_fault_mesh.pl), COPT
+# (extra compiler flags, e.g. -Werror as CI passes).
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib/setup.sh"
@@ -68,9 +69,10 @@ prove_args=(PG_CONFIG="$PG_CONFIG")
 # Three files at a time: most of a test's time is spent waiting (for
 # servers, peers, timeouts), and every file has its own clusters and
 # ports.  The files that take longest (over 90 s each in CI, as prove's
-# --timer shows) start first, so that none of them is left running
-# alone at the end; then the rest, highest-numbered first.
-slow_tests="111_two_servers 101_stream_js_client 006_merge_rules 140_bounded_memory
+# --timer shows; the mesh test, 160, over three minutes) start first, so
+# that none of them is left running alone at the end; then the rest,
+# highest-numbered first.
+slow_tests="160_fault_mesh 111_two_servers 101_stream_js_client 006_merge_rules 140_bounded_memory
 	102_stream_js_server 143_signed_servers 112_chain 135_libfuzzer 115_stream_bad_input
 	123_libpq_restart_mid_sync"
 if [ -z "${PROVE_TESTS:-}" ]; then
@@ -91,6 +93,7 @@ as_test_user PATH="$pgbin:$PATH" TMPDIR="$pgwork/tmp" ${SB_TEST_SEED:+SB_TEST_SE
 	${SB_FUZZ_SEED:+SB_FUZZ_SEED="$SB_FUZZ_SEED"} ${SB_FUZZ_CONNECTIONS:+SB_FUZZ_CONNECTIONS="$SB_FUZZ_CONNECTIONS"} \
 	${SB_FUZZ_SECONDS:+SB_FUZZ_SECONDS="$SB_FUZZ_SECONDS"} \
 	${SB_LIBFUZZER_SECONDS:+SB_LIBFUZZER_SECONDS="$SB_LIBFUZZER_SECONDS"} \
+	${MESH_SEED:+MESH_SEED="$MESH_SEED"} ${MESH_SECONDS:+MESH_SECONDS="$MESH_SECONDS"} \
 	make -C "$tree" -s prove-installcheck "${prove_args[@]}" 2>&1 | tee "$prove_log"
 prove_rc=${PIPESTATUS[0]}
 set -e
