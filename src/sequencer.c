@@ -19,12 +19,13 @@
  *	  timestamp handed out is either in S or will never commit: the
  *	  greatest timestamp committed (read first; for a slot made from the
  *	  clocks row, after a restart or an eviction, the latest update held
- *	  or what a peer vouches for: see find_slot), capped below the smallest timestamp of any entry still
- *	  running or committed after S (XidInMVCCSnapshot).  Every reader of
- *	  this node's source goes through scuttlebutt._visible_ts(), so
- *	  history(), clock(), export(), poll() and the worker all show a prefix
- *	  in timestamp order, and clock() is the latest update that prefix
- *	  holds, not a timestamp of a write that rolled back.
+ *	  or what a peer vouches for: see find_slot), capped below the
+ *	  smallest timestamp of any entry still running or committed after S
+ *	  (XidInMVCCSnapshot).  Every reader of this node's source goes
+ *	  through scuttlebutt._visible_ts(), so history(), clock(), export(),
+ *	  poll() and the worker all show a prefix in timestamp order, and
+ *	  clock() is the latest update that prefix holds, not a timestamp of a
+ *	  write that rolled back.
  *	- A committed entry stays until no snapshot can see its transaction as
  *	  running (GlobalVisCheckRemovableXid).  When a backend needs the room
  *	  before that, the entry is folded into the backend's floor: per model
