@@ -29,7 +29,8 @@ static SPIPlanPtr try_reservation_plan;
 /*
  * For a new sequencer slot, as committed now: the reservation in the
  * clocks row of this node's source, and the latest update of this node's source held (-Infinity: none).
- * Before the slot hands anything out, readers are shown the latest held.
+ * Until the slot commits a timestamp, readers are shown the latest held
+ * (the reservation if none is).
  */
 void
 SbReadReservation(int32 model_id, const char *node_id, double *reserved,

@@ -17,13 +17,15 @@
  *	  on" in their own backend's array.  Writers never wait for each other.
  *	- A reader computes, for its snapshot S, the limit below which every
  *	  timestamp handed out is either in S or will never commit: the
- *	  greatest timestamp committed (read first; after a restart, the latest
- *	  update held), capped below the smallest timestamp of any entry still
- *	  running or committed after S (XidInMVCCSnapshot).  Every reader of
- *	  this node's source goes through scuttlebutt._visible_ts(), so
- *	  history(), clock(), export(), poll() and the worker all show a prefix
- *	  in timestamp order, and clock() is the latest update that prefix
- *	  holds, not a timestamp of a write that rolled back.
+ *	  greatest timestamp committed (read first; for a slot made from the
+ *	  clocks row, after a restart or an eviction, the latest update held
+ *	  or what a peer vouches for: see find_slot), capped below the
+ *	  smallest timestamp of any entry still running or committed after S
+ *	  (XidInMVCCSnapshot).  Every reader of this node's source goes
+ *	  through scuttlebutt._visible_ts(), so history(), clock(), export(),
+ *	  poll() and the worker all show a prefix in timestamp order, and
+ *	  clock() is the latest update that prefix holds, not a timestamp of a
+ *	  write that rolled back.
  *	- A committed entry stays until no snapshot can see its transaction as
  *	  running (GlobalVisCheckRemovableXid).  When a backend needs the room
  *	  before that, the entry is folded into the backend's floor: per model
@@ -43,7 +45,8 @@
  * (reservation.c reads and writes the row: SbReadReservation,
  * SbWriteReservation.)
  * That is about two row updates per model per reservation instead of one
- * per write; readers never show the reservation itself.
+ * per write; readers never show the reservation itself, unless none of
+ * this node's updates of the model is held after a restart.
  *
  * Without the library preloaded there is no shared memory: store.c
  * then locks the clock row until commit, as for other sources.
@@ -339,7 +342,17 @@ find_slot(const SeqKey *key, int32 model_id, const char *node_id, bool create)
 			LWLockAcquire(slot_lock(free_slot), LW_EXCLUSIVE);
 			seq->slots[free_slot].key = *key;
 			seq->slots[free_slot].last = reserved;
-			seq->slots[free_slot].shown = latest;
+
+			/*
+			 * Shown until a timestamp commits: the latest update held, or,
+			 * with none held (other nodes' writes superseded them all), the
+			 * reservation, past every timestamp handed out before: a clock
+			 * entry must be a number, and nothing of this source can commit
+			 * at or below the reservation any more.  When the latest held
+			 * was superseded, a peer's clock may be ahead of it:
+			 * SbSequencerRaiseShown takes that.
+			 */
+			seq->slots[free_slot].shown = isfinite(latest) ? latest : reserved;
 			seq->slots[free_slot].reserved = reserved;
 			seq->slots[free_slot].bumping = false;
 			seq->slots[free_slot].valid = true;
@@ -661,6 +674,32 @@ SbSequencerLearn(int32 model_id, const char *node_id, double ts)
 	/* as an adopted update at ts: the slot and the reservation move past */
 	if (behind)
 		(void) take(model_id, node_id, NAN, 1, ts, ts);
+}
+
+/*
+ * A peer vouches (a libpq poll() or _push() header) that this node's
+ * source reached ts.  The slot shows at least that, up to its committed
+ * reservation: after a restart it shows the latest update held, which is
+ * behind what its peers hold when this node's latest updates were
+ * superseded before the restart, and the clocks would not agree until
+ * this node wrote the model again.  Every timestamp at or below the
+ * reservation was handed out before the slot was made, so it committed
+ * or never will.
+ */
+void
+SbSequencerRaiseShown(int32 model_id, const char *node_id, double ts)
+{
+	SeqKey		key;
+	int			slot;
+	SeqSlot    *s;
+
+	make_key(&key, model_id, node_id);
+	slot = find_slot(&key, model_id, node_id, true);
+	s = &seq->slots[slot];
+	LWLockAcquire(slot_lock(slot), LW_EXCLUSIVE);
+	if (s->valid && memcmp(&s->key, &key, sizeof(SeqKey)) == 0)
+		s->shown = Max(s->shown, Min(ts, s->reserved));
+	LWLockRelease(slot_lock(slot));
 }
 
 /*

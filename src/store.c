@@ -469,6 +469,13 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 	{
 		if (entries[i].ts > bound || strlen(entries[i].source) > SB_MAX_SOURCE_BYTES)
 			continue;
+		/* this node's own source: what readers are shown, not the row */
+		if (strcmp(entries[i].source, model->node_id) == 0)
+		{
+			if (SbSequencerActive())
+				SbSequencerRaiseShown(model->id, model->node_id, entries[i].ts);
+			continue;
+		}
 		sources[m] = entries[i].source;
 		ts[m++] = entries[i].ts;
 	}

@@ -23,8 +23,9 @@
 # files at a time, each one's time shown), SB_TEST_SEED (seed of the random interop vectors),
 # SB_FUZZ_SEED, SB_FUZZ_CONNECTIONS and SB_FUZZ_SECONDS (the listener fuzz,
 # test/t/136_listener_fuzz.pl), SB_LIBFUZZER_SECONDS (each libFuzzer
-# target's run, test/t/135_libfuzzer.pl, default 60), COPT (extra compiler
-# flags, e.g. -Werror as CI passes).
+# target's run, test/t/135_libfuzzer.pl, default 60), MESH_SEED and
+# MESH_SECONDS (the mesh fault schedule, test/t/160_fault_mesh.pl), COPT
+# (extra compiler flags, e.g. -Werror as CI passes).
 set -euo pipefail
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib/setup.sh"
@@ -75,8 +76,8 @@ slow_tests="160_fault_mesh 143_signed_servers 111_two_servers 140_bounded_memory
 	102_stream_js_server 101_stream_js_client 135_libfuzzer 147_stream_tls 112_chain
 	115_stream_bad_input 142_signed_stream 170_restore_base_backup 171_restore_dump
 	123_libpq_restart_mid_sync"
-# SB_SKIP_TESTS: names of TAP files to leave out (CI's second run leaves
-# out those whose subject does not depend on the server's version); the
+# SB_SKIP_TESTS: names of TAP files to leave out (CI's PostgreSQL 17 run
+# leaves out files the other run and other files cover: see .ci/run); the
 # summary lists them, so that nothing left out passes for run.
 skipped=
 if [ -z "${PROVE_TESTS:-}" ]; then
@@ -105,6 +106,7 @@ as_test_user PATH="$pgbin:$PATH" TMPDIR="$pgwork/tmp" ${SB_TEST_SEED:+SB_TEST_SE
 	${SB_FUZZ_SEED:+SB_FUZZ_SEED="$SB_FUZZ_SEED"} ${SB_FUZZ_CONNECTIONS:+SB_FUZZ_CONNECTIONS="$SB_FUZZ_CONNECTIONS"} \
 	${SB_FUZZ_SECONDS:+SB_FUZZ_SECONDS="$SB_FUZZ_SECONDS"} \
 	${SB_LIBFUZZER_SECONDS:+SB_LIBFUZZER_SECONDS="$SB_LIBFUZZER_SECONDS"} \
+	${MESH_SEED:+MESH_SEED="$MESH_SEED"} ${MESH_SECONDS:+MESH_SECONDS="$MESH_SECONDS"} \
 	make -C "$tree" -s prove-installcheck "${prove_args[@]}" 2>&1 | tee "$prove_log"
 prove_rc=${PIPESTATUS[0]}
 set -e
