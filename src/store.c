@@ -469,11 +469,21 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 	{
 		if (entries[i].ts > bound || strlen(entries[i].source) > SB_MAX_SOURCE_BYTES)
 			continue;
-		/* this node's own source: what readers are shown, not the row */
+
+		/*
+		 * This node's own source: its clock row is the sequencer's
+		 * reservation.  A peer holding it at a later timestamp than the
+		 * sequencer's last (this server was restored from a backup) means
+		 * later local timestamps must pass that one; and readers are
+		 * shown what the peer vouches for, up to the reservation.
+		 */
 		if (strcmp(entries[i].source, model->node_id) == 0)
 		{
 			if (SbSequencerActive())
+			{
+				SbSequencerLearn(model->id, model->node_id, entries[i].ts);
 				SbSequencerRaiseShown(model->id, model->node_id, entries[i].ts);
+			}
 			continue;
 		}
 		sources[m] = entries[i].source;
@@ -482,16 +492,6 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 	if (m == 0)
 		return;
 	n = m;
-
-	/*
-	 * This node's own source: its clock row is the sequencer's reservation,
-	 * but a peer holding it at a later timestamp (this server was restored
-	 * from a backup) means later local timestamps must pass that one.
-	 */
-	if (SbSequencerActive())
-		for (int i = 0; i < n; i++)
-			if (strcmp(sources[i], model->node_id) == 0)
-				SbSequencerLearn(model->id, model->node_id, ts[i]);
 
 	SPI_connect();
 	/*
