@@ -23,8 +23,8 @@
 #   import_alone, pull_alone (info): the same with scuttlebutt.verify_threads
 #             = 0 (b's worker reloaded for the pull): the process verifies
 #             alone, as before the helper threads;
-#   unsigned import (info): the same dump into an unsigned model u_<alg>
-#             (signatures kept, not verified): what verification adds.
+#   unsigned import, unsigned pull (info): the same dump into an unsigned
+#             model (signatures kept, not verified): what verification adds.
 # Checked after each run: the model holds N updates and the dump's clock.
 # Table: median verify/s of openssl vs median updates/s of each path,
 # ratio updates/s / openssl verify/s (target >= 0.5).
@@ -63,7 +63,7 @@ for alg in $ALGS; do
 	} | sqlx a >/dev/null || die "importing the $alg dump into a failed"
 	[ "$(model_count a "p_$alg")" -eq "$N" ] || die "a's p_$alg holds $(model_count a "p_$alg") updates, expected $N"
 	model_clock a "p_$alg" >"$W/$alg.clock"
-	for s in openssl import pull import_alone pull_alone unsigned; do : >"$W/$alg.$s.ms"; done
+	for s in openssl import pull import_alone pull_alone unsigned unsigned_pull; do : >"$W/$alg.$s.ms"; done
 	: >"$W/$alg.openssl.verify"
 	: >"$W/$alg.openssl.sign"
 	: >"$W/$alg.openssl.foreign"
@@ -107,6 +107,16 @@ timed() {
 	MS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", b - a }')
 }
 
+# b_verify_threads N|DEFAULT: scuttlebutt.verify_threads in b's
+# configuration (its worker's), reloaded
+b_verify_threads() {
+	if [ "$1" = DEFAULT ]; then
+		sqlx b -c "ALTER SYSTEM RESET scuttlebutt.verify_threads" -c "SELECT pg_reload_conf()" >/dev/null
+	else
+		sqlx b -c "ALTER SYSTEM SET scuttlebutt.verify_threads = $1" -c "SELECT pg_reload_conf()" >/dev/null
+	fi
+}
+
 # run SIDE ALG REP: one measurement; appends to $W/ALG.SIDE.ms (openssl:
 # to $W/ALG.openssl.*).
 run() {
@@ -125,14 +135,10 @@ SELECT extract(epoch FROM clock_timestamp()) * 1000;
 SELECT scuttlebutt.import('$model', pg_read_file('$W/$alg.0')), extract(epoch FROM clock_timestamp()) * 1000;
 SQL
 			;;
-		pull | pull_alone)
+		pull | pull_alone | unsigned_pull)
 			model=p_$alg
-			fresh_b "$model" "$alg"
-			if [ "$side" = pull_alone ]; then
-				sqlx b -c "ALTER SYSTEM SET scuttlebutt.verify_threads = 0" -c "SELECT pg_reload_conf()" >/dev/null
-			else
-				sqlx b -c "ALTER SYSTEM RESET scuttlebutt.verify_threads" -c "SELECT pg_reload_conf()" >/dev/null
-			fi
+			if [ "$side" = unsigned_pull ]; then fresh_b "$model" none; else fresh_b "$model" "$alg"; fi
+			[ "$side" = pull_alone ] && b_verify_threads 0
 			cat >"$tag.sql" <<SQL
 SELECT extract(epoch FROM clock_timestamp()) * 1000;
 SELECT scuttlebutt.add_peer('$model', '$(conninfo a)');
@@ -142,7 +148,8 @@ SQL
 	esac
 	timed "$tag"
 	ms=$MS
-	if [ "${side%_alone}" = pull ]; then
+	[ "$side" = pull_alone ] && b_verify_threads DEFAULT
+	if [ "${side%_alone}" = pull ] || [ "$side" = unsigned_pull ]; then
 		[ "$(tail -1 "$tag.out" | awk '{ print $1 }')" = t ] || die "wait_for_sync('$model') on b did not return true: $(cat "$tag.out"); b: $(peer_line b)"
 		check_model "$model" "$alg"
 		log "signed_verify: b: $(peer_line b)"
@@ -155,7 +162,7 @@ SQL
 	log "signed_verify: $(alg_label "$alg") $side rep=$rep: $N updates in $(awk -v ms="$ms" 'BEGIN { printf "%.2f s", ms / 1000 }') = $(rate "$N" "$ms") updates/s (foreign CPU $(tail -1 "$W/foreign.all")%)"
 }
 
-SIDES=${VERIFY_SIDES:-openssl import pull import_alone pull_alone unsigned}
+SIDES=${VERIFY_SIDES:-openssl import pull import_alone pull_alone unsigned unsigned_pull}
 for rep in $(seq 1 "$REPS"); do
 	for alg in $ALGS; do
 		if [ $((rep % 2)) -eq 1 ]; then order=$SIDES; else order=$(echo "$SIDES" | awk '{ for (i = NF; i > 0; i--) printf "%s ", $i }'); fi
@@ -169,6 +176,7 @@ for alg in $ALGS; do
 	label=$(alg_label "$alg")
 	v=$(median <"$W/$alg.openssl.verify")
 	for side in import pull import_alone pull_alone; do
+		[ -s "$W/$alg.$side.ms" ] || continue
 		u=$(rate "$N" "$(median <"$W/$alg.$side.ms")")
 		r=$(ratio "$u" "$v")
 		case $side in
@@ -185,9 +193,15 @@ for alg in $ALGS; do
 		fi
 		log "signed_verify: raw $label $side ms: $(paste -sd' ' "$W/$alg.$side.ms")"
 	done
-	u=$(rate "$N" "$(median <"$W/$alg.unsigned.ms")")
-	record signed_verify "$label: import() of the same dump into an unsigned model (not verified)" "$v" "$u" "updates/s (median of $REPS)" \
-		"$(ratio "$u" "$v")" "-" "info"
+	for side in unsigned unsigned_pull; do
+		[ -s "$W/$alg.$side.ms" ] || continue
+		u=$(rate "$N" "$(median <"$W/$alg.$side.ms")")
+		case $side in
+			unsigned) what="import() of the same dump into an unsigned model (not verified)" ;;
+			unsigned_pull) what="libpq pull of the same updates into an unsigned model (not verified)" ;;
+		esac
+		record signed_verify "$label: $what" "$v" "$u" "updates/s (median of $REPS)" "$(ratio "$u" "$v")" "-" "info"
+	done
 	log "signed_verify: raw $label openssl verify/s: $(paste -sd' ' "$W/$alg.openssl.verify")"
 done
 record signed_verify "foreign CPU during runs (max)" "-" "$(disturb_max "$W/foreign")" "% of all CPUs" "-" "-" "info"
