@@ -50,6 +50,29 @@ SELECT scuttlebutt.import('large', string_agg(format('[["k%s",%s],%s,"S%s"]', i,
 FROM generate_series(1, 25000) i;
 SELECT count(*), count(DISTINCT source) FROM scuttlebutt.entries('large');
 
+-- a batch of keys the model does not hold is stored with COPY; one that
+-- meets a held key is stored by merging, under the same rule
+SELECT scuttlebutt.create_model('copied');
+SET client_min_messages = debug1;
+SELECT scuttlebutt.import('copied', string_agg(format('[["k%s",%s],%s,"B"]', i, i, 1000 + i), E'\n'))
+FROM generate_series(1, 3000) i;
+-- k1 again, older, from another source (not stored), and 2,999 new keys
+SELECT scuttlebutt.import('copied', '[["k1",-1],500,"D"]' || E'\n' ||
+	string_agg(format('[["n%s",%s],%s,"C"]', i, i, 10000 + i), E'\n'))
+FROM generate_series(1, 2999) i;
+RESET client_min_messages;
+SELECT count(*), count(*) FILTER (WHERE source = 'B') AS b, count(*) FILTER (WHERE source = 'C') AS c
+FROM scuttlebutt.entries('copied');
+SELECT scuttlebutt.get('copied', 'k1'), scuttlebutt.get('copied', 'k3000'), scuttlebutt.get('copied', 'n2999');
+SELECT scuttlebutt.clock('copied');
+-- events are never held twice: a batch of them is copied
+SELECT scuttlebutt.create_model('copied_ev', 'events');
+SET client_min_messages = debug1;
+SELECT scuttlebutt.import('copied_ev', string_agg(format('[["e",%s],%s,"E"]', i, i), E'\n'))
+FROM generate_series(1, 1500) i;
+RESET client_min_messages;
+SELECT count(*) FROM scuttlebutt.history('copied_ev');
+
 -- this node's own updates, adopted by a transaction that rolled back, are
 -- still new afterwards: the clock row does not move past what is stored
 SELECT scuttlebutt.create_model('own_src');

@@ -40,6 +40,7 @@
 #include "utils/float.h"
 
 #include "apply.h"
+#include "bulk_insert.h"
 #include "guc.h"
 #include "merge.h"
 #include "sequencer.h"
@@ -52,6 +53,21 @@ static SPIPlanPtr lock_clocks_plan;
 static SPIPlanPtr advance_clocks_plan;
 static SPIPlanPtr own_latest_plan;
 static SPIPlanPtr held_plan;
+
+/* Batches of at least so many winners try COPY first (bulk_insert.c) */
+#define SB_BULK_MIN_ROWS 1000
+/* After a model's batch found a key held, its next so many batches skip it */
+#define SB_BULK_BACKOFF 64
+/* Models whose recent batches found keys held (a few: the worker's peers) */
+#define SB_BULK_BACKOFF_SLOTS 8
+
+typedef struct BulkBackoff
+{
+	int32		model_id;		/* 0: free */
+	int			batches_left;
+} BulkBackoff;
+
+static BulkBackoff bulk_backoff[SB_BULK_BACKOFF_SLOTS];
 
 /* One batch being applied */
 typedef struct ApplyBatch
@@ -487,7 +503,82 @@ mark_stored(ApplyBatch *b)
 	}
 }
 
-/* Step 4: upserts the winners; returns how many were stored */
+/* The backoff slot of a model, or NULL */
+static BulkBackoff *
+backoff_slot(int32 model_id)
+{
+	for (int i = 0; i < SB_BULK_BACKOFF_SLOTS; i++)
+		if (bulk_backoff[i].model_id == model_id)
+			return &bulk_backoff[i];
+	return NULL;
+}
+
+/*
+ * Whether a batch of n winners should try COPY: a large one, unless the
+ * model's batches found keys held lately (an initial sync into an empty
+ * model never does; a live sync over held keys always would).
+ */
+static bool
+bulk_worth_trying(int32 model_id, int n)
+{
+	BulkBackoff *slot = backoff_slot(model_id);
+
+	if (n < SB_BULK_MIN_ROWS)
+		return false;
+	if (slot == NULL)
+		return true;
+	if (--slot->batches_left > 0)
+		return false;
+	slot->model_id = 0;
+	return true;
+}
+
+static void
+bulk_back_off(int32 model_id)
+{
+	BulkBackoff *slot = backoff_slot(model_id);
+
+	if (slot == NULL)
+		slot = &bulk_backoff[(uint32) model_id % SB_BULK_BACKOFF_SLOTS];
+	slot->model_id = model_id;
+	slot->batches_left = SB_BULK_BACKOFF;
+}
+
+/*
+ * The winners, in key order (pick_winners' order, the merge path's lock
+ * order), stored with COPY; false, with nothing stored, if a key was held.
+ */
+static bool
+bulk_store(ApplyBatch *b)
+{
+	SbBulkRow  *rows = palloc(sizeof(SbBulkRow) * b->nwinners);
+
+	for (int i = 0; i < b->nwinners; i++)
+	{
+		SbMessage  *u = &b->updates[b->winners[i]];
+
+		rows[i].source = u->source;
+		rows[i].ts = u->ts;
+		rows[i].key = u->key;
+		rows[i].doc = u->text;
+		rows[i].doclen = u->len;
+	}
+	if (!SbBulkInsertUpdates(b->model->id, rows, b->nwinners))
+	{
+		elog(DEBUG1, "scuttlebutt: model \"%s\" held a key of a batch of %d updates: stored by merging",
+			 b->model->name, b->nwinners);
+		bulk_back_off(b->model->id);
+		return false;
+	}
+	elog(DEBUG1, "scuttlebutt: %d updates of model \"%s\" stored by COPY",
+		 b->nwinners, b->model->name);
+	if (b->stored)
+		for (int i = 0; i < b->nwinners; i++)
+			b->stored[b->winners[i]] = true;
+	return true;
+}
+
+/* Step 4: stores the winners; returns how many were stored */
 static int64
 store_winners(ApplyBatch *b)
 {
@@ -500,6 +591,9 @@ store_winners(ApplyBatch *b)
 
 	if (nw == 0)
 		return 0;
+	if (bulk_worth_trying(b->model->id, nw) && bulk_store(b))
+		return nw;
+
 	w_sources = palloc(sizeof(char *) * nw);
 	w_ts = palloc(sizeof(double) * nw);
 	w_keys = palloc(sizeof(char *) * nw);

@@ -134,8 +134,8 @@ remote_raise(SbSession *s, const char *source, double ts)
 static void
 forget_pending(SbSession *s)
 {
-	s->pending = NULL;
-	s->npending = s->pending_alloc = 0;
+	/* the array stays (session_cxt): the next batch fills it again */
+	s->npending = 0;
 	s->pending_clock = NULL;
 	s->npending_clock = 0;
 	MemoryContextReset(s->batch_cxt);
@@ -145,6 +145,8 @@ void
 SbSessionBegin(SbSession *s)
 {
 	MemoryContextReset(s->session_cxt);
+	s->pending = NULL;
+	s->pending_alloc = 0;
 	forget_pending(s);
 	s->out.data = MemoryContextAlloc(s->session_cxt, SB_OUT_INITIAL);
 	s->out.maxlen = SB_OUT_INITIAL;
@@ -609,7 +611,8 @@ queue_update(SbSession *s, SbMessage *msg)
 		s->pending_alloc = Max(64, s->pending_alloc * 2);
 		s->pending = s->pending
 			? repalloc(s->pending, sizeof(SbMessage) * s->pending_alloc)
-			: palloc(sizeof(SbMessage) * s->pending_alloc);
+			: MemoryContextAlloc(s->session_cxt,
+								 sizeof(SbMessage) * s->pending_alloc);
 	}
 	copy = &s->pending[s->npending++];
 	*copy = *msg;

@@ -34,6 +34,7 @@
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/errcodes.h"
+#include "utils/memutils.h"
 
 #include "compat.h"
 #include "jstext.h"
@@ -486,8 +487,8 @@ check_update(ParseState *st, SbMessage *msg, SbMessageError *err)
 	return true;
 }
 
-bool
-SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
+static bool
+parse_message(const char *text, int len, SbMessage *msg, SbMessageError *err)
 {
 	JsonLexContext *lex;
 	JsonSemAction sem;
@@ -566,6 +567,59 @@ SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
 	msg->nelems = st.top_index;
 	msg->change_nelems = st.change_index;
 	return check_update(&st, msg, err);
+}
+
+/* The parsed message's strings, copied out of the parse context */
+static void
+keep_parts(SbMessage *msg, SbMessageError *err)
+{
+#define KEEP(p) ((p) = (p) ? pstrdup(p) : NULL)
+	KEEP(msg->source);
+	KEEP(msg->key);
+	KEEP(msg->signature);
+	KEEP(msg->id);
+	KEEP(msg->meta_model);
+	KEEP(msg->meta_token);
+	KEEP(err->message);
+#undef KEEP
+	if (msg->clock != NULL)
+	{
+		SbClockEntry *clock = palloc(sizeof(SbClockEntry) * Max(msg->nclock, 1));
+
+		for (int i = 0; i < msg->nclock; i++)
+		{
+			clock[i].source = pstrdup(msg->clock[i].source);
+			clock[i].ts = msg->clock[i].ts;
+		}
+		msg->clock = clock;
+	}
+}
+
+/*
+ * The lexer allocates a kilobyte and copies every token of a line: parsed
+ * in a context of its own, reset after each line, a line leaves only the
+ * few strings the message holds, not megabytes of garbage per page of a
+ * pull (fresh memory, and a page fault per 4 kB of it).
+ */
+bool
+SbParseMessage(const char *text, int len, SbMessage *msg, SbMessageError *err)
+{
+	static MemoryContext parse_cxt = NULL;
+	MemoryContext caller = CurrentMemoryContext;
+	bool		ok;
+
+	if (parse_cxt == NULL)
+		parse_cxt = AllocSetContextCreate(TopMemoryContext,
+										  "scuttlebutt line parsing",
+										  16 * 1024, 16 * 1024,
+										  ALLOCSET_DEFAULT_MAXSIZE);
+	MemoryContextReset(parse_cxt);
+	MemoryContextSwitchTo(parse_cxt);
+	ok = parse_message(text, len, msg, err);
+	MemoryContextSwitchTo(caller);
+	keep_parts(msg, err);
+	MemoryContextReset(parse_cxt);
+	return ok;
 }
 
 bool

@@ -128,6 +128,20 @@ CONF
 	fi
 }
 
+# stop_server NAME: NAME stopped and its directory removed; start_server
+# NAME may make it again (a brand-new cluster: no WAL segment beyond
+# initdb's, nothing cached).
+stop_server() {
+	local name=$1 i
+	"${AS_OWNER[@]}" "$PGBIN/pg_ctl" -D "${DATA_OF[$name]}" -m fast -w stop >/dev/null 2>&1 || true
+	rm -rf "${SERVERS_TMP:?}/$name"
+	for i in "${!SERVERS[@]}"; do
+		[ "${SERVERS[$i]}" = "$name" ] && unset 'SERVERS[i]'
+	done
+	SERVERS=("${SERVERS[@]}")
+	unset 'DATA_OF[$name]' 'PORT_OF[$name]'
+}
+
 sqlx() { local n=$1; shift; "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SERVERS_TMP/sock" -p "${PORT_OF[$n]}" -U postgres -d postgres "$@"; }
 sqlx1() { sqlx "$@" -At; }
 
