@@ -65,6 +65,12 @@ SELECT count(*), count(*) FILTER (WHERE source = 'B') AS b, count(*) FILTER (WHE
 FROM scuttlebutt.entries('copied');
 SELECT scuttlebutt.get('copied', 'k1'), scuttlebutt.get('copied', 'k3000'), scuttlebutt.get('copied', 'n2999');
 SELECT scuttlebutt.clock('copied');
+-- strings are read from the line's text when it has no backslash, and
+-- de-escaped when it has one: the same strings either way
+SELECT scuttlebutt.create_model('strs');
+SELECT scuttlebutt.import('strs', E'[["plain \u00e9",1],1,"S\u00e9"]\n[["quo\\"te",2],2,"S\\u00e9"]\n[["tab\\tk",3],3,"S\u00e9"]');
+SELECT key, value, source, length(key) FROM scuttlebutt.entries('strs') ORDER BY key;
+SELECT scuttlebutt.clock('strs');
 -- events are never held twice: a batch of them is copied
 SELECT scuttlebutt.create_model('copied_ev', 'events');
 SET client_min_messages = debug1;

@@ -66,6 +66,9 @@ typedef struct ParseState
 	bool		elem3_is_string;
 	bool		meta_model_field;
 	bool		meta_token_field;
+	/* strings not de-escaped (see parse_message): read from the text */
+	bool		raw_strings;
+	const char *element_start;	/* the current array element's first byte */
 } ParseState;
 
 static void
@@ -313,6 +316,8 @@ on_array_element_start(void *state, bool isnull pg_attribute_unused())
 	ParseState *st = state;
 	int			level = st->lex->lex_level;
 
+	st->element_start = st->lex->token_start;
+
 	if (level == 1 && st->root_is_array && st->top_index == 0)
 		st->msg->change.start = offset_of(st, st->lex->token_start);
 
@@ -336,6 +341,21 @@ on_array_element_end(void *state, bool isnull pg_attribute_unused())
 		st->change_index++;
 
 	SB_JSON_ACTION_RETURN;
+}
+
+/*
+ * A string scalar that is an array element, as the lexer left it: without
+ * de-escaping, the lexer hands semantic actions no string, but the text
+ * between the quotes is the string itself when the line has no backslash.
+ */
+static char *
+element_string(ParseState *st, char *token)
+{
+	const char *start = st->element_start + 1;
+
+	if (token != NULL || !st->raw_strings)
+		return token;
+	return pnstrdup(start, st->lex->prev_token_terminator - 1 - start);
 }
 
 static SbJsonAction
@@ -373,14 +393,14 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 				if (tokentype == JSON_TOKEN_STRING)
 				{
 					st->elem2_is_string = true;
-					msg->source = token;
+					msg->source = element_string(st, token);
 				}
 				break;
 			case 3:
 				if (tokentype == JSON_TOKEN_STRING)
 				{
 					st->elem3_is_string = true;
-					msg->signature = token;
+					msg->signature = element_string(st, token);
 				}
 				break;
 		}
@@ -388,7 +408,7 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 	else if (st->root_is_array && level == 2 && st->top_index == 0 &&
 			 msg->change_is_array && st->change_index == 0 &&
 			 tokentype == JSON_TOKEN_STRING)
-		msg->key = token;
+		msg->key = element_string(st, token);
 	else if (st->root_is_object && level == 1)
 	{
 		if (st->in_id_field && tokentype == JSON_TOKEN_STRING)
@@ -487,9 +507,20 @@ check_update(ParseState *st, SbMessage *msg, SbMessageError *err)
 	return true;
 }
 
+/* Whether the JSON text's first token is "[" */
+static bool
+starts_array(const char *text, int len)
+{
+	for (int i = 0; i < len; i++)
+		if (text[i] != ' ' && text[i] != '\t')
+			return text[i] == '[';
+	return false;
+}
+
 static bool
 parse_message(const char *text, int len, SbMessage *msg, SbMessageError *err)
 {
+	bool		raw;
 	JsonLexContext *lex;
 	JsonSemAction sem;
 	ParseState	st;
@@ -510,8 +541,16 @@ parse_message(const char *text, int len, SbMessage *msg, SbMessageError *err)
 		return false;
 	}
 
-	lex = SbMakeJsonLexContext(text, len, GetDatabaseEncoding(), true);
+	/*
+	 * De-escaping costs the lexer a buffer and a copy of every string.  An
+	 * update without a backslash has nothing to de-escape (its strings are
+	 * their text), and then nothing for de-escaping to reject either; a
+	 * header, whose field names are needed, is always de-escaped.
+	 */
+	raw = starts_array(text, len) && memchr(text, '\\', len) == NULL;
+	lex = SbMakeJsonLexContext(text, len, GetDatabaseEncoding(), !raw);
 	memset(&st, 0, sizeof(st));
+	st.raw_strings = raw;
 	st.lex = lex;
 	st.msg = msg;
 	st.base = text;

@@ -44,13 +44,18 @@ SERVERS_KIND=libpq
 # the library this script's servers preload (they load it when they start)
 LIBPQ_SO_LOADED="$(date -u -r "$("$PG_CONFIG" --pkglibdir)/scuttlebutt.so" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || echo '?') (md5 $(so_sum)), repository at $(git -C "$BENCH_DIR" describe --always --dirty 2>/dev/null || echo unknown)"
 
-# libpq_server NAME: a cluster as described above, the extension created
-# in database postgres (when scuttlebutt is measured).
+# libpq_server NAME [listen]: a cluster as described above, the extension
+# created in database postgres (when scuttlebutt is measured); with
+# "listen", its worker also listens for stream peers on 127.0.0.1
+# (port LISTEN_PORT_OF[NAME]).
+declare -A LISTEN_PORT_OF=()
 libpq_server() {
-	local name=$1 dir="$SERVERS_TMP/$1" preload=""
+	local name=$1 dir="$SERVERS_TMP/$1" preload="" listen=()
 	if has_side scuttlebutt; then
 		preload="shared_preload_libraries = 'scuttlebutt'
 scuttlebutt.database = 'postgres'"
+		[ "${2:-}" = listen ] && preload="$preload
+scuttlebutt.listen_addresses = '127.0.0.1'" && listen=(scuttlebutt.port stream_listening)
 	fi
 	start_server "$name" "max_connections = 30
 client_min_messages = warning
@@ -60,7 +65,8 @@ max_replication_slots = 10
 max_worker_processes = 16
 max_logical_replication_workers = 6
 wal_retrieve_retry_interval = 100ms
-$preload"
+$preload" "${listen[@]}"
+	LISTEN_PORT_OF[$name]=${EXTRA_PORT_OF[$name]}
 	if has_side scuttlebutt; then
 		sqlx "$name" -c "CREATE EXTENSION scuttlebutt" >/dev/null 2>"$dir/ext.err" ||
 			die "CREATE EXTENSION scuttlebutt on $name failed: $(cat "$dir/ext.err")"

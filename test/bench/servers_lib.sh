@@ -128,6 +128,16 @@ CONF
 	fi
 }
 
+# stream_listening LOG PORT: the worker logged that it listens (up to 10 s).
+stream_listening() {
+	for _ in $(seq 1 100); do
+		grep -q "listening for stream peers on .* port $2\$" "$1" 2>/dev/null && return 0
+		grep -q "could not listen on" "$1" 2>/dev/null && return 1
+		sleep 0.1
+	done
+	return 1
+}
+
 # stop_server NAME: NAME stopped and its directory removed; start_server
 # NAME may make it again (a brand-new cluster: no WAL segment beyond
 # initdb's, nothing cached).

@@ -34,16 +34,6 @@ scuttlebutt.listen_addresses = '127.0.0.1'" scuttlebutt.port stream_listening
 	log "server $1: port ${PORT_OF[$1]}, scuttlebutt listener 127.0.0.1:${LISTEN_OF[$1]}"
 }
 
-# stream_listening LOG PORT: the worker logged that it listens (up to 10 s).
-stream_listening() {
-	for _ in $(seq 1 100); do
-		grep -q "listening for stream peers on .* port $2\$" "$1" 2>/dev/null && return 0
-		grep -q "could not listen on" "$1" 2>/dev/null && return 1
-		sleep 0.1
-	done
-	return 1
-}
-
 # empty_model NAME MODEL: MODEL on NAME exists and holds nothing (dropped
 # and created again; the server holds no other model, so the tables are
 # truncated back to empty files).

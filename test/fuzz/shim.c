@@ -7,7 +7,7 @@
  * Memory: palloc and friends allocate from malloc and remember every
  * chunk, and FuzzFreeAll() frees them all after each input (as the worker
  * resets its loop context), so AddressSanitizer sees every chunk's bounds
- * and a run does not grow.  libpgcommon (the frontend build of
+ * and a run does not grow.  Memory contexts are names only.  libpgcommon (the frontend build of
  * common/jsonapi.c, stringinfo.c, psprintf.c, Ryu) allocates through
  * these.
  *
@@ -27,6 +27,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "fuzz.h"
 
@@ -139,6 +140,27 @@ pnstrdup(const char *s, Size len)
 	memcpy(p, s, len);
 	p[len] = '\0';
 	return p;
+}
+
+/*
+ * Memory contexts: one chunk list serves them all (FuzzFreeAll is the
+ * reset), so a context is only a name to switch to.
+ */
+static MemoryContextData shim_context;
+MemoryContext CurrentMemoryContext = &shim_context;
+MemoryContext TopMemoryContext = &shim_context;
+
+MemoryContext
+AllocSetContextCreateInternal(MemoryContext parent, const char *name,
+							  Size minContextSize, Size initBlockSize,
+							  Size maxBlockSize)
+{
+	return &shim_context;
+}
+
+void
+MemoryContextReset(MemoryContext context)
+{
 }
 
 /* the server's encoding: the worker's database is UTF8 */
