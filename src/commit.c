@@ -27,6 +27,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "utils/guc.h"
 
 #include "commit.h"
 #include "sequencer.h"
@@ -58,4 +59,11 @@ SbCommitInit(void)
 {
 	RegisterXactCallback(sb_xact_callback, NULL);
 	RegisterSubXactCallback(sb_subxact_callback, NULL);
+}
+
+void
+SbCommitWithoutFlush(void)
+{
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 }

@@ -11,4 +11,14 @@
 /* Registers the transaction and subtransaction callbacks (from _PG_init) */
 extern void SbCommitInit(void);
 
+/*
+ * The current transaction commits without waiting for its WAL to reach
+ * disk (synchronous_commit = off, for this transaction only).  For
+ * applying what a peer holds durably and sends again after a crash here:
+ * what a crash loses, the model's clock loses with it (one transaction),
+ * so the next exchange asks for it again.  Logical replication's apply
+ * commits so too.
+ */
+extern void SbCommitWithoutFlush(void);
+
 #endif							/* SCUTTLEBUTT_COMMIT_H */

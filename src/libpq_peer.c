@@ -959,6 +959,7 @@ libpq_idle(SbSession *s)
 const SbTransportOps SbLibpqTransport = {
 	.name = "libpq",
 	.takes_clock = true,
+	.applies_without_flush = true,
 	.configure = libpq_configure,
 	.start = libpq_start,
 	.wait_sockets = libpq_wait_sockets,

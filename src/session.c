@@ -58,6 +58,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "commit.h"
 #include "guc.h"
 #include "privileges.h"
 #include "session.h"
@@ -746,6 +747,8 @@ verify_pending(SbSession *s)
 static void
 apply_txn(SbSession *s, void *arg pg_attribute_unused())
 {
+	if (s->ops->applies_without_flush)
+		SbCommitWithoutFlush();
 	verify_pending(s);
 	if (s->npending > 0)
 		SbApplyUpdates(&s->model, s->pending, s->npending, NULL);

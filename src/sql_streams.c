@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 
 #include "apply.h"
+#include "commit.h"
 #include "guc.h"
 #include "model_cache.h"
 #include "privileges.h"
@@ -420,9 +421,12 @@ scuttlebutt_import(PG_FUNCTION_ARGS)
  * a header among the lines (the pusher's clock, read with the updates it
  * has sent, in order, on this connection) raises the clock to it: every
  * update up to it the pusher held is here, or one that superseded it.
+ * The pusher holds them durably and, after a crash here, pushes again
+ * from the clock it then reads: committed without waiting for the flush.
  */
 Datum
 scuttlebutt_push(PG_FUNCTION_ARGS)
 {
+	SbCommitWithoutFlush();
 	PG_RETURN_INT64(import_lines(fcinfo, true));
 }

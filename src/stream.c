@@ -713,6 +713,7 @@ stream_idle(SbSession *s pg_attribute_unused())
 const SbTransportOps SbStreamTransport = {
 	.name = "stream",
 	.takes_clock = false,
+	.applies_without_flush = false,
 	.configure = stream_configure,
 	.start = stream_start,
 	.wait_sockets = stream_wait_sockets,

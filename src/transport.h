@@ -66,6 +66,14 @@ typedef struct SbTransportOps
 	 */
 	bool		takes_clock;
 
+	/*
+	 * The peer holds what it sends durably and sends it again on the next
+	 * connection (a PostgreSQL server): what it sent is applied without
+	 * waiting for the WAL flush (SbCommitWithoutFlush).  A stream peer, a
+	 * JavaScript process, may be gone by then: its updates are flushed.
+	 */
+	bool		applies_without_flush;
+
 	/* outgoing: makes s a peer of config (copied into s->cxt) */
 	void		(*configure) (SbSession *s, const SbPeerConfig *config);
 

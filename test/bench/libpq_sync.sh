@@ -27,6 +27,10 @@
 # Checked after each run: b holds N updates of m<N> and the same clock as
 # a; b's kv<N> holds N rows with the same sum(hashtext(key || doc)) as a's.
 # The peer is removed / the subscription dropped after each run.
+# With LIBPQ_SYNC_TRANSPORT=stream, the scuttlebutt side syncs over the
+# scuttlebutt stream protocol instead (a's worker listens on 127.0.0.1;
+# SELECT scuttlebutt.add_stream_peer('m<N>', '127.0.0.1', <a's listener>)),
+# still beside logical replication.
 # With LIBPQ_SYNC_FRESH=1, b is instead a brand-new cluster before every
 # run (stopped, removed, initdb'd and started again, the table or model
 # created): the usual case for a new replica, which also pays for creating
@@ -51,6 +55,8 @@ set -euo pipefail
 SIZES=${LIBPQ_SYNC_SIZES:-100000 1000000}
 REPS=${LIBPQ_SYNC_REPS:-3}
 FRESH=${LIBPQ_SYNC_FRESH:-0}
+TRANSPORT=${LIBPQ_SYNC_TRANSPORT:-libpq}
+case $TRANSPORT in libpq | stream) ;; *) die "LIBPQ_SYNC_TRANSPORT must be libpq or stream" ;; esac
 KIND=warm
 [ "$FRESH" = 1 ] && KIND=fresh
 TARGET_RATIO=1.2
@@ -61,7 +67,7 @@ has_side scuttlebutt && SIDES="$SIDES scuttlebutt"
 
 W="$SERVERS_TMP/sync"
 mkdir -p "$W"
-libpq_server a
+libpq_server a "$([ "$TRANSPORT" = stream ] && echo listen)"
 libpq_server b
 : >"$W/foreign"
 
@@ -152,7 +158,11 @@ run() {
 	if [ "$side" = scuttlebutt ]; then
 		cat >"$tag.sql" <<SQL
 SELECT extract(epoch FROM clock_timestamp()) * 1000;
-SELECT scuttlebutt.add_peer('m$n', '$(conninfo a)');
+$(if [ "$TRANSPORT" = stream ]; then
+	echo "SELECT scuttlebutt.add_stream_peer('m$n', '127.0.0.1', ${LISTEN_PORT_OF[a]});"
+else
+	echo "SELECT scuttlebutt.add_peer('m$n', '$(conninfo a)');"
+fi)
 SELECT scuttlebutt.wait_for_sync('m$n', '600s'), extract(epoch FROM clock_timestamp()) * 1000;
 SQL
 	else
@@ -221,9 +231,9 @@ for n in $SIZES; do
 	has_side scuttlebutt && { e=$(secs "$(median <"$W/scuttlebutt.$n.ms")"); ec=$(median <"$W/scuttlebutt.$n.cpu"); ew=$(median <"$W/scuttlebutt.$n.wal"); }
 	[ "$l" != - ] && [ "$e" != - ] && r=$(ratio "$e" "$l")
 	if [ "$n" -eq 1000000 ] && [ "$e" != - ]; then
-		record libpq_sync "initial sync, $n keys, $KIND b (logical: copy until ready)" "$l" "$e" "s (median of $REPS)" "$r" "ratio <= $TARGET_RATIO" "$(verdict "$r" '<=' "$TARGET_RATIO")"
+		record libpq_sync "initial sync, $n keys, $KIND b, $TRANSPORT (logical: copy until ready)" "$l" "$e" "s (median of $REPS)" "$r" "ratio <= $TARGET_RATIO" "$(verdict "$r" '<=' "$TARGET_RATIO")"
 	else
-		record libpq_sync "initial sync, $n keys, $KIND b (logical: copy until ready)" "$l" "$e" "s (median of $REPS)" "$r" "-" "-"
+		record libpq_sync "initial sync, $n keys, $KIND b, $TRANSPORT (logical: copy until ready)" "$l" "$e" "s (median of $REPS)" "$r" "-" "-"
 	fi
 	record libpq_sync "s per 100k keys at $n keys" "$(per100k "$l" "$n")" "$(per100k "$e" "$n")" "s per 100,000 keys" "$r" "-" "info"
 	record libpq_sync "b's WAL per key, $n-key sync" "$lw" "$ew" "bytes (median of $REPS)" "$([ "$lw" != - ] && [ "$ew" != - ] && ratio "$ew" "$lw" || echo -)" "-" "info"
@@ -255,7 +265,7 @@ record libpq_sync "foreign CPU during runs (max)" "-" "$(disturb_max "$W/foreign
 
 if [ -z "${BENCH_QUIET:-}" ]; then
 	echo
-	echo "libpq_sync: $KIND b dials a; baseline = logical replication (CREATE SUBSCRIPTION, copy_data, until 'r'), extension = add_peer + wait_for_sync; ratio = scuttlebutt / logical"
+	echo "libpq_sync: $KIND b dials a; baseline = logical replication (CREATE SUBSCRIPTION, copy_data, until 'r'), extension = $([ "$TRANSPORT" = stream ] && echo add_stream_peer || echo add_peer) + wait_for_sync; ratio = scuttlebutt / logical"
 	libpq_conditions
 	print_table libpq_sync
 fi
