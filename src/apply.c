@@ -48,7 +48,6 @@
 #include "spi_util.h"
 #include "timestamp.h"
 
-static SPIPlanPtr upsert_many_plan;
 static SPIPlanPtr lock_clocks_plan;
 static SPIPlanPtr advance_clocks_plan;
 static SPIPlanPtr own_latest_plan;
@@ -440,30 +439,42 @@ pick_winners(ApplyBatch *b)
 	return 0;
 }
 
-/* Stores many rows at once under the merge rule; RETURNING the stored */
+/*
+ * Stores many rows at once under the merge rule; with returning, the
+ * statement returns the stored rows' (source, ts) (a caller that needs
+ * to know which: apply_update, not the worker, which counts them)
+ */
 static void
 upsert_rows(SbModelRef *model, int n, char **sources, double *ts, char **keys,
-			char **docs, int *doclens)
+			char **docs, int *doclens, bool returning)
 {
+#define UPSERT_MANY_SQL \
+	"INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)" \
+	" SELECT $1, t.source, t.ts, t.key, t.doc" \
+	" FROM unnest($2, $3, $4, $5) AS t(source, ts, key, doc)" \
+	" ORDER BY t.key"	/* see SB_LOCK_ORDER in store.c */ \
+	SB_MERGE_SQL_UPSERT
+	static SPIPlanPtr returning_plan;
+	static SPIPlanPtr counting_plan;
 	Oid			argtypes[5] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID,
 	TEXTARRAYOID, JSONARRAYOID};
 	Datum		values[5];
 	SPIPlanPtr	plan;
 
-	plan = SbPrepareOnce(&upsert_many_plan,
-						 "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
-						 " SELECT $1, t.source, t.ts, t.key, t.doc"
-						 " FROM unnest($2, $3, $4, $5) AS t(source, ts, key, doc)"
-						 " ORDER BY t.key"	/* see SB_LOCK_ORDER in store.c */
-						 SB_MERGE_SQL_UPSERT
-						 " RETURNING u.source, u.ts",
-						 5, argtypes);
+	if (returning)
+		plan = SbPrepareOnce(&returning_plan,
+							 UPSERT_MANY_SQL " RETURNING u.source, u.ts",
+							 5, argtypes);
+	else
+		plan = SbPrepareOnce(&counting_plan, UPSERT_MANY_SQL, 5, argtypes);
+#undef UPSERT_MANY_SQL
 	values[0] = Int32GetDatum(model->id);
 	values[1] = SbTextArray(sources, n);
 	values[2] = SbFloat8Array(ts, n);
 	values[3] = SbTextArray(keys, n);
 	values[4] = SbJsonArray(docs, doclens, n);
-	SbExecutePlan(plan, values, NULL, SPI_OK_INSERT_RETURNING);
+	SbExecutePlan(plan, values, NULL,
+				  returning ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT);
 }
 
 /* Marks in stored[] the winners the upsert returned (source, ts) */
@@ -612,7 +623,8 @@ store_winners(ApplyBatch *b)
 		w_docs[i] = (char *) u->text;
 		w_lens[i] = u->len;
 	}
-	upsert_rows(b->model, nw, w_sources, w_ts, w_keys, w_docs, w_lens);
+	upsert_rows(b->model, nw, w_sources, w_ts, w_keys, w_docs, w_lens,
+				b->stored != NULL);
 	if (b->stored)
 		mark_stored(b);
 	return SPI_processed;
