@@ -230,7 +230,7 @@ for n in $SIZES; do
 	has_side logical && { l=$(secs "$(median <"$W/logical.$n.ms")"); lc=$(median <"$W/logical.$n.cpu"); lw=$(median <"$W/logical.$n.wal"); }
 	has_side scuttlebutt && { e=$(secs "$(median <"$W/scuttlebutt.$n.ms")"); ec=$(median <"$W/scuttlebutt.$n.cpu"); ew=$(median <"$W/scuttlebutt.$n.wal"); }
 	[ "$l" != - ] && [ "$e" != - ] && r=$(ratio "$e" "$l")
-	if [ "$n" -eq 1000000 ] && [ "$e" != - ]; then
+	if [ "$n" -eq 1000000 ] && [ "$r" != - ]; then
 		record libpq_sync "initial sync, $n keys, $KIND b, $TRANSPORT (logical: copy until ready)" "$l" "$e" "s (median of $REPS)" "$r" "ratio <= $TARGET_RATIO" "$(verdict "$r" '<=' "$TARGET_RATIO")"
 	else
 		record libpq_sync "initial sync, $n keys, $KIND b, $TRANSPORT (logical: copy until ready)" "$l" "$e" "s (median of $REPS)" "$r" "-" "-"
