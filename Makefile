@@ -25,6 +25,7 @@ OBJS = \
 	src/session.o \
 	src/channel_tcp.o \
 	src/channel_tls.o \
+	src/websocket.o \
 	src/tls_context.o \
 	src/key_file.o \
 	src/stream.o \
