@@ -24,40 +24,27 @@
  * answered with pongs, and a close frame with a close frame, after which
  * the input ends.  The request head may take scuttlebutt.max_line_bytes.
  *
- * The request may carry a bearer token, for browsers that cannot set an
- * Authorization header: in the query string (token= or access_token=) or
- * as an offered subprotocol "token.<jwt>".  The listen rules take it as
- * they take the header's meta.token (stream.c).  A request with an Origin
- * header (every browser's) is refused (403) unless scuttlebutt.
- * websocket_origins lists that origin or "*".
+ * What the request asks for, and the answer, are websocket_http.c's: a
+ * token it carries is kept for the listen rules (stream.c).
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include <ctype.h>
-
-#include <openssl/sha.h>
-
-#include "common/base64.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
 
 #include "guc.h"
 #include "session.h"
 #include "websocket.h"
-#include "wire.h"
-
-/* the GUID of RFC 6455 section 1.3 */
-#define SB_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#include "websocket_http.h"
 
 /* Bytes read from the channel below at a time (frame headers, payload) */
 #define SB_WS_READ_BUFFER (16 * 1024)
-/* Payload bytes per outgoing frame, at most */
-#define SB_WS_OUT_FRAME (64 * 1024)
-/* The subprotocol answered when offered, and the token's prefix */
-#define SB_WS_PROTOCOL "scuttlebutt"
-#define SB_WS_TOKEN_PREFIX "token."
+/* Payload bytes per outgoing frame, at most: its buffer stays below SB_OUT_KEEP */
+#define SB_WS_OUT_FRAME (16 * 1024)
+/* Unread input discarded at close, at most (see drain_input) */
+#define SB_WS_DRAIN_BYTES (256 * 1024)
 
 /* opcodes */
 #define WS_CONTINUATION 0x0
@@ -77,8 +64,6 @@
 #define WS_INTERNAL 1011
 #define WS_TRY_LATER 1013
 
-char	   *sb_websocket_origins = NULL;
-
 typedef struct WsState
 {
 	MemoryContext cxt;
@@ -87,6 +72,7 @@ typedef struct WsState
 	bool		responding;		/* the handshake's answer is being written */
 	bool		refused;		/* ... and it is an HTTP error */
 	StringInfoData head;		/* the request, until its blank line */
+	int			head_scanned;	/* head.data[0 .. head_scanned) hold no end */
 
 	/* input: raw[raw_off .. raw_len) are read but not decoded */
 	char	   *raw;
@@ -220,382 +206,39 @@ flush_out(SbChannel *ch, WsState *w)
 
 /* ---- the handshake ---- */
 
-/* Whether a comma-separated header value lists token (case-insensitive) */
-static bool
-list_has(const char *value, const char *token)
-{
-	size_t		tlen = strlen(token);
-	const char *p = value;
-
-	while (*p)
-	{
-		const char *end;
-
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		end = p;
-		while (*end && *end != ',')
-			end++;
-		{
-			const char *e = end;
-
-			while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-				e--;
-			if ((size_t) (e - p) == tlen && pg_strncasecmp(p, token, tlen) == 0)
-				return true;
-		}
-		p = end;
-	}
-	return false;
-}
-
-/* %XX decoding of a query string value (NULL if malformed) */
-static char *
-percent_decode(const char *s, int len)
-{
-	char	   *out = palloc(len + 1);
-	int			n = 0;
-
-	for (int i = 0; i < len; i++)
-	{
-		if (s[i] == '%')
-		{
-			int			v;
-
-			if (i + 2 >= len)
-				return NULL;
-			if (!isxdigit((unsigned char) s[i + 1]) || !isxdigit((unsigned char) s[i + 2]))
-				return NULL;
-			v = (isdigit((unsigned char) s[i + 1]) ? s[i + 1] - '0' : (tolower((unsigned char) s[i + 1]) - 'a' + 10)) * 16 +
-				(isdigit((unsigned char) s[i + 2]) ? s[i + 2] - '0' : (tolower((unsigned char) s[i + 2]) - 'a' + 10));
-			if (v == 0)
-				return NULL;
-			out[n++] = (char) v;
-			i += 2;
-		}
-		else
-			out[n++] = s[i];
-	}
-	out[n] = '\0';
-	return out;
-}
-
-/* A copy of s for the log, with any byte that is not printable ASCII as '?' */
-static char *
-printable(const char *s)
-{
-	char	   *out = pstrdup(s);
-
-	for (char *p = out; *p; p++)
-		if ((unsigned char) *p < 0x20 || (unsigned char) *p > 0x7E)
-			*p = '?';
-	return out;
-}
-
-/* What the request asks for, as the handshake reads it */
-typedef struct WsRequest
-{
-	char	   *target;
-	char	   *host;
-	char	   *upgrade;
-	char	   *connection;
-	char	   *version;
-	char	   *key;
-	char	   *origin;
-	StringInfoData protocols;	/* every Sec-WebSocket-Protocol, joined */
-	char	   *token;
-	bool		several_tokens;
-	bool		offers_protocol;	/* SB_WS_PROTOCOL is offered */
-} WsRequest;
-
-/* Takes one token the request carries; two different ones are refused */
-static void
-take_token(WsRequest *r, char *token)
-{
-	if (r->token != NULL && strcmp(r->token, token) != 0)
-		r->several_tokens = true;
-	r->token = token;
-}
-
-/* The query string's token= or access_token= */
-static bool
-query_tokens(WsRequest *r, const char *query)
-{
-	const char *p = query;
-
-	while (*p)
-	{
-		const char *end = strchr(p, '&');
-		const char *eq;
-		int			len = end ? end - p : (int) strlen(p);
-
-		eq = memchr(p, '=', len);
-		if (eq != NULL &&
-			(((eq - p) == 5 && strncmp(p, "token", 5) == 0) ||
-			 ((eq - p) == 12 && strncmp(p, "access_token", 12) == 0)))
-		{
-			char	   *v = percent_decode(eq + 1, len - (eq + 1 - p));
-
-			if (v == NULL)
-				return false;
-			take_token(r, v);
-		}
-		if (end == NULL)
-			break;
-		p = end + 1;
-	}
-	return true;
-}
-
-/* The offered subprotocols: ours, and a token.<jwt> */
-static void
-offered_protocols(WsRequest *r)
-{
-	char	   *p = r->protocols.data;
-
-	while (*p)
-	{
-		char	   *end;
-		char	   *e;
-
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		end = p;
-		while (*end && *end != ',')
-			end++;
-		e = end;
-		while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
-			e--;
-		if ((size_t) (e - p) == strlen(SB_WS_PROTOCOL) &&
-			strncmp(p, SB_WS_PROTOCOL, e - p) == 0)
-			r->offers_protocol = true;
-		else if ((size_t) (e - p) > strlen(SB_WS_TOKEN_PREFIX) &&
-				 strncmp(p, SB_WS_TOKEN_PREFIX, strlen(SB_WS_TOKEN_PREFIX)) == 0)
-			take_token(r, pnstrdup(p + strlen(SB_WS_TOKEN_PREFIX),
-								   e - p - strlen(SB_WS_TOKEN_PREFIX)));
-		p = end;
-	}
-}
-
-/* Whether scuttlebutt.websocket_origins lets origin in */
-static bool
-origin_allowed(const char *origin)
-{
-	char	   *list = pstrdup(sb_websocket_origins ? sb_websocket_origins : "");
-	char	   *save = NULL;
-
-	for (char *item = strtok_r(list, ", \t", &save); item != NULL;
-		 item = strtok_r(NULL, ", \t", &save))
-	{
-		if (strcmp(item, "*") == 0 || pg_strcasecmp(item, origin) == 0)
-			return true;
-	}
-	return false;
-}
-
 /*
- * Sets the handshake's HTTP error answer; the session ends with reason and
- * detail once it is written (or could not be)
+ * Takes the answer to the request: the response to write, and when it is
+ * an HTTP error, why the session ends once it is written (or could not be)
  */
 static void
-refuse(SbChannel *ch, WsState *w, const char *status, const char *extra,
-	   int reason, const char *detail)
+set_answer(SbChannel *ch, WsState *w, const SbWsAnswer *a)
 {
 	MemoryContext old = MemoryContextSwitchTo(w->cxt);
 
 	resetStringInfo(&w->out);
 	w->out_off = 0;
-	appendStringInfo(&w->out,
-					 "HTTP/1.1 %s\r\n%sConnection: close\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s\n",
-					 status, extra ? extra : "", (int) strlen(detail) + 1, detail);
+	appendStringInfoString(&w->out, a->response);
 	MemoryContextSwitchTo(old);
 	w->responding = true;
+	if (a->upgrade)
+	{
+		ch->token = a->token;
+		ch->token_too_long = a->token_too_long;
+		return;
+	}
 	w->refused = true;
 	w->close_sent = true;		/* no frame may follow an HTTP error */
-	strlcpy(ch->error, detail, sizeof(ch->error));
-	ch->fail_reason = reason;
-}
-
-/*
- * Reads the request (head: its text up to the blank line, NUL-terminated)
- * and sets the answer: 101, or an HTTP error
- */
-static void
-answer_request(SbChannel *ch, WsState *w, char *head)
-{
-	WsRequest	r;
-	char	   *line;
-	char	   *save = NULL;
-	char	   *query;
-	char		digest[SHA_DIGEST_LENGTH];
-	char		accept[64];
-	char		keybuf[64];
-	int			n;
-	MemoryContext old = MemoryContextSwitchTo(w->cxt);
-
-	memset(&r, 0, sizeof(r));
-	initStringInfo(&r.protocols);
-
-	/* request line: GET <target> HTTP/1.1 */
-	line = strtok_r(head, "\n", &save);
-	if (line != NULL)
-	{
-		char	   *sp1 = strchr(line, ' ');
-		char	   *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-		size_t		ll = strlen(line);
-
-		if (ll > 0 && line[ll - 1] == '\r')
-			line[--ll] = '\0';
-		if (sp1 && sp2 && strcmp(sp2 + 1, "HTTP/1.1") == 0 && sp2 > sp1 + 1)
-			r.target = pnstrdup(sp1 + 1, sp2 - sp1 - 1);
-	}
-	if (r.target == NULL)
-	{
-		refuse(ch, w, "400 Bad Request", NULL, SB_CLOSE_WEBSOCKET_HANDSHAKE,
-			   "The request line is not \"GET <target> HTTP/1.1\".");
-		goto done;
-	}
-
-	/* header fields */
-	while ((line = strtok_r(NULL, "\n", &save)) != NULL)
-	{
-		char	   *colon;
-		char	   *value;
-		char	   *vend;
-		size_t		ll = strlen(line);
-
-		if (ll > 0 && line[ll - 1] == '\r')
-			line[--ll] = '\0';
-		if (ll == 0)
-			continue;
-		colon = strchr(line, ':');
-		if (line[0] == ' ' || line[0] == '\t' || colon == NULL || colon == line)
-		{
-			refuse(ch, w, "400 Bad Request", NULL, SB_CLOSE_WEBSOCKET_HANDSHAKE,
-				   "A header field of the request is malformed.");
-			goto done;
-		}
-		*colon = '\0';
-		value = colon + 1;
-		while (*value == ' ' || *value == '\t')
-			value++;
-		vend = value + strlen(value);
-		while (vend > value && (vend[-1] == ' ' || vend[-1] == '\t'))
-			*--vend = '\0';
-
-#define FIELD(name, dst) \
-		if (pg_strcasecmp(line, name) == 0) \
-		{ \
-			if (dst != NULL) \
-			{ \
-				refuse(ch, w, "400 Bad Request", NULL, SB_CLOSE_WEBSOCKET_HANDSHAKE, \
-					   "The request has the header field \"" name "\" twice."); \
-				goto done; \
-			} \
-			dst = pstrdup(value); \
-			continue; \
-		}
-		FIELD("Host", r.host);
-		FIELD("Upgrade", r.upgrade);
-		FIELD("Connection", r.connection);
-		FIELD("Sec-WebSocket-Version", r.version);
-		FIELD("Sec-WebSocket-Key", r.key);
-		FIELD("Origin", r.origin);
-#undef FIELD
-		if (pg_strcasecmp(line, "Sec-WebSocket-Protocol") == 0)
-		{
-			appendStringInfo(&r.protocols, "%s%s", r.protocols.len ? "," : "", value);
-			continue;
-		}
-	}
-
-	if (r.upgrade == NULL || !list_has(r.upgrade, "websocket") ||
-		r.connection == NULL || !list_has(r.connection, "upgrade"))
-	{
-		refuse(ch, w, "426 Upgrade Required",
-			   "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
-			   SB_CLOSE_WEBSOCKET_HANDSHAKE,
-			   "Only WebSocket upgrades are served here (Upgrade: websocket, Connection: Upgrade).");
-		goto done;
-	}
-	if (r.version == NULL || strcmp(r.version, "13") != 0)
-	{
-		refuse(ch, w, "426 Upgrade Required", "Sec-WebSocket-Version: 13\r\n",
-			   SB_CLOSE_WEBSOCKET_HANDSHAKE, "Sec-WebSocket-Version must be 13.");
-		goto done;
-	}
-	if (r.host == NULL)
-	{
-		refuse(ch, w, "400 Bad Request", NULL, SB_CLOSE_WEBSOCKET_HANDSHAKE,
-			   "The request has no Host header field.");
-		goto done;
-	}
-	/* the key: base64 of 16 bytes */
-	if (r.key == NULL || strlen(r.key) != 24 ||
-		pg_b64_decode(r.key, 24, keybuf, sizeof(keybuf)) != 16)
-	{
-		refuse(ch, w, "400 Bad Request", NULL, SB_CLOSE_WEBSOCKET_HANDSHAKE,
-			   "Sec-WebSocket-Key is missing or is not the base64 of 16 bytes.");
-		goto done;
-	}
-	/* browsers send an Origin: only the listed ones may connect */
-	if (r.origin != NULL && !origin_allowed(r.origin))
-	{
-		refuse(ch, w, "403 Forbidden", NULL, SB_CLOSE_ORIGIN_REFUSED,
-			   psprintf("The origin \"%s\" is not in scuttlebutt.websocket_origins.",
-						printable(r.origin)));
-		/* the body names the setting, not the list */
-		goto done;
-	}
-
-	/* a token: in the query string, or offered as a subprotocol */
-	query = strchr(r.target, '?');
-	if (query != NULL && !query_tokens(&r, query + 1))
-	{
-		refuse(ch, w, "400 Bad Request", NULL, SB_CLOSE_WEBSOCKET_HANDSHAKE,
-			   "The query string has a malformed %-escape in its token.");
-		goto done;
-	}
-	offered_protocols(&r);
-	if (r.several_tokens)
-	{
-		refuse(ch, w, "400 Bad Request", NULL, SB_CLOSE_WEBSOCKET_HANDSHAKE,
-			   "The request carries two different tokens.");
-		goto done;
-	}
-	if (r.token != NULL)
-	{
-		if (strlen(r.token) > SB_MAX_TOKEN_BYTES)
-			ch->token_too_long = true;
-		else
-			ch->token = r.token;
-	}
-
-	/* Sec-WebSocket-Accept: base64(SHA-1(key + GUID)) */
-	{
-		char	   *joined = psprintf("%s%s", r.key, SB_WS_GUID);
-
-		SHA1((unsigned char *) joined, strlen(joined), (unsigned char *) digest);
-		n = pg_b64_encode(digest, SHA_DIGEST_LENGTH, accept, sizeof(accept) - 1);
-		accept[Max(n, 0)] = '\0';
-	}
-	resetStringInfo(&w->out);
-	w->out_off = 0;
-	appendStringInfo(&w->out,
-					 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
-					 accept,
-					 r.offers_protocol ? "Sec-WebSocket-Protocol: " SB_WS_PROTOCOL "\r\n" : "");
-	w->responding = true;
-
-done:
-	MemoryContextSwitchTo(old);
+	strlcpy(ch->error, a->detail, sizeof(ch->error));
+	ch->fail_reason = a->reason;
 }
 
 /* The end of the request head in w->head (past its blank line), or -1 */
 static int
 head_end(WsState *w)
 {
-	for (int i = 0; i + 1 < w->head.len; i++)
+	int			i;
+
+	for (i = w->head_scanned; i + 1 < w->head.len; i++)
 	{
 		if (w->head.data[i] != '\n')
 			continue;
@@ -605,6 +248,8 @@ head_end(WsState *w)
 			w->head.data[i + 2] == '\n')
 			return i + 3;
 	}
+	/* the last two bytes may begin the end: look at them again */
+	w->head_scanned = Max(i - 2, 0);
 	return -1;
 }
 
@@ -646,17 +291,29 @@ ws_handshake(SbChannel *ch)
 				memcpy(w->raw, w->head.data + end, extra);
 				w->raw_len = extra;
 			}
-			answer_request(ch, w, head);
+			{
+				SbWsAnswer	answer;
+				MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+				SbWebSocketAnswer(head, &answer);
+				MemoryContextSwitchTo(old);
+				set_answer(ch, w, &answer);
+			}
 			pfree(w->head.data);
 			w->head.data = NULL;
 			break;
 		}
 		if (w->head.len > sb_max_line_bytes)
 		{
-			refuse(ch, w, "431 Request Header Fields Too Large", NULL,
-				   SB_CLOSE_LINE_TOO_LONG,
-				   psprintf("The WebSocket request is longer than scuttlebutt.max_line_bytes (%d).",
-							sb_max_line_bytes));
+			SbWsAnswer	answer;
+			MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+			SbWebSocketRefusal(&answer, "431 Request Header Fields Too Large", NULL,
+							   SB_CLOSE_LINE_TOO_LONG,
+							   psprintf("The WebSocket request is longer than scuttlebutt.max_line_bytes (%d).",
+										sb_max_line_bytes));
+			MemoryContextSwitchTo(old);
+			set_answer(ch, w, &answer);
 			break;
 		}
 		n = w->inner.ops->read(&w->inner, buf, sizeof(buf));
@@ -1008,15 +665,37 @@ ws_wait_events(SbChannel *ch, bool output)
 									 output || w->out_off < w->out.len);
 }
 
-/* Read bytes not decoded yet, and what the channel below holds */
+/*
+ * Bytes a read would take without reading the socket: payload (or a whole
+ * frame header, or a whole control frame) in the read buffer, else what the
+ * channel below holds.  A partial frame header does not count: the loop
+ * that reads past its budget while bytes are pending must not go on
+ * reading the socket to complete headers one after another.
+ */
 static size_t
 ws_pending(SbChannel *ch)
 {
 	WsState    *w = ws_of(ch);
+	int			avail;
+	size_t		below;
 
 	if (!w->handshaken)
 		return 0;
-	return (w->raw_len - w->raw_off) + w->inner.ops->pending(&w->inner);
+	avail = w->raw_len - w->raw_off;
+	below = w->inner.ops->pending(&w->inner);
+	if (w->in_frame && !(w->opcode & 0x8))
+		return avail > 0 ? (size_t) avail : below;
+	if (w->in_frame)
+		return (uint64) avail >= w->remaining ? (size_t) avail : below;
+	if (avail >= 2)
+	{
+		int			len7 = ((unsigned char) w->raw[w->raw_off + 1]) & 0x7F;
+		int			need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
+
+		if (avail >= need)
+			return avail;
+	}
+	return below;
 }
 
 /* The close code and text an ending session's reason gets */
@@ -1077,6 +756,28 @@ ws_farewell(SbChannel *ch, int reason)
 	queue_close(w, code, text);
 }
 
+/*
+ * Discards what the client sent that was not read (at most
+ * SB_WS_DRAIN_BYTES, without waiting): closing a socket with unread input
+ * resets the connection, and the reset can overtake our last answer (an
+ * HTTP error, a close frame) before the client reads it
+ */
+static void
+drain_input(WsState *w)
+{
+	char		buf[4096];
+	int			drained = 0;
+
+	while (drained < SB_WS_DRAIN_BYTES)
+	{
+		ssize_t		n = w->inner.ops->read(&w->inner, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		drained += n;
+	}
+}
+
 static void
 ws_close(SbChannel *ch)
 {
@@ -1087,6 +788,8 @@ ws_close(SbChannel *ch)
 		/* one try at what waits (a close frame, an HTTP error) */
 		if (w->out_off < w->out.len)
 			(void) flush_out(ch, w);
+		if (w->close_sent && !w->close_received)
+			drain_input(w);
 		ch->peer_cn = NULL;		/* the channel below's, freed with it */
 		w->inner.ops->close(&w->inner);
 		ch->state = NULL;
@@ -1138,41 +841,4 @@ SbChannelWebSocketAccept(SbChannel *ch, MemoryContext parent,
 	SbChannelInit(ch, &ws_ops, sock, w);
 	ch->tls = tls;
 	ch->peer_cn = peer_cn;
-}
-
-/* ---- scuttlebutt.websocket_origins ---- */
-
-/*
- * Each item: "*", "null", or scheme://host[:port] as browsers send it (no
- * path, no trailing slash)
- */
-bool
-SbCheckWebSocketOrigins(char **newval, void **extra pg_attribute_unused(),
-						GucSource source pg_attribute_unused())
-{
-	char	   *list = pstrdup(*newval ? *newval : "");
-	char	   *save = NULL;
-
-	for (char *item = strtok_r(list, ", \t", &save); item != NULL;
-		 item = strtok_r(NULL, ", \t", &save))
-	{
-		const char *p = item;
-		const char *sep;
-
-		if (strcmp(item, "*") == 0 || strcmp(item, "null") == 0)
-			continue;
-		while (isalnum((unsigned char) *p) || *p == '+' || *p == '-' || *p == '.')
-			p++;
-		sep = strstr(item, "://");
-		if (p == item || sep != p || p[3] == '\0' || strchr(p + 3, '/') != NULL ||
-			strchr(p + 3, '?') != NULL || strchr(p + 3, '#') != NULL)
-		{
-			GUC_check_errdetail("\"%s\" is not an origin: write scheme://host or scheme://host:port (no path), \"null\" or \"*\".",
-								item);
-			pfree(list);
-			return false;
-		}
-	}
-	pfree(list);
-	return true;
 }

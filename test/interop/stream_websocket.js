@@ -113,18 +113,22 @@ h.main(async () => {
 				(v) => v === '"node"').then((r) => r.ok),
 			`${name}: live: the client's set() is seen in SQL`);
 		}
-		const rows = await adb.rows(`SELECT role, method, tls FROM scuttlebutt.peer_status
+		const rows = await adb.rows(`SELECT role, method, tls, websocket FROM scuttlebutt.peer_status
 			WHERE model = ${lit(name)} AND direction = 'in' AND state = 'live'`);
 		h.is(rows.length, 1, `${name}: peer_status shows the live connection`);
 		if (rows.length === 1 && opts.role)
 			h.is(`${rows[0].role}/${rows[0].method}`, `${opts.role}/${opts.method}`,
 				`${name}: peer_status shows the role and method`);
+		if (rows.length === 1)
+			h.is(rows[0].websocket, !url.startsWith('tcp://'), `${name}: peer_status shows websocket = ${!url.startsWith('tcp://')}`);
 		if (rows.length === 1 && opts.tls !== undefined)
 			h.is(rows[0].tls, opts.tls, `${name}: peer_status shows tls = ${opts.tls}`);
 		c.ws.end();
 		h.ok(await st.until(() => c.closed), `${name}: the connection closes cleanly`);
-		if (!url.startsWith('tcp://'))
+		if (!url.startsWith('tcp://')) {
+			await st.until(() => c.code !== undefined);
 			h.is(c.code, 1000, `${name}: the worker answered our close with 1000`);
+		}
 	} else if (expect === 'refuse') {
 		h.ok(await st.until(() => c.closed), `${name}: the connection ends`, c.errors.join('; '));
 		if (opts.httpStatus !== undefined)
@@ -135,8 +139,8 @@ h.main(async () => {
 			h.is(c.reason, opts.closeReason, `${name}: the close frame's reason`);
 		if (opts.noBytes)
 			h.is(c.text(), '', `${name}: the worker sent nothing (no header)`);
-		const held = db.value(`SELECT count(*) FROM scuttlebutt.keys(${lit(name)}) k WHERE k = 'from_js'`);
-		h.is(held, '0', `${name}: nothing of the client reached the table`);
+		const held = db.value(`SELECT (scuttlebutt.clock(${lit(name)})::jsonb ? ${lit(sb.id)})::int`);
+		h.is(String(held), '0', `${name}: nothing of the client reached the table (no clock entry of its source)`);
 	} else if (expect === 'nomodel') {
 		h.ok(await st.until(() => c.closed), `${name}: the connection ends`, c.errors.join('; '));
 		const lines = c.text().split('\n').filter((l) => l !== '');

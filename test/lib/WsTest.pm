@@ -192,8 +192,12 @@ sub read_line
 		$self->{last_close} = [ $op, $payload ] if $op == 8;
 		return undef if $op == 8;
 		$self->{lines} .= $payload if $op <= 2;
+		$self->{data_opcode} = $op if $op == 1 || $op == 2;
 	}
 }
+
+# The opcode of the last data message read (1 text, 2 binary)
+sub data_opcode { return $_[0]->{data_opcode} }
 
 # The close frame's code and reason (data frames before it skipped), or
 # an empty list if none came
