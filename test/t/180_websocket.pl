@@ -189,6 +189,33 @@ bad_frame('a line past max_line_bytes after the header, over frames', 1009, 'lin
 	is($code, 1002, 'a 64-bit length with its top bit set: closed with 1002');
 }
 
+# random bytes after the upgrade (seeded: a failure can be replayed), and
+# random frames of valid shape with random opcodes, bits and payloads
+{
+	my $seed = $ENV{SB_FUZZ_SEED} // int(rand(2**31));
+	note("random frames: SB_FUZZ_SEED=$seed");
+	srand($seed);
+	my $closed = 0;
+	for my $i (1 .. 40)
+	{
+		my $ws = WsTest->new($port);
+		my ($status) = $ws->upgrade;
+		if ($i % 2)
+		{
+			$ws->raw->write_raw(join '', map { chr(int(rand(256))) } 1 .. 1 + int(rand(300)));
+		}
+		else
+		{
+			$ws->send_frame(int(rand(16)), join('', map { chr(int(rand(256))) } 1 .. int(rand(200))),
+				fin => int(rand(2)), rsv => (rand() < 0.2 ? 0x10 : 0), mask => (rand() < 0.9 ? 1 : 0));
+		}
+		# our end of the stream (a frame may still wait for its payload)
+		shutdown($ws->raw->{sock}, 1);
+		$closed++ if $ws->wait_closed(10);
+	}
+	is($closed, 40, 'random bytes and frames: every connection ends');
+}
+
 is(StreamTest::worker_pid($node), $pid, 'the worker stayed up through every bad request and frame');
 ScuttlebuttTest::run_interop($node, 'stream_websocket.js', "ws://127.0.0.1:$port/", 'm4', 'accept', '{}');
 
