@@ -105,6 +105,7 @@ ws_of(SbChannel *ch)
 	return (WsState *) ch->state;
 }
 
+/* A WebSocket client's first bytes are its request line: "GET " */
 SbUpgradeGuess
 SbWebSocketGuess(const char *bytes, int len)
 {
@@ -552,6 +553,11 @@ take_control(SbChannel *ch, WsState *w)
 	return 1;
 }
 
+/*
+ * Payload bytes of data frames, as they arrive; control frames between
+ * them are answered on the way.  0 once the client's close frame came (or
+ * the connection ended), SB_CHANNEL_ERROR for a bad frame.
+ */
 static ssize_t
 ws_read(SbChannel *ch, void *buf, size_t len)
 {
@@ -624,6 +630,10 @@ ws_read(SbChannel *ch, void *buf, size_t len)
 
 /* ---- output ---- */
 
+/*
+ * Takes up to SB_WS_OUT_FRAME bytes as one frame once the previous frame
+ * is written: the bytes taken, or SB_CHANNEL_WOULD_BLOCK while it waits
+ */
 static ssize_t
 ws_write(SbChannel *ch, const void *buf, size_t len)
 {
@@ -778,6 +788,7 @@ drain_input(WsState *w)
 	}
 }
 
+/* Sends what waits (once), closes the channel below, frees the state */
 static void
 ws_close(SbChannel *ch)
 {
@@ -811,6 +822,10 @@ static const SbChannelOps ws_ops = {
 	.farewell = ws_farewell,
 };
 
+/*
+ * The channel below moves into the WebSocket state; ch keeps its socket,
+ * TLS flag and client certificate CN, which the stream and rules look at
+ */
 void
 SbChannelWebSocketAccept(SbChannel *ch, MemoryContext parent,
 						 const char *initial, int len)

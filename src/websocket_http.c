@@ -218,6 +218,10 @@ origin_allowed(const char *origin)
 	return false;
 }
 
+/*
+ * An HTTP error whose short text body says what was wrong; the connection
+ * closes once it is written
+ */
 void
 SbWebSocketRefusal(SbWsAnswer *a, const char *status, const char *extra,
 				   int reason, const char *detail)
@@ -229,6 +233,10 @@ SbWebSocketRefusal(SbWsAnswer *a, const char *status, const char *extra,
 	a->detail = pstrdup(detail);
 }
 
+/*
+ * Checks the request line and the fields RFC 6455 section 4.2.1 asks for,
+ * the origin, and the tokens; answers 101 or the first thing wrong
+ */
 void
 SbWebSocketAnswer(char *head, SbWsAnswer *a)
 {
