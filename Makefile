@@ -26,6 +26,8 @@ OBJS = \
 	src/session.o \
 	src/channel_tcp.o \
 	src/channel_tls.o \
+	src/websocket.o \
+	src/websocket_http.o \
 	src/tls_context.o \
 	src/key_file.o \
 	src/stream.o \
@@ -69,7 +71,7 @@ SHLIB_LINK_INTERNAL = $(libpq)
 SHLIB_LINK = -lssl -lcrypto -pthread
 
 # pg_regress: sql/<name>.sql against expected/<name>.out
-REGRESS = model events value merge history streams json_text errors peers hostile limits signed privileges
+REGRESS = model events value merge history streams json_text errors peers hostile limits signed privileges websocket
 REGRESS_OPTS = --inputdir=$(srcdir) --load-extension=$(EXTENSION)
 
 # pg_isolation_regress: test/isolation/specs/<name>.spec against

@@ -691,7 +691,7 @@ CREATE FUNCTION scuttlebutt._peer_status(
 	OUT rejected bigint, OUT rejected_skew bigint,
 	OUT bytes_in bigint, OUT bytes_out bigint,
 	OUT last_error text, OUT last_activity timestamptz,
-	OUT role name, OUT method text, OUT tls boolean)
+	OUT role name, OUT method text, OUT tls boolean, OUT websocket boolean)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'scuttlebutt_peer_status'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
@@ -702,14 +702,15 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 -- conninfo: a libpq peer's connection string, without its password.
 -- role: the role the connection acts as (incoming: as listen_rules
 -- decided; outgoing: the peer row's owner); method: how an incoming one
--- was authenticated (trust, cert, token).
+-- was authenticated (trust, cert, token); tls, websocket: what carries
+-- a stream connection.
 CREATE VIEW scuttlebutt.peer_status AS
 	SELECT s.peer_id, s.direction, s.transport, s.model, s.remote_addr,
 		   s.remote_id, s.state, s.synced_at, s.sent, s.received, s.rejected,
 		   s.rejected_skew, s.bytes_in, s.bytes_out, s.last_error,
 		   s.last_activity,
 		   scuttlebutt._conninfo_shown(p.conninfo) AS conninfo,
-		   s.role, s.method, s.tls
+		   s.role, s.method, s.tls, s.websocket
 	FROM scuttlebutt._peer_status() s
 	LEFT JOIN scuttlebutt.peers p ON p.id = s.peer_id
 	UNION ALL
@@ -717,7 +718,7 @@ CREATE VIEW scuttlebutt.peer_status AS
 		   coalesce(p.host || ':' || p.port, scuttlebutt._conninfo_address(p.conninfo)),
 		   NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL,
 		   scuttlebutt._conninfo_shown(p.conninfo),
-		   pg_catalog.pg_get_userbyid(p.owner), NULL, NULL
+		   pg_catalog.pg_get_userbyid(p.owner), NULL, NULL, NULL
 	FROM scuttlebutt.peers p
 	WHERE p.id NOT IN (SELECT s.peer_id FROM scuttlebutt._peer_status() s
 					   WHERE s.peer_id IS NOT NULL);

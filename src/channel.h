@@ -17,11 +17,16 @@
 
 #include "port.h"
 
+#include "close_reason.h"
+
 /* What a read or a write did, besides moving bytes */
 #define SB_CHANNEL_WOULD_BLOCK (-1)	/* try again when the socket is ready */
 #define SB_CHANNEL_ERROR (-2)	/* the connection is lost; ch->error (or,
 								 * when empty, errno) says why */
 #define SB_CHANNEL_DONE 0		/* the handshake is complete */
+
+/* farewell(): the session ends because the worker stops or drops it */
+#define SB_CHANNEL_GOING_AWAY (-1)
 
 /* room for a channel's error message */
 #define SB_CHANNEL_ERROR_LEN 256
@@ -42,6 +47,13 @@ typedef struct SbChannelOps
 	size_t		(*pending) (SbChannel *ch);
 	/* closes the socket, frees what the channel holds */
 	void		(*close) (SbChannel *ch);
+
+	/*
+	 * Optional: tells the peer why the session ends (an SbCloseReason, or
+	 * SB_CHANNEL_GOING_AWAY), before close().  WebSocket sends a close
+	 * frame; TCP and TLS have nothing to say.
+	 */
+	void		(*farewell) (SbChannel *ch, int reason);
 } SbChannelOps;
 
 struct SbChannel
@@ -52,9 +64,34 @@ struct SbChannel
 	char	   *peer_cn;		/* the CN of a client certificate verified
 								 * against scuttlebutt.ssl_ca_file
 								 * (TopMemoryContext), or NULL */
+	bool		websocket;		/* the WebSocket handshake completed */
+	const char *token;			/* a bearer token the channel's handshake
+								 * carried (WebSocket: the query string or
+								 * Sec-WebSocket-Protocol), or NULL */
+	bool		token_too_long; /* one was sent, longer than
+								 * SB_MAX_TOKEN_BYTES */
 	void	   *state;			/* the implementation's own */
 	char		error[SB_CHANNEL_ERROR_LEN];	/* why it failed ("": errno) */
+	int			fail_reason;	/* the SbCloseReason of that failure, or -1:
+								 * the caller's (TLS: the handshake's,
+								 * else a lost connection) */
 };
+
+/* The fields every channel starts with (no TLS, no WebSocket, no error) */
+static inline void
+SbChannelInit(SbChannel *ch, const SbChannelOps *ops, pgsocket sock, void *state)
+{
+	ch->ops = ops;
+	ch->sock = sock;
+	ch->tls = false;
+	ch->peer_cn = NULL;
+	ch->websocket = false;
+	ch->token = NULL;
+	ch->token_too_long = false;
+	ch->state = state;
+	ch->error[0] = '\0';
+	ch->fail_reason = -1;
+}
 
 /* A plain TCP channel on a connected, non-blocking socket */
 extern void SbChannelTcpOpen(SbChannel *ch, pgsocket sock);

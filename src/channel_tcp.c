@@ -89,10 +89,5 @@ static const SbChannelOps tcp_ops = {
 void
 SbChannelTcpOpen(SbChannel *ch, pgsocket sock)
 {
-	ch->ops = &tcp_ops;
-	ch->sock = sock;
-	ch->tls = false;
-	ch->peer_cn = NULL;
-	ch->state = NULL;
-	ch->error[0] = '\0';
+	SbChannelInit(ch, &tcp_ops, sock, NULL);
 }

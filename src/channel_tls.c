@@ -301,12 +301,7 @@ tls_open(SbChannel *ch, pgsocket sock, SSL_CTX *ctx, bool server, SSL **ssl_out)
 	t->server = server;
 	/* the client speaks first */
 	t->handshake_wants = server ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
-	ch->ops = &tls_ops;
-	ch->sock = sock;
-	ch->tls = false;
-	ch->peer_cn = NULL;
-	ch->state = t;
-	ch->error[0] = '\0';
+	SbChannelInit(ch, &tls_ops, sock, t);
 	*ssl_out = ssl;
 	return true;
 }

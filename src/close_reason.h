@@ -58,10 +58,22 @@ typedef enum SbCloseReason
 	SB_CLOSE_NO_MATCHING_RULE,
 	SB_CLOSE_AUTH_FAILED,
 	/* the connection's role lacks a privilege on the model */
-	SB_CLOSE_PERMISSION_DENIED
+	SB_CLOSE_PERMISSION_DENIED,
+	/* WebSocket: a bad upgrade request, a bad frame, an origin not listed */
+	SB_CLOSE_WEBSOCKET_HANDSHAKE,
+	SB_CLOSE_WEBSOCKET_PROTOCOL,
+	SB_CLOSE_ORIGIN_REFUSED
 } SbCloseReason;
 
-#define SB_CLOSE_REASONS (SB_CLOSE_PERMISSION_DENIED + 1)
+#define SB_CLOSE_REASONS (SB_CLOSE_ORIGIN_REFUSED + 1)
+
+/*
+ * What a client whose header names no model (with no
+ * scuttlebutt.default_model) is told: in a JSON line, and in a WebSocket's
+ * close frame (at most 123 bytes)
+ */
+#define SB_NO_MODEL_NAMED_TEXT \
+	"no model named: name one in the header's meta, or set scuttlebutt.default_model"
 
 /* The name shown in connection_errors and last_error */
 extern const char *SbCloseReasonName(SbCloseReason reason);

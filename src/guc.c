@@ -18,6 +18,7 @@
 #include "guc.h"
 #include "jwt.h"
 #include "node_key.h"
+#include "websocket.h"
 
 char	   *sb_database = NULL;
 char	   *sb_listen_addresses = NULL;
@@ -39,6 +40,8 @@ char	   *sb_ssl_cert_file = NULL;
 char	   *sb_ssl_key_file = NULL;
 char	   *sb_ssl_ca_file = NULL;
 int			sb_verify_threads = SB_DEFAULT_VERIFY_THREADS;
+char	   *sb_default_model = NULL;
+int			sb_default_model_wait_ms = SB_DEFAULT_DEFAULT_MODEL_WAIT_MS;
 
 void
 SbGucInit(void)
@@ -267,6 +270,33 @@ SbGucInit(void)
 							   PGC_SIGHUP,
 							   GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.websocket_origins",
+							   "Origins (scheme://host[:port]) whose pages may open WebSocket connections to the stream listener.",
+							   "A comma-separated list; \"*\" for any.  A request without an Origin header (a client that is not a browser) is not checked.  Empty: browsers are refused.",
+							   &sb_websocket_origins,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   SbCheckWebSocketOrigins, NULL, NULL);
+
+	DefineCustomStringVariable("scuttlebutt.default_model",
+							   "Model of an incoming stream whose header names none.",
+							   "Empty: such a stream is refused.",
+							   &sb_default_model,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.default_model_wait",
+							"Time an incoming stream that has sent nothing waits before it is served scuttlebutt.default_model.",
+							"A reference createWriteStream() without sendClock sends nothing until it has the other side's header.  0: such a stream waits for its header until scuttlebutt.handshake_timeout.",
+							&sb_default_model_wait_ms,
+							SB_DEFAULT_DEFAULT_MODEL_WAIT_MS, 0, INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("scuttlebutt");
 }

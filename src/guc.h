@@ -41,6 +41,7 @@
 #define SB_DEFAULT_TIMESTAMP_RESERVE_MS 1000
 #define SB_DEFAULT_RECONNECT_MIN_MS 100
 #define SB_DEFAULT_RECONNECT_MAX_MS 30000
+#define SB_DEFAULT_DEFAULT_MODEL_WAIT_MS 1000
 #define SB_DEFAULT_VERIFY_THREADS 1
 #define SB_MAX_VERIFY_THREADS 16
 
@@ -64,6 +65,8 @@ extern char *sb_ssl_cert_file;
 extern char *sb_ssl_key_file;
 extern char *sb_ssl_ca_file;
 extern int	sb_verify_threads;
+extern char *sb_default_model;
+extern int	sb_default_model_wait_ms;
 
 extern void SbGucInit(void);
 

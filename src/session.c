@@ -112,6 +112,7 @@ SbSessionCreate(MemoryContext parent, bool outgoing, const SbTransportOps *ops)
 	s->role = InvalidOid;
 	s->state = outgoing ? SB_SESSION_BACKOFF : SB_SESSION_HANDSHAKE;
 	s->deadline = 0;			/* outgoing: connect at once */
+	s->close_reason = -1;
 	s->deferred_first = INFINITY;
 	return s;
 }
@@ -193,7 +194,9 @@ SbSessionCloseWithCode(SbSession *s, SbCloseReason reason, int sqlerrcode,
 	snprintf(s->last_error, sizeof(s->last_error), "%s%s%s",
 			 name, detail ? ": " : "", detail ? detail : "");
 
+	s->close_reason = reason;
 	s->ops->disconnect(s);
+	s->close_reason = -1;
 	forget_pending(s);
 	s->deferred_first = INFINITY;	/* the next connection offers them again */
 	if (s->outgoing)

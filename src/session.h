@@ -109,6 +109,10 @@ typedef struct SbSession
 	int64		skews_unreported;
 	char		last_error[SB_LAST_ERROR_LEN];
 	bool		tls;			/* the connection is TLS (its handshake done) */
+	bool		websocket;		/* ... and WebSocket (its upgrade done) */
+	int			close_reason;	/* while it is closed: why (SbCloseReason);
+								 * -1 otherwise, and when the worker lets it
+								 * go */
 } SbSession;
 
 /*

@@ -58,6 +58,7 @@ typedef struct SbConnStatus
 	SbPeerCounters counters;
 	char		last_error[SB_TEXT_ERROR];
 	bool		tls;			/* the connection is TLS */
+	bool		websocket;		/* ... WebSocket */
 	bool		caught_up;		/* live, and nothing left to send ... */
 	uint64		commits_seen;	/* ... as of this many commits */
 	Oid			role;			/* the role it acts as (InvalidOid: unknown) */

@@ -348,8 +348,8 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 	for (int i = 0; i < SB_STATUS_SLOTS; i++)
 	{
 		SbConnStatus *st = &sb_shared->conns[i];
-		Datum		values[19];
-		bool		nulls[19] = {0};
+		Datum		values[20];
+		bool		nulls[20] = {0};
 		char	   *role_name;
 
 		if (!st->in_use)
@@ -381,6 +381,7 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 		values[17] = CStringGetTextDatum(st->method);
 		nulls[17] = st->method[0] == '\0';
 		values[18] = BoolGetDatum(st->tls);
+		values[19] = BoolGetDatum(st->websocket);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	LWLockRelease(sb_shared->lock);

@@ -20,6 +20,20 @@
  * header; a dialed peer's header goes out once it is done.  Which channel
  * to open and that step are all this file knows of TLS.
  *
+ * An incoming connection whose first bytes are "GET " (after TLS, if on)
+ * is a WebSocket client (websocket.c): its channel is wrapped in a
+ * WebSocket one, whose handshake (the HTTP upgrade) runs the same way, and
+ * the line protocol goes on inside its frames.  A token its request
+ * carried stands in for the header's meta.token when that has none.
+ *
+ * A header that names no model takes scuttlebutt.default_model; with none
+ * set the client is sent one JSON line saying why (the reference's stream
+ * then emits "error") and closed.  A client that sends nothing at all
+ * (the reference's createWriteStream() without sendClock waits for our
+ * header first) is served the default model after
+ * scuttlebutt.default_model_wait, as if its header had named it with an
+ * empty clock.
+ *
  * Outgoing connections try every address the host name resolves to, in
  * order, as libpq does with a multi-address host: a refused ::1 falls
  * through to 127.0.0.1.  Each new socket is announced to the worker
@@ -43,9 +57,11 @@
 
 #include "channel.h"
 #include "guc.h"
+#include "jstext.h"
 #include "listen_rules.h"
 #include "stream.h"
 #include "transport.h"
+#include "websocket.h"
 
 /* Bytes read from one socket before the loop serves the others */
 #define SB_READ_BUDGET (512 * 1024)
@@ -58,6 +74,12 @@ typedef struct SbStream
 	bool		header_received;
 	bool		handshaking;	/* the channel's handshake is not done */
 	bool		received;		/* a byte came over this connection */
+	bool		detected;		/* incoming: its first bytes told lines
+								 * from a WebSocket upgrade */
+	bool		line_bytes;		/* a byte of the line protocol came */
+	TimestampTz quiet_deadline; /* incoming and silent: when it gets the
+								 * default model (0: never) */
+	bool		started_silent; /* it got the default model that way */
 	TimestampTz deadline;		/* connect or handshake timeout */
 	/* incoming */
 	SockAddr	client_addr;	/* as accept() gave it: listen_rules match it */
@@ -96,6 +118,10 @@ stream_disconnect(SbSession *s)
 
 	if (st->ch.sock != PGINVALID_SOCKET)
 	{
+		/* a channel that can say why the session ends says it first */
+		if (st->ch.ops->farewell)
+			st->ch.ops->farewell(&st->ch, s->close_reason >= 0
+								 ? s->close_reason : SB_CHANNEL_GOING_AWAY);
 		st->ch.ops->close(&st->ch);
 		s->sockets_changed = true;
 	}
@@ -105,6 +131,7 @@ stream_disconnect(SbSession *s)
 	st->connecting = false;
 	st->handshaking = false;
 	s->tls = false;
+	s->websocket = false;
 }
 
 /* Our header: {"id":...,"clock":{...}} with meta = model when we dialed */
@@ -138,9 +165,30 @@ stream_begin(SbSession *s)
 	st->header_received = false;
 	st->handshaking = false;
 	st->received = false;
+	st->detected = s->outgoing;
+	s->websocket = false;
+	st->line_bytes = false;
+	st->quiet_deadline = 0;
+	st->started_silent = false;
 	s->tls = false;
 	st->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 											   sb_handshake_timeout_ms);
+}
+
+/*
+ * An incoming channel ready for lines: with a default model, a client that
+ * stays silent gets it after scuttlebutt.default_model_wait
+ */
+static void
+arm_default_model_wait(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+
+	st->quiet_deadline = 0;
+	if (!s->outgoing && sb_default_model != NULL && sb_default_model[0] != '\0' &&
+		sb_default_model_wait_ms > 0)
+		st->quiet_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														 sb_default_model_wait_ms);
 }
 
 static void stream_read(SbSession *s);
@@ -160,12 +208,15 @@ continue_handshake(SbSession *s)
 		return;
 	if (rc != SB_CHANNEL_DONE)
 	{
-		SbSessionClose(s, SB_CLOSE_TLS_HANDSHAKE_FAILED,
+		SbSessionClose(s, st->ch.fail_reason >= 0
+					   ? st->ch.fail_reason : SB_CLOSE_TLS_HANDSHAKE_FAILED,
 					   st->ch.error[0] ? st->ch.error : strerror(errno));
 		return;
 	}
 	st->handshaking = false;
 	s->tls = st->ch.tls;
+	s->websocket = st->ch.websocket;
+	arm_default_model_wait(s);
 	if (s->outgoing && !send_header(s))
 		return;
 	if (!stream_flush(s))
@@ -205,6 +256,8 @@ SbStreamAccept(SbSession *s, pgsocket sock, const SockAddr *addr,
 		}
 		st->handshaking = true;
 	}
+	else
+		arm_default_model_wait(s);
 }
 
 /* ---- dialing ---- */
@@ -398,10 +451,20 @@ auth_txn(SbSession *s, void *arg)
 static bool
 authenticate(SbSession *s, SbMessage *msg)
 {
+	SbStream   *st = stream_of(s);
 	AuthArg		a;
 
-	a.token = msg->meta_token;
-	a.token_too_long = msg->meta_token_too_long;
+	/* the header's meta.token, else one the channel's handshake carried */
+	if (msg != NULL && (msg->meta_token != NULL || msg->meta_token_too_long))
+	{
+		a.token = msg->meta_token;
+		a.token_too_long = msg->meta_token_too_long;
+	}
+	else
+	{
+		a.token = st->ch.token;
+		a.token_too_long = st->ch.token_too_long;
+	}
 	if (!SbSessionTransaction(s, "scuttlebutt: checking listen rules", auth_txn, &a))
 		return false;
 	if (!a.decision.allowed)
@@ -416,22 +479,86 @@ authenticate(SbSession *s, SbMessage *msg)
 
 /* ---- input ---- */
 
+/*
+ * A header naming no model, and no default: the client is told in a JSON
+ * line (to the reference, a header without a clock: its stream emits
+ * "error" and ends), then closed
+ */
+static void
+refuse_no_model(SbSession *s)
+{
+	StringInfoData line;
+
+	initStringInfo(&line);
+	appendStringInfoString(&line, "{\"error\":");
+	JsAppendString(&line, SB_NO_MODEL_NAMED_TEXT, strlen(SB_NO_MODEL_NAMED_TEXT));
+	appendStringInfoChar(&line, '}');
+	SbSessionAppendLine(s, line.data, line.len);
+	pfree(line.data);
+	(void) stream_flush(s);
+	if (SbSessionIsOpen(s))
+		SbSessionClose(s, SB_CLOSE_NO_MODEL_NAMED,
+					   "The header's meta names no model (a string, or an object with a \"model\" field), and scuttlebutt.default_model is empty.");
+}
+
+/*
+ * A silent client's time is up: it gets the default model, as if its
+ * header had named it with an empty clock
+ */
+static void
+start_default_model(SbSession *s)
+{
+	SbStream   *st = stream_of(s);
+
+	st->quiet_deadline = 0;
+	s->model_name = MemoryContextStrdup(s->cxt, sb_default_model);
+	if (!authenticate(s, NULL) || !send_header(s))
+		return;
+	st->header_received = true;
+	st->started_silent = true;
+	SbSessionPeerHeader(s, NULL, NULL, 0);
+	/* such a client (a reference write stream) sends no "SYNC" either */
+	SbSessionPeerSynced(s);
+	(void) stream_flush(s);
+}
+
 static bool
 handle_header(SbSession *s, SbMessage *msg)
 {
 	SbStream   *st = stream_of(s);
 
 	if (st->header_received)
+	{
+		/*
+		 * A header after a silent start: it must be for the model given,
+		 * and its clock tells what the client already holds
+		 */
+		if (st->started_silent)
+		{
+			st->started_silent = false;
+			if (msg->meta_model != NULL && strcmp(msg->meta_model, s->model_name) != 0)
+			{
+				SbSessionClose(s, SB_CLOSE_INVALID_HEADER,
+							   psprintf("The header names model \"%s\", but came after scuttlebutt.default_model_wait (%d ms), when the connection had been given the default model \"%s\".",
+										msg->meta_model, sb_default_model_wait_ms, s->model_name));
+				return false;
+			}
+			SbSessionPeerHeader(s, msg->id, msg->clock, msg->nclock);
+		}
 		return true;			/* a second header changes nothing */
+	}
 	if (!s->outgoing)
 	{
-		if (msg->meta_model == NULL)
+		const char *model = msg->meta_model;
+
+		if (model == NULL && sb_default_model != NULL && sb_default_model[0] != '\0')
+			model = sb_default_model;
+		if (model == NULL)
 		{
-			SbSessionClose(s, SB_CLOSE_NO_MODEL_NAMED,
-						   "The header's meta must name a model: a string, or an object with a \"model\" field.");
+			refuse_no_model(s);
 			return false;
 		}
-		s->model_name = MemoryContextStrdup(s->cxt, msg->meta_model);
+		s->model_name = MemoryContextStrdup(s->cxt, model);
 		if (!authenticate(s, msg) || !send_header(s))
 			return false;
 	}
@@ -554,6 +681,8 @@ input_ended(SbSession *s, ssize_t rc)
 	if (rc == SB_CHANNEL_ERROR && s->tls && !st->received && st->ch.error[0])
 		SbSessionClose(s, SB_CLOSE_TLS_HANDSHAKE_FAILED,
 					   st->ch.error[0] ? st->ch.error : strerror(saved_errno));
+	else if (rc == SB_CHANNEL_ERROR && st->ch.fail_reason >= 0)
+		SbSessionClose(s, st->ch.fail_reason, st->ch.error);
 	else if (rc == SB_CHANNEL_ERROR)
 		SbSessionClose(s, SB_CLOSE_CONNECTION_LOST,
 					   st->ch.error[0] ? st->ch.error : strerror(saved_errno));
@@ -597,6 +726,24 @@ stream_read(SbSession *s)
 		old = MemoryContextSwitchTo(s->session_cxt);
 		appendBinaryStringInfo(&st->in, buf, n);
 		MemoryContextSwitchTo(old);
+		if (!st->detected)
+		{
+			SbUpgradeGuess guess = SbWebSocketGuess(st->in.data, st->in.len);
+
+			if (guess == SB_UPGRADE_UNDECIDED)
+				continue;
+			st->detected = true;
+			if (guess == SB_UPGRADE_YES)
+			{
+				/* the request's bytes go to the WebSocket handshake */
+				SbChannelWebSocketAccept(&st->ch, s->cxt, st->in.data, st->in.len);
+				resetStringInfo(&st->in);
+				st->handshaking = true;
+				continue_handshake(s);
+				return;
+			}
+		}
+		st->line_bytes = true;
 		if (!take_lines(s))
 			return;
 		if (s->npending >= SB_APPLY_BATCH && !SbSessionApplyPending(s))
@@ -674,11 +821,21 @@ stream_handle(SbSession *s, int index, uint32 events)
 		stream_read(s);
 }
 
+/* Whether a silent client is waiting to be given the default model */
+static bool
+waiting_for_default(SbStream *st)
+{
+	return st->quiet_deadline != 0 && !st->header_received &&
+		!st->handshaking && !st->line_bytes && !st->connecting;
+}
+
 static TimestampTz
 stream_deadline(SbSession *s)
 {
 	SbStream   *st = stream_of(s);
 
+	if (waiting_for_default(st))
+		return Min(st->deadline, st->quiet_deadline);
 	return st->connecting || !st->header_received ? st->deadline : 0;
 }
 
@@ -690,13 +847,20 @@ stream_check_deadline(SbSession *s, TimestampTz now)
 
 	if (deadline == 0 || deadline > now)
 		return;
+	if (waiting_for_default(st) && st->quiet_deadline <= now &&
+		st->quiet_deadline <= st->deadline)
+	{
+		start_default_model(s);
+		return;
+	}
 	if (st->connecting)
 		SbSessionClose(s, SB_CLOSE_CONNECT_TIMEOUT,
 					   psprintf("Not connected within scuttlebutt.handshake_timeout (%d ms).",
 								sb_handshake_timeout_ms));
 	else if (st->handshaking)
 		SbSessionClose(s, SB_CLOSE_HANDSHAKE_TIMEOUT,
-					   psprintf("TLS handshake not done within scuttlebutt.handshake_timeout (%d ms).",
+					   psprintf("%s handshake not done within scuttlebutt.handshake_timeout (%d ms).",
+								st->ch.ops->farewell ? "WebSocket" : "TLS",
 								sb_handshake_timeout_ms));
 	else
 		SbSessionClose(s, SB_CLOSE_HANDSHAKE_TIMEOUT,

@@ -701,7 +701,7 @@ status_stale(SbConnStatus *st, SbSession *s, bool caught_up)
 		!same_shared_text(st->last_error, s->last_error, sizeof(st->last_error)) ||
 		st->role != s->role ||
 		!same_shared_text(st->method, s->auth_method, sizeof(st->method)) ||
-		st->tls != s->tls;
+		st->tls != s->tls || st->websocket != s->websocket;
 }
 
 /*
@@ -736,6 +736,7 @@ publish_status(void)
 		st->counters = s->counters;
 		strlcpy(st->last_error, s->last_error, sizeof(st->last_error));
 		st->tls = s->tls;
+		st->websocket = s->websocket;
 		st->caught_up = caught_up;
 		st->commits_seen = ws.commits;
 		st->role = s->role;
