@@ -1,0 +1,81 @@
+# An initial sync stores pages of new keys with COPY, and falls back to the
+# merge, losing nothing, where the model already holds a key or a local
+# writer races the sync.
+#
+# D dials R over libpq.  R holds 30,000 keys of each of two models.
+#   - "bulk": D already holds k15000 and k25000, written after R's
+#     (newer).  R's history comes in timestamp order, which is set_many's
+#     key order (shorter keys first): the first page, k1 to about k10000,
+#     is copied; the page that meets k15000 is merged, and D's values stay
+#     D's (the merge rule, not a unique violation).  D's log says which
+#     path each page took (DEBUG1).
+#   - "race": while D pulls, a session on D writes 2,000 of the same keys
+#     (newer than R's): whichever of COPY and the local writer reaches a
+#     key first, the newer value must win on both servers.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use LibpqTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $n = 30000;
+my $nr = LibpqTest::new_node('r');
+my $nd = LibpqTest::new_node('d', conf => "log_min_messages = debug1\n");
+sub qr1 { LibpqTest::q1($nr, @_) }
+sub qd { LibpqTest::q1($nd, @_) }
+
+for my $m (qw(bulk race))
+{
+	qr1(qq{SELECT scuttlebutt.create_model('$m')});
+	qd(qq{SELECT scuttlebutt.create_model('$m')});
+	qr1(qq{SELECT scuttlebutt.set_many('$m', (SELECT jsonb_object_agg('k' || i, jsonb_build_object('r', i))
+		FROM generate_series(1, $n) i))});
+}
+
+# bulk: D's own, newer k15000 and k25000
+qd(q{SELECT scuttlebutt.set_many('bulk', '{"k15000": "d", "k25000": "d"}')});
+my $offset = -s $nd->logfile;
+# (pull only: pushed first, D's values would supersede R's there, and R
+# would send D nothing of those keys)
+my $pull = LibpqTest::add_peer($nd, 'bulk', LibpqTest::conninfo($nr), send => 'false');
+is(qd(q{SELECT scuttlebutt.wait_for_sync('bulk', '120s')}), 't', 'bulk: D syncs with R');
+is(qd(q{SELECT count(*) FROM scuttlebutt.entries('bulk')}), $n, "bulk: D holds $n keys");
+is(qd(q{SELECT string_agg(scuttlebutt.get('bulk', k)::text, ' ') FROM unnest(ARRAY['k15000', 'k25000']) k}),
+	'"d" "d"', "bulk: D's newer k15000 and k25000 are kept");
+is(qd(q{SELECT scuttlebutt.get('bulk', 'k1') ->> 'r'}), '1', "bulk: R's k1 is on D");
+qd(qq{SELECT scuttlebutt.remove_peer($pull)});
+LibpqTest::add_peer($nd, 'bulk', LibpqTest::conninfo($nr));
+ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('bulk', 'k15000') = '"d"' AND scuttlebutt.get('bulk', 'k25000') = '"d"'}, 60),
+	"bulk: D's k15000 and k25000 reach R once D also sends");
+my $log = substr(slurp_file($nd->logfile), $offset);
+my $copied = () = $log =~ /scuttlebutt: (\d+) updates of model "bulk" stored by COPY/g;
+cmp_ok($copied, '>=', 1, "bulk: pages of new keys were stored by COPY ($copied)");
+like($log, qr/scuttlebutt: model "bulk" held a key of a batch of \d+ updates: stored by merging/,
+	'bulk: the page meeting a held key was merged');
+ok(LibpqTest::wait_converged('bulk', [ $nr, $nd ], 60), 'bulk: R and D converge');
+
+# race: a local writer on D during the pull
+my $bg = $nd->background_psql('postgres');
+LibpqTest::add_peer($nd, 'race', LibpqTest::conninfo($nr));
+for my $lo (1, 10001, 20001, 28001)
+{
+	my $hi = $lo + 499;
+	$bg->query_safe(qq{SELECT scuttlebutt.set_many('race', (SELECT jsonb_object_agg('k' || i, '"d"'::jsonb)
+		FROM generate_series($lo, $hi) i))});
+}
+$bg->quit;
+is(qd(q{SELECT scuttlebutt.wait_for_sync('race', '120s')}), 't', 'race: D syncs with R');
+is(qd(q{SELECT count(*) FROM scuttlebutt.entries('race')}), $n, "race: D holds $n keys");
+is(qd(q{SELECT count(*) FROM scuttlebutt.entries('race') WHERE value = '"d"'}), 2000,
+	"race: D's 2,000 newer values won on D");
+ok(LibpqTest::poll($nr, q{SELECT count(*) = 2000 FROM scuttlebutt.entries('race') WHERE value = '"d"'}, 60),
+	"race: and reached R");
+ok(LibpqTest::wait_converged('race', [ $nr, $nd ], 60), 'race: R and D converge');
+is(qd(q{SELECT count(*) FROM scuttlebutt.entries('race') WHERE value ->> 'r' IS NOT NULL}), $n - 2000,
+	"race: R's values of the other keys are on D");
+
+done_testing();
