@@ -10,8 +10,10 @@
 #   - the SQL runs as "psql -XAtq -v ON_ERROR_STOP=1 -f -" runs it: the
 #     first error stops it (psql exits, the session with it), and
 #     safe_psql dies with the message safe_psql gives;
-#   - then DISCARD ALL resets what the SQL set in the session (settings,
-#     role, temporary tables, prepared statements, advisory locks, LISTEN);
+#   - then the statistics it gathered are flushed (as a backend's are when
+#     it ends: a test may read pg_stat_user_tables next), and DISCARD ALL
+#     resets what the SQL set in the session (settings, role, temporary
+#     tables, prepared statements, advisory locks, LISTEN);
 #     SQL that leaves a transaction open ends the session instead, rolling
 #     it back, as the end of its own psql would;
 #   - a query that cannot reach the backend (the server restarted or the
@@ -213,7 +215,10 @@ sub _run
 		my $tag = sprintf('__sb_%d_%d_%s__', $$, ++$seq, substr(md5_hex(rand()), 0, 8));
 		my ($m0, $m1, $m2) = map { "$tag$_" } 0 .. 2;
 		# the ping reaches the backend: if it fails, the SQL never ran
-		my $input = "SELECT 1 WHERE false;\n\\echo $m0\n$sql\n;\n\\echo $m1\n\\warn $m1\nDISCARD ALL;\n\\echo $m2\n";
+		# the statistics the SQL gathered are flushed before it returns, as
+		# at the end of a backend (pg_stat_force_next_flush: superusers)
+		my $input = "SELECT 1 WHERE false;\n\\echo $m0\n$sql\n;\n\\echo $m1\n\\warn $m1\n"
+		  . "SELECT pg_stat_force_next_flush();\nDISCARD ALL;\n\\echo $m2\n";
 		my ($out, $err, $eof) = _exchange($s, $input, $m2, $m1);
 		my $p0 = index($out, "$m0\n");
 		if ($p0 < 0)

@@ -9,7 +9,8 @@
 //   - the SQL runs as "psql -X -q -A -t -v ON_ERROR_STOP=1" runs it: the
 //     first error stops it (psql exits, the session with it) and the
 //     result carries psql's exit status and messages;
-//   - then DISCARD ALL resets what the SQL set in the session; SQL that
+//   - then its statistics are flushed (as a backend's are when it ends)
+//     and DISCARD ALL resets what the SQL set in the session; SQL that
 //     leaves a transaction open ends the session instead (rolling it
 //     back, as the end of its own psql would);
 //   - a query that cannot reach the backend (the server restarted) before
@@ -130,8 +131,10 @@ class Pool {
 			const tag = `__sb_${process.pid}_${++seq}_${Math.random().toString(36).slice(2, 10)}__`;
 			const [m0, m1, m2] = [0, 1, 2].map((i) => tag + i);
 			// the ping reaches the backend: if it fails, the SQL never ran
+			// then the statistics it gathered are flushed, as at the end of
+			// a backend (pg_stat_force_next_flush: superusers)
 			const input = `SELECT 1 WHERE false;\n\\echo ${m0}\n${sql}\n;\n\\echo ${m1}\n\\warn ${m1}\n` +
-				`DISCARD ALL;\n\\echo ${m2}\n`;
+				`SELECT pg_stat_force_next_flush();\nDISCARD ALL;\n\\echo ${m2}\n`;
 			const r = await s.exchange(input, m2, m1);
 			const p0 = r.out.indexOf(m0 + '\n');
 			if (p0 < 0) {
