@@ -66,16 +66,20 @@ fi
 say "TAP tests (make prove-installcheck)"
 prove_log="$work/prove.out"
 prove_args=(PG_CONFIG="$PG_CONFIG")
-# Three files at a time: most of a test's time is spent waiting (for
-# servers, peers, timeouts), and every file has its own clusters and
-# ports.  The files that take longest (over 90 s each in CI, as prove's
-# --timer shows), longest first, start first, so that none of them is
-# left running alone at the end; then the rest, highest-numbered first.
-# A name without its file here is skipped.
-slow_tests="160_fault_mesh 143_signed_servers 111_two_servers 140_bounded_memory
-	102_stream_js_server 101_stream_js_client 135_libfuzzer 147_stream_tls 112_chain
-	115_stream_bad_input 142_signed_stream 170_restore_base_backup 171_restore_dump
-	123_libpq_restart_mid_sync"
+# Three files at a time: every file has its own clusters and ports.  The
+# files start longest first (by their times in CI, as prove's --timer
+# shows them: the fault mesh, which runs a fixed schedule, then the
+# others), so that no long file is left running alone at the end; files
+# not listed here come last, highest-numbered first.  A name without its
+# file here is skipped.
+slow_tests="160_fault_mesh 143_signed_servers 101_stream_js_client 111_two_servers
+	102_stream_js_server 170_restore_base_backup 112_chain 140_bounded_memory
+	115_stream_bad_input 127_libpq_live 126_libpq_faults 114_stream_read_only
+	113_stream_restart_mid_sync 147_stream_tls 135_libfuzzer 142_signed_stream
+	004_interop_semantics 002_concurrency 123_libpq_restart_mid_sync 171_restore_dump
+	150_listen_rules 132_hostile_input 134_update_limits 131_clock_skew
+	007_interop_reparse 144_signed_dialed 136_listener_fuzz 124_libpq_auth
+	137_role_privileges 117_stream_sync_fairness 153_listen_rules_cert"
 # SB_SKIP_TESTS: names of TAP files to leave out (CI's PostgreSQL 17 run
 # leaves out files the other run and other files cover: see .ci/run); the
 # summary lists them, so that nothing left out passes for run.

@@ -37,16 +37,7 @@ if (!cli) {
 }
 
 // mulberry32: small, seedable, the same sequence on every platform
-function rng(seed) {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
+const { rng } = require('./lib/harness');
 const seed = process.env.SB_TEST_SEED ? parseInt(process.env.SB_TEST_SEED, 10) : 20261206;
 const R = rng(seed);
 const int = (n) => Math.floor(R() * n);

@@ -20,20 +20,11 @@ const readline = require('readline');
 const Model = require('scuttlebutt/model');
 const Events = require('scuttlebutt/events');
 const Value = require('r-value');
+// mulberry32, seeded: a seed gives the same writes
+const { rng } = require('./lib/harness');
 
 const [seedArg, logDir, ...specs] = process.argv.slice(2);
 
-// mulberry32: a small seeded generator, so a seed gives the same writes
-function rng(seed) {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
 const rand = rng(Number(seedArg) || 1);
 
 const KEYS = 20;

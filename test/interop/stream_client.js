@@ -328,6 +328,9 @@ async function bulk() {
 	h.is(expectedInitial.length, DB_KEYS + REMOTE * REMOTE_EACH, `${label}: the database holds ${DB_KEYS + REMOTE * REMOTE_EACH} updates`);
 
 	const peer = await st.connectClient(port, sb, { meta: name }, label);
+	// the header carries the clock as it is when the server writes it: the
+	// SQL writes below start once it is here, racing the history it sends
+	h.ok(await st.until(() => peer.header !== undefined), `${label}: the server's header arrives`);
 	// SQL writes while the sync runs (each its own transaction)
 	const racingTs = [];
 	for (let i = 0; i < RACING; i++)

@@ -1,15 +1,17 @@
-# A TCP fault proxy for the mesh test (test/t/160-169): one child process
-# per link between two ends (two servers, or a JavaScript peer and its
-# server), forwarding any number of routes, each a listening port on
-# 127.0.0.1 that forwards to 127.0.0.1:<to>, dialed by one of the two ends.
+# A TCP fault proxy (test/t/126, 160, 170): one child process per link
+# between two ends (two servers, or a JavaScript peer and its server),
+# forwarding any number of routes, each a listening port on 127.0.0.1
+# that forwards to 127.0.0.1:<to>, dialed by one of the two ends.
 #
 #   my $p = FaultProxy->new('s0-s1', [ 's0', 's1' ],
 #                           [ { to => $pg_port_of_s1, client => 's0' },
 #                             { to => $stream_port_of_s0, client => 's1' } ]);
 #   $p->port(0), $p->port(1)       where route 0 and route 1 listen
+#   my $p = FaultProxy->forward($name, $to)
+#                                  one route to 127.0.0.1:$to ($p->port)
 #
 # Faults, each in force when the call returns (the child acknowledges
-# every command after applying it):
+# every command after applying it; each returns true, or dies):
 #   $p->pause          no byte is read or written and no connection
 #                      accepted; the connections stay open (a partition
 #                      as a stalled network shows it)
@@ -81,9 +83,17 @@ sub new
 	return $self;
 }
 
+# A proxy of one route, from a client "client" to a server "server"
+# listening on 127.0.0.1:$to
+sub forward
+{
+	my ($class, $name, $to) = @_;
+	return $class->new($name, [ 'client', 'server' ], [ { to => $to, client => 'client' } ]);
+}
+
 sub name { return $_[0]->{name} }
 sub ends { return @{ $_[0]->{ends} } }
-sub port { return $_[0]->{ports}[ $_[1] ] }
+sub port { return $_[0]->{ports}[ $_[1] // 0 ] }
 
 # Sends one command and waits (10 s at most) for the child's answer
 sub _command
@@ -114,17 +124,18 @@ sub _command
 	}
 }
 
-sub pause { return $_[0]->_command('pause') }
-sub drop { return $_[0]->_command('drop') }
-sub heal { return $_[0]->_command('heal') }
-sub delay { my ($self, $ms) = @_; return $self->_command('delay', int($ms)) }
+sub pause { $_[0]->_command('pause'); return 1 }
+sub drop { $_[0]->_command('drop'); return 1 }
+sub heal { $_[0]->_command('heal'); return 1 }
+sub delay { my ($self, $ms) = @_; $self->_command('delay', int($ms)); return 1 }
 sub connections { return $_[0]->_command('count') }
 
 sub cut
 {
 	my ($self, $from) = @_;
 	die "fault proxy $self->{name}: no end $from" unless grep { $_ eq $from } @{ $self->{ends} };
-	return $self->_command('cut', $from);
+	$self->_command('cut', $from);
+	return 1;
 }
 
 sub stop

@@ -9,6 +9,9 @@
 #       turns every check it reports into a TAP assertion; a message of
 #       another kind goes to $ScuttlebuttTest::on_message, if set (a sub
 #       given the decoded message)
+#
+# Loading it also sends every plain safe_psql and poll_query_until of the
+# test through a psql session kept open (test/lib/PsqlSession.pm).
 package ScuttlebuttTest;
 
 use strict;
@@ -20,6 +23,7 @@ use IPC::Run;
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use PsqlSession;
 use Test::More;
 
 our $test_dir = abs_path(dirname(__FILE__) . '/..');    # .../test
@@ -33,6 +37,9 @@ sub json_codec
 {
 	return $json_class->new;
 }
+# every plain query and poll through a psql session kept open
+PsqlSession::install();
+
 our $interop_dir = "$test_dir/interop";
 our $on_message;
 

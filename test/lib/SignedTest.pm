@@ -8,7 +8,8 @@
 #       "openssl genpkey -algorithm ed25519") and $dir/a.pub (its SPKI
 #       PEM, as "openssl rsa -pubout" / "openssl pkey -pubout" write
 #       it); returns {private => path, public => path, pem => text,
-#       id => base64(SHA-1(pem)), algorithm => 'rsa' | 'ed25519'}
+#       id => base64(SHA-1(pem)), algorithm => 'rsa' | 'ed25519'}; an
+#       RSA key of a name made before in the test is that one again
 #
 #   SignedTest::use_key($node, $k, $path)
 #       points the node's scuttlebutt.signing_key_file at $k->{private}
@@ -64,12 +65,23 @@ sub key_id
 	return $id;
 }
 
+# RSA keys made so far by this test, by name: a test that makes its keys
+# again for another round (another transport) gets the same RSA key
+# pair under the same name, copied (openssl takes a good part of a
+# second of CPU for one; each round has new servers)
+my %rsa_made;
+
 sub make_key
 {
 	my ($dir, $name, $algorithm) = @_;
 	my $private = "$dir/$name.key";
 	my $public = "$dir/$name.pub";
-	if ($algorithm eq 'rsa')
+	if ($algorithm eq 'rsa' && $rsa_made{$name})
+	{
+		PostgreSQL::Test::Utils::system_or_bail('cp', '-p', $rsa_made{$name}{private}, $private);
+		PostgreSQL::Test::Utils::system_or_bail('cp', '-p', $rsa_made{$name}{public}, $public);
+	}
+	elsif ($algorithm eq 'rsa')
 	{
 		_run('openssl', 'genrsa', '-traditional', '-out', $private, '2048');
 		_run('openssl', 'rsa', '-in', $private, '-pubout', '-out', $public);
@@ -85,13 +97,15 @@ sub make_key
 	}
 	chmod(0600, $private) or die "chmod $private: $!";
 	my $pem = slurp_file($public);
-	return {
+	my $k = {
 		private => $private,
 		public => $public,
 		pem => $pem,
 		id => key_id($pem),
 		algorithm => $algorithm
 	};
+	$rsa_made{$name} //= $k if $algorithm eq 'rsa';
+	return $k;
 }
 
 sub use_key

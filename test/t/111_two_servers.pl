@@ -327,9 +327,11 @@ sub scenario
 	is($qb->("SELECT string_agg(m, ',' ORDER BY i) FROM $race_models WHERE NOT coalesce(scuttlebutt.clock(m) ? "
 			  . $lit->($id_a) . ', false)'),
 		'', "$tn: values written on both sides: B's clock has A's superseded write, for every model");
-	is($qa->("SELECT string_agg(m, ',' ORDER BY i) FROM $race_models"
-			  . q{ WHERE scuttlebutt.get_value(m)::text IS DISTINCT FROM '"b"'}),
-		'', "$tn: values written on both sides: the later write (B's) wins on A");
+	# B's wait_for_sync says B sent everything, not that A applied it yet
+	my $not_b = "SELECT string_agg(m, ',' ORDER BY i) FROM $race_models"
+	  . q{ WHERE scuttlebutt.get_value(m)::text IS DISTINCT FROM '"b"'};
+	LibpqTest::poll($na, "SELECT ($not_b) IS NULL", 30);
+	is($qa->($not_b), '', "$tn: values written on both sides: the later write (B's) wins on A");
 	is(join(',', StreamTest::wait_all_converged(\@race, [ $na, $nb ], 30)), '',
 		"$tn: values written on both sides: every model converged (history and clock)");
 

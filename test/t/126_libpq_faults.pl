@@ -23,6 +23,7 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
+use FaultProxy;
 use LibpqTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -136,7 +137,7 @@ ok(LibpqTest::poll($nd, "SELECT NOT EXISTS (SELECT FROM scuttlebutt.peer_status 
 	'other kind: remove_peer ends a peer in backoff');
 
 # ---- 3. a network stall ----
-my $proxy = LibpqTest::Proxy->new($nr->port);
+my $proxy = FaultProxy->forward('d-r', $nr->port);
 qr1(q{SELECT scuttlebutt.set('p', 'r' || i, to_jsonb(i)) FROM generate_series(1, 30) i});
 qd(q{SELECT scuttlebutt.set('p', 'd' || i, to_jsonb(i)) FROM generate_series(1, 10) i});
 # its sessions name themselves, for the checks of R's pg_stat_activity below
@@ -157,7 +158,7 @@ healthy('short stall', 5);
 	sub { $_[0]{sent} > $before->{sent} && $_[0]{bytes_out} > $before->{bytes_out} }, 30);
 ok($ok, 'short stall: D sent its write towards R');
 is(qr1(q{SELECT scuttlebutt.get('p', 'd_stall1')}), '', 'short stall: nothing passes the stalled proxy');
-ok($proxy->resume, 'the proxy forwards again');
+ok($proxy->heal, 'the proxy forwards again');
 ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('p', 'd_stall1') = '1'}, 30), 'short stall over: D\'s write reaches R');
 ok(LibpqTest::poll($nd, q{SELECT scuttlebutt.get('p', 'r_stall1') = '1'}, 30), 'short stall over: R\'s write reaches D');
 
@@ -180,7 +181,7 @@ note(sprintf('stall: detected after %.1fs; state %s; last_error: %s', time - $t_
 	$row->{last_error} // 'NULL'));
 healthy('long stall');
 is(qd(q{SELECT scuttlebutt.wait_for_sync('p', '1s')}), 'f', 'stall: wait_for_sync is false');
-ok($proxy->resume, 'the proxy forwards again');
+ok($proxy->heal, 'the proxy forwards again');
 is(qd(q{SELECT scuttlebutt.wait_for_sync('p', '60s')}), 't', 'stall over: wait_for_sync on D');
 ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('p', 'd_stall2') = '2'}, 30), 'stall over: D\'s write reaches R');
 ok(LibpqTest::poll($nd, q{SELECT scuttlebutt.get('p', 'r_stall2') = '2'}, 30), 'stall over: R\'s write reaches D');
@@ -221,7 +222,7 @@ like($row->{last_error} // '', qr/pull/, 'pull stall: last_error names the pull 
 cmp_ok($took, '<', 20, 'pull stall: noticed within the poll\'s wait plus peer_timeout (and some slack)');
 note(sprintf('pull stall: detected after %.1fs; last_error: %s', $took, $row->{last_error} // 'NULL'));
 healthy('pull stall');
-ok($proxy->resume, 'the proxy forwards again');
+ok($proxy->heal, 'the proxy forwards again');
 ok(LibpqTest::poll($nd, q{SELECT scuttlebutt.get('p', 'r_stall3') = '3'}, 30), 'pull stall over: R\'s write reaches D');
 
 # ---- nothing lost, nothing twice ----
@@ -247,7 +248,7 @@ qd("SELECT scuttlebutt.remove_peer($p_peer)");
 ok(LibpqTest::poll($nd, "SELECT NOT EXISTS (SELECT FROM scuttlebutt.peer_status WHERE peer_id = $p_peer)", 5),
 	'remove_peer ends a stalled peer within 5 s');
 healthy('a stalled peer removed');
-ok($proxy->resume, 'the proxy forwards again');
+ok($proxy->heal, 'the proxy forwards again');
 # (d_removed may still arrive: its import was on the wire before the
 # removal; nothing written after it may)
 qd(q{SELECT scuttlebutt.set('p', 'd_after_removal', '5')});

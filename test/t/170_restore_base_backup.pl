@@ -39,6 +39,7 @@ use warnings;
 use File::Path qw(rmtree);
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
+use FaultProxy;
 use LibpqTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::RecursiveCopy;
@@ -62,8 +63,8 @@ for my $n (@all)
 }
 my $rid = q1($r, 'SELECT scuttlebutt.node_id()');
 
-my $x = LibpqTest::Proxy->new($p1->port);
-my $y = LibpqTest::Proxy->new(LibpqTest::stream_port($r));
+my $x = FaultProxy->forward('r-p1', $p1->port);
+my $y = FaultProxy->forward('p2-r', LibpqTest::stream_port($r));
 for my $m (qw(kv ev val))
 {
 	LibpqTest::add_peer($r, $m, LibpqTest::conninfo($p1, tcp => 1, port => $x->port));
@@ -162,8 +163,8 @@ is(q1($r, 'SELECT scuttlebutt.rejoining()'), 't', 'rejoining() says so');
 ok(-e $r->data_dir . '/scuttlebutt.rejoin', 'the file scuttlebutt.rejoin marks the rejoin');
 
 # ---- 4. the links forward again ----
-$x->resume;
-$y->resume;
+$x->heal;
+$y->heal;
 my $t_heal = time;
 ok(LibpqTest::poll($r,
 		q{SELECT scuttlebutt.set('kv', 'probe', '1') IS NOT NULL}
@@ -220,8 +221,8 @@ is(q1($r, 'SELECT scuttlebutt.end_rejoin()'), 't', 'end_rejoin() ends the rejoin
 is(q1($r, 'SELECT scuttlebutt.end_rejoin()'), 'f', '... once');
 isnt(q1($r, q{SELECT scuttlebutt.set('kv', 'copy', '1')}), '', 'then R takes local writes at once');
 ok(!-e $r->data_dir . '/scuttlebutt.rejoin', 'the file is gone');
-$x->resume;
-$y->resume;
+$x->heal;
+$y->heal;
 converged('after the end of the rejoin');
 
 for my $n (@all)

@@ -14,6 +14,7 @@
 // counts them.  A script that dies before "done" fails its TAP test.
 
 const { spawnSync } = require('child_process');
+const { SyncPool, usable } = require('./psql_session');
 
 // ---------------------------------------------------------------------
 // Reporting
@@ -140,15 +141,22 @@ class Db {
 		this.connstr = connstr;
 	}
 
-	// Runs SQL text; returns {ok, out, err}.
+	// Runs SQL text; returns {ok, out, err}.  Through a psql session kept
+	// open (lib/psql_session.js), or a psql of its own.
 	run(sql) {
+		const env = Object.assign({}, process.env, { PGCLIENTENCODING: 'UTF8', PGOPTIONS: '' });
+		if (usable(sql)) {
+			this.pool = this.pool || new SyncPool(this.connstr, env);
+			const s = this.pool.run(sql);
+			if (s) return s;
+		}
 		const r = spawnSync(process.env.PSQL || 'psql',
 			['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', this.connstr],
 			{
 				input: sql,
 				encoding: 'utf8',
 				maxBuffer: 1 << 30,
-				env: Object.assign({}, process.env, { PGCLIENTENCODING: 'UTF8', PGOPTIONS: '' }),
+				env,
 			});
 		if (r.error) throw r.error;
 		return { ok: r.status === 0, out: r.stdout, err: r.stderr, status: r.status };

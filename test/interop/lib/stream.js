@@ -17,8 +17,10 @@
 const net = require('net');
 const { spawn } = require('child_process');
 const { StringDecoder } = require('string_decoder');
+const { Pool, usable } = require('./psql_session');
 
 const TIMEOUT_MS = (Number(process.env.PG_TEST_TIMEOUT_DEFAULT) || 180) * 1000;
+const PSQL_ENV = Object.assign({}, process.env, { PGCLIENTENCODING: 'UTF8', PGOPTIONS: '' });
 
 // ---------------------------------------------------------------------
 // SQL without blocking the event loop
@@ -30,12 +32,23 @@ class AsyncDb {
 		this.connstr = connstr;
 	}
 
-	// Runs SQL text; resolves with {ok, out, err, status}.
-	run(sql) {
+	// Runs SQL text; resolves with {ok, out, err, status}.  Through a
+	// psql session kept open (lib/psql_session.js), or a psql of its own.
+	async run(sql) {
+		if (usable(sql)) {
+			this.pool = this.pool || new Pool(this.connstr, PSQL_ENV);
+			const r = await this.pool.run(sql);
+			if (r) return r;
+		}
+		return this.runAlone(sql);
+	}
+
+	// Runs SQL text in a psql of its own
+	runAlone(sql) {
 		return new Promise((resolve, reject) => {
 			const p = spawn(process.env.PSQL || 'psql',
 				['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', this.connstr],
-				{ env: Object.assign({}, process.env, { PGCLIENTENCODING: 'UTF8', PGOPTIONS: '' }) });
+				{ env: PSQL_ENV });
 			const out = [], err = [];
 			p.stdout.on('data', (d) => out.push(d));
 			p.stderr.on('data', (d) => err.push(d));
