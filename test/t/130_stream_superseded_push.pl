@@ -74,8 +74,12 @@ for my $end (qw(COMMIT ROLLBACK))
 
 	# caught up: R holds what D holds, clock included
 	is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '30s')}), 't', "$end: wait_for_sync on D");
-	is(qr1(qq{SELECT scuttlebutt.get('kv', '$solo')}), '"d"',
+	# (D in sync means D has sent it all; R applies what it reads soon after)
+	ok(LibpqTest::poll($nr, qq{SELECT scuttlebutt.get('kv', '$solo') = '"d"'}, 30),
 		"$end: once D says it is in sync, R holds $solo, written while t0 was held");
+	ok(LibpqTest::poll($nr, q{SELECT (SELECT md5(string_agg(key || '=' || value::text, ',' ORDER BY key)) FROM scuttlebutt.entries('kv'))}
+			. ' = ' . LibpqTest::lit(qd(q{SELECT md5(string_agg(key || '=' || value::text, ',' ORDER BY key)) FROM scuttlebutt.entries('kv')})), 30),
+		"$end: R comes to hold D's values");
 	is(qr1(q{SELECT md5(string_agg(key || '=' || value::text, ',' ORDER BY key)) FROM scuttlebutt.entries('kv')}),
 		qd(q{SELECT md5(string_agg(key || '=' || value::text, ',' ORDER BY key)) FROM scuttlebutt.entries('kv')}),
 		"$end: R and D hold the same values");
