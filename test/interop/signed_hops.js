@@ -53,6 +53,8 @@ h.main(async () => {
 	h.same([j1.get('j2'), j1.get('sql_b'), j2.get('j1'), j2.get('sql_a')], ['from J2', 'on B', 'from J1', 'on A'],
 		`${label}: each applied what came from the other side (it verified)`);
 	h.is(j1.unverified.length + j2.unverified.length, 0, `${label}: no 'unverified_data' on J1 or J2`, j1.unverified.concat(j2.unverified).join('\n'));
+	// each one's own server's write too (checked above only across the hops)
+	h.ok(await st.until(() => st.hasSeen(j1, idA, tsA) && st.hasSeen(j2, idB, tsB)), `${label}: A's SQL write reaches J1, B's reaches J2`);
 	h.same(j1.toJSON(), j2.toJSON(), `${label}: J1 and J2 hold the same state`);
 	h.same(JSON.parse(dbB.value(`SELECT scuttlebutt.to_json(${lit(name)})::text`)), j1.toJSON(), `${label}: and so does B`);
 	h.ok(await p1.finish() && await p2.finish(), `${label}: closed`);
