@@ -657,23 +657,6 @@ SbSequencerAdopt(int32 model_id, const char *node_id, double first_ts,
 	(void) take(model_id, node_id, NAN, 1, first_ts, last_ts);
 }
 
-/*
- * Whether the slot is not key's, or is behind ts (last below it; with
- * shown, also what readers are shown below it, up to the reservation)
- */
-static bool
-slot_would_learn(int slot, const SeqKey *key, double ts, bool shown)
-{
-	SeqSlot    *s = &seq->slots[slot];
-	bool		behind;
-
-	LWLockAcquire(slot_lock(slot), LW_SHARED);
-	behind = !s->valid || memcmp(&s->key, key, sizeof(SeqKey)) != 0 ||
-		s->last < ts || (shown && s->shown < Min(ts, s->reserved));
-	LWLockRelease(slot_lock(slot));
-	return behind;
-}
-
 void
 SbSequencerLearn(int32 model_id, const char *node_id, double ts)
 {
@@ -683,7 +666,11 @@ SbSequencerLearn(int32 model_id, const char *node_id, double ts)
 
 	make_key(&key, model_id, node_id);
 	slot = find_slot(&key, model_id, node_id, true);
-	behind = slot_would_learn(slot, &key, ts, false);
+	LWLockAcquire(slot_lock(slot), LW_SHARED);
+	behind = !seq->slots[slot].valid ||
+		memcmp(&seq->slots[slot].key, &key, sizeof(SeqKey)) != 0 ||
+		seq->slots[slot].last < ts;
+	LWLockRelease(slot_lock(slot));
 	/* as an adopted update at ts: the slot and the reservation move past */
 	if (behind)
 		(void) take(model_id, node_id, NAN, 1, ts, ts);
@@ -702,10 +689,19 @@ SbSequencerWouldLearn(int32 model_id, const char *node_id, double ts)
 {
 	SeqKey		key;
 	int			slot;
+	SeqSlot    *s;
+	bool		moves;
 
 	make_key(&key, model_id, node_id);
 	slot = find_slot(&key, model_id, node_id, false);
-	return slot < 0 || slot_would_learn(slot, &key, ts, true);
+	if (slot < 0)
+		return true;
+	s = &seq->slots[slot];
+	LWLockAcquire(slot_lock(slot), LW_SHARED);
+	moves = !s->valid || memcmp(&s->key, &key, sizeof(SeqKey)) != 0 ||
+		s->last < ts || s->shown < Min(ts, s->reserved);
+	LWLockRelease(slot_lock(slot));
+	return moves;
 }
 
 /*
