@@ -677,34 +677,6 @@ SbSequencerLearn(int32 model_id, const char *node_id, double ts)
 }
 
 /*
- * Whether a peer's word that this node's source reached ts would move
- * anything (SbSequencerLearn, SbSequencerRaiseShown): true when it is
- * past the slot's last or shown, or when the slot is not in memory (it
- * is read from the clocks row in a transaction).  Read outside any
- * transaction, so that a peer's header costs one only when it moves
- * something, not once per connection.
- */
-bool
-SbSequencerWouldLearn(int32 model_id, const char *node_id, double ts)
-{
-	SeqKey		key;
-	int			slot;
-	SeqSlot    *s;
-	bool		moves;
-
-	make_key(&key, model_id, node_id);
-	slot = find_slot(&key, model_id, node_id, false);
-	if (slot < 0)
-		return true;
-	s = &seq->slots[slot];
-	LWLockAcquire(slot_lock(slot), LW_SHARED);
-	moves = !s->valid || memcmp(&s->key, &key, sizeof(SeqKey)) != 0 ||
-		s->last < ts || s->shown < Min(ts, s->reserved);
-	LWLockRelease(slot_lock(slot));
-	return moves;
-}
-
-/*
  * A peer vouches (a libpq poll() or _push() header) that this node's
  * source reached ts.  The slot shows at least that, up to its committed
  * reservation: after a restart it shows the latest update held, which is

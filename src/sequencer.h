@@ -55,9 +55,6 @@ extern void SbSequencerAdopt(int32 model_id, const char *node_id,
  */
 extern void SbSequencerLearn(int32 model_id, const char *node_id, double ts);
 
-/* Whether SbSequencerLearn or SbSequencerRaiseShown of ts would move the slot */
-extern bool SbSequencerWouldLearn(int32 model_id, const char *node_id, double ts);
-
 /*
  * The greatest timestamp of this node's source in a model that a reader
  * with the active snapshot may be shown: every update of that source at

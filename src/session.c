@@ -61,7 +61,6 @@
 #include "commit.h"
 #include "guc.h"
 #include "privileges.h"
-#include "sequencer.h"
 #include "session.h"
 #include "shmem.h"
 #include "timestamp.h"
@@ -506,14 +505,10 @@ SbSessionPeerHeader(SbSession *s, const char *id, const SbClockEntry *clock, int
 		/*
 		 * The peer holds this node's own source at that timestamp: queued
 		 * so that the sequencer passes it before anything is applied
-		 * (SbRaiseClock), the restore case (rejoin.c); only when that
-		 * moves the sequencer (the usual header, a peer as far as we are,
-		 * costs no transaction).
+		 * (SbRaiseClock), the restore case (rejoin.c).
 		 */
 		if (s->model_known && s->model.node_id != NULL &&
-			strcmp(clock[i].source, s->model.node_id) == 0 &&
-			SbSequencerActive() &&
-			SbSequencerWouldLearn(s->model.id, s->model.node_id, clock[i].ts))
+			strcmp(clock[i].source, s->model.node_id) == 0)
 			queue_own_clock(s, &clock[i]);
 	}
 	s->peer_clock_known = true;
