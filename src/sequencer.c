@@ -686,20 +686,26 @@ SbSequencerLearn(int32 model_id, const char *node_id, double ts)
  * reservation was handed out before the slot was made, so it committed
  * or never will.
  */
-void
+bool
 SbSequencerRaiseShown(int32 model_id, const char *node_id, double ts)
 {
 	SeqKey		key;
 	int			slot;
 	SeqSlot    *s;
+	bool		raised = false;
 
 	make_key(&key, model_id, node_id);
 	slot = find_slot(&key, model_id, node_id, true);
 	s = &seq->slots[slot];
 	LWLockAcquire(slot_lock(slot), LW_EXCLUSIVE);
-	if (s->valid && memcmp(&s->key, &key, sizeof(SeqKey)) == 0)
-		s->shown = Max(s->shown, Min(ts, s->reserved));
+	if (s->valid && memcmp(&s->key, &key, sizeof(SeqKey)) == 0 &&
+		s->shown < Min(ts, s->reserved))
+	{
+		s->shown = Min(ts, s->reserved);
+		raised = true;
+	}
 	LWLockRelease(slot_lock(slot));
+	return raised;
 }
 
 /*
@@ -795,6 +801,12 @@ compute_limit(const SeqKey *key, int32 model_id, const char *node_id,
  * while the shared state moves on (a commit is visible a moment before its
  * entry says so, and a running one may abort).  A snapshot is known by
  * what it sees: xmin, xmax and its running xids (in any order).
+ *
+ * Only within one transaction: on an idle server the next transaction's
+ * snapshot sees the same and would be given a limit computed before the
+ * shared state moved on (before a commit's entry said so, before a peer
+ * vouched for more: SbSequencerRaiseShown), moves that complete no
+ * transaction id, until some later commit.
  */
 typedef struct LimitCacheEntry
 {
@@ -860,6 +872,8 @@ SbSequencerVisibleLimit(int32 model_id, const char *node_id)
 static void
 end_transaction(bool committed)
 {
+	for (int i = 0; i < SB_LIMIT_CACHE; i++)
+		limit_cache[i].xip_sum = 0;
 	if (my_entry >= 0)
 	{
 		SeqProc    *p = my_proc();

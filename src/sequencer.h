@@ -63,8 +63,11 @@ extern void SbSequencerLearn(int32 model_id, const char *node_id, double ts);
  */
 extern double SbSequencerVisibleLimit(int32 model_id, const char *node_id);
 
-/* A peer vouches that this node's source reached ts (see sequencer.c) */
-extern void SbSequencerRaiseShown(int32 model_id, const char *node_id,
+/*
+ * A peer vouches that this node's source reached ts (see sequencer.c);
+ * true if readers are now shown more
+ */
+extern bool SbSequencerRaiseShown(int32 model_id, const char *node_id,
 								  double ts);
 
 #endif							/* SCUTTLEBUTT_SEQUENCER_H */

@@ -482,7 +482,9 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 			if (SbSequencerActive())
 			{
 				SbSequencerLearn(model->id, model->node_id, entries[i].ts);
-				SbSequencerRaiseShown(model->id, model->node_id, entries[i].ts);
+				/* shown at once, not at our commit: readers must look */
+				if (SbSequencerRaiseShown(model->id, model->node_id, entries[i].ts))
+					SbNoteHorizonMoved(model->id);
 			}
 			continue;
 		}

@@ -38,6 +38,13 @@ for my $n ($na, $nb)
 {
 	q1($n, q{SELECT scuttlebutt.create_model('kv'); SELECT scuttlebutt.create_model('val', 'value')});
 }
+# "solo": A's alone, its latest own update superseded by a source's
+# update applied here, for the session that read the clock before a
+# header vouched for more (below)
+q1($na, q{SELECT scuttlebutt.create_model('solo');
+		  SELECT scuttlebutt.set('solo', 'x', '"a"'); SELECT scuttlebutt.set('solo', 'y', '"a"')});
+my $solo_y = q1($na, "SELECT scuttlebutt.clock('solo') ->> '$ida'");
+q1($na, qq{SELECT scuttlebutt.apply_update('solo', ('[["y","s"],' || (${solo_y}::float8 + 1) || ',"S"]')::json)});
 LibpqTest::add_peer($na, $_, LibpqTest::conninfo($nb, tcp => 1)) for qw(kv val);
 
 q1($na, q{SELECT scuttlebutt.set('kv', 'x', '"a"'); SELECT scuttlebutt.set('kv', 'y', '"a"');
@@ -80,5 +87,18 @@ sleep 2;
 my $r2 = LibpqTest::peer($na, q{model = 'kv'});
 cmp_ok($r2->{bytes_in} - $r1->{bytes_in}, '<', 20_000, 'kv: an idle peer does not poll in a loop')
   or diag("bytes in over 2 s: " . ($r2->{bytes_in} - $r1->{bytes_in}));
+
+# A session that read A's clock before a header vouched for more (an
+# idle server: no transaction id completes in between, so its next
+# snapshot is the same as the one it read with) sees what was vouched for
+my $bg = $na->background_psql('postgres');
+my $solo_x = $bg->query_safe("SELECT scuttlebutt.clock('solo') ->> '$ida'");
+cmp_ok($solo_x, '<', $solo_y, 'solo: after the restart A shows x, its latest update held');
+q1($na, qq{SELECT scuttlebutt._push('solo', '{"id":"P","clock":{"$ida":$solo_y}}')});
+is(q1($na, "SELECT scuttlebutt.clock('solo') ->> '$ida'"), $solo_y,
+	'solo: a new session shows what the pushed header vouched for');
+is($bg->query_safe("SELECT scuttlebutt.clock('solo') ->> '$ida'"), $solo_y,
+	'solo: so does the session that read the clock before');
+$bg->quit;
 
 done_testing();
