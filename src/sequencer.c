@@ -818,11 +818,119 @@ typedef struct LimitCacheEntry
 	int			slot;
 	double		base;
 	double		cap;
+	double		at_least;		/* see LastLimit */
 } LimitCacheEntry;
 
 #define SB_LIMIT_CACHE 8
 static LimitCacheEntry limit_cache[SB_LIMIT_CACHE];
 static int	limit_cache_next = 0;
+
+/*
+ * The last limit this backend computed per slot key, with what its
+ * snapshot saw: a later snapshot that sees all of that is given at least
+ * that limit.  Without it the limit could go down from one transaction to
+ * the next: a backend's floor (folded entries, see above) caps snapshots
+ * older than its last folded commit with the smallest timestamp folded,
+ * including those of commits such a snapshot sees.
+ */
+typedef struct LastLimit
+{
+	SeqKey		key;
+	bool		valid;
+	TransactionId xmin;
+	TransactionId xmax;
+	uint32		xcnt;
+	int32		subxcnt;		/* -1: suboverflowed */
+	TransactionId *xids;		/* xip, then subxip */
+	uint32		xids_size;
+	double		limit;
+} LastLimit;
+
+static LastLimit last_limits[SB_LIMIT_CACHE];
+static int	last_limits_next = 0;
+
+static bool
+xid_listed(TransactionId xid, const TransactionId *xids, uint32 n)
+{
+	for (uint32 i = 0; i < n; i++)
+		if (xids[i] == xid)
+			return true;
+	return false;
+}
+
+/*
+ * Whether snapshot s sees every transaction the remembered one saw: each
+ * transaction it has running was running then too, or began after it.
+ */
+static bool
+sees_all_of(Snapshot s, const LastLimit *prev)
+{
+	if (TransactionIdPrecedes(s->xmax, prev->xmax) ||
+		TransactionIdPrecedes(s->xmin, prev->xmin) ||
+		s->suboverflowed || prev->subxcnt < 0)
+		return false;
+	for (uint32 i = 0; i < s->xcnt; i++)
+		if (TransactionIdPrecedes(s->xip[i], prev->xmax) &&
+			!xid_listed(s->xip[i], prev->xids, prev->xcnt))
+			return false;
+	for (int32 i = 0; i < s->subxcnt; i++)
+		if (TransactionIdPrecedes(s->subxip[i], prev->xmax) &&
+			!xid_listed(s->subxip[i], prev->xids + prev->xcnt, prev->subxcnt))
+			return false;
+	return true;
+}
+
+static LastLimit *
+last_limit_of(const SeqKey *key)
+{
+	for (int i = 0; i < SB_LIMIT_CACHE; i++)
+		if (last_limits[i].valid && memcmp(&last_limits[i].key, key, sizeof(SeqKey)) == 0)
+			return &last_limits[i];
+	return NULL;
+}
+
+/* The least limit snapshot s may be given for key: -Infinity if none */
+static double
+limit_at_least(const SeqKey *key, Snapshot s)
+{
+	LastLimit  *prev = last_limit_of(key);
+
+	return prev != NULL && sees_all_of(s, prev) ? prev->limit : -INFINITY;
+}
+
+/* Remembers limit as snapshot s's for key, unless s is older */
+static void
+remember_limit(const SeqKey *key, Snapshot s, double limit)
+{
+	LastLimit  *r = last_limit_of(key);
+	uint32		n = s->xcnt + (s->suboverflowed ? 0 : s->subxcnt);
+
+	if (r != NULL && TransactionIdPrecedes(s->xmax, r->xmax))
+		return;
+	if (r == NULL)
+	{
+		r = &last_limits[last_limits_next];
+		last_limits_next = (last_limits_next + 1) % SB_LIMIT_CACHE;
+	}
+	r->valid = false;			/* in case of an ERROR below */
+	if (r->xids_size < Max(n, 1))
+	{
+		if (r->xids)
+			pfree(r->xids);
+		r->xids = MemoryContextAlloc(TopMemoryContext, sizeof(TransactionId) * Max(n, 1));
+		r->xids_size = Max(n, 1);
+	}
+	memcpy(r->xids, s->xip, sizeof(TransactionId) * s->xcnt);
+	if (!s->suboverflowed)
+		memcpy(r->xids + s->xcnt, s->subxip, sizeof(TransactionId) * s->subxcnt);
+	r->key = *key;
+	r->xmin = s->xmin;
+	r->xmax = s->xmax;
+	r->xcnt = s->xcnt;
+	r->subxcnt = s->suboverflowed ? -1 : s->subxcnt;
+	r->limit = limit;
+	r->valid = true;
+}
 
 double
 SbSequencerVisibleLimit(int32 model_id, const char *node_id)
@@ -851,6 +959,11 @@ SbSequencerVisibleLimit(int32 model_id, const char *node_id)
 		hit->xip_sum = 0;		/* in case of an ERROR below */
 		compute_limit(&key, model_id, node_id, snapshot, &hit->slot,
 					  &hit->base, &hit->cap);
+		hit->at_least = limit_at_least(&key, snapshot);
+		limit = hit->base;
+		if (isfinite(hit->cap))
+			limit = Min(limit, SbTimestampBefore(hit->cap));
+		remember_limit(&key, snapshot, Max(limit, hit->at_least));
 		hit->key = key;
 		hit->xmin = snapshot->xmin;
 		hit->xmax = snapshot->xmax;
@@ -866,7 +979,7 @@ SbSequencerVisibleLimit(int32 model_id, const char *node_id)
 			limit = Max(limit, touched[i].max_ts);
 	if (isfinite(hit->cap))
 		limit = Min(limit, SbTimestampBefore(hit->cap));
-	return limit;
+	return Max(limit, hit->at_least);
 }
 
 static void

@@ -11,6 +11,9 @@
 #    and clock() stays the latest write.
 #  - One transaction may not hold timestamps of more models than there are
 #    slots: a clear error, and nothing of it stays.
+#  - clock() read in one transaction and then in a later one never goes
+#    down, even when the writer's backend has folded committed entries
+#    that an old snapshot still holds back (its floor).
 use strict;
 use warnings;
 
@@ -100,6 +103,33 @@ is(q1(q{SELECT count(*) FROM scuttlebutt.updates WHERE key = 'over'}), 0, '... a
 my $m2 = q1(q{SELECT scuttlebutt.set('m2', 'k3', '3')});
 cmp_ok($m2, '>', q1(q{SELECT max(ts) FROM scuttlebutt.entries('m2') WHERE key <> 'k3'}),
 	'after that error, writes go on');
+
+# ---- a later snapshot is never given less ----
+# The writer's backend keeps 16 entries (SB_SEQ_ENTRIES); a snapshot held
+# open (H) keeps them from being forgotten, so older ones are folded into
+# its floor, which caps every snapshot taken before the latest folded
+# commit with the smallest timestamp folded.
+q1(q{SELECT scuttlebutt.create_model('fold')});
+my $hold = $node->background_psql('postgres');
+$hold->query_safe(q{BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1});
+my $write_n = sub {
+	my ($from, $to) = @_;
+	q1(qq{DO \$\$ BEGIN FOR i IN $from..$to LOOP
+		   PERFORM scuttlebutt.set('fold', 'k' || i, '1'); COMMIT; END LOOP; END \$\$});
+};
+$write_n->(1, 20);
+my $reader = $node->background_psql('postgres');
+my $first = $reader->query_safe(qq{SELECT scuttlebutt.clock('fold') ->> '$id'});
+is($first, q1(q{SELECT max(ts) FROM scuttlebutt.entries('fold')}), 'fold: clock() is the latest write');
+# a later snapshot, taken before the writer's next 17 commits and read after
+$reader->query_safe(q{BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1});
+$write_n->(21, 37);
+my $later = $reader->query_safe(qq{SELECT scuttlebutt.clock('fold') ->> '$id'});
+cmp_ok($later, '>=', $first, 'fold: a later snapshot\'s clock() is not below an earlier one\'s');
+is($later, $first, 'fold: ... and holds none of the writes it does not see');
+$reader->query_safe(q{COMMIT});
+$hold->query_safe(q{COMMIT});
+$_->quit for $reader, $hold;
 
 $node->stop;
 done_testing();
