@@ -514,14 +514,15 @@ publish_entry(int32 model_id, FullTransactionId fxid, double first)
 }
 
 /*
- * The common part of Next and Adopt: under the slot's lock, moves the
- * slot past [first, last] (chosen here, or adopt_first..adopt_last) and
- * publishes this transaction's entry; then writes a reservation if the
- * committed one does not cover last.
+ * The common part of Next, Adopt and Learn: under the slot's lock, moves
+ * the slot past [first, last] (chosen here, or adopt_first..adopt_last)
+ * and publishes this transaction's entry; then writes a reservation if
+ * the committed one does not cover last.  Unless stores (Learn: only the
+ * slot and the reservation move), readers are shown last once we commit.
  */
 static double
 take(int32 model_id, const char *node_id, double floor, int count,
-	 double adopt_first, double adopt_last)
+	 double adopt_first, double adopt_last, bool stores)
 {
 	SeqKey		key;
 	FullTransactionId fxid = GetTopFullTransactionId();
@@ -591,7 +592,7 @@ take(int32 model_id, const char *node_id, double floor, int count,
 			}
 		}
 		s->last = Max(s->last, last);
-		if (last > t->max_ts)
+		if (stores && last > t->max_ts)
 		{
 			t->max_ts = last;
 			t->max_cid = GetCurrentCommandId(false);
@@ -641,7 +642,7 @@ SbSequencerNext(int32 model_id, const char *node_id, double floor, int count)
 	Assert(count >= 1);
 	/* after a restore, nothing before the peers told what they hold */
 	SbRejoinCheckLocalWrite();
-	return take(model_id, node_id, floor, count, NAN, NAN);
+	return take(model_id, node_id, floor, count, NAN, NAN, true);
 }
 
 double
@@ -654,7 +655,7 @@ void
 SbSequencerAdopt(int32 model_id, const char *node_id, double first_ts,
 				 double last_ts)
 {
-	(void) take(model_id, node_id, NAN, 1, first_ts, last_ts);
+	(void) take(model_id, node_id, NAN, 1, first_ts, last_ts, true);
 }
 
 void
@@ -671,9 +672,14 @@ SbSequencerLearn(int32 model_id, const char *node_id, double ts)
 		memcmp(&seq->slots[slot].key, &key, sizeof(SeqKey)) != 0 ||
 		seq->slots[slot].last < ts;
 	LWLockRelease(slot_lock(slot));
-	/* as an adopted update at ts: the slot and the reservation move past */
+	/*
+	 * As an adopted update at ts, the slot and the reservation move past;
+	 * but nothing at ts is stored here, so readers are not shown it (after
+	 * a restore, the peers would then never send this node's own updates
+	 * back: see SbSequencerRaiseShown for when showing it is right)
+	 */
 	if (behind)
-		(void) take(model_id, node_id, NAN, 1, ts, ts);
+		(void) take(model_id, node_id, NAN, 1, ts, ts, false);
 }
 
 /*

@@ -10,6 +10,13 @@
  *	  then keeps sending new updates (tailing); both "SYNC"s exchanged, the
  *	  session is live.
  *
+ * One difference, on incoming connections: our "SYNC" also waits for the
+ * peer's, and for what the peer sent before it to be committed, so that a
+ * client's "sync" event means its writes are in the database (durable
+ * sync).  A reference client sends its "SYNC" without waiting for ours; a
+ * server dialing us (add_stream_peer) does not wait either, so neither
+ * side waits for the other.
+ *
  * How headers travel is the transport's business (a line on a stream, the
  * answer to a handshake query over libpq); it hands the peer's clock to
  * SbSessionPeerHeader and every other message to SbSessionReceive.
@@ -965,6 +972,17 @@ send_sync(SbSession *s)
 	note_live(s);
 }
 
+/*
+ * "SYNC" once our history is sent; on an incoming connection only once
+ * the peer's "SYNC" came and all before it is committed (durable sync)
+ */
+static void
+send_sync_when_durable(SbSession *s)
+{
+	if (s->outgoing || (s->sync_received && s->npending == 0 && s->npending_clock == 0))
+		send_sync(s);
+}
+
 bool
 SbSessionPump(SbSession *s, uint64 commits)
 {
@@ -980,13 +998,16 @@ SbSessionPump(SbSession *s, uint64 commits)
 	 */
 	if (!s->send_enabled)
 	{
-		send_sync(s);
+		send_sync_when_durable(s);
 		s->caught_up = true;
 		s->commits_seen = commits;
 		return true;
 	}
 	if (s->caught_up && s->commits_seen == commits)
+	{
+		send_sync_when_durable(s);
 		return true;
+	}
 	if (SbSessionOutboxLength(s) >= SB_OUT_HIGH_WATER)
 		return true;
 
@@ -1000,7 +1021,7 @@ SbSessionPump(SbSession *s, uint64 commits)
 	}
 	s->caught_up = true;
 	s->commits_seen = commits;
-	send_sync(s);
+	send_sync_when_durable(s);
 	return true;
 }
 

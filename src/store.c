@@ -38,6 +38,7 @@
 
 #include "merge.h"
 #include "model_cache.h"
+#include "rejoin.h"
 #include "sequencer.h"
 #include "shmem.h"
 #include "spi_util.h"
@@ -482,8 +483,15 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 			if (SbSequencerActive())
 			{
 				SbSequencerLearn(model->id, model->node_id, entries[i].ts);
-				/* shown at once, not at our commit: readers must look */
-				if (SbSequencerRaiseShown(model->id, model->node_id, entries[i].ts))
+
+				/*
+				 * Shown at once, not at our commit: readers must look.  Not
+				 * while rejoining after a restore: the peer holds updates of
+				 * ours that this copy lacks, and a clock showing them would
+				 * tell every peer not to send them back.
+				 */
+				if (!SbRejoining() &&
+					SbSequencerRaiseShown(model->id, model->node_id, entries[i].ts))
 					SbNoteHorizonMoved(model->id);
 			}
 			continue;

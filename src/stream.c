@@ -80,6 +80,8 @@ typedef struct SbStream
 	TimestampTz quiet_deadline; /* incoming and silent: when it gets the
 								 * default model (0: never) */
 	bool		started_silent; /* it got the default model that way */
+	bool		input_done;		/* the client ended its side after its
+								 * "SYNC": ours still goes, then we close */
 	TimestampTz deadline;		/* connect or handshake timeout */
 	/* incoming */
 	SockAddr	client_addr;	/* as accept() gave it: listen_rules match it */
@@ -130,6 +132,7 @@ stream_disconnect(SbSession *s)
 	st->addrs = st->trying = st->next_addr = NULL;
 	st->connecting = false;
 	st->handshaking = false;
+	st->input_done = false;
 	s->tls = false;
 	s->websocket = false;
 }
@@ -689,6 +692,16 @@ input_ended(SbSession *s, ssize_t rc)
 	else if (st->in.len > 0)
 		SbSessionClose(s, SB_CLOSE_UNFINISHED_LINE,
 					   psprintf("%d bytes of an unfinished line were dropped.", st->in.len));
+	else if (rc == 0 && !s->outgoing && !st->ch.websocket &&
+			 s->sync_received && !s->sync_sent && s->state == SB_SESSION_SYNCING)
+	{
+		/*
+		 * A reference stream with tail: false sends "SYNC", ends its side,
+		 * and waits for ours, which waited for its (durable sync): it goes
+		 * out before we close (stream_flush).
+		 */
+		st->input_done = true;
+	}
 	else
 		SbSessionClose(s, SB_CLOSE_PEER_CLOSED, NULL);
 }
@@ -773,6 +786,8 @@ stream_flush(SbSession *s)
 		}
 		SbSessionOutboxConsumed(s, n);
 	}
+	if (st->input_done && s->sync_sent && SbSessionOutboxLength(s) == 0)
+		SbSessionClose(s, SB_CLOSE_PEER_CLOSED, NULL);
 	return SbSessionIsOpen(s);
 }
 
@@ -790,6 +805,8 @@ stream_wait_sockets(SbSession *s, SbWaitSocket *socks)
 		socks[0].events = 0;
 	else if (st->connecting)
 		socks[0].events = WL_SOCKET_CONNECTED;
+	else if (st->input_done)
+		socks[0].events = SbSessionOutboxLength(s) > 0 ? WL_SOCKET_WRITEABLE : 0;
 	else
 		socks[0].events = st->ch.ops->wait_events(&st->ch,
 												  !st->handshaking && SbSessionOutboxLength(s) > 0);
@@ -816,6 +833,8 @@ stream_handle(SbSession *s, int index, uint32 events)
 	output = SbSessionOutboxLength(s) > 0;
 	if ((events & WL_SOCKET_WRITEABLE) && !stream_flush(s))
 		return;
+	if (st->input_done)
+		return;					/* nothing more to read */
 	/* writable with nothing to send: the channel's read waited for it */
 	if ((events & WL_SOCKET_READABLE) || ((events & WL_SOCKET_WRITEABLE) && !output))
 		stream_read(s);

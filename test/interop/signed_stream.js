@@ -180,8 +180,8 @@ h.main(async () => {
 	// A raw socket sends forgeries
 	// ------------------------------------------------------------------
 	const raw = await rawClient(name);
+	raw.sock.write('"SYNC"\n');  // no history: the database's "SYNC" waits for ours
 	h.ok(await st.until(() => raw.lines().includes('"SYNC"')), `${label}: raw socket: the database sent its history and "SYNC"`);
-	raw.sock.write('"SYNC"\n');
 	const base = Date.now() + 20000;     // within max_clock_skew
 	const forgedTs = base + 10000;
 	const forgeries = [];
@@ -321,8 +321,8 @@ h.main(async () => {
 	const uname = `unsigned_${alg}`;
 	db.exec(`SELECT scuttlebutt.create_model(${lit(uname)});`);
 	const raw2 = await rawClient(uname);
-	h.ok(await st.until(() => raw2.lines().includes('"SYNC"')), `${label}: unsigned model: the raw socket got "SYNC"`);
 	raw2.sock.write('"SYNC"\n');
+	h.ok(await st.until(() => raw2.lines().includes('"SYNC"')), `${label}: unsigned model: the raw socket got "SYNC"`);
 	const aaaa = JSON.stringify([['f_aaaa', 1], base + 200, cId, 'AAAA']);
 	raw2.sock.write(aaaa + '\n');
 	h.ok(await Q.pollSeen(uname, cId, base + 200), `${label}: unsigned model: an update signed "AAAA" is stored, not verified`);

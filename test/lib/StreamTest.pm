@@ -450,7 +450,7 @@ sub wait_closed
 }
 
 # Opens a stream for $model: sends our header, reads the server's header,
-# its history and "SYNC", and answers "SYNC".  Returns (header, updates)
+# sends "SYNC", reads the server's history and "SYNC".  Returns (header, updates)
 # or an empty list on failure.
 sub handshake
 {
@@ -460,6 +460,10 @@ sub handshake
 	$self->send_line(qq({"id":"$id","clock":$clock,"meta":"$model"})) or return ();
 	my $header = $self->read_line(30);
 	return () unless defined $header && $header =~ /^\{/;
+	# as the reference: on the peer's header, our history (none) and
+	# "SYNC", without waiting for the peer's (which waits for ours: durable
+	# sync)
+	$self->send_line('"SYNC"') or return ();
 	my @updates;
 	while (1)
 	{
@@ -468,7 +472,6 @@ sub handshake
 		last if $line eq '"SYNC"';
 		push @updates, $line;
 	}
-	$self->send_line('"SYNC"') or return ();
 	return ($header, @updates);
 }
 

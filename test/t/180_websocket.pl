@@ -74,6 +74,9 @@ ScuttlebuttTest::run_interop($node, 'stream_websocket.js', "ws://127.0.0.1:$port
 	is("$op/$payload", '10/mid', 'raw: a ping between fragments is answered');
 	my $line = $ws->read_line(10);
 	like($line, qr/^\{"id":"[^"]+","clock":\{/, 'raw: the worker sends its header after the fragmented one');
+	# our (empty) history's "SYNC" and an update: the worker's "SYNC" waits
+	# for ours (durable sync)
+	$ws->send_frame(2, qq("SYNC"\n[["k_ws","ws"],1700000000000,"RAWWS"]\n));
 	my @got;
 	while (defined(my $l = $ws->read_line(10)))
 	{
@@ -83,7 +86,6 @@ ScuttlebuttTest::run_interop($node, 'stream_websocket.js', "ws://127.0.0.1:$port
 	is($got[-1], '"SYNC"', 'raw: the history ends with "SYNC"');
 	is($ws->data_opcode, 1, 'raw: a client whose first message was text is answered in text frames');
 	ok((grep { /"k_db"/ } @got), 'raw: the history holds the database\'s key');
-	$ws->send_frame(2, qq("SYNC"\n[["k_ws","ws"],1700000000000,"RAWWS"]\n));
 	ok(StreamTest::poll($node, "SELECT scuttlebutt.get('m2', 'k_ws')::text = '\"ws\"'"),
 		'raw: an update in a binary frame beside "SYNC" reaches the table');
 	# a line split over two messages
