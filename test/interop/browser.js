@@ -19,16 +19,14 @@
 //     on): a browser without the CA in its NSS database gets no
 //     connection; with it (certutil into $HOME/.pki/nssdb) the page syncs
 //     over wss and peer_status shows tls.
-// Chromium runs with its sandbox unless we are root or the sandbox cannot
-// start here (no user namespaces); SB_CHROMIUM names another binary.
+// Chromium: see test/browser/chromium.js.
 
 const crypto = require('crypto');
-const fs = require('fs');
 const net = require('net');
 const path = require('path');
-const { spawn, spawnSync } = require('child_process');
-const puppeteer = require('puppeteer-core');
+const { spawn } = require('child_process');
 const Model = require('scuttlebutt/model');
+const chromium = require('../browser/chromium');
 const page = require('../browser/page');
 const h = require('./lib/harness');
 const st = require('./lib/stream');
@@ -38,7 +36,6 @@ const connstr = process.argv[2];
 const phase = process.argv[3];
 const opts = JSON.parse(process.argv[4] || '{}');
 const adb = new st.AsyncDb(connstr);
-const CHROMIUM = process.env.SB_CHROMIUM || '/usr/bin/chromium';
 // waits that should take milliseconds; a failure costs this much
 const WAIT_MS = 30000;
 const origin = `http://127.0.0.1:${opts.http}`;
@@ -48,53 +45,14 @@ const browsers = [];
 // The browser
 // ---------------------------------------------------------------------
 
-// A Chromium whose HOME is a directory of its own; ca: a CA certificate
-// to trust, added to the NSS database there (where Chromium on Linux
-// takes the user's trust anchors from)
 async function launch(name, ca) {
-	const home = path.join(opts.dir, `home-${name}`);
-	const nssdb = path.join(home, '.pki', 'nssdb');
-	fs.mkdirSync(nssdb, { recursive: true });
-	if (ca) {
-		for (const args of [['-N', '--empty-password'], ['-A', '-t', 'C,,', '-n', 'scuttlebutt test CA', '-i', ca]]) {
-			const r = spawnSync('certutil', ['-d', `sql:${nssdb}`, ...args], { encoding: 'utf8' });
-			if (r.error || r.status !== 0)
-				throw new Error(`certutil ${args[0]}: ${r.error ? r.error.message : r.stderr}`);
-		}
-	}
-	const base = {
-		executablePath: CHROMIUM,
-		headless: true,
-		userDataDir: path.join(home, 'profile'),
-		env: Object.assign({}, process.env, { HOME: home }),
-		args: ['--disable-dev-shm-usage', '--disable-gpu', '--no-first-run'],
-		protocolTimeout: WAIT_MS,
-	};
-	const sandboxless = Object.assign({}, base, { args: [...base.args, '--no-sandbox'] });
-	let b;
-	if (process.getuid() === 0) {
-		b = await puppeteer.launch(sandboxless);
-	} else {
-		try {
-			b = await puppeteer.launch(base);
-		} catch (e) {
-			if (!/sandbox/i.test(e.message)) throw e;
-			h.note(`chromium's sandbox cannot start here, running without it: ${e.message.split('\n')[0]}`);
-			b = await puppeteer.launch(sandboxless);
-		}
-	}
+	const b = await chromium.launch(path.join(opts.dir, `home-${name}`), { ca, note: h.note, protocolTimeout: WAIT_MS });
 	browsers.push(b);
 	return b;
 }
 
-// Opens the page replicating model over url (token: as the subprotocol)
-async function open(b, url, model, token, pageOrigin) {
-	const p = await b.newPage();
-	p.on('pageerror', (e) => h.note(`page error: ${e.message}`));
-	const q = new URLSearchParams({ ws: url, model });
-	if (token) q.set('token', token);
-	await p.goto(`${pageOrigin || origin}/?${q}`, { waitUntil: 'load' });
-	return p;
+function open(b, url, model, token, pageOrigin) {
+	return chromium.openPage(b, pageOrigin || origin, url, model, token, h.note);
 }
 
 // Whether fn(arg) becomes truthy in the page within ms

@@ -115,8 +115,10 @@ printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }
 	clang -fsanitize=fuzzer -x c - -o /dev/null >/dev/null 2>&1 ||
 	missing+=("libclang-rt-$clang_major-dev")
 # TAP 183 drives Debian's Chromium (puppeteer-core) and makes it trust the
-# test CA with certutil
+# test CA with certutil; chromium-sandbox's setuid helper keeps Chromium
+# sandboxed where it cannot make user namespaces (a chroot, as in CI)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -u /usr/lib/chromium/chrome-sandbox ] || missing+=(chromium-sandbox)
 command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 # TAP 128 resolves localhost to ::1 and 127.0.0.1 through it where the
 # machine's own /etc/hosts gives one family only
