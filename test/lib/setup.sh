@@ -3,7 +3,7 @@
 # Debian 12 or 13 machine, as root or as a user with sudo,
 #   - installs what is missing (the PostgreSQL server and headers of the
 #     major version in use, OpenSSL and libpq headers, IPC::Run, node.js
-#     and npm, make, gcc, clang and libFuzzer),
+#     and npm, make, gcc, clang and libFuzzer, Chromium and certutil),
 #   - installs the npm dependencies (npm ci in test/),
 #   - builds and installs the extension,
 #   - makes a work directory ($work; $pgwork belongs to the unprivileged
@@ -114,6 +114,12 @@ fi
 printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' |
 	clang -fsanitize=fuzzer -x c - -o /dev/null >/dev/null 2>&1 ||
 	missing+=("libclang-rt-$clang_major-dev")
+# TAP 183 drives Debian's Chromium (puppeteer-core) and makes it trust the
+# test CA with certutil; chromium-sandbox's setuid helper keeps Chromium
+# sandboxed where it cannot make user namespaces (a chroot, as in CI)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -u /usr/lib/chromium/chrome-sandbox ] || missing+=(chromium-sandbox)
+command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 # TAP 128 resolves localhost to ::1 and 127.0.0.1 through it where the
 # machine's own /etc/hosts gives one family only
 compgen -G '/usr/lib/*/libnss_wrapper.so' >/dev/null || missing+=(libnss-wrapper)
