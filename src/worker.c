@@ -375,8 +375,9 @@ refuse_connection(pgsocket sock, const char *remote, SbCloseReason reason)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	closesocket(sock);
+	/* counted first: a client that sees the close finds it counted */
 	SbCountConnectionError(reason, remote);
+	closesocket(sock);
 	ws.refusals_unlogged++;
 	if (!TimestampDifferenceExceeds(ws.refusal_logged_at, now, SB_REFUSAL_LOG_INTERVAL_MS))
 		return;

@@ -21,6 +21,7 @@ use PostgreSQL::Test::Utils;
 use ScuttlebuttTest;
 use StreamTest;
 use Test::More;
+use Time::HiRes qw(usleep);
 
 ok(ScuttlebuttTest::node_available(), 'node.js and the npm packages are installed (npm ci in test/)')
   or BAIL_OUT('node.js or test/node_modules missing: run "npm ci" in test/');
@@ -122,11 +123,40 @@ sub scenario
 			"$tn: " . $label->($n) . ' holds the 5 events, none twice');
 	}
 
+	# After the contested key: over libpq the chain converges, clocks and
+	# all.  Over a stream, when A's second write reaches B before C's,
+	# B holds C's update superseded and does not relay it: A's clock of
+	# C's source then stays behind B's, as a reference Model's would
+	# (a stream carries a clock only in its first header; t/130's TODO).
+	my $converged_contested = sub {
+		my ($what) = @_;
+		if ($tn ne 'stream')
+		{
+			ok(LibpqTest::wait_converged('chain', \@all), "$tn: $what: chain converged");
+			return;
+		}
+		my $values = q{SELECT md5(string_agg(h::text, E'\n' ORDER BY h::text)) FROM scuttlebutt.history('chain') h};
+		my $same = 0;
+		for (1 .. 300)
+		{
+			my %seen = map { ($q1->($_, $values) => 1) } @all;
+			last if ($same = keys %seen == 1);
+			usleep(100_000);
+		}
+		ok($same, "$tn: $what: A, B and C hold the same updates");
+		TODO:
+		{
+			local $TODO = 'a stream carries a clock only in its first header';
+			is($q1->($na, q{SELECT scuttlebutt.clock('chain')}), $q1->($nc, q{SELECT scuttlebutt.clock('chain')}),
+				"$tn: $what: A's clock is C's");
+		}
+	};
+
 	# ---- the same key written at both ends: every node agrees ----
 	$q1->($na, q{SELECT scuttlebutt.set('chain', 'contested', '"A"')});
 	$q1->($nc, q{SELECT scuttlebutt.set('chain', 'contested', '"C"')});
 	$q1->($na, q{SELECT scuttlebutt.set('chain', 'contested', '"A again"')});
-	ok(LibpqTest::wait_converged('chain', \@all), "$tn: contested key: converged");
+	$converged_contested->('contested key');
 	my $v = $q1->($na, q{SELECT scuttlebutt.get('chain', 'contested')});
 	is($q1->($nc, q{SELECT scuttlebutt.get('chain', 'contested')}), $v, "$tn: contested key: same value at A and C");
 	is($v, '"A again"', "$tn: contested key: the latest write wins");
@@ -140,7 +170,7 @@ sub scenario
 	$q1->($nc, q{SELECT scuttlebutt.emit('log', 'after-b-restart', '"C"')});
 	ok(LibpqTest::poll($na, q{SELECT count(*) = 1 FROM scuttlebutt.events('log') WHERE event = 'after-b-restart'}),
 		"$tn: after B restarts, an event at C reaches A again");
-	ok(LibpqTest::wait_converged('chain', \@all), "$tn: after B restarts: chain converged");
+	$converged_contested->('after B restarts');
 	ok(LibpqTest::wait_converged('log', \@all), "$tn: after B restarts: log converged");
 
 	my $reasons = join(', ', map { LibpqTest::lit($_) } $t->close_reasons);

@@ -30,6 +30,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use File::Copy;
+use Time::HiRes qw(usleep);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use ScuttlebuttTest;
@@ -55,6 +56,20 @@ my $ns = StreamTest::new_node('s',
 my $nd = StreamTest::new_node('d', conf => "scuttlebutt.handshake_timeout = 3s\n");
 my ($port_s, $port_d) = (StreamTest::port($ns), StreamTest::port($nd));
 sub qs { StreamTest::q1($ns, @_) }
+
+# Whether the listener on $port presents the certificate in $file within 30 s
+sub serving_cert
+{
+	my ($port, $file) = @_;
+	my $want = `openssl x509 -noout -fingerprint -sha256 -in '$file'`;
+	for (1 .. 300)
+	{
+		my $got = `openssl s_client -connect 127.0.0.1:$port </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256 2>/dev/null`;
+		return 1 if $got ne '' && $got eq $want;
+		usleep(100_000);
+	}
+	return 0;
+}
 sub qd { StreamTest::q1($nd, @_) }
 
 # ---- no certificate yet: nothing is served, in TLS or plain text ----
@@ -185,6 +200,9 @@ ok(StreamTest::wait_converged('ma', [ $ns, $nd ]),
 qs("ALTER SYSTEM SET scuttlebutt.ssl_cert_file = '$dir/expired.crt'");
 qs("ALTER SYSTEM SET scuttlebutt.ssl_key_file = '$dir/expired.key'");
 $ns->reload;
+# the worker takes the reload a moment later: until the listener presents
+# the expired certificate, a dial would still succeed
+ok(serving_cert($port_s, "$dir/expired.crt"), 'after the reload the listener presents the expired certificate');
 my $p_me = qd("SELECT scuttlebutt.add_stream_peer('me', 'localhost', $port_s, tls => true, sslrootcert => '$dir/ca.crt')");
 ok( StreamTest::poll($nd,
 		"SELECT last_error LIKE 'tls handshake failed: certificate verify failed: certificate has expired%' FROM scuttlebutt.peer_status WHERE peer_id = $p_me"
