@@ -1,0 +1,199 @@
+# Many models over one connection: mux-demux on the stream port.
+#
+#  - the unmodified npm mux-demux and scuttlebutt packages, as
+#    level-scuttlebutt's clients use them (test/interop/stream_mux.js),
+#    over one TCP connection and over one WebSocket: two models sync both
+#    ways and live, a third the role holds nothing on is refused on its own
+#    sub-stream ("permission denied") while the others go on;
+#  - hostile frames with a raw client: data for an unknown sub-stream gets
+#    an "error" frame for that id alone; a sub-stream past
+#    scuttlebutt.max_substreams is refused alone; data that is not a
+#    string, or a header naming another model, ends that sub-stream alone;
+#    a frame that is not JSON, not [id, event, ...], a second "new" for an
+#    open id, or a frame past its limit closes that connection with a
+#    logged reason; the worker stays up (same pid), and a plain stream
+#    connection opened before goes on live throughout.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use ScuttlebuttTest;
+use StreamTest;
+use Test::More;
+
+my $node = StreamTest::new_node('mux',
+	conf => "scuttlebutt.handshake_timeout = 5s\n"
+	  . "scuttlebutt.max_substreams = 3\n"
+	  . "scuttlebutt.max_line_bytes = 16kB\n"
+	  . "scuttlebutt.max_header_bytes = 32kB\n");
+my $port = StreamTest::port($node);
+sub q1 { StreamTest::q1($node, @_) }
+my $pid = StreamTest::worker_pid($node);
+my $json = JSON::PP->new->canonical;
+
+q1(q{CREATE ROLE alice});
+for my $m (qw(mx1 mx2 wx1 wx2 mx_denied plain))
+{
+	q1(qq{SELECT scuttlebutt.create_model('$m')});
+	next if $m eq 'mx_denied';
+	q1(qq{SELECT scuttlebutt.grant('$m', 'alice', '$_')}) for qw(read write);
+}
+q1(q{INSERT INTO scuttlebutt.listen_rules VALUES (1, NULL, NULL, 'trust', 'alice')});
+
+# a plain stream connection, live throughout the hostile part
+my $plain = StreamTest::Raw->new($port);
+ok(defined(($plain->handshake('plain', id => 'PLAIN'))[0]), 'plain: a line-protocol client beside them syncs');
+
+# ---- the npm packages, over TCP and over a WebSocket ----
+
+ScuttlebuttTest::run_interop($node, 'stream_mux.js', "tcp://127.0.0.1:$port",
+	$json->encode({ models => [qw(mx1 mx2)], denied => 'mx_denied' }));
+ScuttlebuttTest::run_interop($node, 'stream_mux.js', "ws://127.0.0.1:$port/",
+	$json->encode({ models => [qw(wx1 wx2)], denied => 'mx_denied' }));
+ok(StreamTest::poll($node,
+		q{SELECT count > 0 FROM scuttlebutt.connection_errors WHERE reason = 'permission denied'}),
+	'the refused sub-streams are counted in connection_errors');
+
+# ---- hostile frames, raw ----
+
+sub frame
+{
+	my ($id, $event, @arg) = @_;
+	return $json->encode([ $id, $event, @arg ]);
+}
+
+# the next frame for $id (others skipped), decoded; undef on timeout
+sub next_frame
+{
+	my ($raw, $id, $timeout) = @_;
+	while (defined(my $line = $raw->read_line($timeout // 30)))
+	{
+		my $f = eval { $json->decode($line) };
+		return $f if ref $f eq 'ARRAY' && $f->[0] eq $id;
+	}
+	return undef;
+}
+
+# the next frame for $id that is not "data"
+sub next_event
+{
+	my ($raw, $id) = @_;
+	while (my $f = next_frame($raw, $id))
+	{
+		return $f if $f->[1] ne 'data';
+	}
+	return undef;
+}
+
+# opens sub-stream $id for $model and syncs it: its header, "SYNC" back
+sub open_sub
+{
+	my ($raw, $id, $model) = @_;
+	$raw->send_line(frame($id, 'new', { meta => $model, opts => { writable => JSON::PP::true, readable => JSON::PP::true } }));
+	$raw->send_line(frame($id, 'data', qq({"id":"RAW-$id","clock":{},"meta":"$model"}\n)));
+	my $text = '';
+	while ($text !~ /^"SYNC"$/m)
+	{
+		my $f = next_frame($raw, $id, 30) or return 0;
+		return 0 unless $f->[1] eq 'data';
+		$text .= $f->[2];
+	}
+	$raw->send_line(frame($id, 'data', qq("SYNC"\n)));
+	return $text =~ /^\{"id":"[^"]+","clock":/;
+}
+
+my $mux = StreamTest::Raw->new($port);
+ok(open_sub($mux, 's1', 'mx1'), 'raw: a sub-stream opened with a "new" frame gets the header and "SYNC" as data');
+
+# data for an id never opened: an "error" frame for it, the rest goes on
+$mux->send_line(frame('nosuch', 'data', qq("SYNC"\n)));
+my $f = next_frame($mux, 'nosuch');
+is($f && $f->[1], 'error', 'unknown id: answered with an "error" frame for that id');
+like($f && $f->[2], qr/no sub-stream "nosuch" is open/, 'unknown id: the error says so');
+
+# past scuttlebutt.max_substreams (3): refused alone
+ok(open_sub($mux, 's2', 'mx2'), 'a second sub-stream syncs');
+ok(open_sub($mux, 's3', 'mx1'), 'a third sub-stream (the same model again) syncs');
+$mux->send_line(frame('s4', 'new', { meta => 'mx2' }));
+$f = next_frame($mux, 's4');
+is($f && $f->[1], 'error', 'a fourth sub-stream: "error"');
+like($f && $f->[2], qr/too many sub-streams: .*3 sub-streams open already \(scuttlebutt\.max_substreams\)/,
+	'a fourth sub-stream: the error names the limit');
+is((next_frame($mux, 's4') // [])->[1], 'end', 'a fourth sub-stream: then "end"');
+
+# the others go on: a live write reaches s1
+q1(q{SELECT scuttlebutt.set('mx1', 'after_refusal', '1')});
+$f = next_frame($mux, 's1');
+like($f && $f->[2], qr/"after_refusal"/, 'after the refusal, the first sub-stream gets a live write');
+ok(StreamTest::poll($node, q{SELECT count(*) = 3 FROM scuttlebutt.peer_status WHERE remote_addr = '}
+		  . $mux->addr . q{' AND state = 'live' AND model IS NOT NULL}),
+	'peer_status: three live sub-streams on the raw connection');
+
+# data that is not a string ends that sub-stream alone
+$mux->send_line(frame('s3', 'data', { not => 'text' }));
+$f = next_event($mux, 's3');
+is($f && $f->[1], 'error', 'data not a string: "error" for that sub-stream');
+like($f && $f->[2], qr/mux-demux protocol error: Sub-stream data must be a string/, 'data not a string: the error says why');
+
+# a header naming another model than the sub-stream's meta
+$mux->send_line(frame('s5', 'new', { meta => { model => 'mx2' } }));
+$mux->send_line(frame('s5', 'data', qq({"id":"RAW-s5","clock":{},"meta":"mx1"}\n)));
+$f = next_frame($mux, 's5');
+is($f && $f->[1], 'error', 'a header naming another model: "error" for that sub-stream');
+like($f && $f->[2], qr/invalid header: The header names model "mx1", but the sub-stream's meta named "mx2"/,
+	'a header naming another model: the error says so');
+
+# a sub-stream the client ends: "end" back, and its session is gone
+$mux->send_line(frame('s2', 'end'));
+is((next_event($mux, 's2') // [])->[1], 'end', 'a sub-stream the client ends is ended back');
+ok(StreamTest::poll($node, q{SELECT count(*) = 1 FROM scuttlebutt.peer_status WHERE remote_addr = '}
+		  . $mux->addr . q{' AND model IS NOT NULL}),
+	'peer_status: one sub-stream left on the raw connection');
+is(q1(q{SELECT state || '/' || coalesce(model, '(none)') FROM scuttlebutt.peer_status WHERE remote_addr = '}
+		  . $mux->addr . q{' AND model IS NULL}),
+	'live/(none)', 'peer_status: the connection itself is live, with no model');
+
+# a second "new" for an open id: the connection is broken
+{
+	my $offset = -s $node->logfile;
+	$mux->send_line(frame('s1', 'new', { meta => 'mx1' }));
+	ok($mux->wait_closed(30), 'a second "new" for an open id closes the connection');
+	ok(StreamTest::find_log($node,
+			qr/closing connection from \Q${\ $mux->addr }\E: mux-demux protocol error\n.*DETAIL:  A sub-stream "s1" is open already/,
+			$offset),
+		'a second "new" for an open id: logged');
+	ok(StreamTest::poll($node, q{SELECT count(*) = 0 FROM scuttlebutt.peer_status WHERE remote_addr = '}
+			  . $mux->addr . q{'}),
+		'its sub-streams end with the connection');
+}
+
+sub closes_connection
+{
+	my ($what, $bytes, $reason, $detail_re) = @_;
+	my $offset = -s $node->logfile;
+	my $raw = StreamTest::Raw->new($port);
+	$raw->send_line(frame('a', 'new', { meta => 'mx1' }));
+	$raw->write_raw($bytes);
+	ok($raw->wait_closed(30), "$what: the connection is closed");
+	ok(StreamTest::find_log($node,
+			qr/closing connection from \Q${\ $raw->addr }\E: \Q$reason\E\n.*DETAIL:  $detail_re/, $offset),
+		"$what: logged as \"$reason\"");
+}
+
+closes_connection('bad JSON', "[\"a\",\"data\",\"x\n", 'invalid JSON', qr/invalid JSON/);
+closes_connection('a frame that is no array of strings', "[\"a\"]\n", 'mux-demux protocol error',
+	qr/a frame must be a JSON array \[id, event, \.\.\.\] of two strings at least/);
+closes_connection('a frame past its limit', '["a","data","' . ('x' x 100_000), 'line too long',
+	qr/More than \d+ bytes without a newline/);
+
+is(StreamTest::worker_pid($node), $pid, 'the worker is the same process throughout');
+q1(q{SELECT scuttlebutt.set('plain', 'still', '1')});
+ok(defined $plain->read_until(qr/"still"/, 30), 'plain: the line-protocol client is still served live');
+
+$plain->close_fin;
+$node->stop;
+done_testing();
