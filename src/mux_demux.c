@@ -35,6 +35,7 @@
 #include "mb/pg_wchar.h"
 #include "storage/latch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "channel.h"
 #include "compat.h"
@@ -52,6 +53,8 @@
 #define SB_MUX_FRAME_BYTES (64 * 1024)
 /* Ids of sub-streams closed lately: frames still on their way are dropped */
 #define SB_MUX_RECENT 32
+/* At most one log message this often for sub-streams refused at "new" */
+#define SB_MUX_REFUSAL_LOG_INTERVAL_MS 10000
 /* Longest error message taken from the client (the log shows it) */
 #define SB_MUX_MAX_ERROR_BYTES 256
 
@@ -422,18 +425,32 @@ closed_lately(SbMux *mux, const char *id)
 	return false;
 }
 
-/* Refused before it had a session: counted and logged as a connection is */
+/*
+ * Refused before it had a session: counted as a connection is, logged at
+ * most once per SB_MUX_REFUSAL_LOG_INTERVAL_MS (a client may send "new"
+ * frames as fast as it likes)
+ */
 static void
 refuse_new(SbMux *mux, const char *id, SbCloseReason reason, const char *detail)
 {
+	static TimestampTz logged_at = 0;
+	static int64 unlogged = 0;
+	TimestampTz now = GetCurrentTimestamp();
 	char	   *why = psprintf("%s: %s", SbCloseReasonName(reason), detail);
 
-	ereport(SbCloseReasonLevel(reason),
-			(errcode(SbCloseReasonErrcode(reason)),
-			 errmsg("scuttlebutt: refusing a sub-stream from %s: %s",
-					mux->carrier->remote_addr, SbCloseReasonName(reason)),
-			 errdetail_internal("%s", detail)));
 	SbCountConnectionError(reason, mux->carrier->remote_addr);
+	unlogged++;
+	if (TimestampDifferenceExceeds(logged_at, now, SB_MUX_REFUSAL_LOG_INTERVAL_MS))
+	{
+		ereport(SbCloseReasonLevel(reason),
+				(errcode(SbCloseReasonErrcode(reason)),
+				 errmsg("scuttlebutt: refusing a sub-stream from %s: %s",
+						mux->carrier->remote_addr, SbCloseReasonName(reason)),
+				 errdetail_internal("%s (%lld sub-stream(s) refused since the last such message, this one included)",
+									detail, (long long) unlogged)));
+		logged_at = now;
+		unlogged = 0;
+	}
 	refuse_sub(mux, id, why);
 }
 

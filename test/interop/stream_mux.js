@@ -10,16 +10,22 @@
 // Usage: node stream_mux.js <connstr> <url> <options JSON>
 //   url: tcp://host:port, or ws://host:port/ (websocket-stream)
 //   options.models: models the role may read and write (two at least);
-//   options.denied: a model it holds nothing on (its sub-stream is refused).
+//   options.denied: a model it holds nothing on (its sub-stream is refused);
+//   options.bucket: models that are the parts of one scuttlebucket, each
+//     part over a sub-stream of its own (as the README tells such an app).
 // Checks: every allowed model syncs both ways (the database's key reaches
 // the client, the client's key the table, "sync" emitted), then live edits
 // both ways; peer_status shows one live sub-stream per model, all from
 // one remote address; the denied model's sub-stream gets an "error" that
 // says "permission denied" and nothing of it reaches its table, while the
 // others keep syncing live; ending one sub-stream ends its session alone.
+// A scuttlebucket's parts, each piped into its own sub-stream, sync both
+// ways with their models, every key kept (not one row per part).
 
 const net = require('net');
 const MuxDemux = require('mux-demux');
+const Scuttlebucket = require('scuttlebucket');
+const Model = require('scuttlebutt/model');
 const websocket = require('websocket-stream');
 const h = require('./lib/harness');
 const st = require('./lib/stream');
@@ -104,6 +110,34 @@ h.main(async () => {
 			(v) => v === JSON.stringify(`node ${name}`))).ok,
 		`${tag} ${name}: live: the client's set() is seen in SQL`);
 		h.is(p.errors.length, 0, `${tag} ${name}: its sub-stream saw no error`, p.errors.join('; '));
+	}
+
+	// a scuttlebucket: each part a model of its own, over its own sub-stream
+	if (opts.bucket) {
+		const bucket = new Scuttlebucket(`JS-bucket-${tag}-${process.pid}`);
+		const parts = {};
+		for (const part of opts.bucket) {
+			const dbTs = Number(db.value(`SELECT scuttlebutt.set(${lit(part)}, 'from_db', '"db"')`));
+			bucket.add(part, new Model());
+			const m = bucket.get(part);
+			m.set('k1', `${part} one`);
+			m.set('k2', `${part} two`);
+			const sub = mx.createStream(part);
+			sub.pipe(m.createStream()).pipe(sub);
+			parts[part] = { m, dbTs };
+		}
+		for (const part of opts.bucket) {
+			const { m, dbTs } = parts[part];
+			h.ok(await st.until(() => st.hasSeen(m, nodeId, dbTs) && bucket.toJSON()[part].from_db === 'db'),
+				`${tag} bucket part ${part}: the database's key reaches the part`);
+			h.ok((await adb.poll(`SELECT string_agg(k || '=' || scuttlebutt.get(${lit(part)}, k)::text, ',' ORDER BY k)
+				FROM scuttlebutt.keys(${lit(part)}) k WHERE k LIKE 'k%'`,
+			(v) => v === `k1="${part} one",k2="${part} two"`)).ok,
+			`${tag} bucket part ${part}: both of the part's keys reach its model (a row each)`);
+			m.set('k3', 'live');
+			h.ok((await adb.poll(`SELECT scuttlebutt.get(${lit(part)}, 'k3')::text`, (v) => v === '"live"')).ok,
+				`${tag} bucket part ${part}: live: the part's set() is seen in SQL`);
+		}
 	}
 
 	// one connection: every live sub-stream comes from the same address

@@ -27,7 +27,7 @@ use Test::More;
 
 my $node = StreamTest::new_node('mux',
 	conf => "scuttlebutt.handshake_timeout = 5s\n"
-	  . "scuttlebutt.max_substreams = 3\n"
+	  . "scuttlebutt.max_substreams = 5\n"
 	  . "scuttlebutt.max_line_bytes = 16kB\n"
 	  . "scuttlebutt.max_header_bytes = 32kB\n");
 my $port = StreamTest::port($node);
@@ -36,7 +36,7 @@ my $pid = StreamTest::worker_pid($node);
 my $json = JSON::PP->new->canonical;
 
 q1(q{CREATE ROLE alice});
-for my $m (qw(mx1 mx2 wx1 wx2 mx_denied plain))
+for my $m (qw(mx1 mx2 wx1 wx2 mx_denied plain bk_users bk_feed))
 {
 	q1(qq{SELECT scuttlebutt.create_model('$m')});
 	next if $m eq 'mx_denied';
@@ -51,7 +51,7 @@ ok(defined(($plain->handshake('plain', id => 'PLAIN'))[0]), 'plain: a line-proto
 # ---- the npm packages, over TCP and over a WebSocket ----
 
 ScuttlebuttTest::run_interop($node, 'stream_mux.js', "tcp://127.0.0.1:$port",
-	$json->encode({ models => [qw(mx1 mx2)], denied => 'mx_denied' }));
+	$json->encode({ models => [qw(mx1 mx2)], denied => 'mx_denied', bucket => [qw(bk_users bk_feed)] }));
 ScuttlebuttTest::run_interop($node, 'stream_mux.js', "ws://127.0.0.1:$port/",
 	$json->encode({ models => [qw(wx1 wx2)], denied => 'mx_denied' }));
 ok(StreamTest::poll($node,
@@ -115,17 +115,20 @@ my $f = next_frame($mux, 'nosuch');
 is($f && $f->[1], 'error', 'unknown id: answered with an "error" frame for that id');
 like($f && $f->[2], qr/no sub-stream "nosuch" is open/, 'unknown id: the error says so');
 
-# past scuttlebutt.max_substreams (3): refused alone
+# past scuttlebutt.max_substreams (5): refused alone
 ok(open_sub($mux, 's2', 'mx2'), 'a second sub-stream syncs');
 ok(open_sub($mux, 's3', 'mx1'), 'a third sub-stream (the same model again) syncs');
+ok(open_sub($mux, "s3$_", 'mx2'), "sub-stream " . (3 + $_) . " syncs") for 1 .. 2;
 $mux->send_line(frame('s4', 'new', { meta => 'mx2' }));
 $f = next_frame($mux, 's4');
-is($f && $f->[1], 'error', 'a fourth sub-stream: "error"');
-like($f && $f->[2], qr/too many sub-streams: .*3 sub-streams open already \(scuttlebutt\.max_substreams\)/,
-	'a fourth sub-stream: the error names the limit');
-is((next_frame($mux, 's4') // [])->[1], 'end', 'a fourth sub-stream: then "end"');
+is($f && $f->[1], 'error', 'a sixth sub-stream: "error"');
+like($f && $f->[2], qr/too many sub-streams: .*5 sub-streams open already \(scuttlebutt\.max_substreams\)/,
+	'a sixth sub-stream: the error names the limit');
+is((next_frame($mux, 's4') // [])->[1], 'end', 'a sixth sub-stream: then "end"');
 
 # the others go on: a live write reaches s1
+is((next_event($mux, $_) // [])->[1], 'end', "sub-stream $_ ended by the client is ended back")
+  for grep { $mux->send_line(frame($_, 'end')) } qw(s31 s32);
 q1(q{SELECT scuttlebutt.set('mx1', 'after_refusal', '1')});
 $f = next_frame($mux, 's1');
 like($f && $f->[2], qr/"after_refusal"/, 'after the refusal, the first sub-stream gets a live write');
