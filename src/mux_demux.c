@@ -166,9 +166,9 @@ frame_cut(const char *text, size_t len)
 	for (size_t i = n; i > n / 2; i--)
 		if (text[i - 1] == '\n')
 			return i;
-	while (n > 0 && (text[n] & 0xC0) == 0x80)
+	while (n > 1 && (text[n] & 0xC0) == 0x80)
 		n--;
-	return n;
+	return n;					/* never 0: the caller would write forever */
 }
 
 static ssize_t
@@ -702,8 +702,9 @@ apply_step(SbSession *s, void *arg pg_attribute_unused())
 void
 SbMuxApplyPending(SbMux *mux)
 {
-	for (int i = 0; i < mux->nsubs; i++)
-		if (SbSessionIsOpen(mux->subs[i]->session))
+	/* backwards: one that fails is closed, and the last takes its place */
+	for (int i = mux->nsubs - 1; i >= 0; i--)
+		if (i < mux->nsubs && SbSessionIsOpen(mux->subs[i]->session))
 			(void) SbSessionGuard(mux->subs[i]->session, apply_step, NULL);
 }
 

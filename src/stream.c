@@ -802,7 +802,8 @@ stream_read(SbSession *s)
 			}
 		}
 		st->line_bytes = true;
-		if (!st->mux_checked)
+		/* the first line, unless a silent start already gave the model */
+		if (!st->mux_checked && !st->header_received)
 		{
 			SbMuxGuess	guess = SbMuxGuessFrame(st->in.data, st->in.len);
 
