@@ -12,7 +12,11 @@
 #    a frame that is not JSON, not [id, event, ...], a second "new" for an
 #    open id, or a frame past its limit closes that connection with a
 #    logged reason; the worker stays up (same pid), and a plain stream
-#    connection opened before goes on live throughout.
+#    connection opened before goes on live throughout;
+#  - bounded buffers: sub-streams that never read, of a model of values
+#    of 600 kB (multi-byte characters), grow the worker by less than 64 MB
+#    in all, and a client that reads gets every value whole, each frame
+#    valid UTF-8 (a long line is cut between characters).
 use strict;
 use warnings;
 
@@ -24,6 +28,7 @@ use PostgreSQL::Test::Utils;
 use ScuttlebuttTest;
 use StreamTest;
 use Test::More;
+use Time::HiRes qw(time usleep);
 
 my $node = StreamTest::new_node('mux',
 	conf => "scuttlebutt.handshake_timeout = 5s\n"
@@ -192,6 +197,80 @@ closes_connection('a frame that is no array of strings', "[\"a\"]\n", 'mux-demux
 	qr/a frame must be a JSON array \[id, event, \.\.\.\] of two strings at least/);
 closes_connection('a frame past its limit', '["a","data","' . ('x' x 100_000), 'line too long',
 	qr/More than \d+ bytes without a newline/);
+
+# ---- bounded buffers ----
+
+my $nbig = 12;
+q1(q{SELECT scuttlebutt.create_model('big')});
+q1(q{SELECT scuttlebutt.grant('big', 'alice', 'read')});
+q1(join('', map { "SELECT scuttlebutt.set('big', 'k$_', to_jsonb(repeat('é', 300000)));\n" } 1 .. $nbig));
+
+sub rss_anon_kb
+{
+	open(my $fh, '<', "/proc/$pid/status") or return undef;
+	while (<$fh>)
+	{
+		return $1 if /^RssAnon:\s+(\d+)\s+kB/;
+	}
+	return undef;
+}
+
+my $before = rss_anon_kb();
+ok(defined $before, "the worker's memory can be read ($before kB)");
+my @hogs;
+for my $c (1 .. 2)
+{
+	my $hog = StreamTest::Raw->new($port);
+	for my $i (1 .. 4)
+	{
+		$hog->send_line(frame("h$i", 'new', { meta => 'big' }));
+		$hog->send_line(frame("h$i", 'data', qq({"id":"HOG$c-$i","clock":{}}\n)));
+	}
+	push @hogs, $hog;
+}
+ok(StreamTest::poll($node,
+		q{SELECT count(*) = 8 FROM scuttlebutt.peer_status WHERE remote_id LIKE 'HOG%' AND sent > 0}),
+	'8 sub-streams that never read were each sent something');
+my $peak = 0;
+for (1 .. 60)
+{
+	my $kb = rss_anon_kb() // 0;
+	$peak = $kb if $kb > $peak;
+	usleep(50_000);
+}
+note("the worker: $before kB before, $peak kB with 8 stalled sub-streams (+" . ($peak - $before) . " kB)");
+cmp_ok($peak - $before, '<', 64 * 1024, '8 stalled sub-streams grow the worker by less than 64 MB');
+
+{
+	my $json8 = JSON::PP->new->utf8;
+	my $good = StreamTest::Raw->new($port);
+	$good->send_line(frame('g', 'new', { meta => 'big' }));
+	$good->send_line(frame('g', 'data', qq({"id":"GOOD","clock":{}}\n)));
+	my ($text, $frames, $bad) = ('', 0, '');
+	my $deadline = time + 120;
+	while ($text !~ /^"SYNC"$/m && time < $deadline)
+	{
+		my $line = $good->read_line(30) // last;
+		my $f = eval { $json8->decode($line) };
+		if (!$f)
+		{
+			$bad ||= $@;
+			next;
+		}
+		next unless $f->[0] eq 'g' && $f->[1] eq 'data';
+		$frames++;
+		$text .= $f->[2];
+	}
+	is($bad, '', 'every frame is valid UTF-8 JSON');
+	my @values = grep { /^\[\["k\d+"/ } split /\n/, $text;
+	is(scalar(@values), $nbig, "a client that reads gets all $nbig values");
+	my $whole = "\x{e9}" x 300000;
+	is(scalar(grep { my $u = eval { JSON::PP->new->decode($_) }; $u && $u->[0][1] eq $whole } @values),
+		$nbig, 'each of them whole');
+	cmp_ok($frames, '>', 2 * $nbig, "in frames of at most 64 kB ($frames frames)");
+	$good->close_fin;
+}
+$_->close_fin for @hogs;
 
 is(StreamTest::worker_pid($node), $pid, 'the worker is the same process throughout');
 q1(q{SELECT scuttlebutt.set('plain', 'still', '1')});
