@@ -375,18 +375,22 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 
 /*
  * Parses one frame into f (in the current context); an error message if
- * it is no frame
+ * it is no frame, with the reason to close the connection for
  */
 static const char *
-parse_frame(const char *text, int len, Frame *f)
+parse_frame(const char *text, int len, Frame *f, SbCloseReason *reason)
 {
 	JsonSemAction sem;
 	JsonParseErrorType rc;
 	bool		line_break;
 
 	memset(f, 0, sizeof(*f));
+	*reason = SB_CLOSE_INVALID_JSON;
 	if (SbJsonScan(text, len, &line_break) < 0)
-		return "JSON nesting is too deep";
+	{
+		*reason = SB_CLOSE_TOO_DEEP;
+		return "JSON nesting is deeper than " CppAsString2(SB_MAX_JSON_DEPTH) " levels";
+	}
 	if (pg_encoding_verifymbstr(PG_UTF8, text, len) != len)
 		return "invalid UTF-8";
 	f->lex = SbMakeJsonLexContext(text, len, GetDatabaseEncoding(), true);
@@ -400,6 +404,7 @@ parse_frame(const char *text, int len, Frame *f)
 	rc = pg_parse_json(f->lex, &sem);
 	if (rc != JSON_SUCCESS)
 		return psprintf("invalid JSON: %s", json_errdetail(rc, f->lex));
+	*reason = SB_CLOSE_MUX_PROTOCOL;
 	if (!f->is_array || f->nstrings < 2)
 		return "a frame must be a JSON array [id, event, ...] of two strings at least";
 	if (strlen(f->id) > SB_MUX_MAX_ID_BYTES)
@@ -544,14 +549,13 @@ static bool
 handle_frame(SbMux *mux, const char *text, int len)
 {
 	Frame		f;
-	const char *bad = parse_frame(text, len, &f);
+	SbCloseReason reason;
+	const char *bad = parse_frame(text, len, &f, &reason);
 	SbMuxSub   *sub;
 
 	if (bad != NULL)
 	{
-		SbSessionClose(mux->carrier,
-					   strncmp(bad, "invalid JSON", 12) == 0
-					   ? SB_CLOSE_INVALID_JSON : SB_CLOSE_MUX_PROTOCOL, bad);
+		SbSessionClose(mux->carrier, reason, bad);
 		return false;
 	}
 	sub = find_sub(mux, f.id);
