@@ -238,19 +238,27 @@ unlink_sub(SbMuxSub *sub)
 
 /*
  * The sub-stream ends: the client learns why (unless it ended it, or the
- * server only stops), then "end" and "close"
+ * server only stops), then "end" and "close".  A client the rules or
+ * privileges refuse learns the reason and the model only, as a WebSocket
+ * one does: nothing it could use to guess a secret (the log says more).
  */
 static void
 sub_farewell(SbChannel *ch, int reason)
 {
 	SbMuxSub   *sub = ch->state;
+	SbSession  *s = sub->session;
 
 	if (sub->mux == NULL)
 		return;
 	if (reason == SB_CHANNEL_GOING_AWAY)
 		send_control(sub->mux, sub->id, "error", "the server is going away");
+	else if (reason == SB_CLOSE_REJECTED_BY_RULE || reason == SB_CLOSE_NO_MATCHING_RULE ||
+			 reason == SB_CLOSE_AUTH_FAILED || reason == SB_CLOSE_PERMISSION_DENIED)
+		send_control(sub->mux, sub->id, "error",
+					 psprintf("%s on model \"%s\"", SbCloseReasonName(reason),
+							  s->model_name ? s->model_name : ""));
 	else if (reason != SB_CLOSE_PEER_CLOSED)
-		send_control(sub->mux, sub->id, "error", sub->session->last_error);
+		send_control(sub->mux, sub->id, "error", s->last_error);
 	send_control(sub->mux, sub->id, "end", NULL);
 	send_control(sub->mux, sub->id, "close", NULL);
 }

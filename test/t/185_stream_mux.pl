@@ -13,6 +13,12 @@
 #    open id, or a frame past its limit closes that connection with a
 #    logged reason; the worker stays up (same pid), and a plain stream
 #    connection opened before goes on live throughout;
+#  - rules per sub-stream: on one connection, a sub-stream whose meta
+#    carries a token is let in by a token rule for its model (as the
+#    token's role), one with a bad token or none is refused
+#    ("authentication failed"), one for a model a rule rejects is refused
+#    ("rejected by rule"), each told the reason and the model only, while
+#    a sub-stream of a trusted model goes on as its own role;
 #  - bounded buffers: sub-streams that never read, of a model of values
 #    of 600 kB (multi-byte characters), grow the worker by less than 64 MB
 #    in all, and a client that reads gets every value whole, each frame
@@ -23,6 +29,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use JSON::PP;
+use JwtTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use ScuttlebuttTest;
@@ -30,11 +37,13 @@ use StreamTest;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
+my $secret = 'a-secret-of-at-least-thirty-two-bytes';
 my $node = StreamTest::new_node('mux',
 	conf => "scuttlebutt.handshake_timeout = 5s\n"
 	  . "scuttlebutt.max_substreams = 5\n"
 	  . "scuttlebutt.max_line_bytes = 16kB\n"
-	  . "scuttlebutt.max_header_bytes = 32kB\n");
+	  . "scuttlebutt.max_header_bytes = 32kB\n"
+	  . "scuttlebutt.jwt_secret = '$secret'\n");
 my $port = StreamTest::port($node);
 sub q1 { StreamTest::q1($node, @_) }
 my $pid = StreamTest::worker_pid($node);
@@ -94,12 +103,14 @@ sub next_event
 	return undef;
 }
 
-# opens sub-stream $id for $model and syncs it: its header, "SYNC" back
+# opens sub-stream $id for $model (a name, or a meta object) and syncs
+# it: its header, "SYNC" back
 sub open_sub
 {
 	my ($raw, $id, $model) = @_;
+	my $meta = ref $model ? '' : qq(,"meta":"$model");
 	$raw->send_line(frame($id, 'new', { meta => $model, opts => { writable => JSON::PP::true, readable => JSON::PP::true } }));
-	$raw->send_line(frame($id, 'data', qq({"id":"RAW-$id","clock":{},"meta":"$model"}\n)));
+	$raw->send_line(frame($id, 'data', qq({"id":"RAW-$id","clock":{}$meta}\n)));
 	my $text = '';
 	while ($text !~ /^"SYNC"$/m)
 	{
@@ -197,6 +208,44 @@ closes_connection('a frame that is no array of strings', "[\"a\"]\n", 'mux-demux
 	qr/a frame must be a JSON array \[id, event, \.\.\.\] of two strings at least/);
 closes_connection('a frame past its limit', '["a","data","' . ('x' x 100_000), 'line too long',
 	qr/More than \d+ bytes without a newline/);
+
+# ---- rules per sub-stream ----
+
+{
+	q1(q{CREATE ROLE bob});
+	q1(qq{SELECT scuttlebutt.create_model('$_')}) for qw(mx_tok mx_rej);
+	q1(qq{SELECT scuttlebutt.grant('mx_tok', 'bob', '$_')}) for qw(read write);
+	q1(q{BEGIN; DELETE FROM scuttlebutt.listen_rules WHERE position = 1;
+		INSERT INTO scuttlebutt.listen_rules VALUES (1, NULL, 'mx_rej', 'reject', NULL),
+			(2, NULL, 'mx_tok', 'token', NULL), (3, NULL, NULL, 'trust', 'alice'); COMMIT});
+	my %claims = (role => 'bob', exp => time + 600);
+	my $good = JwtTest::token(alg => 'HS256', secret => $secret, claims => \%claims);
+	my $forged = JwtTest::token(alg => 'HS256', secret => 'another-secret-of-thirty-two-bytes!!', claims => \%claims);
+	my $r = StreamTest::Raw->new($port);
+	ok(open_sub($r, 't1', { model => 'mx_tok', token => $good }),
+		'rules: a sub-stream whose meta carries a token syncs under the token rule of its model');
+	ok(open_sub($r, 't2', 'mx1'), 'rules: a sub-stream of a trusted model on the same connection syncs');
+	my @refused = (
+		[ 't3', { model => 'mx_tok', token => $forged }, 'authentication failed on model "mx_tok"', 'a forged token' ],
+		[ 't4', 'mx_tok', 'authentication failed on model "mx_tok"', 'no token' ],
+		[ 't5', 'mx_rej', 'rejected by rule on model "mx_rej"', 'a model a rule rejects' ]);
+	for my $case (@refused)
+	{
+		my ($id, $meta, $text, $what) = @$case;
+		$r->send_line(frame($id, 'new', { meta => $meta }));
+		$r->send_line(frame($id, 'data', qq({"id":"RAW-$id","clock":{}}\n)));
+		my $f = next_event($r, $id);
+		is($f && "$f->[1]: $f->[2]", "error: $text", "rules: $what: refused, told the reason and the model only");
+	}
+	ok(StreamTest::poll($node, q{SELECT string_agg(model || ' ' || role || '/' || method, ', ' ORDER BY model)
+		  = 'mx1 alice/trust, mx_tok bob/token' FROM scuttlebutt.peer_status WHERE remote_addr = '}
+		  . $r->addr . q{' AND model IS NOT NULL}),
+		'rules: peer_status shows each sub-stream with the role and method its model\'s rule gave');
+	q1(q{SELECT scuttlebutt.set('mx_tok', 'for_bob', '1')});
+	my $f = next_frame($r, 't1');
+	like($f && $f->[2], qr/"for_bob"/, 'rules: the token\'s sub-stream gets live writes after the refusals');
+	$r->close_fin;
+}
 
 # ---- bounded buffers ----
 
