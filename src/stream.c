@@ -26,6 +26,12 @@
  * the line protocol goes on inside its frames.  A token its request
  * carried stands in for the header's meta.token when that has none.
  *
+ * An incoming connection whose first line is a JSON array, not a header
+ * object, is a mux-demux one (mux_demux.c): its frames carry sub-streams,
+ * each a stream session of its own (SbStreamOpenSub) whose channel is the
+ * sub-stream, for the model its meta names; the connection's own session
+ * only carries them.
+ *
  * A header that names no model takes scuttlebutt.default_model; with none
  * set the client is sent one JSON line saying why (the reference's stream
  * then emits "error") and closed.  A client that sends nothing at all

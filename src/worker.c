@@ -271,12 +271,22 @@ dialed_count(void)
 	return ws.nactive - ws.nincoming - ws.nsubstreams;
 }
 
+/*
+ * Whether incoming connections and their sub-streams hold every slot they
+ * may: the last SB_MAX_PEERS are the dialed peers'
+ */
+static bool
+incoming_slots_full(void)
+{
+	return ws.nincoming + ws.nsubstreams >= SB_STATUS_SLOTS - SB_MAX_PEERS;
+}
+
 bool
 SbWorkerAdopt(SbSession *s)
 {
-	int			slot = free_slot();
+	int			slot;
 
-	if (slot < 0)
+	if (incoming_slots_full() || (slot = free_slot()) < 0)
 		return false;
 	add_session(slot, s, NULL);
 	return true;
@@ -429,7 +439,8 @@ accept_connections(int listener)
 		int			slot;
 		SbSession  *s;
 
-		if (ws.nincoming >= incoming_limit() || (slot = free_slot()) < 0)
+		if (ws.nincoming >= incoming_limit() || incoming_slots_full() ||
+			(slot = free_slot()) < 0)
 		{
 			refuse_connection(sock, remote, SB_CLOSE_TOO_MANY_CONNECTIONS);
 			continue;
