@@ -9,6 +9,7 @@
 #    an "error" frame for that id alone; a sub-stream past
 #    scuttlebutt.max_substreams is refused alone; data that is not a
 #    string, or a header naming another model, ends that sub-stream alone;
+#    "pause" holds a sub-stream's output until "resume";
 #    a frame that is not JSON, not [id, event, ...], a second "new" for an
 #    open id, or a frame past its limit closes that connection with a
 #    logged reason; the worker stays up (same pid), and a plain stream
@@ -148,6 +149,15 @@ is((next_event($mux, $_) // [])->[1], 'end', "sub-stream $_ ended by the client 
 q1(q{SELECT scuttlebutt.set('mx1', 'after_refusal', '1')});
 $f = next_frame($mux, 's1');
 like($f && $f->[2], qr/"after_refusal"/, 'after the refusal, the first sub-stream gets a live write');
+# "pause" holds what is sent on that sub-stream, "resume" lets it go
+$mux->send_line(frame('s1', 'pause'));
+$mux->send_line(frame('nosuch2', 'data', qq("SYNC"\n)));
+next_event($mux, 'nosuch2');    # the pause was read before what follows
+q1(q{SELECT scuttlebutt.set('mx1', 'while_paused', '1')});
+is(next_frame($mux, 's1', 2), undef, 'a paused sub-stream is sent nothing');
+$mux->send_line(frame('s1', 'resume'));
+$f = next_frame($mux, 's1');
+like($f && $f->[2], qr/"while_paused"/, 'once resumed, it gets what was held');
 ok(StreamTest::poll($node, q{SELECT count(*) = 3 FROM scuttlebutt.peer_status WHERE remote_addr = '}
 		  . $mux->addr . q{' AND state = 'live' AND model IS NOT NULL}),
 	'peer_status: three live sub-streams on the raw connection');
