@@ -31,6 +31,7 @@ OBJS = \
 	src/tls_context.o \
 	src/key_file.o \
 	src/stream.o \
+	src/mux_demux.o \
 	src/listener.o \
 	src/listen_rules.o \
 	src/libpq_peer.o \

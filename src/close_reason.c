@@ -58,6 +58,8 @@ static const SbCloseReasonInfo reasons[SB_CLOSE_REASONS] = {
 	[SB_CLOSE_WEBSOCKET_HANDSHAKE] = {"websocket handshake failed", ERRCODE_PROTOCOL_VIOLATION},
 	[SB_CLOSE_WEBSOCKET_PROTOCOL] = {"websocket protocol error", ERRCODE_PROTOCOL_VIOLATION},
 	[SB_CLOSE_ORIGIN_REFUSED] = {"origin not allowed", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
+	[SB_CLOSE_MUX_PROTOCOL] = {"mux-demux protocol error", ERRCODE_PROTOCOL_VIOLATION},
+	[SB_CLOSE_TOO_MANY_SUBSTREAMS] = {"too many sub-streams", ERRCODE_TOO_MANY_CONNECTIONS},
 };
 
 const char *

@@ -62,10 +62,13 @@ typedef enum SbCloseReason
 	/* WebSocket: a bad upgrade request, a bad frame, an origin not listed */
 	SB_CLOSE_WEBSOCKET_HANDSHAKE,
 	SB_CLOSE_WEBSOCKET_PROTOCOL,
-	SB_CLOSE_ORIGIN_REFUSED
+	SB_CLOSE_ORIGIN_REFUSED,
+	/* mux-demux: a frame that breaks its protocol; a sub-stream too many */
+	SB_CLOSE_MUX_PROTOCOL,
+	SB_CLOSE_TOO_MANY_SUBSTREAMS
 } SbCloseReason;
 
-#define SB_CLOSE_REASONS (SB_CLOSE_ORIGIN_REFUSED + 1)
+#define SB_CLOSE_REASONS (SB_CLOSE_TOO_MANY_SUBSTREAMS + 1)
 
 /*
  * What a client whose header names no model (with no

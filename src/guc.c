@@ -42,6 +42,7 @@ char	   *sb_ssl_ca_file = NULL;
 int			sb_verify_threads = SB_DEFAULT_VERIFY_THREADS;
 char	   *sb_default_model = NULL;
 int			sb_default_model_wait_ms = SB_DEFAULT_DEFAULT_MODEL_WAIT_MS;
+int			sb_max_substreams = SB_DEFAULT_MAX_SUBSTREAMS;
 
 void
 SbGucInit(void)
@@ -296,6 +297,15 @@ SbGucInit(void)
 							SB_DEFAULT_DEFAULT_MODEL_WAIT_MS, 0, INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("scuttlebutt.max_substreams",
+							"Most sub-streams (models) one multiplexed (mux-demux) connection may open at once.",
+							"A sub-stream past it is refused with an error of its own; the others go on.",
+							&sb_max_substreams,
+							SB_DEFAULT_MAX_SUBSTREAMS, 1, SB_MAX_MAX_SUBSTREAMS,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("scuttlebutt");

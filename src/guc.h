@@ -42,6 +42,8 @@
 #define SB_DEFAULT_RECONNECT_MIN_MS 100
 #define SB_DEFAULT_RECONNECT_MAX_MS 30000
 #define SB_DEFAULT_DEFAULT_MODEL_WAIT_MS 1000
+#define SB_DEFAULT_MAX_SUBSTREAMS 64
+#define SB_MAX_MAX_SUBSTREAMS 1024
 #define SB_DEFAULT_VERIFY_THREADS 1
 #define SB_MAX_VERIFY_THREADS 16
 
@@ -67,6 +69,7 @@ extern char *sb_ssl_ca_file;
 extern int	sb_verify_threads;
 extern char *sb_default_model;
 extern int	sb_default_model_wait_ms;
+extern int	sb_max_substreams;
 
 extern void SbGucInit(void);
 

@@ -53,6 +53,9 @@ typedef struct SbSession
 	TimestampTz deadline;		/* backoff: when to reconnect */
 	int32		peer_id;		/* outgoing: scuttlebutt.peers.id */
 	bool		outgoing;
+	bool		substream;		/* a sub-stream of a multiplexed connection
+								 * (mux_demux.c): it holds no socket and is
+								 * no connection of its own */
 	int			backoff_ms;
 	bool		send_enabled;	/* false: read-only replica's side */
 	bool		receive_enabled;	/* false: master's side */

@@ -26,6 +26,12 @@
  * the line protocol goes on inside its frames.  A token its request
  * carried stands in for the header's meta.token when that has none.
  *
+ * An incoming connection whose first line is a JSON array, not a header
+ * object, is a mux-demux one (mux_demux.c): its frames carry sub-streams,
+ * each a stream session of its own (SbStreamOpenSub) whose channel is the
+ * sub-stream, for the model its meta names; the connection's own session
+ * only carries them.
+ *
  * A header that names no model takes scuttlebutt.default_model; with none
  * set the client is sent one JSON line saying why (the reference's stream
  * then emits "error") and closed.  A client that sends nothing at all
@@ -59,6 +65,7 @@
 #include "guc.h"
 #include "jstext.h"
 #include "listen_rules.h"
+#include "mux_demux.h"
 #include "stream.h"
 #include "transport.h"
 #include "websocket.h"
@@ -77,6 +84,10 @@ typedef struct SbStream
 	bool		detected;		/* incoming: its first bytes told lines
 								 * from a WebSocket upgrade */
 	bool		line_bytes;		/* a byte of the line protocol came */
+	bool		mux_checked;	/* incoming: its first line told a
+								 * scuttlebutt header from a mux-demux frame */
+	SbMux	   *mux;			/* a multiplexed connection's sub-streams */
+	char	   *sub_model;		/* a sub-stream: the model its meta named */
 	TimestampTz quiet_deadline; /* incoming and silent: when it gets the
 								 * default model (0: never) */
 	bool		started_silent; /* it got the default model that way */
@@ -118,6 +129,13 @@ stream_disconnect(SbSession *s)
 {
 	SbStream   *st = stream_of(s);
 
+	if (st->mux != NULL)
+	{
+		SbMux	   *mux = st->mux;
+
+		st->mux = NULL;
+		SbMuxEnd(mux, s->close_reason);
+	}
 	if (st->ch.sock != PGINVALID_SOCKET)
 	{
 		/* a channel that can say why the session ends says it first */
@@ -171,6 +189,7 @@ stream_begin(SbSession *s)
 	st->detected = s->outgoing;
 	s->websocket = false;
 	st->line_bytes = false;
+	st->mux_checked = s->outgoing;
 	st->quiet_deadline = 0;
 	st->started_silent = false;
 	s->tls = false;
@@ -188,7 +207,8 @@ arm_default_model_wait(SbSession *s)
 	SbStream   *st = stream_of(s);
 
 	st->quiet_deadline = 0;
-	if (!s->outgoing && sb_default_model != NULL && sb_default_model[0] != '\0' &&
+	if (!s->outgoing && (st->sub_model != NULL ||
+						 (sb_default_model != NULL && sb_default_model[0] != '\0')) &&
 		sb_default_model_wait_ms > 0)
 		st->quiet_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														 sb_default_model_wait_ms);
@@ -261,6 +281,35 @@ SbStreamAccept(SbSession *s, pgsocket sock, const SockAddr *addr,
 	}
 	else
 		arm_default_model_wait(s);
+}
+
+void
+SbStreamOpenSub(SbSession *s, SbSession *carrier, const SbChannelOps *ops,
+				void *state, const char *model, const char *token)
+{
+	SbStream   *cst = stream_of(carrier);
+	SbStream   *st = stream_new(s);
+
+	SbChannelInit(&st->ch, ops, cst->ch.sock, state);
+	/* who the client is: as its connection showed it */
+	st->ch.tls = cst->ch.tls;
+	st->ch.websocket = cst->ch.websocket;
+	if (cst->ch.peer_cn)
+		st->ch.peer_cn = MemoryContextStrdup(s->cxt, cst->ch.peer_cn);
+	if (token != NULL)
+		st->ch.token = MemoryContextStrdup(s->cxt, token);
+	else if (cst->ch.token != NULL)
+		st->ch.token = MemoryContextStrdup(s->cxt, cst->ch.token);
+	st->ch.token_too_long = token == NULL && cst->ch.token_too_long;
+	st->client_addr = cst->client_addr;
+	st->sub_model = MemoryContextStrdup(s->cxt, model);
+	strlcpy(s->remote_addr, carrier->remote_addr, sizeof(s->remote_addr));
+	stream_begin(s);
+	st->detected = true;
+	st->mux_checked = true;		/* no sub-streams within sub-streams */
+	s->tls = st->ch.tls;
+	s->websocket = st->ch.websocket;
+	arm_default_model_wait(s);
 }
 
 /* ---- dialing ---- */
@@ -514,7 +563,8 @@ start_default_model(SbSession *s)
 	SbStream   *st = stream_of(s);
 
 	st->quiet_deadline = 0;
-	s->model_name = MemoryContextStrdup(s->cxt, sb_default_model);
+	s->model_name = MemoryContextStrdup(s->cxt, st->sub_model ? st->sub_model
+										: sb_default_model);
 	if (!authenticate(s, NULL) || !send_header(s))
 		return;
 	st->header_received = true;
@@ -554,6 +604,18 @@ handle_header(SbSession *s, SbMessage *msg)
 	{
 		const char *model = msg->meta_model;
 
+		/* a sub-stream's model is the one its mux-demux meta named */
+		if (st->sub_model != NULL)
+		{
+			if (model != NULL && strcmp(model, st->sub_model) != 0)
+			{
+				SbSessionClose(s, SB_CLOSE_INVALID_HEADER,
+							   psprintf("The header names model \"%s\", but the sub-stream's meta named \"%s\".",
+										model, st->sub_model));
+				return false;
+			}
+			model = st->sub_model;
+		}
 		if (model == NULL && sb_default_model != NULL && sb_default_model[0] != '\0')
 			model = sb_default_model;
 		if (model == NULL)
@@ -675,6 +737,8 @@ input_ended(SbSession *s, ssize_t rc)
 
 	if (!SbSessionApplyPending(s))
 		return;
+	if (st->mux != NULL)
+		SbMuxApplyPending(st->mux);
 	/*
 	 * A TLS error (an alert) before the first byte: the handshake failed
 	 * after all (with TLS 1.3 the server checks a client's certificate
@@ -757,6 +821,29 @@ stream_read(SbSession *s)
 			}
 		}
 		st->line_bytes = true;
+		/* the first line, unless a silent start already gave the model */
+		if (!st->mux_checked && !st->header_received)
+		{
+			SbMuxGuess	guess = SbMuxGuessFrame(st->in.data, st->in.len);
+
+			if (guess != SB_MUX_UNDECIDED)
+				st->mux_checked = true;
+			if (guess == SB_MUX_YES)
+			{
+				/* its frames carry sub-streams: no header of its own */
+				st->mux = SbMuxBegin(s);
+				st->header_received = true;
+				st->quiet_deadline = 0;
+				/* peer_status: a live connection of no model of its own */
+				s->state = SB_SESSION_LIVE;
+			}
+		}
+		if (st->mux != NULL)
+		{
+			if (!SbMuxInput(st->mux, &st->in))
+				return;
+			continue;
+		}
 		if (!take_lines(s))
 			return;
 		if (s->npending >= SB_APPLY_BATCH && !SbSessionApplyPending(s))

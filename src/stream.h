@@ -12,6 +12,7 @@
 
 #include "libpq/pqcomm.h"
 
+#include "channel.h"
 #include "session.h"
 
 /*
@@ -20,5 +21,15 @@
  */
 extern void SbStreamAccept(SbSession *s, pgsocket sock, const SockAddr *addr,
 						   const char *remote_addr);
+
+/*
+ * Starts s as a sub-stream of carrier, a multiplexed incoming connection
+ * (mux_demux.c): its bytes come and go through a channel of ops with state,
+ * for the model its mux-demux meta named.  It is checked as its carrier
+ * would be (address, certificate, the token given, else the carrier's).
+ */
+extern void SbStreamOpenSub(SbSession *s, SbSession *carrier,
+							const SbChannelOps *ops, void *state,
+							const char *model, const char *token);
 
 #endif							/* SCUTTLEBUTT_STREAM_H */

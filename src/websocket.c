@@ -731,6 +731,7 @@ ws_farewell(SbChannel *ch, int reason)
 		case SB_CLOSE_TOO_DEEP:
 		case SB_CLOSE_INVALID_HEADER:
 		case SB_CLOSE_UPDATE_BEFORE_HEADER:
+		case SB_CLOSE_MUX_PROTOCOL:
 			code = WS_INVALID_DATA;
 			text = SbCloseReasonName(reason);
 			break;
@@ -750,6 +751,7 @@ ws_farewell(SbChannel *ch, int reason)
 			break;
 		case SB_CLOSE_TOO_MANY_CONNECTIONS:
 		case SB_CLOSE_TOO_MANY_FROM_ADDRESS:
+		case SB_CLOSE_TOO_MANY_SUBSTREAMS:
 			code = WS_TRY_LATER;
 			break;
 		case SB_CLOSE_REJECTED_BY_RULE:

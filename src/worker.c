@@ -85,6 +85,7 @@ typedef struct WorkerState
 	int			nactive;
 	/* incoming connections, in all and per remote host (AddressCount) */
 	int			nincoming;
+	int			nsubstreams;	/* sub-streams of multiplexed connections */
 	HTAB	   *per_address;
 	int			fd_room;		/* sockets the descriptor limit leaves room for */
 	bool		fd_room_logged;
@@ -209,7 +210,9 @@ add_session(int slot, SbSession *s, SbPeerConfig *config)
 	for (int k = 0; k < SB_SESSION_SOCKETS; k++)
 		ws.registered[slot][k].sock = PGINVALID_SOCKET;
 	ws.active[ws.nactive++] = slot;
-	if (!s->outgoing)
+	if (s->substream)
+		ws.nsubstreams++;
+	else if (!s->outgoing)
 	{
 		ws.nincoming++;
 		count_address(s->remote_addr, 1);
@@ -219,7 +222,9 @@ add_session(int slot, SbSession *s, SbPeerConfig *config)
 static void
 drop_session(int slot)
 {
-	if (!ws.sessions[slot]->outgoing)
+	if (ws.sessions[slot]->substream)
+		ws.nsubstreams--;
+	else if (!ws.sessions[slot]->outgoing)
 	{
 		ws.nincoming--;
 		count_address(ws.sessions[slot]->remote_addr, -1);
@@ -257,6 +262,34 @@ drop_session(int slot)
 	LWLockAcquire(sb_shared->lock, LW_EXCLUSIVE);
 	sb_shared->conns[slot].in_use = false;
 	LWLockRelease(sb_shared->lock);
+}
+
+/* Sessions of the peers this server dials */
+static int
+dialed_count(void)
+{
+	return ws.nactive - ws.nincoming - ws.nsubstreams;
+}
+
+/*
+ * Whether incoming connections and their sub-streams hold every slot they
+ * may: the last SB_MAX_PEERS are the dialed peers'
+ */
+static bool
+incoming_slots_full(void)
+{
+	return ws.nincoming + ws.nsubstreams >= SB_STATUS_SLOTS - SB_MAX_PEERS;
+}
+
+bool
+SbWorkerAdopt(SbSession *s)
+{
+	int			slot;
+
+	if (incoming_slots_full() || (slot = free_slot()) < 0)
+		return false;
+	add_session(slot, s, NULL);
+	return true;
 }
 
 /* ---- one session's work ---- */
@@ -356,7 +389,7 @@ static int
 incoming_limit(void)
 {
 	/* the dialed peers' sockets come first */
-	int			room = ws.fd_room - (ws.nactive - ws.nincoming) * SB_SESSION_SOCKETS;
+	int			room = ws.fd_room - dialed_count() * SB_SESSION_SOCKETS;
 
 	if (room < sb_max_connections && !ws.fd_room_logged)
 	{
@@ -407,7 +440,8 @@ accept_connections(int listener)
 		int			slot;
 		SbSession  *s;
 
-		if (ws.nincoming >= incoming_limit() || (slot = free_slot()) < 0)
+		if (ws.nincoming >= incoming_limit() || incoming_slots_full() ||
+			(slot = free_slot()) < 0)
 		{
 			refuse_connection(sock, remote, SB_CLOSE_TOO_MANY_CONNECTIONS);
 			continue;
@@ -663,7 +697,7 @@ reload_peers(void)
 
 		if (find_peer(row->id) >= 0)
 			continue;
-		if (ws.nactive - ws.nincoming >= SB_MAX_PEERS || (slot = free_slot()) < 0)
+		if (dialed_count() >= SB_MAX_PEERS || (slot = free_slot()) < 0)
 		{
 			ereport(WARNING,
 					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),

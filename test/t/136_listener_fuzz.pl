@@ -508,7 +508,7 @@ my %line_ops = (
 my @field_names = sort keys %field_ops;
 my @line_names = sort keys %line_ops;
 # framing and the end of the connection
-my @framings = qw(lf lf lf crlf no_final_newline cut_mid_stream trickle bom);
+my @framings = qw(lf lf lf crlf no_final_newline cut_mid_stream trickle bom mux);
 my @ends = qw(fin fin fin rst half_close keep_open);
 
 # The weaknesses known when this test was written, as the first cases
@@ -578,10 +578,37 @@ sub build_case
 	$data = "\xef\xbb\xbf$data" if $framing eq 'bom';
 	chop $data if $framing eq 'no_final_newline';
 	substr($data, rint(length $data)) = '' if $framing eq 'cut_mid_stream';
-	$c->{over_limit} = 1 if grep { length($_) > $max_line } @lines;
+	if ($framing eq 'mux')
+	{
+		# the same lines as the data of a mux-demux sub-stream, 1 to 4 a
+		# frame, sometimes ended: a line over the limit ends the
+		# sub-stream alone, so the connection is not waited on
+		my $id = jstr("fz$n");
+		$data = qq([$id,"new",{"meta":${\ jstr($c->{model}) },"opts":{}}]\n);
+		my @rest = @lines;
+		while (@rest)
+		{
+			my @chunk = splice(@rest, 0, 1 + rint(4));
+			$data .= qq([$id,"data",${\ jstr(join('', map { "$_\n" } @chunk)) }]\n);
+		}
+		$data .= qq([$id,"end"]\n) if chance(0.5);
+		$c->{framing} = $framing;
+		$c->{end} = pick(@ends);
+		$c->{trickle} = [];
+		$c->{data} = $data;
+		$c->{desc} = sprintf('#%d %s (%s) src-mix %s, %d lines, %d bytes, %s, end %s; %s',
+			$n, $c->{model}, $c->{kind}, $c->{updates}[0]{src}, scalar(@lines), length($data), $framing,
+			$c->{end}, join('; ', @ops));
+		return $c;
+	}
+	# the first line may take max_header_bytes (8 MB), the others
+	# max_line_bytes
+	$c->{over_limit} = 1 if grep { length($_) > $max_line } @lines[ 1 .. $#lines ];
 	# a line over the limit: the server must close; a fixed peer waits
 	# for that
-	$c->{over_limit} = 0 if $framing eq 'cut_mid_stream' && !grep { length($_) > $max_line } split /\n/, $data;
+	my @sent_lines = split /\n/, $data;
+	$c->{over_limit} = 0
+	  if $framing eq 'cut_mid_stream' && !grep { length($_) > $max_line } @sent_lines[ 1 .. $#sent_lines ];
 	$c->{end} = $c->{over_limit} ? 'wait_close' : pick(@ends);
 	$c->{framing} = $framing;
 	# the first bytes of a trickle case go in writes of 1 to 7 bytes (drawn
