@@ -105,13 +105,15 @@ sub next_event
 }
 
 # opens sub-stream $id for $model (a name, or a meta object) and syncs
-# it: its header, "SYNC" back
+# it: our header and "SYNC" (no history, and the worker's "SYNC" waits
+# for ours: durable sync), then its header, history and "SYNC"
 sub open_sub
 {
 	my ($raw, $id, $model) = @_;
 	my $meta = ref $model ? '' : qq(,"meta":"$model");
 	$raw->send_line(frame($id, 'new', { meta => $model, opts => { writable => JSON::PP::true, readable => JSON::PP::true } }));
 	$raw->send_line(frame($id, 'data', qq({"id":"RAW-$id","clock":{}$meta}\n)));
+	$raw->send_line(frame($id, 'data', qq("SYNC"\n)));
 	my $text = '';
 	while ($text !~ /^"SYNC"$/m)
 	{
@@ -119,7 +121,6 @@ sub open_sub
 		return 0 unless $f->[1] eq 'data';
 		$text .= $f->[2];
 	}
-	$raw->send_line(frame($id, 'data', qq("SYNC"\n)));
 	return $text =~ /^\{"id":"[^"]+","clock":/;
 }
 
@@ -304,7 +305,7 @@ cmp_ok($peak - $before, '<', 64 * 1024, '8 stalled sub-streams grow the worker b
 	my $json8 = JSON::PP->new->utf8;
 	my $good = StreamTest::Raw->new($port);
 	$good->send_line(frame('g', 'new', { meta => 'big' }));
-	$good->send_line(frame('g', 'data', qq({"id":"GOOD","clock":{}}\n)));
+	$good->send_line(frame('g', 'data', qq({"id":"GOOD","clock":{}}\n"SYNC"\n)));
 	my ($text, $frames, $bad) = ('', 0, '');
 	my $deadline = time + 120;
 	while ($text !~ /^"SYNC"$/m && time < $deadline)
