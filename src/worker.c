@@ -1004,6 +1004,7 @@ serve_sessions(void)
 			guarded(s, apply_step, NULL);
 	}
 	ws.commits = pg_atomic_read_u64(&sb_shared->commits);
+	SbSessionPumpShareBegin();
 	for (int a = 0; a < ws.nactive; a++)
 	{
 		SbSession  *s = ws.sessions[ws.active[a]];
@@ -1011,6 +1012,7 @@ serve_sessions(void)
 		if (SbSessionIsOpen(s))
 			guarded(s, pump_step, NULL);
 	}
+	SbSessionPumpShareEnd();
 }
 
 /*

@@ -11,6 +11,8 @@
 //   waiting  neither, when asked for the outcome
 //
 // Usage: node many_clients.js PORT MODEL N EXPECTED ID_PREFIX
+// A line "keys MS K" waits (MS at most) until every synced client holds K
+// keys and prints {"event": "keys", "have": n, "of": synced}.
 // Prints "CONNECTED <k>" once a second (k: TCP connections established),
 // then, on a line "report" on stdin, waits until every client synced or
 // was refused, at most DEADLINE_MS (the second word of the line, e.g.
@@ -63,7 +65,7 @@ function quit() {
 
 for (let i = 0; i < n; i++) {
 	const model = new Model(`${prefix}${i}`);
-	const c = { id: model.id, state: 'waiting', connected: false, reason: null, at: null, keys: 0 };
+	const c = { id: model.id, state: 'waiting', connected: false, reason: null, at: null, keys: 0, model };
 	const sock = net.connect(Number(port), '127.0.0.1');
 	const stream = model.createStream({ meta: modelName });
 	c.sock = sock;
@@ -94,7 +96,20 @@ const ticker = setInterval(() => {
 }, 1000);
 ticker.unref();
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
-	const [cmd, ms] = line.trim().split(/\s+/);
+	const [cmd, ms, want] = line.trim().split(/\s+/);
+	if (cmd === 'keys') {
+		// "keys MS K": wait (MS at most) until every synced client holds K keys
+		const until = Date.now() + Number(ms);
+		const check = setInterval(() => {
+			const synced = clients.filter((c) => c.state === 'synced');
+			const have = synced.filter((c) => Object.keys(c.model.store).length === Number(want)).length;
+			if (have === synced.length || Date.now() >= until) {
+				clearInterval(check);
+				console.log(JSON.stringify({ event: 'keys', have, of: synced.length }));
+			}
+		}, 50);
+		return;
+	}
 	if (cmd !== 'report') return;
 	reportAt = Date.now();
 	deadline = reportAt + Number(ms || 10000);

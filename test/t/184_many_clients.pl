@@ -93,6 +93,17 @@ is(StreamTest::error_count($na, 'too many connections'), $clients - $limit,
 ok($na->log_contains(qr/closing connection from 127\.0\.0\.1:\d+: too many connections/),
 	'the refusals are logged with their reason');
 
+# live: each SQL write reaches every held client (they all lack the same
+# page: one read is shared by all)
+qa(qq{SELECT scuttlebutt.set('m', 'live$_', '$_')}) for 1 .. 5;
+$in .= "keys 30000 " . ($keys + 5) . "\n";
+$h->pump until $out =~ /"event":"keys"/ || !$h->pumpable;
+my ($have, $of) = $out =~ /"have":(\d+),"of":(\d+)/;
+is("$have/$of", "$limit/$limit", 'five SQL writes reach every held client');
+ok(StreamTest::poll($na,
+		qq{SELECT count(*) = $limit FROM scuttlebutt.peer_status WHERE direction = 'in' AND sent = $keys + 5}),
+	'peer_status counts each client sent every update once');
+
 # one more while the $limit are held is refused too
 my ($o2, $e2) = ('', '');
 IPC::Run::run(
@@ -123,6 +134,24 @@ IPC::Run::run(
 ($j2) = $o2 =~ /^(\{.*\})$/m;
 $r2 = ScuttlebuttTest::json_codec()->decode($j2 // '{}');
 is_deeply($r2->{synced}, ['LATER0'], 'once they left, a new client syncs');
+
+# a model of several pages (2,000 updates each): clients sharing reads
+# page by page, or reading their own when their socket lags, each get
+# every key
+qa(q{SELECT scuttlebutt.create_model('big');
+	SELECT scuttlebutt.set_many('big', jsonb_object_agg('b' || i, i)) FROM generate_series(1, 4500) i});
+($o2, $e2) = ('', '');
+IPC::Run::run(
+	[
+		'node', "$FindBin::RealBin/../interop/many_clients.js",
+		StreamTest::port($na), 'big', 30, 4500, 'BIG'
+	],
+	'<', \"report 120000\n", '>', \$o2, '2>', \$e2,
+	IPC::Run::timeout(3 * $PostgreSQL::Test::Utils::timeout_default));
+($j2) = $o2 =~ /^(\{.*\})$/m;
+$r2 = ScuttlebuttTest::json_codec()->decode($j2 // '{}');
+is(scalar(@{ $r2->{synced} // [] }), 30, '30 clients of a 4,500-key model sync');
+is_deeply($r2->{wrong_keys}, {}, 'each holds the 4,500 keys');
 
 $na->stop;
 done_testing();
