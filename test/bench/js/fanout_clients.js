@@ -114,38 +114,43 @@ function finish(c, state, reason) {
 		reportSynced();
 }
 
+/* A live line, data[from, nl): [[key,value],ts,"source"] */
+function onLive(c, data, from, nl) {
+	const end = data.lastIndexOf(44 /* , */, nl);
+	const start = data.lastIndexOf(44, end - 1);
+	if (start < from)
+		fail(`not an update: ${data.toString('utf8', from, nl).slice(0, 200)}`);
+	const ts = Number(data.latin1Slice(start + 1, end));
+	if (++lineNo % checkEvery === 0) {
+		const line = data.toString('utf8', from, nl);
+		const msg = JSON.parse(line);
+		checkUpdate(msg, line);
+		if (msg[1] !== ts)
+			fail(`timestamp read ${ts}, parsed ${msg[1]}`);
+	}
+	const lat = now() - ts;
+	let b = Math.floor(lat / BUCKET);
+	if (b < 0) b = 0;
+	if (b >= NBUCKETS) b = NBUCKETS - 1;
+	hist[b]++;
+	if (lat > histMax) histMax = lat;
+	deliveries++;
+	c.live++;
+}
+
+/* A history line, data[from, nl): counted; the first lines of each
+ * client and one in CHECK_EVERY parsed and checked */
+function onHistory(c, data, from, nl) {
+	if (!c.header)
+		fail('an update before the header');
+	if (c.nupd < 3 || ++lineNo % checkEvery === 0) {
+		const line = data.toString('utf8', from, nl);
+		checkUpdate(JSON.parse(line), line);
+	}
+	c.nupd++;
+}
+
 function onLine(c, line) {
-	if (c.state === 'synced') {
-		/* live: [[key,value],ts,"source"] */
-		const end = line.lastIndexOf(',');
-		const start = line.lastIndexOf(',', end - 1);
-		const ts = Number(line.slice(start + 1, end));
-		if (++lineNo % checkEvery === 0) {
-			const msg = JSON.parse(line);
-			checkUpdate(msg, line);
-			if (msg[1] !== ts)
-				fail(`timestamp read ${ts}, parsed ${msg[1]}`);
-		}
-		const lat = now() - ts;
-		let b = Math.floor(lat / BUCKET);
-		if (b < 0) b = 0;
-		if (b >= NBUCKETS) b = NBUCKETS - 1;
-		hist[b]++;
-		if (lat > histMax) histMax = lat;
-		deliveries++;
-		c.live++;
-		return;
-	}
-	if (line.charCodeAt(0) === 91 /* [ */) {
-		/* history: counted; the first lines of each client and one in
-		 * CHECK_EVERY parsed and checked */
-		if (!c.header)
-			fail('an update before the header');
-		if (c.nupd < 3 || ++lineNo % checkEvery === 0)
-			checkUpdate(JSON.parse(line), line);
-		c.nupd++;
-		return;
-	}
 	let msg;
 	try {
 		msg = JSON.parse(line);
@@ -171,23 +176,27 @@ function onLine(c, line) {
 }
 
 function open(i) {
-	const c = { i, state: 'waiting', header: false, nupd: 0, live: 0, buf: '', t0: now() };
+	const c = { i, state: 'waiting', header: false, nupd: 0, live: 0, buf: null, t0: now() };
 	clients.push(c);
 	const sock = net.connect(port, host);
 	c.sock = sock;
 	sock.setNoDelay(true);
 	sock.on('connect', () => { c.connected = true; });
-	sock.setEncoding('latin1');
 	sock.write(JSON.stringify({ id: `${idPrefix}${i}`, clock: {}, meta: modelName }) + '\n');
 	sock.on('data', (chunk) => {
-		let data = c.buf + chunk;
+		const data = c.buf ? Buffer.concat([c.buf, chunk]) : chunk;
 		let from = 0;
 		let nl;
-		while ((nl = data.indexOf('\n', from)) >= 0) {
-			onLine(c, data.slice(from, nl));
+		while ((nl = data.indexOf(10 /* \n */, from)) >= 0) {
+			if (c.state === 'synced')
+				onLive(c, data, from, nl);
+			else if (data[from] === 91 /* [ */)
+				onHistory(c, data, from, nl);
+			else
+				onLine(c, data.toString('utf8', from, nl));
 			from = nl + 1;
 		}
-		c.buf = from < data.length ? data.slice(from) : '';
+		c.buf = from < data.length ? Buffer.from(data.subarray(from)) : null;
 	});
 	sock.on('error', (e) => { c.err = e.code || e.message; });
 	sock.on('close', () => {
