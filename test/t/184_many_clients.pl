@@ -92,6 +92,8 @@ is(StreamTest::error_count($na, 'too many connections'), $clients - $limit,
 	'each refused client is counted in connection_errors as "too many connections"');
 ok($na->log_contains(qr/closing connection from 127\.0\.0\.1:\d+: too many connections/),
 	'the refusals are logged with their reason');
+is(StreamTest::error_count($na, 'handshake timeout'), 0,
+	'no accepted client waited out the handshake timeout, its header unread');
 
 # live: each SQL write reaches every held client (they all lack the same
 # page: one read is shared by all)
