@@ -890,8 +890,8 @@ typedef struct PumpArg
  * at the same point of its history lack the same page: every live one
  * after a commit, a reconnect storm's clients page by page.  The first
  * reads it in a transaction; the others, their outboxes as empty and
- * their clocks at the same point for every source it read, append its
- * text with no transaction.  A page read during the pass holds every
+ * their peers' clocks the same as the reader's on every source of ours,
+ * append its text with no transaction.  A page read during the pass holds every
  * commit counted before the pass began, all that commits_seen promises.
  * Transports that take a clock (told ours after a pass) read their own.
  */
@@ -900,8 +900,8 @@ typedef struct SharedPage
 	int32		model_id;
 	int			n;				/* the clock the page was read with */
 	SbClockEntry *clock;
-	double	   *from;			/* per source: where the reader stood (+inf: lacked nothing) */
-	double	   *to;				/* per source: the reader's clock after the page */
+	double	   *from;			/* per source: the reader's peer's clock before */
+	double	   *to;				/* ... and after the page */
 	StringInfoData text;
 	int64		lines;
 	bool		more;
@@ -913,13 +913,11 @@ static MemoryContext share_cxt;
 static List *shared_pages;
 static bool share_active;
 
-/* Where the peer stands on a source of our clock: +inf if it lacks nothing */
+/* Where the peer stands on a source of our clock */
 static double
 standing(SbSession *s, const SbClockEntry *entry)
 {
-	double		held = SbRemoteClockGet(&s->remote, entry->source);
-
-	return entry->ts <= held ? INFINITY : held;
+	return SbRemoteClockGet(&s->remote, entry->source);
 }
 
 static bool
