@@ -891,9 +891,10 @@ typedef struct PumpArg
  * after a commit, a reconnect storm's clients page by page.  The first
  * reads it in a transaction; the others, their outboxes as empty and
  * their peers' clocks the same as the reader's on every source of ours,
- * append its text with no transaction.  A page read during the pass holds every
- * commit counted before the pass began, all that commits_seen promises.
- * Transports that take a clock (told ours after a pass) read their own.
+ * append its text with no transaction.  A page read during the pass
+ * holds every commit counted before the pass began, all that
+ * commits_seen promises.  Transports that take a clock (told ours after
+ * a pass) read their own.
  */
 typedef struct SharedPage
 {
