@@ -187,7 +187,7 @@ clients_max() {
 
 # one_run SIDE N REP: one restart, storm, idle memory and live window
 one_run() {
-	local side=$1 n=$2 rep=$3 port spid m0 m1 synced t0 c0 w0 c1 w1 wrote deliveries elapsed lat
+	local side=$1 n=$2 rep=$3 port spid m0 m1 synced t0 c0 w0 c1 w1 wrote deliveries elapsed lat commit=""
 	if [ "$side" = db ]; then
 		restart_db
 		port=${LISTEN_OF[a]}
@@ -226,8 +226,9 @@ one_run() {
 	quiet_gate
 	disturb_begin
 	if [ "$side" = db ]; then
+		rm -f "$W"/pgb.*
 		"$PGBIN/pgbench" -n -h "$SERVERS_TMP/sock" -p "${PORT_OF[a]}" -U postgres -c 4 -j 1 \
-			-R "$RATE" -T "$SECS" -f "$W/writer.sql" postgres >"$W/pgbench.out" 2>&1 &
+			-R "$RATE" -T "$SECS" -l --log-prefix="$W/pgb" -f "$W/writer.sql" postgres >"$W/pgbench.out" 2>&1 &
 		wpid=$!
 	else
 		echo "write $RATE $SECS $KEYS" >&8
@@ -244,6 +245,8 @@ one_run() {
 	if [ "$side" = db ]; then
 		wait "$wpid" || die "pgbench failed: $(cat "$W/pgbench.out")"
 		wrote=$(awk '/^tps = / { printf "%.0f", $3 }' "$W/pgbench.out")
+		# the set() round trip, commit included (µs in pgbench's log)
+		commit="; set() round trip p50 $(awk '{ print $3 / 1000 }' "$W"/pgb.* | pctl 50) p99 $(awk '{ print $3 / 1000 }' "$W"/pgb.* | pctl 99) ms"
 	else
 		until grep -q '"event":"wrote"' "$W/js.out"; do sleep 0.1; done
 		wl=$(grep '"event":"wrote"' "$W/js.out" | tail -1)
@@ -271,7 +274,7 @@ one_run() {
 	clients_stop
 	if [ "$side" = js ]; then js_stop; else wait_no_connections a; fi
 
-	log "fanout: $side n=$n rep=$rep: storm ${storm} ms; idle ${perconn} kB/conn; writes ${wrote}/s; delivered ${rate}/s p50 ${p50} ms p99 ${p99} ms; server CPU ${cpu_s} s (serving process ${wcpu}% of a core), ${percore} deliveries per server CPU s, ${pcserve} per serving process CPU s; RSS ${rss} kB; foreign CPU $(tail -1 "$W/foreign.all")%"
+	log "fanout: $side n=$n rep=$rep: storm ${storm} ms; idle ${perconn} kB/conn; writes ${wrote}/s; delivered ${rate}/s p50 ${p50} ms p99 ${p99} ms; server CPU ${cpu_s} s (serving process ${wcpu}% of a core), ${percore} deliveries per server CPU s, ${pcserve} per serving process CPU s; RSS ${rss} kB${commit}; foreign CPU $(tail -1 "$W/foreign.all")%"
 	if [ "$rep" -gt 0 ]; then
 		for f in storm perconn rate p50 p99 percore pcserve wcpu rss wrote; do
 			echo "${!f}" >>"$W/$n.$side.$f"
