@@ -6,6 +6,13 @@
  * One socket per address of scuttlebutt.listen_addresses on
  * scuttlebutt.port, reopened when either changes at a reload.
  *
+ * The accept queue holds what a storm of clients (every browser
+ * reconnecting after a restart) sends while the worker is busy: sized as
+ * PostgreSQL sizes its own, from the connection limit.  A queue that
+ * overflows drops the handshake's last packet: the client sees an open
+ * connection, sends its header, and waits for the kernel's retransmission
+ * backoff (seconds, growing) before the worker ever sees it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -30,6 +37,14 @@ static pgsocket listeners[SB_MAX_LISTENERS];
 static int	nlisteners;
 static int	listen_port = -1;	/* what the listeners are bound to */
 static char *listen_addresses;
+static int	listen_backlog;		/* what the listeners were given */
+
+/* Connections the kernel may queue for accept(): at most net.core.somaxconn */
+static int
+backlog(void)
+{
+	return Min(2 * sb_max_connections, PG_SOMAXCONN);
+}
 
 void
 SbListenerCloseAll(void)
@@ -86,7 +101,7 @@ open_listener(const char *host, int port)
 			(void) setsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 #endif
 		if (bind(sock, ai->ai_addr, ai->ai_addrlen) < 0 ||
-			listen(sock, 128) < 0 || !pg_set_noblock(sock))
+			listen(sock, backlog()) < 0 || !pg_set_noblock(sock))
 		{
 			ereport(WARNING,
 					(errcode_for_socket_access(),
@@ -109,13 +124,23 @@ SbListenerConfigure(void)
 
 	if (listen_port == sb_port && listen_addresses &&
 		strcmp(listen_addresses, sb_listen_addresses) == 0)
+	{
+		/* scuttlebutt.max_connections changed: listen() again resizes */
+		if (listen_backlog != backlog())
+		{
+			listen_backlog = backlog();
+			for (int i = 0; i < nlisteners; i++)
+				(void) listen(listeners[i], listen_backlog);
+		}
 		return false;
+	}
 
 	SbListenerCloseAll();
 	if (listen_addresses)
 		pfree(listen_addresses);
 	listen_addresses = MemoryContextStrdup(TopMemoryContext, sb_listen_addresses);
 	listen_port = sb_port;
+	listen_backlog = backlog();
 	if (sb_port == 0)
 		return true;
 

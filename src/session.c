@@ -888,7 +888,155 @@ typedef struct PumpArg
 {
 	bool		more;
 	int64		lines;
+	struct SharedPage *record;	/* fill it with what was read, or NULL */
 } PumpArg;
+
+/*
+ * Pages shared by the sessions of one pass (SbSessionPumpShareBegin to
+ * SbSessionPumpShareEnd).  With thousands of clients of one model, those
+ * at the same point of its history lack the same page: every live one
+ * after a commit, a reconnect storm's clients page by page.  The first
+ * reads it in a transaction; the others, their outboxes as empty and
+ * their peers' clocks the same as the reader's on every source of ours,
+ * append its text with no transaction.  A page read during the pass
+ * holds every commit counted before the pass began, all that
+ * commits_seen promises.  Transports that take a clock (told ours after
+ * a pass) read their own.
+ */
+typedef struct SharedPage
+{
+	int32		model_id;
+	int			n;				/* the clock the page was read with */
+	SbClockEntry *clock;
+	double	   *from;			/* per source: the reader's peer's clock before */
+	double	   *to;				/* ... and after the page */
+	StringInfoData text;
+	int64		lines;
+	bool		more;
+} SharedPage;
+
+#define SB_SHARED_PAGES 16
+
+static MemoryContext share_cxt;
+static List *shared_pages;
+static bool share_active;
+
+/* Where the peer stands on a source of our clock */
+static double
+standing(SbSession *s, const SbClockEntry *entry)
+{
+	return SbRemoteClockGet(&s->remote, entry->source);
+}
+
+static bool
+page_fits(SharedPage *p, SbSession *s)
+{
+	if (p->model_id != s->model.id)
+		return false;
+	for (int i = 0; i < p->n; i++)
+		if (standing(s, &p->clock[i]) != p->from[i])
+			return false;
+	return true;
+}
+
+/* A page read this pass that s lacks as it stands, or NULL */
+static SharedPage *
+find_shared_page(SbSession *s)
+{
+	ListCell   *lc;
+
+	if (!share_active || s->ops->takes_clock || SbSessionOutboxLength(s) != 0)
+		return NULL;
+	foreach(lc, shared_pages)
+	{
+		SharedPage *p = lfirst(lc);
+
+		if (page_fits(p, s))
+			return p;
+	}
+	return NULL;
+}
+
+/* An empty page to record s's read in, or NULL when s's read is not shared */
+static SharedPage *
+new_shared_page(SbSession *s)
+{
+	SharedPage *p;
+
+	if (!share_active || s->ops->takes_clock || SbSessionOutboxLength(s) != 0 ||
+		list_length(shared_pages) >= SB_SHARED_PAGES)
+		return NULL;
+	p = MemoryContextAllocZero(share_cxt, sizeof(SharedPage));
+	p->model_id = s->model.id;
+	return p;
+}
+
+/* Notes, in record, the clock read and where s stood before the page */
+static void
+record_start(SharedPage *record, SbSession *s, const SbClockEntry *clock, int n)
+{
+	MemoryContext old = MemoryContextSwitchTo(share_cxt);
+
+	record->n = n;
+	record->clock = palloc(sizeof(SbClockEntry) * Max(n, 1));
+	record->from = palloc(sizeof(double) * Max(n, 1));
+	record->to = palloc(sizeof(double) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		record->clock[i].source = pstrdup(clock[i].source);
+		record->clock[i].ts = clock[i].ts;
+		record->from[i] = standing(s, &clock[i]);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* ... and, once read, where s stands and what it was sent */
+static void
+record_end(SharedPage *record, SbSession *s, PumpArg *pa)
+{
+	MemoryContext old = MemoryContextSwitchTo(share_cxt);
+
+	for (int i = 0; i < record->n; i++)
+		record->to[i] = SbRemoteClockGet(&s->remote, record->clock[i].source);
+	initStringInfo(&record->text);
+	appendBinaryStringInfo(&record->text, s->out.data + s->out_off,
+						   SbSessionOutboxLength(s));
+	record->lines = pa->lines;
+	record->more = pa->more;
+	shared_pages = lappend(shared_pages, record);
+	MemoryContextSwitchTo(old);
+}
+
+/* s is sent page p as if it had read it */
+static void
+take_shared_page(SbSession *s, SharedPage *p, PumpArg *pa)
+{
+	appendBinaryStringInfo(&s->out, p->text.data, p->text.len);
+	for (int i = 0; i < p->n; i++)
+		if (p->to[i] > SbRemoteClockGet(&s->remote, p->clock[i].source))
+			remote_raise(s, p->clock[i].source, p->to[i]);
+	pa->lines = p->lines;
+	pa->more = p->more;
+}
+
+void
+SbSessionPumpShareBegin(void)
+{
+	if (share_cxt == NULL)
+		share_cxt = AllocSetContextCreate(TopMemoryContext, "scuttlebutt shared pages",
+										  ALLOCSET_DEFAULT_SIZES);
+	shared_pages = NIL;
+	share_active = true;
+}
+
+void
+SbSessionPumpShareEnd(void)
+{
+	share_active = false;
+	shared_pages = NIL;
+	if (share_cxt)
+		MemoryContextReset(share_cxt);
+}
 
 /*
  * A page of what the peer lacks, per source, all read in this
@@ -915,6 +1063,8 @@ pump_txn(SbSession *s, void *arg)
 	int			n = SbReadClock(&s->model, &clock, true);
 	int			budget = SB_HISTORY_PAGE;
 
+	if (pa->record)
+		record_start(pa->record, s, clock, n);
 	for (int i = 0; i < n; i++)
 	{
 		double		held = SbRemoteClockGet(&s->remote, clock[i].source);
@@ -986,7 +1136,8 @@ send_sync_when_durable(SbSession *s)
 bool
 SbSessionPump(SbSession *s, uint64 commits)
 {
-	PumpArg		pa = {false, 0};
+	PumpArg		pa = {false, 0, NULL};
+	SharedPage *page;
 
 	if (!s->peer_clock_known ||
 		(s->state != SB_SESSION_SYNCING && s->state != SB_SESSION_LIVE))
@@ -1011,8 +1162,16 @@ SbSessionPump(SbSession *s, uint64 commits)
 	if (SbSessionOutboxLength(s) >= SB_OUT_HIGH_WATER)
 		return true;
 
-	if (!SbSessionTransaction(s, "scuttlebutt: sending history", pump_txn, &pa))
-		return false;
+	if ((page = find_shared_page(s)) != NULL)
+		take_shared_page(s, page, &pa);
+	else
+	{
+		pa.record = new_shared_page(s);
+		if (!SbSessionTransaction(s, "scuttlebutt: sending history", pump_txn, &pa))
+			return false;
+		if (pa.record)
+			record_end(pa.record, s, &pa);
+	}
 	s->counters.sent += pa.lines;
 	if (pa.more)
 	{

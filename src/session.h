@@ -231,6 +231,13 @@ extern bool SbSessionApplyPending(SbSession *s);
  */
 extern bool SbSessionPump(SbSession *s, uint64 commits);
 
+/*
+ * Around one pass of SbSessionPump over the sessions: sessions of a model
+ * that lack the same page share one read of it.
+ */
+extern void SbSessionPumpShareBegin(void);
+extern void SbSessionPumpShareEnd(void);
+
 /* Appends one line (text without its newline) to the outbox */
 extern void SbSessionAppendLine(SbSession *s, const char *text, int len);
 

@@ -93,6 +93,8 @@ typedef struct WorkerState
 	int64		refusals_unlogged;
 	WaitEventSet *set;
 	bool		set_dirty;		/* membership changed: build the set anew */
+	WaitEvent  *events;			/* room for every event of the set */
+	int			nevents_room;
 	uint64		commits;		/* last value of sb_shared->commits seen */
 	long		stats_timeout_ms;	/* until statistics are due (-1: none) */
 	bool		extension_ready;
@@ -807,6 +809,20 @@ rebuild_wait_set(void)
 	if (ws.set)
 		FreeWaitEventSet(ws.set);
 	ws.set = SbCreateWaitEventSet(ws.cxt, 2 + SbListenerCount() + nsocks);
+
+	/*
+	 * Every ready socket is handled in the iteration that finds it: with a
+	 * fixed few per wait, a set built anew (whose ready list starts in the
+	 * same order each time) served the same first sockets over and over,
+	 * and those after them waited for seconds, their header unread.
+	 */
+	if (ws.nevents_room < 2 + SbListenerCount() + nsocks)
+	{
+		if (ws.events)
+			pfree(ws.events);
+		ws.nevents_room = Max(2 + SbListenerCount() + nsocks, 2 * ws.nevents_room);
+		ws.events = MemoryContextAlloc(ws.cxt, sizeof(WaitEvent) * ws.nevents_room);
+	}
 	AddWaitEventToSet(ws.set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(ws.set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	for (int i = 0; i < SbListenerCount(); i++)
@@ -1039,6 +1055,7 @@ serve_sessions(void)
 			guarded(s, apply_step, NULL);
 	}
 	ws.commits = pg_atomic_read_u64(&sb_shared->commits);
+	SbSessionPumpShareBegin();
 	for (int a = 0; a < ws.nactive; a++)
 	{
 		SbSession  *s = ws.sessions[ws.active[a]];
@@ -1046,6 +1063,7 @@ serve_sessions(void)
 		if (SbSessionIsOpen(s))
 			guarded(s, pump_step, NULL);
 	}
+	SbSessionPumpShareEnd();
 }
 
 /*
@@ -1086,7 +1104,7 @@ check_rejoined(void)
 void
 scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 {
-	WaitEvent	events[64];
+	WaitEvent  *events;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
@@ -1143,7 +1161,8 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 			reload_peers();
 
 		sync_wait_set();
-		nevents = WaitEventSetWait(ws.set, next_timeout(), events, lengthof(events),
+		events = ws.events;
+		nevents = WaitEventSetWait(ws.set, next_timeout(), events, ws.nevents_room,
 								   PG_WAIT_EXTENSION);
 		/*
 		 * Before reading the sockets: what a client sent after a revoke
