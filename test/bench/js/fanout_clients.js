@@ -1,14 +1,15 @@
 'use strict';
 // test/bench/js/fanout_clients.js: many lightweight stream clients of one
 // model in one process, speaking the scuttlebutt line protocol as an
-// unmodified reference Model does (test/bench/js/fanout_check.js checks
-// that against the reference package):
+// unmodified reference Model does (fanout.sh checks that against the
+// reference package: each stream of its Node server must emit "sync"):
 //
 //   -> {"id":"<id>","clock":{},"meta":"<model>"}      header, empty clock
 //   <- {"id":...,"clock":{...}}                       the server's header
+//   -> "SYNC"                                         our (empty) history's end
 //   <- [[key,value],ts,source] ...                    history, then live
-//   <- "SYNC"                                         end of history
-//   -> "SYNC"
+//   <- "SYNC"                                         end of history (the
+//                                                     server's waits for ours)
 //
 // Every connection opens at once (no pacing: the reconnect storm), each
 // with its own socket.  A client that is closed, reset or sent nothing
@@ -165,13 +166,14 @@ function onLine(c, line) {
 			c.sock.destroy();
 			return;
 		}
-		c.sock.write('"SYNC"\n');
 		finish(c, 'synced');
 		c.state = 'synced';
 	} else if (msg && typeof msg === 'object' && !Array.isArray(msg)) {
 		if (c.header || typeof msg.id !== 'string' || typeof msg.clock !== 'object')
 			fail(`unexpected header: ${line.slice(0, 200)}`);
 		c.header = true;
+		// as the reference: on the server's header our history (none), then "SYNC"
+		c.sock.write('"SYNC"\n');
 	}
 }
 
