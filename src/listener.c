@@ -39,11 +39,18 @@ static int	listen_port = -1;	/* what the listeners are bound to */
 static char *listen_addresses;
 static int	listen_backlog;		/* what the listeners were given */
 
-/* Connections the kernel may queue for accept(): at most net.core.somaxconn */
+/*
+ * Most connections asked of the kernel's accept queue, as PostgreSQL 15
+ * bounds its own (PG_SOMAXCONN, gone from 16 on); the kernel caps it at
+ * net.core.somaxconn anyway
+ */
+#define SB_MAX_BACKLOG 10000
+
+/* Connections the kernel may queue for accept() */
 static int
 backlog(void)
 {
-	return Min(2 * sb_max_connections, PG_SOMAXCONN);
+	return Min(2 * sb_max_connections, SB_MAX_BACKLOG);
 }
 
 void
