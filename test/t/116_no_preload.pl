@@ -29,7 +29,9 @@ EOC
 $node->append_conf('postgresql.conf', "shared_preload_libraries = 'scuttlebutt'\n");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION scuttlebutt');
-$node->stop;
+# smart: psql has exited, but its backend may not have read its goodbye
+# yet; a fast stop would end it with a FATAL, which the test counts below
+$node->stop('smart');
 $node->append_conf('postgresql.conf', "shared_preload_libraries = ''\n");
 $node->start;
 
