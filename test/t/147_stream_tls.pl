@@ -95,6 +95,7 @@ copy("$dir/server.crt", $ns->data_dir . '/server.crt') or die $!;
 copy("$dir/server.key", $ns->data_dir . '/server.key') or die $!;
 chmod 0600, $ns->data_dir . '/server.key';
 $ns->reload;
+ok(serving_cert($port_s, "$dir/server.crt"), 'after the reload the listener presents its certificate');
 
 for my $n ($ns, $nd)
 {
