@@ -921,11 +921,11 @@ static MemoryContext share_cxt;
 static List *shared_pages;
 static bool share_active;
 
-/* Where the peer stands on a source of our clock */
-static double
-standing(SbSession *s, const SbClockEntry *entry)
+/* Whether s's next page may be one shared in this pass */
+static bool
+may_share(SbSession *s)
 {
-	return SbRemoteClockGet(&s->remote, entry->source);
+	return share_active && !s->ops->takes_clock && SbSessionOutboxLength(s) == 0;
 }
 
 static bool
@@ -934,7 +934,7 @@ page_fits(SharedPage *p, SbSession *s)
 	if (p->model_id != s->model.id)
 		return false;
 	for (int i = 0; i < p->n; i++)
-		if (standing(s, &p->clock[i]) != p->from[i])
+		if (SbRemoteClockGet(&s->remote, p->clock[i].source) != p->from[i])
 			return false;
 	return true;
 }
@@ -945,7 +945,7 @@ find_shared_page(SbSession *s)
 {
 	ListCell   *lc;
 
-	if (!share_active || s->ops->takes_clock || SbSessionOutboxLength(s) != 0)
+	if (!may_share(s))
 		return NULL;
 	foreach(lc, shared_pages)
 	{
@@ -963,8 +963,7 @@ new_shared_page(SbSession *s)
 {
 	SharedPage *p;
 
-	if (!share_active || s->ops->takes_clock || SbSessionOutboxLength(s) != 0 ||
-		list_length(shared_pages) >= SB_SHARED_PAGES)
+	if (!may_share(s) || list_length(shared_pages) >= SB_SHARED_PAGES)
 		return NULL;
 	p = MemoryContextAllocZero(share_cxt, sizeof(SharedPage));
 	p->model_id = s->model.id;
@@ -985,7 +984,7 @@ record_start(SharedPage *record, SbSession *s, const SbClockEntry *clock, int n)
 	{
 		record->clock[i].source = pstrdup(clock[i].source);
 		record->clock[i].ts = clock[i].ts;
-		record->from[i] = standing(s, &clock[i]);
+		record->from[i] = SbRemoteClockGet(&s->remote, clock[i].source);
 	}
 	MemoryContextSwitchTo(old);
 }

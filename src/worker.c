@@ -1104,8 +1104,6 @@ check_rejoined(void)
 void
 scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 {
-	WaitEvent  *events;
-
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
@@ -1161,8 +1159,7 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 			reload_peers();
 
 		sync_wait_set();
-		events = ws.events;
-		nevents = WaitEventSetWait(ws.set, next_timeout(), events, ws.nevents_room,
+		nevents = WaitEventSetWait(ws.set, next_timeout(), ws.events, ws.nevents_room,
 								   PG_WAIT_EXTENSION);
 		/*
 		 * Before reading the sockets: what a client sent after a revoke
@@ -1172,10 +1169,10 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 			recheck_privileges();
 		for (int e = 0; e < nevents; e++)
 		{
-			if (events[e].events & WL_LATCH_SET)
+			if (ws.events[e].events & WL_LATCH_SET)
 				ResetLatch(MyLatch);
-			else if (events[e].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
-				handle_socket_event(&events[e]);
+			else if (ws.events[e].events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+				handle_socket_event(&ws.events[e]);
 		}
 		CHECK_FOR_INTERRUPTS();
 		if (pg_atomic_exchange_u32(&sb_shared->peers_changed, 0) != 0)

@@ -124,24 +124,13 @@ sub _close
 	close($s->{out});
 	close($s->{err});
 	# psql ends at once; one that does not is ended
-	my $ended = 0;
 	for (1 .. 100)
 	{
-		last if ($ended = waitpid($s->{pid}, POSIX::WNOHANG()) != 0);
+		return if waitpid($s->{pid}, POSIX::WNOHANG()) != 0;
 		usleep(10_000);
 	}
-	if (!$ended)
-	{
-		kill 'KILL', $s->{pid};
-		waitpid($s->{pid}, 0);
-	}
-	# and its backend, which a server stopped next would otherwise end
-	# with a FATAL in the log (tests count those)
-	for (1 .. 200)
-	{
-		last unless $s->{backend} && (kill(0, $s->{backend}) || $!{EPERM});
-		usleep(10_000);
-	}
+	kill 'KILL', $s->{pid};
+	waitpid($s->{pid}, 0);
 	return;
 }
 
@@ -228,9 +217,7 @@ sub _run
 		# the ping reaches the backend: if it fails, the SQL never ran
 		# the statistics the SQL gathered are flushed before it returns, as
 		# at the end of a backend (pg_stat_force_next_flush: superusers)
-		# (the first time: the backend's pid, which _close waits for)
-		my $ping = $s->{backend} ? "SELECT 1 WHERE false;\n" : "SELECT 'sb_backend=' || pg_backend_pid();\n";
-		my $input = "$ping\\echo $m0\n$sql\n;\n\\echo $m1\n\\warn $m1\n"
+		my $input = "SELECT 1 WHERE false;\n\\echo $m0\n$sql\n;\n\\echo $m1\n\\warn $m1\n"
 		  . "SELECT pg_stat_force_next_flush();\nDISCARD ALL;\n\\echo $m2\n";
 		my ($out, $err, $eof) = _exchange($s, $input, $m2, $m1);
 		my $p0 = index($out, "$m0\n");
@@ -240,7 +227,6 @@ sub _run
 			_close($key);
 			next;
 		}
-		$s->{backend} = $1 if !$s->{backend} && substr($out, 0, $p0) =~ /sb_backend=(\d+)/;
 		$out = substr($out, $p0 + length("$m0\n"));
 		my $p1 = index($out, "$m1\n");
 		my $e1 = index($err, "$m1\n");
