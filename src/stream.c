@@ -756,13 +756,15 @@ input_ended(SbSession *s, ssize_t rc)
 	else if (st->in.len > 0)
 		SbSessionClose(s, SB_CLOSE_UNFINISHED_LINE,
 					   psprintf("%d bytes of an unfinished line were dropped.", st->in.len));
-	else if (rc == 0 && !s->outgoing && !st->ch.websocket &&
+	else if (rc == 0 && !s->outgoing && !s->substream && !st->ch.websocket &&
 			 s->sync_received && !s->sync_sent && s->state == SB_SESSION_SYNCING)
 	{
 		/*
 		 * A reference stream with tail: false sends "SYNC", ends its side,
 		 * and waits for ours, which waited for its (durable sync): it goes
-		 * out before we close (stream_flush).
+		 * out before we close (stream_flush).  (Not yet on a WebSocket,
+		 * whose end is a close frame, nor on a mux-demux sub-stream, which
+		 * holds no socket of its own to wait for.)
 		 */
 		st->input_done = true;
 	}
