@@ -94,7 +94,8 @@ $o->stop('immediate');
 
 # ---- 3. N from the dump ----
 my $n = LibpqTest::new_node('n', listen => 1, extension => 0);
-$n->command_ok([ 'pg_restore', '-d', $n->connstr('postgres'), $dump ], 'pg_restore into N');
+# in one transaction: N's worker must not see the peers before the updates
+$n->command_ok([ 'pg_restore', '--single-transaction', '-d', $n->connstr('postgres'), $dump ], 'pg_restore into N');
 my $nid = q1($n, 'SELECT scuttlebutt.node_id()');
 isnt($nid, $oid, 'N is a new node');
 is(q1($n, 'SELECT count(*) FROM scuttlebutt.peers'), '3', 'the peers came with the dump');
