@@ -760,11 +760,12 @@ input_ended(SbSession *s, ssize_t rc)
 			 s->sync_received && !s->sync_sent && s->state == SB_SESSION_SYNCING)
 	{
 		/*
-		 * A reference stream with tail: false sends "SYNC", ends its side,
-		 * and waits for ours, which waited for its (durable sync): it goes
-		 * out before we close (stream_flush).  (Not yet on a WebSocket,
-		 * whose end is a close frame, nor on a mux-demux sub-stream, which
-		 * holds no socket of its own to wait for.)
+		 * A reference stream with tail: false sends "SYNC", half-closes,
+		 * and reads on until ours, which waited for its (durable sync): it
+		 * goes out before we close (stream_flush).  Over a WebSocket or a
+		 * mux-demux sub-stream no one reads on: websocket-stream, a
+		 * browser's WebSocket and a mux-demux sub-stream stop reading when
+		 * their side ends (README, "One-shot syncs").
 		 */
 		st->input_done = true;
 	}

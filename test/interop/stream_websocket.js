@@ -16,6 +16,16 @@
 //     it); nothing of the client reaches the table; options.closeCode /
 //     options.closeReason / options.httpStatus: what the client must see;
 //     options.noBytes: the worker sent no payload byte.
+//   expect = oneshot: createStream({tail: false}): the client gets the
+//     database's history (sent with its header), sends its own and "SYNC",
+//     ends its side, and the connection closes; the client's key is in
+//     the table.  Over TCP the client reads on after its end and also gets
+//     the database's "SYNC" (its stream emits "sync"); websocket-stream
+//     stops reading when its side ends, as a reference server's clients
+//     do too (README, "One-shot syncs").
+//   expect = syncend: the one-shot sync that works on every transport: a
+//     tailing stream ended in its "sync" handler; at "sync" the table
+//     already holds the client's key (durable sync).
 //   expect = nomodel: the header names no model: the client receives one
 //     JSON line with an "error", its stream emits "error", and the close
 //     frame says why (1008).
@@ -93,6 +103,7 @@ h.main(async () => {
 	sb.set('from_js', 'js');
 	const meta = opts.meta === undefined ? name : opts.meta;
 	const streamOpts = meta === null ? {} : { meta };
+	if (expect === 'oneshot') streamOpts.tail = false;
 	const c = connect(sb, streamOpts);
 
 	if (expect === 'accept') {
@@ -128,6 +139,26 @@ h.main(async () => {
 		if (!url.startsWith('tcp://')) {
 			await st.until(() => c.code !== undefined);
 			h.is(c.code, 1000, `${name}: the worker answered our close with 1000`);
+		}
+	} else if (expect === 'oneshot') {
+		h.ok(await st.until(() => c.closed), `${name}: tail: false: the connection closes`, c.errors.join('; '));
+		h.ok(st.hasSeen(sb, nodeId, dbTs), `${name}: tail: false: the database's key reached the client`);
+		h.ok(await Q.pollSeen(name, sb.id, sb.sources[sb.id]), `${name}: tail: false: the client's key reaches the table`);
+		if (url.startsWith('tcp://'))
+			h.ok(c.synced, `${name}: tail: false: over TCP the client's stream emitted "sync" before the close`);
+	} else if (expect === 'syncend') {
+		let heldAtSync;
+		c.stream.on('sync', () => {
+			heldAtSync = db.value(`SELECT (scuttlebutt.clock(${lit(name)})::jsonb ->> ${lit(sb.id)})::float8`);
+			c.ws.end();
+		});
+		h.ok(await st.until(() => c.synced), `${name}: the client's stream emits "sync"`);
+		h.ok(st.hasSeen(sb, nodeId, dbTs), `${name}: the database's key reached the client`);
+		h.is(Number(heldAtSync), sb.sources[sb.id], `${name}: at "sync" the table holds the client's key`);
+		h.ok(await st.until(() => c.closed), `${name}: ended at "sync", the connection closes`);
+		if (!url.startsWith('tcp://')) {
+			await st.until(() => c.code !== undefined);
+			h.is(c.code, 1000, `${name}: the worker answered the close with 1000`);
 		}
 	} else if (expect === 'refuse') {
 		h.ok(await st.until(() => c.closed), `${name}: the connection ends`, c.errors.join('; '));

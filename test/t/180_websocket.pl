@@ -47,6 +47,12 @@ q1("SELECT scuttlebutt.create_model('$_')") for qw(m1 m2 m3 m4 m5 m6);
 
 ScuttlebuttTest::run_interop($node, 'stream_websocket.js', "ws://127.0.0.1:$port/", 'm1', 'accept',
 	qq({"role":"$owner","method":"trust","tls":false,"protocols":["scuttlebutt"]}));
+# one-shot clients: tail: false, and a stream ended at "sync"
+q1("SELECT scuttlebutt.create_model('$_')") for qw(oneshot_ws oneshot_tcp syncend_ws syncend_tcp);
+ScuttlebuttTest::run_interop($node, 'stream_websocket.js', "ws://127.0.0.1:$port/", 'oneshot_ws', 'oneshot', '{}');
+ScuttlebuttTest::run_interop($node, 'stream_websocket.js', "tcp://127.0.0.1:$port", 'oneshot_tcp', 'oneshot', '{}');
+ScuttlebuttTest::run_interop($node, 'stream_websocket.js', "ws://127.0.0.1:$port/", 'syncend_ws', 'syncend', '{}');
+ScuttlebuttTest::run_interop($node, 'stream_websocket.js', "tcp://127.0.0.1:$port", 'syncend_tcp', 'syncend', '{}');
 
 # ---- the handshake and frames, raw ----
 
