@@ -80,9 +80,11 @@ typedef struct WorkerState
 	SbSession **sessions;
 	SbPeerConfig **configs;
 	Registered (*registered)[SB_SESSION_SOCKETS];
-	/* the slots in use, in no order */
+	/* the slots in use, in no order; the free ones, a stack */
 	int		   *active;
 	int			nactive;
+	int		   *free;
+	int			nfree;
 	/* incoming connections, in all and per remote host (AddressCount) */
 	int			nincoming;
 	int			nsubstreams;	/* sub-streams of multiplexed connections */
@@ -143,10 +145,7 @@ typedef struct AddressCount
 static int
 free_slot(void)
 {
-	for (int i = 0; i < SB_STATUS_SLOTS; i++)
-		if (ws.sessions[i] == NULL)
-			return i;
-	return -1;
+	return ws.nfree > 0 ? ws.free[--ws.nfree] : -1;
 }
 
 /* "host:port" or "[v6]:port" without its port */
@@ -254,6 +253,7 @@ drop_session(int slot)
 	}
 	ws.sessions[slot] = NULL;
 	ws.configs[slot] = NULL;
+	ws.free[ws.nfree++] = slot;
 	for (int a = 0; a < ws.nactive; a++)
 		if (ws.active[a] == slot)
 		{
@@ -280,7 +280,7 @@ dialed_count(void)
 static bool
 incoming_slots_full(void)
 {
-	return ws.nincoming + ws.nsubstreams >= SB_STATUS_SLOTS - SB_MAX_PEERS;
+	return ws.nincoming + ws.nsubstreams >= SbIncomingSlots();
 }
 
 bool
@@ -364,7 +364,7 @@ raise_fd_limit(void)
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 	{
-		ws.fd_room = SB_STATUS_SLOTS;	/* unknown: accept() will tell */
+		ws.fd_room = sb_shared->nslots; /* unknown: accept() will tell */
 		return;
 	}
 	if (rl.rlim_cur < rl.rlim_max)
@@ -401,7 +401,20 @@ incoming_limit(void)
 				 errhint("Raise the hard limit on open files (ulimit -n, LimitNOFILE) of the server.")));
 		ws.fd_room_logged = true;
 	}
-	return Min(room, sb_max_connections);
+	return Min(Min(room, sb_max_connections), SbIncomingSlots());
+}
+
+/* Says so when scuttlebutt.max_connections passes the status slots */
+static void
+check_slots(void)
+{
+	if (sb_max_connections > SbIncomingSlots())
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("scuttlebutt: the worker holds at most %d incoming connections until the server restarts, fewer than scuttlebutt.max_connections (%d)",
+						SbIncomingSlots(), sb_max_connections),
+				 errdetail("Its status slots in shared memory are set up at server start, for scuttlebutt.max_connections as it was then (%d at least).",
+						   SB_MIN_INCOMING_SLOTS)));
 }
 
 /* Closes a connection refused at once; counted always, logged now and then */
@@ -1023,10 +1036,14 @@ worker_setup(void)
 								   ALLOCSET_DEFAULT_SIZES);
 	ws.loop_cxt = AllocSetContextCreate(ws.cxt, "scuttlebutt worker loop",
 										ALLOCSET_DEFAULT_SIZES);
-	ws.sessions = MemoryContextAllocZero(ws.cxt, sizeof(SbSession *) * SB_STATUS_SLOTS);
-	ws.configs = MemoryContextAllocZero(ws.cxt, sizeof(SbPeerConfig *) * SB_STATUS_SLOTS);
-	ws.registered = MemoryContextAllocZero(ws.cxt, sizeof(*ws.registered) * SB_STATUS_SLOTS);
-	ws.active = MemoryContextAllocZero(ws.cxt, sizeof(int) * SB_STATUS_SLOTS);
+	ws.sessions = MemoryContextAllocZero(ws.cxt, sizeof(SbSession *) * sb_shared->nslots);
+	ws.configs = MemoryContextAllocZero(ws.cxt, sizeof(SbPeerConfig *) * sb_shared->nslots);
+	ws.registered = MemoryContextAllocZero(ws.cxt, sizeof(*ws.registered) * sb_shared->nslots);
+	ws.active = MemoryContextAllocZero(ws.cxt, sizeof(int) * sb_shared->nslots);
+	ws.free = MemoryContextAlloc(ws.cxt, sizeof(int) * sb_shared->nslots);
+	/* lowest first, as a scan for the first free one took them */
+	for (int i = sb_shared->nslots - 1; i >= 0; i--)
+		ws.free[ws.nfree++] = i;
 	ws.set_dirty = true;
 	ws.stats_timeout_ms = -1;
 	ctl.keysize = SB_TEXT_SHORT;
@@ -1035,6 +1052,7 @@ worker_setup(void)
 	ws.per_address = hash_create("scuttlebutt connections per address", 256, &ctl,
 								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	raise_fd_limit();
+	check_slots();
 
 	before_shmem_exit(worker_shmem_exit, (Datum) 0);
 	LWLockAcquire(sb_shared->lock, LW_EXCLUSIVE);
@@ -1147,6 +1165,7 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			check_slots();
 			if (strcmp(key_id, signing_key_id()) != 0)
 				close_all_sessions(SB_CLOSE_SIGNING_KEY_CHANGED);
 			/* new connections take the certificate files as they are now */
