@@ -953,7 +953,7 @@ handle_socket_event(WaitEvent *ev)
  * again only once a gap of SB_COALESCE_US_PER_SESSION per session held
  * has passed (at most SB_COALESCE_MAX_MS; under a millisecond, none).  A
  * commit after a quiet gap goes out at once; at 1,000 clients and 1,000
- * commits a second, each send() carries about 15 updates.
+ * commits a second, each send() carries about 14 updates.
  */
 #define SB_COALESCE_US_PER_SESSION 15
 #define SB_COALESCE_MAX_MS 25
