@@ -11,7 +11,14 @@
 /* Limits shared by the GUC definitions and their users */
 #define SB_DEFAULT_MAX_CONNECTIONS 4096
 #define SB_MIN_MAX_CONNECTIONS 1
-#define SB_MAX_MAX_CONNECTIONS 8192
+#define SB_MAX_MAX_CONNECTIONS 1000000
+
+/*
+ * Incoming connections the status slots in shared memory hold at least:
+ * scuttlebutt.max_connections may be raised up to this (or its value at
+ * server start, if larger) with a reload; beyond it, only with a restart.
+ */
+#define SB_MIN_INCOMING_SLOTS SB_DEFAULT_MAX_CONNECTIONS
 #define SB_DEFAULT_MAX_CONNECTIONS_PER_ADDRESS 256
 
 /* Dialed peers (rows of scuttlebutt.peers) holding a session at once */

@@ -767,6 +767,12 @@ apply_txn(SbSession *s, void *arg pg_attribute_unused())
 }
 
 bool
+SbSessionHasPending(SbSession *s)
+{
+	return s->npending > 0 || s->npending_clock > 0;
+}
+
+bool
 SbSessionApplyPending(SbSession *s)
 {
 	if (s->npending == 0 && s->npending_clock == 0)
@@ -1207,6 +1213,18 @@ SbSessionRedialIfDue(SbSession *s)
 		s->deferred_first <= SbTimestampBound())
 		SbSessionClose(s, SB_CLOSE_DEFERRED_DUE,
 					   "Updates deferred for being ahead of this server's clock are within scuttlebutt.max_clock_skew now: the peer sends them again on the next connection.");
+}
+
+/*
+ * Whether SbSessionPump (and the flush after it) may have work: not when
+ * the session is caught up with these commits, its "SYNC" sent, and
+ * nothing waits to be written.
+ */
+bool
+SbSessionPumpDue(SbSession *s, uint64 commits)
+{
+	return !(s->caught_up && s->commits_seen == commits && s->sync_sent) ||
+		SbSessionOutboxLength(s) > 0 || !s->ops->idle(s);
 }
 
 /* Whether history is left to send that the outbox has room for */

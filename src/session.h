@@ -222,6 +222,9 @@ extern void SbSessionPeerSynced(SbSession *s);
  */
 extern void SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n);
 
+/* Whether received updates or a clock wait to be applied */
+extern bool SbSessionHasPending(SbSession *s);
+
 /* Applies received updates (one transaction).  False if closed. */
 extern bool SbSessionApplyPending(SbSession *s);
 
@@ -230,6 +233,9 @@ extern bool SbSessionApplyPending(SbSession *s);
  * the outbox is below its high-water mark, then "SYNC".  False if closed.
  */
 extern bool SbSessionPump(SbSession *s, uint64 commits);
+
+/* Whether SbSessionPump and a flush may have work (else both may be skipped) */
+extern bool SbSessionPumpDue(SbSession *s, uint64 commits);
 
 /*
  * Around one pass of SbSessionPump over the sessions: sessions of a model

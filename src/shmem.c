@@ -59,12 +59,29 @@ static bool changed_privileges_this_xact = false;
 
 #define model_slot(model_id) ((uint32) (model_id) % SB_MODEL_COMMIT_SLOTS)
 
+/*
+ * Status slots for the server's life: scuttlebutt.max_connections as the
+ * configuration sets it at start (a reload may raise it up to here), never
+ * fewer than SB_MIN_INCOMING_SLOTS, and the dialed peers'.  Each costs
+ * sizeof(SbConnStatus), about 1.5 kB.  Fixed when the space is requested:
+ * a restart after a crash sets the memory up again in the same space.
+ */
+static int	requested_slots = 0;
+
+static Size
+shared_size(int nslots)
+{
+	return add_size(offsetof(SbShared, conns),
+					mul_size(nslots, sizeof(SbConnStatus)));
+}
+
 static void
 sb_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(SbShared)));
+	requested_slots = Max(sb_max_connections, SB_MIN_INCOMING_SLOTS) + SB_MAX_PEERS;
+	RequestAddinShmemSpace(MAXALIGN(shared_size(requested_slots)));
 	RequestNamedLWLockTranche("scuttlebutt", 1);
 	SbSequencerShmemRequest();
 }
@@ -78,10 +95,11 @@ sb_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	sb_shared = ShmemInitStruct("scuttlebutt", sizeof(SbShared), &found);
+	sb_shared = ShmemInitStruct("scuttlebutt", shared_size(requested_slots), &found);
 	if (!found)
 	{
-		memset(sb_shared, 0, sizeof(SbShared));
+		memset(sb_shared, 0, shared_size(requested_slots));
+		sb_shared->nslots = requested_slots;
 		sb_shared->lock = &(GetNamedLWLockTranche("scuttlebutt"))->lock;
 		pg_atomic_init_u64(&sb_shared->commits, 0);
 		pg_atomic_init_u32(&sb_shared->peers_changed, 0);

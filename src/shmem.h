@@ -18,12 +18,6 @@
 #include "close_reason.h"
 #include "guc.h"
 
-/*
- * One slot per connection the worker holds or peer it is dialing: incoming
- * connections never take the slots kept for dialed peers.
- */
-#define SB_STATUS_SLOTS (SB_MAX_MAX_CONNECTIONS + SB_MAX_PEERS)
-
 /* Commit counters per model: model id modulo this many */
 #define SB_MODEL_COMMIT_SLOTS 64
 
@@ -92,12 +86,22 @@ typedef struct SbShared
 	pg_atomic_uint64 model_commits[SB_MODEL_COMMIT_SLOTS];
 	pg_atomic_uint32 model_pollers[SB_MODEL_COMMIT_SLOTS];
 	ConditionVariable model_cv[SB_MODEL_COMMIT_SLOTS];
-	SbConnStatus conns[SB_STATUS_SLOTS];
 	SbErrorCount errors[SB_CLOSE_REASONS];
+
+	/*
+	 * One slot per connection the worker holds or peer it is dialing: the
+	 * last SB_MAX_PEERS are the dialed peers'.  Sized at server start from
+	 * scuttlebutt.max_connections (SB_MIN_INCOMING_SLOTS at least).
+	 */
+	int			nslots;
+	SbConnStatus conns[FLEXIBLE_ARRAY_MEMBER];
 } SbShared;
 
 /* NULL unless the library was preloaded */
 extern SbShared *sb_shared;
+
+/* Incoming connections the status slots hold (sb_shared must be set) */
+#define SbIncomingSlots() (sb_shared->nslots - SB_MAX_PEERS)
 
 extern void SbShmemInit(void);
 

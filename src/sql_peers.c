@@ -345,7 +345,7 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 
 	LWLockAcquire(sb_shared->lock, LW_SHARED);
-	for (int i = 0; i < SB_STATUS_SLOTS; i++)
+	for (int i = 0; i < sb_shared->nslots; i++)
 	{
 		SbConnStatus *st = &sb_shared->conns[i];
 		Datum		values[20];
@@ -426,7 +426,7 @@ model_synced(const char *model, uint64 commits, int npeers, int32 *peers)
 	bool		synced = true;
 
 	LWLockAcquire(sb_shared->lock, LW_SHARED);
-	for (int i = 0; i < SB_STATUS_SLOTS && synced; i++)
+	for (int i = 0; i < sb_shared->nslots && synced; i++)
 	{
 		SbConnStatus *st = &sb_shared->conns[i];
 
@@ -437,7 +437,7 @@ model_synced(const char *model, uint64 commits, int npeers, int32 *peers)
 	{
 		bool		held = false;
 
-		for (int i = 0; i < SB_STATUS_SLOTS && !held; i++)
+		for (int i = 0; i < sb_shared->nslots && !held; i++)
 			held = sb_shared->conns[i].in_use && sb_shared->conns[i].peer_id == peers[p];
 		synced = held;
 	}

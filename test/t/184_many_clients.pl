@@ -96,7 +96,7 @@ is(StreamTest::error_count($na, 'handshake timeout'), 0,
 	'no accepted client waited out the handshake timeout, its header unread');
 
 # live: each SQL write reaches every held client (they all lack the same
-# page: one read is shared by all)
+# page: one read is shared by all); a burst of commits as well
 qa(qq{SELECT scuttlebutt.set('m', 'live$_', '$_')}) for 1 .. 5;
 $in .= "keys 30000 " . ($keys + 5) . "\n";
 $h->pump until $out =~ /"event":"keys"/ || !$h->pumpable;
@@ -105,6 +105,19 @@ is("$have/$of", "$limit/$limit", 'five SQL writes reach every held client');
 ok(StreamTest::poll($na,
 		qq{SELECT count(*) = $limit FROM scuttlebutt.peer_status WHERE direction = 'in' AND sent = $keys + 5}),
 	'peer_status counts each client sent every update once');
+
+# a burst of commits (one a statement, closer together than the gap the
+# worker leaves between live rounds with this many clients): taken in
+# rounds, none lost
+my $burst = 200;
+qa(join('', map { "SELECT scuttlebutt.set('m', 'burst$_', '$_');\n" } 1 .. $burst));
+$in .= "keys 30000 " . ($keys + 5 + $burst) . "\n";
+$h->pump until $out =~ /"event":"keys".*"event":"keys"/s || !$h->pumpable;
+($have, $of) = $out =~ /.*"have":(\d+),"of":(\d+)/s;
+is("$have/$of", "$limit/$limit", "a burst of $burst commits reaches every held client");
+ok(StreamTest::poll($na,
+		qq{SELECT count(*) = $limit FROM scuttlebutt.peer_status WHERE direction = 'in' AND sent = $keys + 5 + $burst}),
+	'peer_status counts each client sent each of them once');
 
 # one more while the $limit are held is refused too
 my ($o2, $e2) = ('', '');
