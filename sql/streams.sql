@@ -50,7 +50,7 @@ SELECT scuttlebutt.import('large', string_agg(format('[["k%s",%s],%s,"S%s"]', i,
 FROM generate_series(1, 25000) i;
 SELECT count(*), count(DISTINCT source) FROM scuttlebutt.entries('large');
 
--- a batch of keys the model does not hold is stored with COPY; one that
+-- a batch of keys the model does not hold is stored by bulk insert; one that
 -- meets a held key is stored by merging, under the same rule
 SELECT scuttlebutt.create_model('copied');
 SET client_min_messages = debug1;

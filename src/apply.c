@@ -53,7 +53,7 @@ static SPIPlanPtr advance_clocks_plan;
 static SPIPlanPtr own_latest_plan;
 static SPIPlanPtr held_plan;
 
-/* Batches of at least so many winners try COPY first (bulk_insert.c) */
+/* Batches of at least so many winners try a bulk insert first (bulk_insert.c) */
 #define SB_BULK_MIN_ROWS 1000
 /* After a model's batch found a key held, its next so many batches skip it */
 #define SB_BULK_BACKOFF 64
@@ -525,7 +525,7 @@ backoff_slot(int32 model_id)
 }
 
 /*
- * Whether a batch of n winners should try COPY: a large one, unless the
+ * Whether a batch of n winners should try a bulk insert: a large one, unless the
  * model's batches found keys held lately (an initial sync into an empty
  * model never does; a live sync over held keys always would).
  */
@@ -557,7 +557,8 @@ bulk_back_off(int32 model_id)
 
 /*
  * The winners, in key order (pick_winners' order, the merge path's lock
- * order), stored with COPY; false, with nothing stored, if a key was held.
+ * order), stored by a bulk insert; false, with nothing stored, if a key was
+ * held or the table is not as created (bulk_insert.c).
  */
 static bool
 bulk_store(ApplyBatch *b)
@@ -574,14 +575,22 @@ bulk_store(ApplyBatch *b)
 		rows[i].doc = u->text;
 		rows[i].doclen = u->len;
 	}
-	if (!SbBulkInsertUpdates(b->model->id, rows, b->nwinners))
+	switch (SbBulkInsertUpdates(b->model->id, rows, b->nwinners))
 	{
-		elog(DEBUG1, "scuttlebutt: model \"%s\" held a key of a batch of %d updates: stored by merging",
-			 b->model->name, b->nwinners);
-		bulk_back_off(b->model->id);
-		return false;
+		case SB_BULK_STORED:
+			break;
+		case SB_BULK_KEY_HELD:
+			elog(DEBUG1, "scuttlebutt: model \"%s\" held a key of a batch of %d updates: stored by merging",
+				 b->model->name, b->nwinners);
+			bulk_back_off(b->model->id);
+			return false;
+		case SB_BULK_TABLE_CHANGED:
+			elog(DEBUG1, "scuttlebutt: scuttlebutt.updates has triggers or constraints of its own: %d updates of model \"%s\" stored by merging",
+				 b->nwinners, b->model->name);
+			bulk_back_off(b->model->id);
+			return false;
 	}
-	elog(DEBUG1, "scuttlebutt: %d updates of model \"%s\" stored by COPY",
+	elog(DEBUG1, "scuttlebutt: %d updates of model \"%s\" stored by bulk insert",
 		 b->nwinners, b->model->name);
 	if (b->stored)
 		for (int i = 0; i < b->nwinners; i++)

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * bulk_insert.h
- *	  Storing a batch of new keys' updates with COPY's multi-insert.
+ *	  Storing a batch of new keys' updates with the table's multi-insert.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,15 +14,24 @@ typedef struct SbBulkRow
 	const char *source;
 	double		ts;
 	const char *key;			/* NULL for an event */
-	const char *doc;			/* the update as received */
+	const char *doc;			/* the update as received: a line
+								 * SbParseMessage accepted */
 	int			doclen;
 } SbBulkRow;
 
+typedef enum SbBulkResult
+{
+	SB_BULK_STORED,
+	SB_BULK_KEY_HELD,			/* a row conflicts with one held: nothing stored */
+	SB_BULK_TABLE_CHANGED		/* a trigger or CHECK was added: nothing stored */
+} SbBulkResult;
+
 /*
  * Inserts the rows (in the order given: key order for the merge path's
- * lock order); false, with nothing stored, if one of them conflicts with a
- * row held (a unique violation).  Other errors are raised.
+ * lock order), unless one of them conflicts with a row held (a unique
+ * violation) or the table has more than the extension gave it.  Other
+ * errors are raised.
  */
-extern bool SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, int n);
+extern SbBulkResult SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, int n);
 
 #endif							/* SB_BULK_INSERT_H */

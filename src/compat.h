@@ -22,6 +22,7 @@
  *	- jsonapi: from 16 on the semantic actions return a JsonParseErrorType
  *	  (JSON_SUCCESS to go on); from 17 on makeJsonLexContextCstringLen
  *	  takes the context to fill first (NULL: allocate one).
+ *	- ExecInsertIndexTuples takes onlySummarizing from 16 on.
  *
  *-------------------------------------------------------------------------
  */
@@ -88,6 +89,18 @@ typedef void SbJsonAction;
 #else
 #define SbMakeJsonLexContext(text, len, encoding, need_escapes) \
 	makeJsonLexContextCstringLen((char *) (text), (len), (encoding), (need_escapes))
+#endif
+
+/*
+ * A new row's index entries, every index, unique ones checked (the caller
+ * includes executor/executor.h); returns the recheck list
+ */
+#if PG_VERSION_NUM >= 160000
+#define SbExecInsertIndexTuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, false)
+#else
+#define SbExecInsertIndexTuples(rri, slot, estate) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
 #endif
 
 #endif							/* SB_COMPAT_H */

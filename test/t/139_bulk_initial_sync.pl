@@ -1,4 +1,4 @@
-# An initial sync stores pages of new keys with COPY, and falls back to the
+# An initial sync stores pages of new keys by bulk insert, and falls back to the
 # merge, losing nothing, where the model already holds a key or a local
 # writer races the sync.
 #
@@ -6,12 +6,17 @@
 #   - "bulk": D already holds k15000 and k25000, written after R's
 #     (newer).  R's history comes in timestamp order, which is set_many's
 #     key order (shorter keys first): the first page, k1 to about k10000,
-#     is copied; the page that meets k15000 is merged, and D's values stay
+#     is bulk inserted; the page that meets k15000 is merged, and D's values stay
 #     D's (the merge rule, not a unique violation).  D's log says which
 #     path each page took (DEBUG1).
 #   - "race": while D pulls, a session on D writes 2,000 of the same keys
-#     (newer than R's): whichever of COPY and the local writer reaches a
+#     (newer than R's): whichever of the bulk insert and the local writer reaches a
 #     key first, the newer value must win on both servers.
+#   - "exact": values with escapes and non-ASCII text; bulk inserted, D's
+#     rows are R's, byte for byte (the lines are not re-encoded).
+#   - "trig": D's scuttlebutt.updates has a row trigger of its own (added
+#     after the others' syncs): no page is bulk inserted, the trigger sees
+#     every row.
 use strict;
 use warnings;
 
@@ -52,8 +57,8 @@ LibpqTest::add_peer($nd, 'bulk', LibpqTest::conninfo($nr));
 ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('bulk', 'k15000') = '"d"' AND scuttlebutt.get('bulk', 'k25000') = '"d"'}, 60),
 	"bulk: D's k15000 and k25000 reach R once D also sends");
 my $log = substr(slurp_file($nd->logfile), $offset);
-my $copied = () = $log =~ /scuttlebutt: (\d+) updates of model "bulk" stored by COPY/g;
-cmp_ok($copied, '>=', 1, "bulk: pages of new keys were stored by COPY ($copied)");
+my $copied = () = $log =~ /scuttlebutt: (\d+) updates of model "bulk" stored by bulk insert/g;
+cmp_ok($copied, '>=', 1, "bulk: pages of new keys were stored by bulk insert ($copied)");
 like($log, qr/scuttlebutt: model "bulk" held a key of a batch of \d+ updates: stored by merging/,
 	'bulk: the page meeting a held key was merged');
 ok(LibpqTest::wait_converged('bulk', [ $nr, $nd ], 60), 'bulk: R and D converge');
@@ -77,5 +82,44 @@ ok(LibpqTest::poll($nr, q{SELECT count(*) = 2000 FROM scuttlebutt.entries('race'
 ok(LibpqTest::wait_converged('race', [ $nr, $nd ], 60), 'race: R and D converge');
 is(qd(q{SELECT count(*) FROM scuttlebutt.entries('race') WHERE value ->> 'r' IS NOT NULL}), $n - 2000,
 	"race: R's values of the other keys are on D");
+
+# exact: the stored lines are the sent ones
+my $exact_rows = q{SELECT md5(string_agg(source || ts::text || coalesce(key, '') || doc::text, ',' ORDER BY source, ts))
+	FROM scuttlebutt.updates WHERE model_id = scuttlebutt._model_id('exact')};
+for my $node ($nr, $nd)
+{
+	LibpqTest::q1($node, q{SELECT scuttlebutt.create_model('exact')});
+}
+qr1(q{SELECT scuttlebutt.set_many('exact', (SELECT jsonb_object_agg('k' || i,
+	jsonb_build_object('s', E'caf\u00e9 "q" \\\\ \u2603 tab\t' || i, 'n', i * 0.5, 'a', jsonb_build_array(i, null, true)))
+	FROM generate_series(1, 5000) i))});
+$offset = -s $nd->logfile;
+LibpqTest::add_peer($nd, 'exact', LibpqTest::conninfo($nr), send => 'false');
+is(qd(q{SELECT scuttlebutt.wait_for_sync('exact', '120s')}), 't', 'exact: D syncs with R');
+like(substr(slurp_file($nd->logfile), $offset), qr/scuttlebutt: \d+ updates of model "exact" stored by bulk insert/,
+	'exact: stored by bulk insert');
+is(qd($exact_rows), qr1($exact_rows), "exact: D's rows are R's, byte for byte");
+is(qd(q{SELECT scuttlebutt.get('exact', 'k7') ->> 's' = E'caf\u00e9 "q" \\\\ \u2603 tab\t7'}), 't',
+	'exact: a value reads back on D');
+
+# trig: a trigger of D's own on the updates table sees every pulled row
+qr1(qq{SELECT scuttlebutt.create_model('trig')});
+qd(qq{SELECT scuttlebutt.create_model('trig')});
+qr1(q{SELECT scuttlebutt.set_many('trig', (SELECT jsonb_object_agg('k' || i, i) FROM generate_series(1, 5000) i))});
+qd(q{CREATE TABLE public.seen (n bigint NOT NULL)});
+qd(q{INSERT INTO public.seen VALUES (0)});
+qd(q{CREATE FUNCTION public.count_row() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN UPDATE public.seen SET n = n + 1; RETURN NEW; END $$});
+qd(q{CREATE TRIGGER count_rows AFTER INSERT ON scuttlebutt.updates FOR EACH ROW
+	WHEN (NEW.model_id = scuttlebutt._model_id('trig')) EXECUTE FUNCTION public.count_row()});
+$offset = -s $nd->logfile;
+LibpqTest::add_peer($nd, 'trig', LibpqTest::conninfo($nr), send => 'false');
+is(qd(q{SELECT scuttlebutt.wait_for_sync('trig', '120s')}), 't', 'trig: D syncs with R');
+is(qd(q{SELECT n FROM public.seen}), 5000, "trig: D's trigger saw all 5,000 rows");
+$log = substr(slurp_file($nd->logfile), $offset);
+unlike($log, qr/updates of model "trig" stored by bulk insert/, 'trig: no page was bulk inserted');
+like($log, qr/has triggers or constraints of its own: \d+ updates of model "trig" stored by merging/,
+	'trig: the log says why');
+ok(LibpqTest::wait_converged('trig', [ $nr, $nd ], 60), 'trig: R and D converge');
 
 done_testing();
