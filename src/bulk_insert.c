@@ -133,6 +133,7 @@ insert_rows(int32 model_id, const SbBulkRow *rows, int n)
 {
 	Oid			nsp = get_namespace_oid("scuttlebutt", false);
 	Relation	rel = table_open(get_relname_relid("updates", nsp), RowExclusiveLock);
+	TupleDesc	desc;
 	EState	   *estate;
 	ResultRelInfo *rri;
 	BulkInsertState bistate;
@@ -154,8 +155,10 @@ insert_rows(int32 model_id, const SbBulkRow *rows, int n)
 	ExecOpenIndices(rri, false);
 	bistate = GetBulkInsertState();
 	cid = GetCurrentCommandId(true);
+	/* not the relcache's (counted) descriptor: no resource owner entry per slot */
+	desc = CreateTupleDescCopy(RelationGetDescr(rel));
 	for (int i = 0; i < nslots; i++)
-		slots[i] = table_slot_create(rel, NULL);
+		slots[i] = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
 	chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "scuttlebutt bulk rows",
 									  ALLOCSET_DEFAULT_SIZES);
 
