@@ -56,6 +56,7 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/condition_variable.h"
@@ -157,6 +158,8 @@ SbSessionBegin(SbSession *s)
 	s->pending = NULL;
 	s->pending_alloc = 0;
 	forget_pending(s);
+	s->input_waiting = false;
+	s->unflushed = false;
 	s->out.data = MemoryContextAlloc(s->session_cxt, SB_OUT_INITIAL);
 	s->out.maxlen = SB_OUT_INITIAL;
 	resetStringInfo(&s->out);
@@ -669,6 +672,8 @@ SbSessionReceive(SbSession *s, SbMessage *msg, bool ok, SbMessageError *err)
 			return true;
 		case SB_MSG_SYNC:
 			SbSessionPeerSynced(s);
+			/* the batch that ends a sync waits for the flush (input_waiting) */
+			s->input_waiting = false;
 			return true;
 		case SB_MSG_UPDATE:
 			break;
@@ -754,10 +759,24 @@ verify_pending(SbSession *s)
 	s->npending = kept;
 }
 
+/*
+ * Whether this apply may commit without waiting for the WAL flush: the
+ * transport's peer sends again what a crash lost here, or (an outgoing
+ * stream: a server we dialed, which sends all our clock lacks on every
+ * connection) more of its input is waiting: a sync's batches then commit
+ * as a libpq pull's do, and the last one, once the input is drained,
+ * flushes them all, as a flush per batch would have by then.
+ */
+static bool
+commits_without_flush(SbSession *s)
+{
+	return s->ops->applies_without_flush || (s->outgoing && s->input_waiting);
+}
+
 static void
 apply_txn(SbSession *s, void *arg pg_attribute_unused())
 {
-	if (s->ops->applies_without_flush)
+	if (commits_without_flush(s))
 		SbCommitWithoutFlush();
 	verify_pending(s);
 	if (s->npending > 0)
@@ -776,9 +795,19 @@ bool
 SbSessionApplyPending(SbSession *s)
 {
 	if (s->npending == 0 && s->npending_clock == 0)
+	{
+		/* the batches an outgoing stream committed while its input was waiting */
+		if (s->unflushed && !s->input_waiting)
+		{
+			XLogFlush(XactLastCommitEnd);
+			s->unflushed = false;
+		}
 		return true;
+	}
 	if (!SbSessionTransaction(s, "scuttlebutt: applying updates", apply_txn, NULL))
 		return false;
+	/* a flushed commit flushes the ones before it too */
+	s->unflushed = !s->ops->applies_without_flush && commits_without_flush(s);
 	/* the peer holds what it sent us (and its clock): never echo it back */
 	for (int i = 0; i < s->npending; i++)
 		remote_raise(s, s->pending[i].source, s->pending[i].ts);

@@ -105,6 +105,15 @@ typedef struct SbSession
 	SbClockEntry *pending_clock;
 	int			npending_clock;
 
+	/*
+	 * The transport stopped reading with input still waiting (set by
+	 * stream.c): on an outgoing stream what is applied meanwhile commits
+	 * without waiting for the WAL flush (unflushed), and the apply that
+	 * finds no more input waiting flushes it all (SbSessionApplyPending)
+	 */
+	bool		input_waiting;
+	bool		unflushed;
+
 	SbPeerCounters counters;	/* for peer_status */
 	TimestampTz last_reject_warning;
 	int64		rejects_unreported;

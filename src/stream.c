@@ -787,15 +787,21 @@ stream_read(SbSession *s)
 	char		buf[65536];
 	int			budget = SB_READ_BUDGET;
 
+	/* until a read finds nothing more: see SbSession.input_waiting */
+	s->input_waiting = true;
 	while (budget > 0 || st->ch.ops->pending(&st->ch) > 0)
 	{
 		ssize_t		n = st->ch.ops->read(&st->ch, buf, sizeof(buf));
 		MemoryContext old;
 
 		if (n == SB_CHANNEL_WOULD_BLOCK)
+		{
+			s->input_waiting = false;
 			return;
+		}
 		if (n <= 0)
 		{
+			s->input_waiting = false;
 			input_ended(s, n);
 			return;
 		}

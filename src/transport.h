@@ -70,7 +70,9 @@ typedef struct SbTransportOps
 	 * The peer holds what it sends durably and sends it again on the next
 	 * connection (a PostgreSQL server): what it sent is applied without
 	 * waiting for the WAL flush (SbCommitWithoutFlush).  A stream peer, a
-	 * JavaScript process, may be gone by then: its updates are flushed.
+	 * JavaScript process, may be gone by then: its updates are flushed
+	 * (a server we dialed, once its input is drained: see session.c's
+	 * commits_without_flush).
 	 */
 	bool		applies_without_flush;
 
