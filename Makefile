@@ -38,6 +38,7 @@ OBJS = \
 	src/worker.o \
 	src/conninfo.o \
 	src/signature.o \
+	src/rsa_split_sign.o \
 	src/node_key.o \
 	src/trusted_keys.o \
 	src/verify_pool.o \
@@ -69,6 +70,7 @@ PG_CFLAGS = -Wall -Wextra
 SHLIB_LINK_INTERNAL = $(libpq)
 # OpenSSL: signed updates (libcrypto, as PostgreSQL's own build uses) and
 # TLS for stream peers (libssl); threads that verify signatures (verify_pool.c)
+# and that sign (rsa_split_sign.c)
 SHLIB_LINK = -lssl -lcrypto -pthread
 
 # pg_regress: sql/<name>.sql against expected/<name>.out

@@ -40,6 +40,7 @@ char	   *sb_ssl_cert_file = NULL;
 char	   *sb_ssl_key_file = NULL;
 char	   *sb_ssl_ca_file = NULL;
 int			sb_verify_threads = SB_DEFAULT_VERIFY_THREADS;
+bool		sb_sign_threads = true;
 char	   *sb_default_model = NULL;
 int			sb_default_model_wait_ms = SB_DEFAULT_DEFAULT_MODEL_WAIT_MS;
 int			sb_max_substreams = SB_DEFAULT_MAX_SUBSTREAMS;
@@ -199,6 +200,15 @@ SbGucInit(void)
 							PGC_USERSET,
 							0,
 							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("scuttlebutt.sign_threads",
+							 "Whether an RSA signature is computed on two threads.",
+							 "The two halves of an RSA private-key operation run at once, the process's and a helper thread's; off: the process signs alone, with OpenSSL. The signatures are the same bytes either way.",
+							 &sb_sign_threads,
+							 true,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomStringVariable("scuttlebutt.signing_key_file",
 							   "PEM private key (RSA or Ed25519) that signs this node's updates.",

@@ -74,6 +74,7 @@ extern char *sb_ssl_cert_file;
 extern char *sb_ssl_key_file;
 extern char *sb_ssl_ca_file;
 extern int	sb_verify_threads;
+extern bool sb_sign_threads;
 extern char *sb_default_model;
 extern int	sb_default_model_wait_ms;
 extern int	sb_max_substreams;

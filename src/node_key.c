@@ -109,7 +109,7 @@ free_node_key(void)
 	if (node_key == NULL)
 		return;
 	SbVerifierFree(node_key->verifier);
-	EVP_MD_CTX_free(node_key->signer);
+	SbSignerFree(node_key->signer);
 	EVP_PKEY_free(node_key->key);
 	pfree(node_key->public_pem);
 	pfree(node_key->id);

@@ -20,7 +20,7 @@ typedef struct SbNodeKey
 	char	   *public_pem;		/* SPKI PEM: what peers trust */
 	char	   *id;				/* base64(SHA-1(public_pem)) */
 	SbVerifier *verifier;		/* for this node's own updates coming back */
-	EVP_MD_CTX *signer;			/* set up once, copied per signature */
+	SbSigner   *signer;			/* set up once */
 } SbNodeKey;
 
 extern char *sb_signing_key_file;

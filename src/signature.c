@@ -18,6 +18,8 @@
 
 #include "common/base64.h"
 
+#include "guc.h"
+#include "rsa_split_sign.h"
 #include "signature.h"
 
 /* SHA-1 fetched once: an implicit fetch per signature costs as much again */
@@ -172,41 +174,75 @@ SbPublicKeyPem(EVP_PKEY *key)
 	return pem;
 }
 
-EVP_MD_CTX *
+SbSigner *
 SbSignerCreate(EVP_PKEY *key)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	SbSigner   *signer = palloc0(sizeof(SbSigner));
 	const EVP_MD *md = SbKeySignatureAlgorithm(key) == SB_SIG_RSA_SHA1
 		? get_sha1() : NULL;
 
-	if (ctx == NULL)
+	signer->key = key;
+	signer->context = EVP_MD_CTX_new();
+	if (signer->context == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
-	if (EVP_DigestSignInit(ctx, NULL, md, NULL, key) != 1)
+	if (EVP_DigestSignInit(signer->context, NULL, md, NULL, key) != 1)
 	{
-		EVP_MD_CTX_free(ctx);
+		EVP_MD_CTX_free(signer->context);
 		elog(ERROR, "could not set up a signature: %s", openssl_error());
 	}
-	return ctx;
+	/* (NULL for Ed25519 and multi-prime RSA: OpenSSL signs those alone) */
+	signer->split = SbRsaSplitSignerCreate(key);
+	ERR_clear_error();
+	return signer;
 }
 
 void
-SbSignText(EVP_MD_CTX *signer, EVP_PKEY *key, const char *data, int len,
-		   StringInfo out)
+SbSignerFree(SbSigner *signer)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	size_t		siglen = EVP_PKEY_get_size(key);
+	SbRsaSplitSignerFree(signer->split);
+	EVP_MD_CTX_free(signer->context);
+	pfree(signer);
+}
+
+/*
+ * An RSA signature of data on two threads into sig (the key's size);
+ * false if the split signer failed (a fault included): then OpenSSL signs
+ */
+static bool
+sign_split(SbSigner *signer, const char *data, int len, unsigned char *sig)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int dlen;
+	bool		ok;
+
+	ok = EVP_Digest(data, len, digest, &dlen, sha1_md, NULL) &&
+		SbRsaSplitSign(signer->split, digest, sig);
+	ERR_clear_error();
+	return ok;
+}
+
+void
+SbSignText(SbSigner *signer, const char *data, int len, StringInfo out)
+{
+	size_t		siglen = EVP_PKEY_get_size(signer->key);
 	unsigned char *sig = palloc(siglen);
 	int			enclen;
 
-	if (ctx == NULL || !EVP_MD_CTX_copy_ex(ctx, signer) ||
-		EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *) data, len) != 1)
+	if (signer->split == NULL || !sb_sign_threads ||
+		!sign_split(signer, data, len, sig))
 	{
+		EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+		if (ctx == NULL || !EVP_MD_CTX_copy_ex(ctx, signer->context) ||
+			EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *) data, len) != 1)
+		{
+			EVP_MD_CTX_free(ctx);
+			elog(ERROR, "could not sign an update: %s", openssl_error());
+		}
 		EVP_MD_CTX_free(ctx);
-		elog(ERROR, "could not sign an update: %s", openssl_error());
 	}
-	EVP_MD_CTX_free(ctx);
 	enclen = pg_b64_enc_len(siglen);
 	enlargeStringInfo(out, enclen + 1);
 	enclen = pg_b64_encode((const char *) sig, siglen, out->data + out->len, enclen);

@@ -53,15 +53,25 @@ extern EVP_PKEY *SbParsePublicKey(const char *pem, int len);
 extern char *SbPublicKeyPem(EVP_PKEY *key);
 
 /*
- * A context set up once to sign with key (SHA-1 for RSA), copied for each
- * signature: setting one up costs a provider fetch each time.  OpenSSL's:
- * EVP_MD_CTX_free it.
+ * A private key set up once to sign many texts: an OpenSSL context (SHA-1
+ * for RSA) copied for each signature, since setting one up costs a
+ * provider fetch each time; for a two-prime RSA key also its values for
+ * signing on two threads (rsa_split_sign.c, scuttlebutt.sign_threads).
+ * Made in CurrentMemoryContext; does not take key.
  */
-extern EVP_MD_CTX *SbSignerCreate(EVP_PKEY *key);
+typedef struct SbSigner
+{
+	EVP_PKEY   *key;
+	EVP_MD_CTX *context;
+	struct SbRsaSplitSigner *split; /* NULL: OpenSSL signs alone */
+} SbSigner;
 
-/* Appends base64 of the signature of data with signer's key */
-extern void SbSignText(EVP_MD_CTX *signer, EVP_PKEY *key, const char *data,
-					   int len, StringInfo out);
+extern SbSigner *SbSignerCreate(EVP_PKEY *key);
+extern void SbSignerFree(SbSigner *signer);
+
+/* Appends base64 of the signature of data by signer's key */
+extern void SbSignText(SbSigner *signer, const char *data, int len,
+					   StringInfo out);
 
 /* Longest signature taken, decoded (RSA 8192 is 1,024 bytes) */
 #define SB_MAX_SIGNATURE_BYTES 1536

@@ -307,7 +307,7 @@ SbSignLocalUpdate(const SbModelRef *model, StringInfo buf)
 						SbKeyTypeName(own->key))));
 	/* [change,ts,source] is what is signed; then ,"signature" goes in */
 	initStringInfo(&sig);
-	SbSignText(own->signer, own->key, buf->data, buf->len, &sig);
+	SbSignText(own->signer, buf->data, buf->len, &sig);
 	Assert(buf->len > 0 && buf->data[buf->len - 1] == ']');
 	buf->len--;
 	appendStringInfoString(buf, ",\"");

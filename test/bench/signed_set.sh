@@ -24,12 +24,15 @@
 # and set() on s_rsa (per synchronous_commit); Ed25519 part set() on plain
 # and on s_ed25519 (per synchronous_commit) and openssl.  Medians of $REPS;
 # a table row per synchronous_commit setting (with it on, every set() also
-# waits for its WAL flush, which openssl's figure does not include).  After the runs, every key's stored
+# waits for its WAL flush, which openssl's figure does not include).
+# SIGNED_SET_ONE_THREAD=1 adds, per repetition and setting, set() on s_rsa
+# with scuttlebutt.sign_threads = off (OpenSSL signs alone, in the
+# backend) after the default's (an info row).  After the runs, every key's stored
 # signature of each signed model verifies with openssl against the node's
 # public key (a sample of 20 per model).
 #
 #   SIGNED_SET_KEYS=10000 SIGNED_SET_REPS=3 SIGNED_SET_SECS=10 SIGNED_SET_CLIENTS=1 \
-#   SIGNED_SET_SYNC="on off" test/bench/signed_set.sh
+#   SIGNED_SET_SYNC="on off" SIGNED_SET_ONE_THREAD=0 test/bench/signed_set.sh
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$BENCH_DIR/signed_lib.sh"
@@ -39,6 +42,7 @@ REPS=${SIGNED_SET_REPS:-3}
 SECS=${SIGNED_SET_SECS:-10}
 CLIENTS=${SIGNED_SET_CLIENTS:-1}
 SYNC=${SIGNED_SET_SYNC:-on off}
+ONE_THREAD=${SIGNED_SET_ONE_THREAD:-0}
 TARGET_RSA=0.8
 TARGET_ED=0.7
 
@@ -87,17 +91,21 @@ for m in s_rsa s_ed25519 plain; do
 SELECT scuttlebutt.set('$m', 'k' || :k, jsonb_build_object('v', :v::integer));
 PGB
 done
+# s_rsa_1t: set() on s_rsa with scuttlebutt.sign_threads = off
+cp "$W/s_rsa.pgb" "$W/s_rsa_1t.pgb"
 
 # pgbench_run MODEL SYNC REP: one pgbench run of set() on MODEL with
 # synchronous_commit SYNC, appends its TPS to $W/MODEL.SYNC.tps.
 pgbench_run() {
-	local m=$1 sync=$2 rep=$3 out tps
+	local m=$1 sync=$2 rep=$3 out tps opts
+	opts="-c synchronous_commit=$sync"
+	[ "$m" = s_rsa_1t ] && opts="$opts -c scuttlebutt.sign_threads=off"
 	for try in 1 2 3; do
 		sql -c "VACUUM scuttlebutt.updates" -c "VACUUM scuttlebutt.clocks" -c "CHECKPOINT" >/dev/null
 		out="$W/$m.$sync.$rep.$try.log"
 		quiet_gate
 		disturb_begin
-		PGOPTIONS="-c synchronous_commit=$sync" "$PGBIN/pgbench" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" \
+		PGOPTIONS="$opts" "$PGBIN/pgbench" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" \
 			-T "$SECS" -f "$W/$m.pgb" >"$out" 2>&1 || die "pgbench on $m failed: $(tail -5 "$out")"
 		disturb_end "$W/foreign.all"
 		grep -q '^number of failed transactions: 0 ' "$out" || die "pgbench reported failed transactions, see $out"
@@ -166,7 +174,7 @@ check_signatures() {
 	[ "$i" -eq 20 ] || die "found $i updates of $m signed by the node $node_id, expected 20"
 }
 
-for m in s_rsa s_ed25519 plain; do
+for m in s_rsa s_rsa_1t s_ed25519 plain; do
 	for s in $SYNC; do : >"$W/$m.$s.tps"; done
 done
 for alg in rsa ed25519; do : >"$W/openssl-$alg.sign"; : >"$W/openssl-$alg.verify"; : >"$W/openssl-$alg.foreign"; done
@@ -179,7 +187,11 @@ use_key ed25519
 load s_ed25519 ed25519
 sql -c "VACUUM ANALYZE scuttlebutt.updates" -c "VACUUM ANALYZE scuttlebutt.clocks" >/dev/null
 
-part rsa "openssl-rsa $(with_sync s_rsa)"
+if [ "$ONE_THREAD" = 1 ]; then
+	part rsa "openssl-rsa $(with_sync s_rsa s_rsa_1t)"
+else
+	part rsa "openssl-rsa $(with_sync s_rsa)"
+fi
 check_signatures s_rsa rsa
 part ed25519 "$(with_sync plain s_ed25519) openssl-ed25519"
 check_signatures s_ed25519 ed25519
@@ -190,6 +202,9 @@ for m in s_rsa s_ed25519 plain; do
 	[ "$n" -eq "$KEYS" ] || die "model $m holds $n keys, expected $KEYS"
 	for s in $SYNC; do log "signed_set: raw $m synchronous_commit=$s tps: $(paste -sd' ' "$W/$m.$s.tps")"; done
 done
+if [ "$ONE_THREAD" = 1 ]; then
+	for s in $SYNC; do log "signed_set: raw s_rsa with sign_threads=off synchronous_commit=$s tps: $(paste -sd' ' "$W/s_rsa_1t.$s.tps")"; done
+fi
 for alg in rsa ed25519; do log "signed_set: raw openssl $alg sign/s: $(paste -sd' ' "$W/openssl-$alg.sign")"; done
 
 rsa_sign=$(median <"$W/openssl-rsa.sign")
@@ -204,6 +219,10 @@ for s in $SYNC; do
 	r=$(ratio "$ed_tps" "$plain_tps")
 	record signed_set "Ed25519, sync_commit=$s: signed set() vs unsigned set()" "$plain_tps" "$ed_tps" "$how" "$r" ">= $TARGET_ED" "$(verdict "$r" '>=' "$TARGET_ED")"
 	record signed_set "Ed25519, sync_commit=$s: signed set() vs openssl speed sign/s" "$ed_sign" "$ed_tps" "$how" "$(ratio "$ed_tps" "$ed_sign")" "-" "info"
+	if [ "$ONE_THREAD" = 1 ]; then
+		one=$(median <"$W/s_rsa_1t.$s.tps")
+		record signed_set "RSA 2048, sync_commit=$s, sign_threads=off: signed set() vs openssl speed sign/s" "$rsa_sign" "$one" "$how" "$(ratio "$one" "$rsa_sign")" "-" "info"
+	fi
 	record signed_set "RSA 2048, sync_commit=$s: signed set() vs unsigned set() (Ed25519 part's)" "$plain_tps" "$rsa_tps" "$how" "$(ratio "$rsa_tps" "$plain_tps")" "-" "info"
 	# what signing adds to a set(), against openssl's time per signature
 	record signed_set "RSA 2048, sync_commit=$s: time signing adds per set() vs openssl's per signature" \

@@ -1,0 +1,424 @@
+/*-------------------------------------------------------------------------
+ *
+ * rsa_split_sign.c
+ *	  RSA-SHA1 (PKCS#1 v1.5) signatures with the two CRT halves computed
+ *	  on two threads at once.
+ *
+ * An RSA private-key operation by the CRT is two independent
+ * exponentiations, one modulo each prime, and they are nearly all of its
+ * cost.  OpenSSL runs them one after the other (in one SIMD pass on
+ * processors with AVX-512 IFMA only); here the backend computes
+ * the one modulo q while a helper thread computes the one modulo p, so a
+ * signature takes a little over half of OpenSSL's time on a second core
+ * that a single writer leaves idle.  The steps are OpenSSL's own
+ * (rsa_ossl_mod_exp, for keys whose primes differ in size), on its public
+ * BIGNUM interface:
+ *   - the padded digest is blinded (BN_BLINDING: multiplied by r^e mod n
+ *     for a random r, which is renewed every 32 signatures and squared in
+ *     between), so no secret-dependent step sees the chosen message;
+ *   - the primes, CRT exponents and coefficient carry BN_FLG_CONSTTIME:
+ *     reductions and exponentiations take OpenSSL's constant-time paths;
+ *   - the result is checked with the public exponent before it is
+ *     unblinded, and a mismatch (a fault) gives no signature (the caller
+ *     then signs with OpenSSL alone), so a miscalculated half never leaks
+ *     a prime.
+ * PKCS#1 v1.5 signatures are deterministic: the bytes equal OpenSSL's
+ * (test/t/148_sign_threads.pl compares them).
+ *
+ * The helper thread, one per process, keeps to what is safe beside a
+ * PostgreSQL backend: it calls OpenSSL only, on memory that OpenSSL or
+ * this file got from malloc, blocks every signal, and takes no PostgreSQL
+ * lock.  The backend hands it one exponentiation and waits for it before
+ * it does anything else, so no PostgreSQL state is touched meanwhile.
+ *
+ * No palloc, no ereport here: a caller gets NULL or false (also when the
+ * helper thread cannot start) and signs with OpenSSL alone.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+
+#include "rsa_split_sign.h"
+
+/* DER of DigestInfo for SHA-1 up to the digest (RFC 8017, 9.2 note 1) */
+static const unsigned char sha1_digest_info[] = {
+	0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e,
+	0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14
+};
+
+#define SHA1_BYTES 20
+
+/* The helper thread needs little stack: BIGNUM work allocates on the heap */
+#define HELPER_STACK_BYTES (256 * 1024)
+
+struct SbRsaSplitSigner
+{
+	BIGNUM	   *n;
+	BIGNUM	   *e;
+	BIGNUM	   *p;				/* secret values: BN_FLG_CONSTTIME */
+	BIGNUM	   *q;
+	BIGNUM	   *dp;
+	BIGNUM	   *dq;
+	BIGNUM	   *qinv;
+	BN_MONT_CTX *mont_n;
+	BN_MONT_CTX *mont_p;
+	BN_MONT_CTX *mont_q;
+	BN_BLINDING *blinding;
+	BN_CTX	   *ctx;			/* the calling thread's */
+	int			size;			/* bytes of a signature */
+	/* scratch, reused */
+	BIGNUM	   *m;				/* the padded digest, blinded */
+	BIGNUM	   *unblind;
+	BIGNUM	   *cp;				/* blinded message mod p, then ^dp */
+	BIGNUM	   *cq;				/* blinded message mod q, then ^dq */
+	BIGNUM	   *t;
+	BIGNUM	   *prod;
+	BIGNUM	   *sig;			/* blinded signature, then the signature */
+	BIGNUM	   *check;
+};
+
+/*
+ * The helper thread and the one exponentiation it is given at a time:
+ * result = base^exp mod mod.
+ *
+ * Waking a sleeping thread costs tens of microseconds on a virtual machine
+ * (the idle core is halted), so the backend wakes the helper when a
+ * signature begins, before it hashes and blinds, and the helper then spins
+ * until the job is posted; the backend spins for the result, which is due
+ * about when its own half is done.  Between signatures the helper sleeps.
+ */
+typedef enum HelperState
+{
+	HELPER_IDLE,				/* asleep, or about to be */
+	HELPER_WOKEN,				/* a job is coming: spin */
+	HELPER_POSTED,				/* job holds one: run it */
+	HELPER_DONE					/* job.ok says how it went */
+} HelperState;
+
+typedef struct HelperJob
+{
+	BIGNUM	   *result;
+	const BIGNUM *base;			/* NULL: nothing to do after all */
+	const BIGNUM *exp;
+	const BIGNUM *mod;
+	BN_MONT_CTX *mont;
+	bool		ok;
+} HelperJob;
+
+static pthread_mutex_t helper_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t helper_wake = PTHREAD_COND_INITIALIZER;
+static HelperJob job;			/* written before POSTED, read after */
+static _Atomic int helper_state_now = HELPER_IDLE;
+static int	helper_started = 0; /* 0: not yet, 1: running, -1: cannot */
+
+/* Spins before a waiting thread yields its core (the other may be busy) */
+#define SPINS_BEFORE_YIELD 20000
+
+/* Waits while the helper's state is state */
+static void
+wait_while(int state)
+{
+	int			spins = 0;
+
+	while (atomic_load_explicit(&helper_state_now, memory_order_acquire) == state)
+	{
+		if (++spins < SPINS_BEFORE_YIELD)
+		{
+#if defined(__x86_64__) || defined(__i386__)
+			__builtin_ia32_pause();
+#endif
+		}
+		else
+			sched_yield();
+	}
+}
+
+static void *
+helper_main(void *arg)
+{
+	BN_CTX	   *ctx = BN_CTX_new();
+
+	(void) arg;
+	for (;;)
+	{
+		bool		ok = false;
+
+		pthread_mutex_lock(&helper_mutex);
+		while (atomic_load(&helper_state_now) == HELPER_IDLE)
+			pthread_cond_wait(&helper_wake, &helper_mutex);
+		pthread_mutex_unlock(&helper_mutex);
+		wait_while(HELPER_WOKEN);
+		if (job.base != NULL)
+			ok = ctx != NULL &&
+				BN_mod_exp_mont_consttime(job.result, job.base, job.exp, job.mod,
+										  ctx, job.mont);
+		job.ok = ok;
+		atomic_store_explicit(&helper_state_now, HELPER_DONE, memory_order_release);
+		/* the backend sets IDLE once it has read the result */
+		wait_while(HELPER_DONE);
+	}
+	return NULL;
+}
+
+/* Starts the helper once; false if it cannot run (then OpenSSL signs) */
+static bool
+helper_running(void)
+{
+	pthread_attr_t attr;
+	pthread_t	thread;
+	sigset_t	all,
+				old;
+
+	if (helper_started != 0)
+		return helper_started > 0;
+	helper_started = -1;
+	if (pthread_attr_init(&attr) != 0)
+		return false;
+	pthread_attr_setstacksize(&attr, HELPER_STACK_BYTES);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* signals stay the backend's: the thread starts with all blocked */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&thread, &attr, helper_main, NULL) == 0)
+		helper_started = 1;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return helper_started > 0;
+}
+
+/* The helper, asleep, is told that a job comes */
+static void
+helper_wake_up(void)
+{
+	pthread_mutex_lock(&helper_mutex);
+	atomic_store(&helper_state_now, HELPER_WOKEN);
+	pthread_cond_signal(&helper_wake);
+	pthread_mutex_unlock(&helper_mutex);
+}
+
+/* Posts the job (base NULL: none after all) */
+static void
+helper_post(BIGNUM *result, const BIGNUM *base, const BIGNUM *exp,
+			const BIGNUM *mod, BN_MONT_CTX *mont)
+{
+	job.result = result;
+	job.base = base;
+	job.exp = exp;
+	job.mod = mod;
+	job.mont = mont;
+	atomic_store_explicit(&helper_state_now, HELPER_POSTED, memory_order_release);
+}
+
+/* Waits for the posted job; whether it succeeded.  The helper sleeps again. */
+static bool
+helper_wait(void)
+{
+	bool		ok;
+
+	wait_while(HELPER_POSTED);
+	ok = job.ok;
+	atomic_store_explicit(&helper_state_now, HELPER_IDLE, memory_order_release);
+	return ok;
+}
+
+/* A key parameter as a BIGNUM, constant-time flagged if secret */
+static BIGNUM *
+get_param(EVP_PKEY *key, const char *name, bool secret)
+{
+	BIGNUM	   *bn = NULL;
+
+	if (!EVP_PKEY_get_bn_param(key, name, &bn))
+		return NULL;
+	if (secret)
+		BN_set_flags(bn, BN_FLG_CONSTTIME);
+	return bn;
+}
+
+void
+SbRsaSplitSignerFree(SbRsaSplitSigner *s)
+{
+	if (s == NULL)
+		return;
+	BN_free(s->n);
+	BN_free(s->e);
+	BN_clear_free(s->p);
+	BN_clear_free(s->q);
+	BN_clear_free(s->dp);
+	BN_clear_free(s->dq);
+	BN_clear_free(s->qinv);
+	BN_MONT_CTX_free(s->mont_n);
+	BN_MONT_CTX_free(s->mont_p);
+	BN_MONT_CTX_free(s->mont_q);
+	BN_BLINDING_free(s->blinding);
+	BN_CTX_free(s->ctx);
+	BN_clear_free(s->m);
+	BN_clear_free(s->unblind);
+	BN_clear_free(s->cp);
+	BN_clear_free(s->cq);
+	BN_clear_free(s->t);
+	BN_clear_free(s->prod);
+	BN_clear_free(s->sig);
+	BN_clear_free(s->check);
+	free(s);
+}
+
+SbRsaSplitSigner *
+SbRsaSplitSignerCreate(EVP_PKEY *key)
+{
+	SbRsaSplitSigner *s;
+	BIGNUM	   *third = NULL;
+
+	if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA)
+		return NULL;
+	/* a multi-prime key has more than two halves: OpenSSL signs it */
+	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_FACTOR3, &third))
+	{
+		BN_clear_free(third);
+		return NULL;
+	}
+	s = calloc(1, sizeof(SbRsaSplitSigner));
+	if (s == NULL)
+		return NULL;
+	s->n = get_param(key, OSSL_PKEY_PARAM_RSA_N, false);
+	s->e = get_param(key, OSSL_PKEY_PARAM_RSA_E, false);
+	s->p = get_param(key, OSSL_PKEY_PARAM_RSA_FACTOR1, true);
+	s->q = get_param(key, OSSL_PKEY_PARAM_RSA_FACTOR2, true);
+	s->dp = get_param(key, OSSL_PKEY_PARAM_RSA_EXPONENT1, true);
+	s->dq = get_param(key, OSSL_PKEY_PARAM_RSA_EXPONENT2, true);
+	s->qinv = get_param(key, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, true);
+	s->ctx = BN_CTX_new();
+	s->mont_n = BN_MONT_CTX_new();
+	s->mont_p = BN_MONT_CTX_new();
+	s->mont_q = BN_MONT_CTX_new();
+	s->m = BN_new();
+	s->unblind = BN_new();
+	s->cp = BN_new();
+	s->cq = BN_new();
+	s->t = BN_new();
+	s->prod = BN_new();
+	s->sig = BN_new();
+	s->check = BN_new();
+	if (!s->n || !s->e || !s->p || !s->q || !s->dp || !s->dq || !s->qinv ||
+		!s->ctx || !s->mont_n || !s->mont_p || !s->mont_q || !s->m ||
+		!s->unblind || !s->cp || !s->cq || !s->t || !s->prod || !s->sig || !s->check ||
+		!BN_MONT_CTX_set(s->mont_n, s->n, s->ctx) ||
+		!BN_MONT_CTX_set(s->mont_p, s->p, s->ctx) ||
+		!BN_MONT_CTX_set(s->mont_q, s->q, s->ctx))
+	{
+		SbRsaSplitSignerFree(s);
+		return NULL;
+	}
+	BN_set_flags(s->cp, BN_FLG_CONSTTIME);
+	BN_set_flags(s->cq, BN_FLG_CONSTTIME);
+	BN_set_flags(s->t, BN_FLG_CONSTTIME);
+	BN_set_flags(s->prod, BN_FLG_CONSTTIME);
+	s->size = BN_num_bytes(s->n);
+	/* room for 0x00 0x01, 8 bytes of 0xff at least, 0x00 and the DigestInfo */
+	if (s->size < 11 + (int) sizeof(sha1_digest_info) + SHA1_BYTES)
+	{
+		SbRsaSplitSignerFree(s);
+		return NULL;
+	}
+	s->blinding = BN_BLINDING_create_param(NULL, s->e, s->n, s->ctx,
+										   BN_mod_exp_mont, s->mont_n);
+	if (s->blinding == NULL)
+	{
+		SbRsaSplitSignerFree(s);
+		return NULL;
+	}
+	return s;
+}
+
+int
+SbRsaSplitSignatureSize(const SbRsaSplitSigner *s)
+{
+	return s->size;
+}
+
+/* EMSA-PKCS1-v1_5 of a SHA-1 digest into m (RFC 8017, 9.2) */
+static bool
+encode_digest(SbRsaSplitSigner *s, const unsigned char *digest,
+			  unsigned char *em)
+{
+	int			tlen = sizeof(sha1_digest_info) + SHA1_BYTES;
+
+	em[0] = 0x00;
+	em[1] = 0x01;
+	memset(em + 2, 0xff, s->size - tlen - 3);
+	em[s->size - tlen - 1] = 0x00;
+	memcpy(em + s->size - tlen, sha1_digest_info, sizeof(sha1_digest_info));
+	memcpy(em + s->size - SHA1_BYTES, digest, SHA1_BYTES);
+	if (BN_bin2bn(em, s->size, s->m) == NULL)
+		return false;
+	/* blinded, it is reduced by the secret primes */
+	BN_set_flags(s->m, BN_FLG_CONSTTIME);
+	return true;
+}
+
+/* cq = cq^dq mod q here while the woken helper computes cp = cp^dp mod p */
+static bool
+exponentiate_halves(SbRsaSplitSigner *s)
+{
+	bool		ok;
+
+	helper_post(s->cp, s->cp, s->dp, s->p, s->mont_p);
+	ok = BN_mod_exp_mont_consttime(s->cq, s->cq, s->dq, s->q, s->ctx, s->mont_q);
+	return helper_wait() && ok;
+}
+
+bool
+SbRsaSplitSign(SbRsaSplitSigner *s, const unsigned char *digest,
+			   unsigned char *sig)
+{
+	unsigned char em[1024];
+	bool		ok;
+
+	if (s->size > (int) sizeof(em) || !helper_running())
+		return false;
+	/* the helper wakes while we pad and blind */
+	helper_wake_up();
+	if (!encode_digest(s, digest, em) ||
+	/* m = m * r^e mod n */
+		!BN_BLINDING_convert_ex(s->m, s->unblind, s->blinding, s->ctx) ||
+	/* the halves: cp = m mod p, cq = m mod q */
+		!BN_mod(s->cp, s->m, s->p, s->ctx) ||
+		!BN_mod(s->cq, s->m, s->q, s->ctx))
+	{
+		helper_post(NULL, NULL, NULL, NULL, NULL);
+		(void) helper_wait();
+		OPENSSL_cleanse(em, sizeof(em));
+		return false;
+	}
+	ok =
+	/* cp = cp^dp mod p, cq = cq^dq mod q */
+		exponentiate_halves(s) &&
+	/* Garner: t = (cp - cq) * qinv mod p, signature = cq + t * q */
+		BN_sub(s->t, s->cp, s->cq) &&
+		(!BN_is_negative(s->t) || BN_add(s->t, s->t, s->p)) &&
+		BN_mul(s->prod, s->t, s->qinv, s->ctx) &&
+		BN_mod(s->t, s->prod, s->p, s->ctx) &&
+		(!BN_is_negative(s->t) || BN_add(s->t, s->t, s->p)) &&
+		BN_mul(s->prod, s->t, s->q, s->ctx) &&
+		BN_add(s->sig, s->prod, s->cq) &&
+	/*
+	 * fault check: (signature^e mod n) is the blinded message (public
+	 * values, as OpenSSL checks them: sig is blinded, not flagged)
+	 */
+		BN_mod_exp_mont(s->check, s->sig, s->e, s->n, s->ctx, s->mont_n) &&
+		BN_cmp(s->check, s->m) == 0 &&
+	/* unblind: * r^-1 mod n */
+		BN_BLINDING_invert_ex(s->sig, s->unblind, s->blinding, s->ctx) &&
+		BN_bn2binpad(s->sig, sig, s->size) == s->size;
+	OPENSSL_cleanse(em, sizeof(em));
+	return ok;
+}
