@@ -105,6 +105,8 @@ sb_shmem_startup(void)
 		pg_atomic_init_u32(&sb_shared->peers_changed, 0);
 		pg_atomic_init_u32(&sb_shared->privileges_changed, 0);
 		pg_atomic_init_u32(&sb_shared->connections, 0);
+		pg_atomic_init_u32(&sb_shared->rsa_signers, 0);
+		pg_atomic_init_u64(&sb_shared->rsa_contended_until, 0);
 		SbRejoinStartup();
 		ConditionVariableInit(&sb_shared->status_cv);
 		for (int i = 0; i < SB_MODEL_COMMIT_SLOTS; i++)

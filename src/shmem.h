@@ -87,6 +87,12 @@ typedef struct SbShared
 	pg_atomic_uint32 model_pollers[SB_MODEL_COMMIT_SLOTS];
 	ConditionVariable model_cv[SB_MODEL_COMMIT_SLOTS];
 	SbErrorCount errors[SB_CLOSE_REASONS];
+	/*
+	 * Processes signing with a two-prime RSA key now, and until when none
+	 * splits its signature on two threads (signature.c)
+	 */
+	pg_atomic_uint32 rsa_signers;
+	pg_atomic_uint64 rsa_contended_until;
 
 	/*
 	 * One slot per connection the worker holds or peer it is dialing: the
