@@ -663,11 +663,20 @@ poll_done(SbSession *s)
 		lp->links[LINK_PULL].header_seen;
 	if (lp->pull_caught_up && !s->sync_received)
 		SbSessionPeerSynced(s);
-	/* at once: the remote reads the next page while we apply this one */
-	if (lp->pull_caught_up)
-		send_wait(s);
-	else
+	/* more to come: asked at once, the remote reads it while we apply this */
+	if (!lp->pull_caught_up)
+	{
 		send_poll(s);
+		return;
+	}
+
+	/*
+	 * Caught up: applied first, then the wait.  The wait reads our clock,
+	 * a transaction whenever a commit came since (our last apply's, say):
+	 * taken before the apply, it would delay what this page brought.
+	 */
+	if (SbSessionApplyPending(s) && SbSessionIsOpen(s))
+		send_wait(s);
 }
 
 /* ---- pushing ---- */
