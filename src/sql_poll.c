@@ -251,6 +251,17 @@ clock_ahead_now(int32 model_id, Jsonb *sources)
 	return ahead;
 }
 
+/* The first n arguments of wait_for_commit() (page, the last, may be NULL) */
+static void
+wait_args_not_null(FunctionCallInfo fcinfo, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("arguments of wait_for_commit() must not be null")));
+}
+
 /*
  * The wait of wait_for_commit(): returns at once if this server holds more
  * of the model than sources; else commits (so that no snapshot of the
@@ -264,11 +275,7 @@ wait_for_commit(FunctionCallInfo fcinfo, SbModelRef *ref)
 	int32		wait_ms;
 	uint64		commits;
 
-	for (int i = 0; i < 3; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("arguments of wait_for_commit() must not be null")));
+	wait_args_not_null(fcinfo, 3);
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
 		castNode(CallContext, fcinfo->context)->atomic)
 		ereport(ERROR,
@@ -335,11 +342,7 @@ scuttlebutt_wait_for_page(PG_FUNCTION_ARGS)
 	Datum		page;
 	bool		isnull;
 
-	for (int i = 0; i < 6; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("arguments of wait_for_commit() must not be null")));
+	wait_args_not_null(fcinfo, 6);
 	max_updates = PG_GETARG_INT32(3);
 	check_max_updates(max_updates);
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
