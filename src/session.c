@@ -768,6 +768,8 @@ drop_clock_reached(SbSession *s)
 	SbRemoteClock reached = {0};
 	int			kept = 0;
 
+	if (s->npending_clock == 0)
+		return;					/* most pages of a sync: no header */
 	for (int i = 0; i < s->npending; i++)
 		SbRemoteClockRaise(&reached, s->batch_cxt, s->pending[i].source, s->pending[i].ts);
 	for (int i = 0; i < s->npending_clock; i++)
