@@ -446,7 +446,11 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- A libpq peer's push: import(), and a header line (the pusher's clock,
 -- read with the updates it pushed) raises the clock to it, so updates the
 -- pusher saw superseded before it could push them still count as held.
-CREATE FUNCTION scuttlebutt._push(model text, lines text)
+-- pusher: a number the pusher's session picked (0: none), push: this
+-- push's number in the session (1, 2, ...): the session's wait must not
+-- answer with the pushed updates (see wait_for_commit()).
+CREATE FUNCTION scuttlebutt._push(model text, lines text, pusher integer DEFAULT 0,
+								  push integer DEFAULT 0)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'scuttlebutt_push'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -660,6 +664,21 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 CREATE PROCEDURE scuttlebutt.wait_for_commit(model text, sources jsonb DEFAULT '{}',
 											 wait_ms integer DEFAULT 5000)
 AS 'MODULE_PATHNAME', 'scuttlebutt_wait_for_commit'
+LANGUAGE C;
+
+-- The same wait, answered with what poll(model, sources, max_updates)
+-- would then return, as its lines in one text (each ending in a newline;
+-- '' when there is nothing), read once the wait ends: a live pull takes
+-- one round trip per commit, not two.  pusher and pushes: the caller's
+-- session's number and the pushes it sent before this call (_push()'s
+-- pusher and push; their updates are in sources).  page is NULL when a
+-- later push of the session may have begun meanwhile: the page could send
+-- those updates back; the caller then polls.
+CREATE PROCEDURE scuttlebutt.wait_for_commit(model text, sources jsonb,
+											 wait_ms integer, max_updates integer,
+											 pusher integer DEFAULT 0, pushes integer DEFAULT 0,
+											 INOUT page text DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'scuttlebutt_wait_for_page'
 LANGUAGE C;
 
 -- A conninfo as shown to users: every password option removed.

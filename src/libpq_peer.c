@@ -12,9 +12,14 @@
  *	  Each answer is a page of the remote's history newer than what we
  *	  hold; the next poll is sent as soon as a page arrives, so the remote
  *	  reads a page while we apply the last one.  Once caught up, CALL
- *	  scuttlebutt.wait_for_commit(model, <what we hold>, wait) waits there
- *	  in shared memory for a commit, outside any transaction, which makes
- *	  the live path prompt without NOTIFY or sleeping; then we poll.
+ *	  scuttlebutt.wait_for_commit(model, <what we hold>, wait, page) waits
+ *	  there in shared memory for a commit, outside any transaction, which
+ *	  makes the live path prompt without NOTIFY or sleeping, and answers
+ *	  with the page a poll would then return: one round trip per commit.
+ *	  Our pushes are numbered, and each wait says how many came before it
+ *	  (their updates are in what we hold): a wait that a later push may
+ *	  have reached answers no page, lest it send the pushed updates back,
+ *	  and we poll with what we hold by then.
  *	- push: the session's pump (session.c) fills its outbox with the local
  *	  history the remote's clock lacks, and each outbox is sent as one
  *	  scuttlebutt._push(model, lines), import() that also takes our header:
@@ -44,6 +49,7 @@
 
 #include <sys/socket.h>
 
+#include "common/pg_prng.h"
 #include "libpq-fe.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
@@ -92,6 +98,7 @@ typedef struct SbLink
 	TimestampTz deadline;		/* 0: none */
 	int64		rows;			/* rows of the query's result so far */
 	bool		header_seen;	/* poll: the answer ended with the remote's header */
+	bool		page_answered;	/* wait: the answer held a page (maybe empty) */
 } SbLink;
 
 typedef struct SbLibpqPeer
@@ -108,6 +115,8 @@ typedef struct SbLibpqPeer
 	uint64		held_commits;	/* commit count when held was last read */
 	bool		pull_caught_up; /* the last poll answered all it had */
 	bool		pull_started;	/* the first poll was sent */
+	uint32		pusher;			/* this session's number, for the remote's waits */
+	uint32		pushes_sent;	/* _push calls sent in this session */
 } SbLibpqPeer;
 
 static const char *const link_names[SB_LIBPQ_LINKS] = {"pull", "push"};
@@ -354,6 +363,8 @@ libpq_start(SbSession *s)
 	lp->pull_caught_up = false;
 	lp->pull_started = false;
 	lp->wait_in_flight = false;
+	lp->pusher = 1 + pg_prng_uint32(&pg_global_prng_state) % PG_INT32_MAX;
+	lp->pushes_sent = 0;
 
 	if (!SbSessionResolveModel(s))
 		return;
@@ -400,6 +411,7 @@ send_query(SbSession *s, int i, const char *sql, int nparams, const char *const 
 	l->flush_wanted = rc == 1;
 	l->rows = 0;
 	l->header_seen = false;
+	l->page_answered = false;
 	l->state = state;
 	l->deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	return true;
@@ -515,24 +527,32 @@ held_clock_json(SbSession *s, StringInfo clock)
 }
 
 /*
- * A pull query: sql takes the model, what we hold and one number (a page
- * size, or a wait in ms).
+ * A pull query: sql takes the model, what we hold and one or two numbers
+ * (a page size; or a wait in ms and a page size).
  */
 static void
 send_pull(SbSession *s, const char *sql, int number, bool waits, int timeout_ms)
 {
+	SbLibpqPeer *lp = lp_of(s);
 	StringInfoData clock;
-	char		text[16];
-	const char *params[3];
+	char		text[4][16];
+	const char *params[6];
 
 	if (!held_clock_json(s, &clock))
 		return;
-	snprintf(text, sizeof(text), "%d", number);
+	snprintf(text[0], sizeof(text[0]), "%d", number);
+	/* a wait's page, and the pushes its clock holds */
+	snprintf(text[1], sizeof(text[1]), "%d", SB_POLL_PAGE);
+	snprintf(text[2], sizeof(text[2]), "%d", (int) lp->pusher);
+	snprintf(text[3], sizeof(text[3]), "%d", (int) lp->pushes_sent);
 	params[0] = s->model_name;
 	params[1] = clock.data;
-	params[2] = text;
-	lp_of(s)->wait_in_flight = waits;
-	(void) send_query(s, LINK_PULL, sql, 3, params, LINK_BUSY, timeout_ms);
+	params[2] = text[0];
+	params[3] = text[1];
+	params[4] = text[2];
+	params[5] = text[3];
+	lp->wait_in_flight = waits;
+	(void) send_query(s, LINK_PULL, sql, waits ? 6 : 3, params, LINK_BUSY, timeout_ms);
 }
 
 /* Asks the remote for what it holds beyond what we hold */
@@ -545,47 +565,79 @@ send_poll(SbSession *s)
 
 /*
  * Caught up: the remote waits, outside any transaction, until it holds
- * something we lack or a commit writes the model; then we poll again.
+ * something we lack or a commit writes the model, and answers with the
+ * page a poll would then return.
  */
 static void
 send_wait(SbSession *s)
 {
-	send_pull(s, "CALL scuttlebutt.wait_for_commit($1, $2::pg_catalog.jsonb, $3)",
+	send_pull(s, "CALL scuttlebutt.wait_for_commit($1, $2::pg_catalog.jsonb, $3, $4, $5, $6)",
 			  SB_POLL_WAIT_MS, true, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
 }
 
-/* A page of the remote's history: each update as a received line */
+/* One line of a page of the remote's history: an update, or its header */
+static bool
+take_pull_line(SbSession *s, const char *line, int len)
+{
+	SbLibpqPeer *lp = lp_of(s);
+	SbMessage	msg;
+	SbMessageError err;
+	bool		ok = SbParseMessage(line, len, &msg, &err);
+
+	s->counters.bytes_in += len;
+	/* the remote's clock, after all it held beyond ours: ours rises to it */
+	if (ok && msg.type == SB_MSG_HEADER)
+	{
+		lp->links[LINK_PULL].header_seen = true;
+		for (int c = 0; c < msg.nclock; c++)
+			SbRemoteClockRaise(&lp->held, s->session_cxt,
+							   msg.clock[c].source, msg.clock[c].ts);
+		SbSessionQueueClock(s, msg.clock, msg.nclock);
+		return true;
+	}
+	/* held rises past every update read, even one we reject */
+	lp->links[LINK_PULL].rows++;
+	if (ok && msg.type == SB_MSG_UPDATE)
+		SbRemoteClockRaise(&lp->held, s->session_cxt, msg.source, msg.ts);
+	return SbSessionReceive(s, &msg, ok, &err);
+}
+
+/* A page of the remote's history, a row per line (poll()) */
 static bool
 take_poll_rows(SbSession *s, PGresult *res)
 {
-	SbLibpqPeer *lp = lp_of(s);
 	int			n = PQntuples(res);
 
 	for (int r = 0; r < n; r++)
-	{
-		const char *line = PQgetvalue(res, r, 0);
-		int			len = PQgetlength(res, r, 0);
-		SbMessage	msg;
-		SbMessageError err;
-		bool		ok = SbParseMessage(line, len, &msg, &err);
-
-		s->counters.bytes_in += len;
-		/* the remote's clock, after all it held beyond ours: ours rises to it */
-		if (ok && msg.type == SB_MSG_HEADER)
-		{
-			lp->links[LINK_PULL].header_seen = true;
-			for (int c = 0; c < msg.nclock; c++)
-				SbRemoteClockRaise(&lp->held, s->session_cxt,
-								   msg.clock[c].source, msg.clock[c].ts);
-			SbSessionQueueClock(s, msg.clock, msg.nclock);
-			continue;
-		}
-		/* held rises past every update read, even one we reject */
-		lp->links[LINK_PULL].rows++;
-		if (ok && msg.type == SB_MSG_UPDATE)
-			SbRemoteClockRaise(&lp->held, s->session_cxt, msg.source, msg.ts);
-		if (!SbSessionReceive(s, &msg, ok, &err))
+		if (!take_pull_line(s, PQgetvalue(res, r, 0), PQgetlength(res, r, 0)))
 			return false;
+	s->counters.last_activity = GetCurrentTimestamp();
+	return true;
+}
+
+/*
+ * The wait's answer: a page as one text of lines, each ending in a
+ * newline, or NULL (no page: our push reached the remote meanwhile)
+ */
+static bool
+take_wait_page(SbSession *s, PGresult *res)
+{
+	const char *page;
+	const char *end;
+
+	if (PQntuples(res) != 1 || PQnfields(res) != 1 || PQgetisnull(res, 0, 0))
+		return true;
+	lp_of(s)->links[LINK_PULL].page_answered = true;
+	page = PQgetvalue(res, 0, 0);
+	end = page + PQgetlength(res, 0, 0);
+	while (page < end)
+	{
+		const char *nl = memchr(page, '\n', end - page);
+		const char *stop = nl ? nl : end;
+
+		if (!take_pull_line(s, page, (int) (stop - page)))
+			return false;
+		page = stop + 1;
 	}
 	s->counters.last_activity = GetCurrentTimestamp();
 	return true;
@@ -596,7 +648,8 @@ poll_done(SbSession *s)
 {
 	SbLibpqPeer *lp = lp_of(s);
 
-	if (lp->wait_in_flight)
+	/* a wait that answered no page: we ask with what we hold now */
+	if (lp->wait_in_flight && !lp->links[LINK_PULL].page_answered)
 	{
 		send_poll(s);
 		return;
@@ -610,11 +663,20 @@ poll_done(SbSession *s)
 		lp->links[LINK_PULL].header_seen;
 	if (lp->pull_caught_up && !s->sync_received)
 		SbSessionPeerSynced(s);
-	/* at once: the remote reads the next page while we apply this one */
-	if (lp->pull_caught_up)
-		send_wait(s);
-	else
+	/* more to come: asked at once, the remote reads it while we apply this */
+	if (!lp->pull_caught_up)
+	{
 		send_poll(s);
+		return;
+	}
+
+	/*
+	 * Caught up: applied first, then the wait.  The wait reads our clock,
+	 * a transaction whenever a commit came since (our last apply's, say):
+	 * taken before the apply, it would delay what this page brought.
+	 */
+	if (SbSessionApplyPending(s) && SbSessionIsOpen(s))
+		send_wait(s);
 }
 
 /* ---- pushing ---- */
@@ -622,12 +684,19 @@ poll_done(SbSession *s)
 static void
 send_import(SbSession *s)
 {
-	const char *params[2];
+	SbLibpqPeer *lp = lp_of(s);
+	const char *params[4];
+	char		numbers[2][16];
 	int			len = SbSessionOutboxLength(s);
 
+	/* numbered: a wait of our pull must not answer with what we push */
+	snprintf(numbers[0], sizeof(numbers[0]), "%d", (int) lp->pusher);
+	snprintf(numbers[1], sizeof(numbers[1]), "%d", (int) ++lp->pushes_sent);
 	params[0] = s->model_name;
 	params[1] = s->out.data + s->out_off;
-	if (!send_query(s, LINK_PUSH, "SELECT scuttlebutt._push($1, $2)", 2, params,
+	params[2] = numbers[0];
+	params[3] = numbers[1];
+	if (!send_query(s, LINK_PUSH, "SELECT scuttlebutt._push($1, $2, $3, $4)", 4, params,
 					LINK_BUSY, sb_peer_timeout_ms))
 		return;
 	/* libpq holds its own copy of the parameters now */
@@ -766,7 +835,8 @@ take_result(SbSession *s, int i, PGresult *res)
 		if (l->state == LINK_HANDSHAKE)
 			return take_handshake_row(s, i, res);
 		if (i == LINK_PULL)
-			return take_poll_rows(s, res);
+			return lp_of(s)->wait_in_flight ? take_wait_page(s, res)
+				: take_poll_rows(s, res);
 	}
 	return true;
 }

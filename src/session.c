@@ -773,6 +773,35 @@ commits_without_flush(SbSession *s)
 	return s->ops->applies_without_flush || (s->outgoing && s->input_waiting);
 }
 
+/*
+ * Leaves out of the queued clock the entries of other sources that an
+ * update of the batch reaches: applying it moves that source's clock at
+ * least as far (or finds it there), so raising it is a statement for
+ * nothing.  A live pull's page ends with the remote's clock, most often
+ * exactly where its updates end.  This node's own entries stay: they go
+ * to the sequencer, not to a statement.
+ */
+static void
+drop_clock_reached(SbSession *s)
+{
+	SbRemoteClock reached = {0};
+	int			kept = 0;
+
+	if (s->npending_clock == 0)
+		return;					/* most pages of a sync: no header */
+	for (int i = 0; i < s->npending; i++)
+		SbRemoteClockRaise(&reached, s->batch_cxt, s->pending[i].source, s->pending[i].ts);
+	for (int i = 0; i < s->npending_clock; i++)
+	{
+		SbClockEntry *e = &s->pending_clock[i];
+
+		if (strcmp(e->source, s->model.node_id) == 0 ||
+			e->ts > SbRemoteClockGet(&reached, e->source))
+			s->pending_clock[kept++] = *e;
+	}
+	s->npending_clock = kept;
+}
+
 static void
 apply_txn(SbSession *s, void *arg pg_attribute_unused())
 {
@@ -781,6 +810,7 @@ apply_txn(SbSession *s, void *arg pg_attribute_unused())
 	verify_pending(s);
 	if (s->npending > 0)
 		SbApplyUpdates(&s->model, s->pending, s->npending, NULL);
+	drop_clock_reached(s);
 	if (s->npending_clock > 0)
 		SbRaiseClock(&s->model, s->pending_clock, s->npending_clock);
 }

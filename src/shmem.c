@@ -115,6 +115,8 @@ sb_shmem_startup(void)
 			pg_atomic_init_u32(&sb_shared->model_pollers[i], 0);
 			ConditionVariableInit(&sb_shared->model_cv[i]);
 		}
+		for (int i = 0; i < SB_PUSH_SLOTS; i++)
+			pg_atomic_init_u64(&sb_shared->pushes[i], 0);
 	}
 	SbSequencerShmemInit();
 	LWLockRelease(AddinShmemInitLock);
@@ -284,6 +286,49 @@ SbWaitForModelCommit(int32 model_id, uint64 commits, int timeout_ms)
 	}
 	PG_END_TRY();
 	return committed;
+}
+
+void
+SbNotePush(uint32 pusher, uint32 push)
+{
+	pg_atomic_uint64 *slot;
+	uint64		old;
+	uint64		new;
+
+	if (sb_shared == NULL || pusher == 0)
+		return;
+	slot = &sb_shared->pushes[pusher % SB_PUSH_SLOTS];
+	old = pg_atomic_read_u64(slot);
+	/* a full barrier: noted before any of the push's writes can be seen */
+	do
+	{
+		uint32		latest = (uint32) (old >> 32) == pusher ? (uint32) old : 0;
+
+		new = ((uint64) pusher << 32) | Max(latest, push);
+	} while (!pg_atomic_compare_exchange_u64(slot, &old, new));
+}
+
+uint64
+SbPushMark(uint32 pusher)
+{
+	return sb_shared ? pg_atomic_read_u64(&sb_shared->pushes[pusher % SB_PUSH_SLOTS]) : 0;
+}
+
+bool
+SbPushesSince(uint32 pusher, uint32 pushes, uint64 mark)
+{
+	uint64		now;
+
+	if (sb_shared == NULL || pusher == 0)
+		return false;
+	/* read after the caller's snapshot */
+	pg_memory_barrier();
+	now = pg_atomic_read_u64(&sb_shared->pushes[pusher % SB_PUSH_SLOTS]);
+	/* the session's own: a push it sent after those it counted */
+	if ((uint32) (now >> 32) == pusher)
+		return (uint32) now > pushes;
+	/* another session's: ours could have come and gone since the mark */
+	return now != mark;
 }
 
 void

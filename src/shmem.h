@@ -21,6 +21,9 @@
 /* Commit counters per model: model id modulo this many */
 #define SB_MODEL_COMMIT_SLOTS 64
 
+/* The last push of libpq peers' sessions: the session's number modulo this many */
+#define SB_PUSH_SLOTS 1024
+
 #define SB_TEXT_SHORT 64
 #define SB_TEXT_LONG 256
 /* last_error: room for libpq's message about every address it tried */
@@ -86,6 +89,12 @@ typedef struct SbShared
 	pg_atomic_uint64 model_commits[SB_MODEL_COMMIT_SLOTS];
 	pg_atomic_uint32 model_pollers[SB_MODEL_COMMIT_SLOTS];
 	ConditionVariable model_cv[SB_MODEL_COMMIT_SLOTS];
+	/*
+	 * Per libpq peer session (its number % slots): the session's number
+	 * (high 32 bits) and the sequence number of its latest push (low 32
+	 * bits) that began here (see SbNotePush).
+	 */
+	pg_atomic_uint64 pushes[SB_PUSH_SLOTS];
 	SbErrorCount errors[SB_CLOSE_REASONS];
 	/*
 	 * Processes signing with a two-prime RSA key now, and until when none
@@ -138,6 +147,21 @@ extern void SbNotePrivilegesChanged(void);
  */
 extern uint64 SbModelCommitCount(int32 model_id);
 extern bool SbWaitForModelCommit(int32 model_id, uint64 commits, int timeout_ms);
+
+/*
+ * A libpq peer's session picks a number (pusher), and numbers its pushes
+ * 1, 2, ...  SbNotePush notes a push here as it begins, before its
+ * transaction commits.  A wait that answers with a page (wait_for_commit()
+ * with max_updates) is told the pushes its session sent before the wait:
+ * those are in the clock it waits with.  A later one could be in the page,
+ * which would send those updates back: SbPushesSince says whether one may
+ * have begun since the mark taken as the wait began (SbPushMark), read
+ * after the page's snapshot.  Sessions share slots: a collision only costs
+ * a wait its page.
+ */
+extern void SbNotePush(uint32 pusher, uint32 push);
+extern uint64 SbPushMark(uint32 pusher);
+extern bool SbPushesSince(uint32 pusher, uint32 pushes, uint64 mark);
 
 /* ERROR with a hint unless the library was preloaded */
 extern void SbRequireWorker(const char *what);

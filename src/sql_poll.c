@@ -26,16 +26,21 @@
  * so its clock may rise to it: this is how it learns of updates that were
  * superseded here before it could pull them (a value overwritten by a
  * push, say), as a stream peer would have, having received them.
- * wait_for_commit() returns nothing: the caller's clock may be stale by
- * the time a commit wakes it (it may have pushed the very updates that
- * woke it), and re-asking costs one round trip where answering would echo
- * them back.
+ * wait_for_commit() with max_updates answers with that page once the
+ * wait ends, in the same round trip: a live pull costs one round trip per
+ * commit.  The caller's clock is then the one it waited with, and may be
+ * stale: it may have pushed, meanwhile, the very updates that woke the
+ * wait.  Its pushes are numbered (_push()'s pusher and push), the wait is
+ * told how many came before it, and a wait that a later one may have
+ * reached answers nothing (NULL) rather than send those updates back: the
+ * caller polls with its clock of now.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -59,6 +64,7 @@
 
 PG_FUNCTION_INFO_V1(scuttlebutt_poll);
 PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_commit);
+PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_page);
 
 /*
  * Whether the clock of model $1 holds more than sources $2: an update the
@@ -73,29 +79,67 @@ static SPIPlanPtr page_plan = NULL;
 static SPIPlanPtr header_plan = NULL;
 static SPIPlanPtr ahead_plan = NULL;
 
-/* read_page's rows: each update into the result */
+/*
+ * Where a page goes: poll()'s rows (rsinfo), or the lines of one text
+ * (wait_for_commit()'s page)
+ */
+typedef struct PageSink
+{
+	ReturnSetInfo *rsinfo;
+	StringInfo	lines;
+} PageSink;
+
+/* A json line of the page (an update, or the header) into the sink */
+static int64
+sink_put(PageSink *sink, Datum doc, bool isnull)
+{
+	text	   *t;
+
+	if (sink->rsinfo)
+	{
+		tuplestore_putvalues(sink->rsinfo->setResult, sink->rsinfo->setDesc, &doc, &isnull);
+		return isnull ? 0 : toast_raw_datum_size(doc);
+	}
+	if (isnull)
+		return 0;
+	/* one line each: the updates' one-line check, the header as built */
+	t = DatumGetTextPP(doc);
+	appendBinaryStringInfo(sink->lines, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	appendStringInfoChar(sink->lines, '\n');
+	return VARSIZE_ANY_EXHDR(t);
+}
+
+/* read_page's rows: each update into the sink */
 static int64
 page_row(TupleTableSlot *slot, void *arg)
 {
-	ReturnSetInfo *rsinfo = arg;
 	bool		isnull;
 	Datum		doc = slot_getattr(slot, 1, &isnull);
 
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &doc, &isnull);
-	return isnull ? 0 : toast_raw_datum_size(doc);
+	return sink_put(arg, doc, isnull);
 }
 
+/* The caller's pushes, for a page answered with a wait (see SbPushesSince) */
+typedef struct PushCheck
+{
+	uint32		pusher;
+	uint32		pushes;
+	uint64		mark;
+} PushCheck;
+
 /*
- * Appends up to limit updates of history(model, sources) to the result,
+ * Appends up to limit updates of history(model, sources) to the sink,
  * none more once SB_POLL_PAGE_BYTES were (a page of large values is cut
  * by its size: the caller asks again), and, when that is all there is,
  * the model's header {"id","clock"} read in the same snapshot.  Returns
  * the updates appended; *clock_ahead says whether the clock holds more
- * than sources (updates since superseded).
+ * than sources (updates since superseded).  With pushes not NULL, reads
+ * nothing and returns -1 if a push of the caller's beyond those it counted
+ * may have begun: the snapshot could hold what it pushed.
  */
 static int64
 read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
-		  ReturnSetInfo *rsinfo, bool *clock_ahead)
+		  PageSink *sink, const PushCheck *pushes, bool *clock_ahead)
 {
 	Oid			page_types[3] = {TEXTOID, JSONBOID, INT4OID};
 	Oid			header_types[2] = {INT4OID, JSONBOID};
@@ -107,6 +151,12 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 	SPI_connect();
 	/* one snapshot for both queries: the header vouches for the page */
 	PushActiveSnapshot(GetTransactionSnapshot());
+	if (pushes && SbPushesSince(pushes->pusher, pushes->pushes, pushes->mark))
+	{
+		PopActiveSnapshot();
+		SPI_finish();
+		return -1;
+	}
 	values[0] = PointerGetDatum(model);
 	values[1] = JsonbPGetDatum(sources);
 	values[2] = Int32GetDatum(limit);
@@ -114,7 +164,7 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 											   "SELECT h FROM scuttlebutt.history($1, $2) h LIMIT $3",
 											   3, page_types),
 								 page_types, values, SB_POLL_PAGE_BYTES,
-								 page_row, rsinfo, &cut);
+								 page_row, sink, &cut);
 	if (n < limit && !cut)
 	{
 		bool		isnull;
@@ -131,12 +181,22 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 		if (n > 0 || *clock_ahead)
 		{
 			header = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &header, &isnull);
+			(void) sink_put(sink, header, isnull);
 		}
 	}
 	PopActiveSnapshot();
 	SPI_finish();
 	return n;
+}
+
+static void
+check_max_updates(int32 max_updates)
+{
+	if (max_updates < 1 || max_updates > SB_POLL_MAX_UPDATES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_updates %d is out of range", max_updates),
+				 errhint("max_updates is between 1 and %d.", SB_POLL_MAX_UPDATES)));
 }
 
 /*
@@ -154,23 +214,21 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 	SbModelRef	ref;
 	bool		clock_ahead;
 	SbOwnerScope scope;
+	PageSink	sink = {0};
 
 	SbCheckArgsNotNull(fcinfo, "poll()");
 	model = PG_GETARG_TEXT_PP(0);
 	max_updates = PG_GETARG_INT32(2);
-	if (max_updates < 1 || max_updates > SB_POLL_MAX_UPDATES)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("max_updates %d is out of range", max_updates),
-				 errhint("max_updates is between 1 and %d.", SB_POLL_MAX_UPDATES)));
+	check_max_updates(max_updates);
 	SbModelLookup(text_to_cstring(model), SB_KIND_ANY, &ref);
 	SbCheckModelPrivilege(ref.id, ref.name, SB_PRIV_READ);
 
 	/* a scalar SETOF: the tuplestore's descriptor is the caller's */
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	sink.rsinfo = rsinfo;
 	SbBeginOwnerScope(&scope);
-	(void) read_page(model, ref.id, PG_GETARG_JSONB_P(1), max_updates, rsinfo,
-					 &clock_ahead);
+	(void) read_page(model, ref.id, PG_GETARG_JSONB_P(1), max_updates, &sink,
+					 NULL, &clock_ahead);
 	SbEndOwnerScope(&scope);
 	return (Datum) 0;
 }
@@ -193,21 +251,31 @@ clock_ahead_now(int32 model_id, Jsonb *sources)
 	return ahead;
 }
 
+/* The first n arguments of wait_for_commit() (page, the last, may be NULL) */
+static void
+wait_args_not_null(FunctionCallInfo fcinfo, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("arguments of wait_for_commit() must not be null")));
+}
+
 /*
- * CALL scuttlebutt.wait_for_commit(model, sources, wait_ms): returns at
- * once if this server holds more of the model than sources; else commits
- * (so that no snapshot of the caller's is held) and waits up to wait_ms for
- * a commit that writes the model.  Only where a procedure may commit: a
- * CALL outside a transaction block.
+ * The wait of wait_for_commit(): returns at once if this server holds more
+ * of the model than sources; else commits (so that no snapshot of the
+ * caller's is held) and waits up to wait_ms for a commit that writes the
+ * model.  Only where a procedure may commit: a CALL outside a transaction
+ * block.  Returns the model; the first three arguments are checked.
  */
-Datum
-scuttlebutt_wait_for_commit(PG_FUNCTION_ARGS)
+static void
+wait_for_commit(FunctionCallInfo fcinfo, SbModelRef *ref)
 {
 	int32		wait_ms;
 	uint64		commits;
-	SbModelRef	ref;
 
-	SbCheckArgsNotNull(fcinfo, "wait_for_commit()");
+	wait_args_not_null(fcinfo, 3);
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
 		castNode(CallContext, fcinfo->context)->atomic)
 		ereport(ERROR,
@@ -221,21 +289,79 @@ scuttlebutt_wait_for_commit(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("wait_ms %d is out of range", wait_ms),
 				 errhint("wait_ms is between 0 and %d (one hour).", SB_POLL_MAX_WAIT_MS)));
-	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, &ref);
+	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, ref);
 	/* as the caller: it reads the clock, which its read privilege shows */
-	SbCheckModelPrivilege(ref.id, ref.name, SB_PRIV_READ);
+	SbCheckModelPrivilege(ref->id, ref->name, SB_PRIV_READ);
 
 	/* the count first: a commit after it is either seen below or waited for */
-	commits = SbModelCommitCount(ref.id);
+	commits = SbModelCommitCount(ref->id);
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
-	if (clock_ahead_now(ref.id, PG_GETARG_JSONB_P(1)) || wait_ms == 0)
+	if (clock_ahead_now(ref->id, PG_GETARG_JSONB_P(1)) || wait_ms == 0)
 	{
 		SPI_finish();
-		PG_RETURN_VOID();
+		return;
 	}
 	/* from here on this backend holds no snapshot, hence no xmin */
 	SPI_commit();
 	SPI_finish();
-	(void) SbWaitForModelCommit(ref.id, commits, wait_ms);
+	(void) SbWaitForModelCommit(ref->id, commits, wait_ms);
+}
+
+/* CALL scuttlebutt.wait_for_commit(model, sources, wait_ms) */
+Datum
+scuttlebutt_wait_for_commit(PG_FUNCTION_ARGS)
+{
+	SbModelRef	ref;
+
+	wait_for_commit(fcinfo, &ref);
 	PG_RETURN_VOID();
+}
+
+/*
+ * CALL scuttlebutt.wait_for_commit(model, sources, wait_ms, max_updates,
+ * pusher, pushes, page): the same wait, then in a new snapshot the page
+ * poll() would return, as the text of its lines (each ending in a
+ * newline); page NULL if a push of the caller's session beyond its first
+ * pushes may have begun (SbNotePush).
+ */
+Datum
+scuttlebutt_wait_for_page(PG_FUNCTION_ARGS)
+{
+	MemoryContext call_cxt = CurrentMemoryContext;
+	int32		max_updates;
+	PushCheck	pushes;
+	text	   *model;
+	Jsonb	   *sources;
+	SbModelRef	ref;
+	StringInfoData lines;
+	PageSink	sink = {0};
+	bool		clock_ahead;
+	int64		n;
+	SbOwnerScope scope;
+	TupleDesc	desc;
+	Datum		page;
+	bool		isnull;
+
+	wait_args_not_null(fcinfo, 6);
+	max_updates = PG_GETARG_INT32(3);
+	check_max_updates(max_updates);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "wait_for_commit() with a page must return a record");
+	/* the arguments in the call's memory, which outlives the commit below */
+	model = PG_GETARG_TEXT_P_COPY(0);
+	sources = PG_GETARG_JSONB_P_COPY(1);
+	pushes.pusher = (uint32) PG_GETARG_INT32(4);
+	pushes.pushes = (uint32) PG_GETARG_INT32(5);
+	pushes.mark = SbPushMark(pushes.pusher);
+	wait_for_commit(fcinfo, &ref);
+
+	MemoryContextSwitchTo(call_cxt);
+	initStringInfo(&lines);
+	sink.lines = &lines;
+	SbBeginOwnerScope(&scope);
+	n = read_page(model, ref.id, sources, max_updates, &sink, &pushes, &clock_ahead);
+	SbEndOwnerScope(&scope);
+	isnull = n < 0;
+	page = isnull ? (Datum) 0 : PointerGetDatum(cstring_to_text_with_len(lines.data, lines.len));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, &page, &isnull)));
 }

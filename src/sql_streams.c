@@ -28,6 +28,7 @@
 #include "model_cache.h"
 #include "privileges.h"
 #include "remote_clock.h"
+#include "shmem.h"
 #include "sql_util.h"
 #include "store.h"
 #include "timestamp.h"
@@ -423,10 +424,15 @@ scuttlebutt_import(PG_FUNCTION_ARGS)
  * update up to it the pusher held is here, or one that superseded it.
  * The pusher holds them durably and, after a crash here, pushes again
  * from the clock it then reads: committed without waiting for the flush.
+ * pusher and push, when not 0, are the pusher's session and this push's
+ * number in it: its pull session's wait must not answer with what this
+ * push stores (SbNotePush).
  */
 Datum
 scuttlebutt_push(PG_FUNCTION_ARGS)
 {
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(2) && !PG_ARGISNULL(3))
+		SbNotePush((uint32) PG_GETARG_INT32(2), (uint32) PG_GETARG_INT32(3));
 	SbCommitWithoutFlush();
 	PG_RETURN_INT64(import_lines(fcinfo, true));
 }

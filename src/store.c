@@ -366,12 +366,49 @@ rewrite_lost_keys(SbModelRef *model, int n, char **keys, char **change_texts,
 	return ts[m - 1];
 }
 
+/* A key and its change, sorted together */
+typedef struct KeyedChange
+{
+	char	   *key;
+	char	   *change_text;
+} KeyedChange;
+
+static int
+keyed_change_cmp(const void *a, const void *b)
+{
+	return strcmp(((const KeyedChange *) a)->key, ((const KeyedChange *) b)->key);
+}
+
+/*
+ * Sorts keys, and change_texts with them, in SB_LOCK_ORDER (byte order,
+ * as COLLATE "C" and strcmp compare).  Timestamps then rise in the order
+ * the upsert stores the rows, so the primary key (model, source, ts)
+ * grows at its right end, as the key index does in key order, instead of
+ * splitting pages all over its last ones; and the executor's sort finds
+ * its input sorted.
+ */
+static void
+sort_by_key(int n, char **keys, char **change_texts)
+{
+	KeyedChange *pairs = palloc(sizeof(KeyedChange) * n);
+
+	for (int i = 0; i < n; i++)
+		pairs[i] = (KeyedChange) {keys[i], change_texts[i]};
+	qsort(pairs, n, sizeof(KeyedChange), keyed_change_cmp);
+	for (int i = 0; i < n; i++)
+	{
+		keys[i] = pairs[i].key;
+		change_texts[i] = pairs[i].change_text;
+	}
+	pfree(pairs);
+}
+
 /*
  * Many local updates to distinct keys of a key/value model.  Timestamps
- * follow the clock; a key whose current value is newer (a peer ahead of
- * our clock) loses the upsert, and only then do we read those keys and
- * write them again past their timestamps, so the common case is one
- * statement for the whole batch.
+ * follow the clock, in key order; a key whose current value is newer (a
+ * peer ahead of our clock) loses the upsert, and only then do we read
+ * those keys and write them again past their timestamps, so the common
+ * case is one statement for the whole batch.
  */
 void
 SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
@@ -382,6 +419,7 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 	if (n == 0)
 		return;
 
+	sort_by_key(n, keys, change_texts);
 	ts = palloc(sizeof(double) * n);
 	SPI_connect();
 	last = SbSequencerActive()

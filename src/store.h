@@ -44,7 +44,10 @@ extern bool SbModelTryLookup(const char *name, SbModelRef *model);
 extern double SbLocalWrite(SbModelRef *model, const char *key,
 						   const char *change_text);
 
-/* Many local updates to distinct keys of a key/value model at once */
+/*
+ * Many local updates to distinct keys of a key/value model at once; sorts
+ * keys (and change_texts with them) in place, in byte order.
+ */
 extern void SbLocalWriteMany(SbModelRef *model, int n, char **keys,
 							 char **change_texts);
 

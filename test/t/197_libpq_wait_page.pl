@@ -1,0 +1,149 @@
+# A libpq peer's wait answers with the page a poll would return: a pulled
+# update takes one round trip, is applied once, and nothing the peer
+# pushed is sent back to it.
+#
+#  - the procedure itself: CALL scuttlebutt.wait_for_commit(model, clock,
+#    wait_ms, max_updates, pusher, pushes) returns, once a commit ends the
+#    wait, the updates newer than the clock and the header, as lines of
+#    one text; '' when there is nothing newer; NULL when a push of the
+#    caller's session numbered beyond pushes (_push(model, lines, pusher,
+#    push)) came during the wait, but the page when the commit was an
+#    import, another session's push, or a push the wait counted;
+#  - two servers, D dials R: ten set()s at R, each awaited on D, make R
+#    run no poll() (counted with track_functions): each came with the
+#    wait's answer; D received each exactly once;
+#  - thirty set()s at D, pushed while D's pull waits on R: R holds them
+#    all, and D receives none of them back.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use IPC::Run;
+use LibpqTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $nr = LibpqTest::new_node('r', conf => "track_functions = 'all'\n");
+my $nd = LibpqTest::new_node('d');
+sub qr1 { LibpqTest::q1($nr, @_) }
+sub qd { LibpqTest::q1($nd, @_) }
+
+my $foreign = 'F00DF00DF00DF00DF00DF00DF00DF00D';
+my $n_line = 0;
+# An update of model m from another source, as a line
+sub foreign_line
+{
+	my ($key) = @_;
+	$n_line++;
+	return sprintf('[["%s",%d],%.3f,"%s"]', $key, $n_line, time * 1000 + $n_line, $foreign);
+}
+
+# ---- the procedure ----
+qr1(q{SELECT scuttlebutt.create_model('m')});
+qr1(q{SELECT scuttlebutt.import('m', } . LibpqTest::lit(foreign_line('k0')) . ')');
+
+# One wait in a background session while $write runs in another; its page
+sub wait_while
+{
+	my ($pusher, $pushes, $write) = @_;
+	my ($out, $err) = ('', '');
+	# a file, not a scalar: IPC::Run feeds a scalar only while pumped
+	my $in = PostgreSQL::Test::Utils::tempdir() . '/wait.sql';
+	PostgreSQL::Test::Utils::append_to_file($in, "\\pset null <null>\nSET application_name = 'waiter';\n"
+		  . "CALL scuttlebutt.wait_for_commit('m', scuttlebutt.clock('m')::jsonb, 20000, 100, $pusher, $pushes);\n");
+	my $h = IPC::Run::start(
+		[ 'psql', '-X', '-At', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $nr->connstr('postgres') ],
+		'<', $in, '>', \$out, '2>', \$err);
+	my $deadline = time + 20;
+	while (time < $deadline)
+	{
+		last if qr1(q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'waiter'
+			AND query LIKE 'CALL%' AND wait_event = 'Extension'}) eq '1';
+		usleep(20_000);
+	}
+	my $t = time;
+	qr1($write);
+	$h->finish;
+	diag("waiter: $err") if $err ne '';
+	return ($out =~ s/\n+$//r, time - $t);
+}
+
+my ($page, $took) = wait_while(77, 0, q{SELECT scuttlebutt.import('m', } . LibpqTest::lit(foreign_line('k1')) . ')');
+like($page, qr/^\[\["k1",\d+\],[\d.]+,"$foreign"\]\n\{"id":"\w+","clock":\{.*"$foreign":/,
+	'a wait ended by an import answers with the new update and the header');
+cmp_ok($took, '<', 10, 'the wait ended with the commit, not its timeout');
+
+($page) = wait_while(77, 0, q{SELECT scuttlebutt._push('m', } . LibpqTest::lit(foreign_line('k2')) . ', 77, 1)');
+is($page, '<null>', "a wait ended by its own session's later push answers no page");
+
+($page) = wait_while(77, 1, q{SELECT scuttlebutt._push('m', } . LibpqTest::lit(foreign_line('k3')) . ', 77, 1)');
+like($page, qr/^\[\["k3",/, 'a push the wait counted (its updates are in the clock given) does not stop the page');
+
+($page) = wait_while(77, 5, q{SELECT scuttlebutt._push('m', } . LibpqTest::lit(foreign_line('k4')) . ', 78, 1)');
+like($page, qr/^\[\["k4",/, "another session's push does not stop the page");
+
+($page) = wait_while(77, 5, q{SELECT scuttlebutt.create_model('other')});
+is($page, '', 'a wait ended by nothing newer answers an empty page');
+
+is(qr1(q{CALL scuttlebutt.wait_for_commit('m', '{}', 0, 2)}) =~ tr/\n//, 2,
+	'max_updates bounds the page (no header after a full page)');
+
+# ---- two servers ----
+for my $n ($nr, $nd) { LibpqTest::q1($n, q{SELECT scuttlebutt.create_model('kv')}) }
+LibpqTest::add_peer($nd, 'kv', LibpqTest::conninfo($nr));
+is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '60s')}), 't', 'D syncs kv with R');
+
+# R's calls of a function of ours so far, once R's pull session has reported them
+sub calls
+{
+	my ($f) = @_;
+	return qr1(qq{SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions
+		WHERE schemaname = 'scuttlebutt' AND funcname = '$f'});
+}
+
+sub received { return qd(q{SELECT received FROM scuttlebutt.peer_status WHERE model = 'kv'}) }
+
+# R's pull session reports its counts when idle between calls, at most
+# once a second: two writes 1.2 s apart make it report what came before
+for my $i (1 .. 2)
+{
+	qr1("SELECT scuttlebutt.set('kv', 'w$i', '$i')");
+	LibpqTest::poll($nd, "SELECT scuttlebutt.get('kv', 'w$i') = '$i'", 10);
+	usleep(1_200_000);
+}
+my $polls = calls('poll');
+my $waits = calls('wait_for_commit');
+my $got = received();
+for my $i (1 .. 10)
+{
+	qr1("SELECT scuttlebutt.set('kv', 'r$i', '$i')");
+	ok(LibpqTest::poll($nd, "SELECT scuttlebutt.get('kv', 'r$i') = '$i'", 10), "set() $i at R reaches D");
+}
+my $deadline = time + 30;
+usleep(200_000) while calls('wait_for_commit') < $waits + 10 && time < $deadline;
+cmp_ok(calls('wait_for_commit'), '>=', $waits + 10, "R's pull session has reported its waits");
+is(calls('poll') - $polls, 0, 'no poll(): each update came with the answer of a wait');
+$deadline = time + 10;
+usleep(100_000) while received() < $got + 10 && time < $deadline;
+usleep(500_000);
+is(received() - $got, 10, 'D received each of the ten updates once');
+is(qd(q{SELECT count(*) FROM scuttlebutt.keys('kv') k WHERE k LIKE 'r%'}), '10', 'D holds the ten keys');
+
+# ---- pushed, never sent back ----
+$got = received();
+for my $i (1 .. 30)
+{
+	qd("SELECT scuttlebutt.set('kv', 'd$i', '$i')");
+	usleep(($i % 3) * 3_000);
+}
+ok(LibpqTest::poll($nr, q{SELECT count(*) = 30 FROM scuttlebutt.keys('kv') k WHERE k LIKE 'd%'}, 30),
+	"R holds D's thirty keys");
+is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '30s')}), 't', 'D is in sync with R again');
+sleep(1);
+is(received() - $got, 0, 'D received none of its own updates back');
+is(LibpqTest::digest($nd, 'kv'), LibpqTest::digest($nr, 'kv'), 'both hold the same history');
+
+done_testing();
