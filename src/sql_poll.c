@@ -48,6 +48,7 @@
 #include "funcapi.h"
 #include "nodes/parsenodes.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/snapmgr.h"
 
@@ -354,6 +355,12 @@ scuttlebutt_wait_for_page(PG_FUNCTION_ARGS)
 	pushes.pushes = (uint32) PG_GETARG_INT32(5);
 	pushes.mark = SbPushMark(pushes.pusher);
 	wait_for_commit(fcinfo, &ref);
+	/*
+	 * A revoke may have committed during the wait (after this transaction
+	 * began, so its invalidation is not taken yet): judged now, as poll() is
+	 */
+	AcceptInvalidationMessages();
+	SbCheckModelPrivilege(ref.id, ref.name, SB_PRIV_READ);
 
 	MemoryContextSwitchTo(call_cxt);
 	initStringInfo(&lines);

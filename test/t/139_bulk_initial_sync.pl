@@ -3,10 +3,11 @@
 # writer races the sync.
 #
 # D dials R over libpq.  R holds 30,000 keys of each of two models.
-#   - "bulk": D already holds k15000 and k25000, written after R's
+#   - "bulk": D already holds k9998 and k9999, written after R's
 #     (newer).  R's history comes in timestamp order, which is set_many's
-#     key order (shorter keys first): the first page, k1 to about k10000,
-#     is bulk inserted; the page that meets k15000 is merged, and D's values stay
+#     key order (the keys' text order: "k1", "k10", "k100", ... "k9999"
+#     last): the first pages are bulk inserted; the page that meets k9998
+#     is merged, and D's values stay
 #     D's (the merge rule, not a unique violation).  D's log says which
 #     path each page took (DEBUG1).
 #   - "race": while D pulls, a session on D writes 2,000 of the same keys
@@ -41,21 +42,21 @@ for my $m (qw(bulk race))
 		FROM generate_series(1, $n) i))});
 }
 
-# bulk: D's own, newer k15000 and k25000
-qd(q{SELECT scuttlebutt.set_many('bulk', '{"k15000": "d", "k25000": "d"}')});
+# bulk: D's own, newer k9998 and k9999
+qd(q{SELECT scuttlebutt.set_many('bulk', '{"k9998": "d", "k9999": "d"}')});
 my $offset = -s $nd->logfile;
 # (pull only: pushed first, D's values would supersede R's there, and R
 # would send D nothing of those keys)
 my $pull = LibpqTest::add_peer($nd, 'bulk', LibpqTest::conninfo($nr), send => 'false');
 is(qd(q{SELECT scuttlebutt.wait_for_sync('bulk', '120s')}), 't', 'bulk: D syncs with R');
 is(qd(q{SELECT count(*) FROM scuttlebutt.entries('bulk')}), $n, "bulk: D holds $n keys");
-is(qd(q{SELECT string_agg(scuttlebutt.get('bulk', k)::text, ' ') FROM unnest(ARRAY['k15000', 'k25000']) k}),
-	'"d" "d"', "bulk: D's newer k15000 and k25000 are kept");
+is(qd(q{SELECT string_agg(scuttlebutt.get('bulk', k)::text, ' ') FROM unnest(ARRAY['k9998', 'k9999']) k}),
+	'"d" "d"', "bulk: D's newer k9998 and k9999 are kept");
 is(qd(q{SELECT scuttlebutt.get('bulk', 'k1') ->> 'r'}), '1', "bulk: R's k1 is on D");
 qd(qq{SELECT scuttlebutt.remove_peer($pull)});
 LibpqTest::add_peer($nd, 'bulk', LibpqTest::conninfo($nr));
-ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('bulk', 'k15000') = '"d"' AND scuttlebutt.get('bulk', 'k25000') = '"d"'}, 60),
-	"bulk: D's k15000 and k25000 reach R once D also sends");
+ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('bulk', 'k9998') = '"d"' AND scuttlebutt.get('bulk', 'k9999') = '"d"'}, 60),
+	"bulk: D's k9998 and k9999 reach R once D also sends");
 my $log = substr(slurp_file($nd->logfile), $offset);
 my $copied = () = $log =~ /scuttlebutt: (\d+) updates of model "bulk" stored by bulk insert/g;
 cmp_ok($copied, '>=', 1, "bulk: pages of new keys were stored by bulk insert ($copied)");
