@@ -252,17 +252,6 @@ clock_ahead_now(int32 model_id, Jsonb *sources)
 	return ahead;
 }
 
-/* The first n arguments of wait_for_commit() (page, the last, may be NULL) */
-static void
-wait_args_not_null(FunctionCallInfo fcinfo, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("arguments of wait_for_commit() must not be null")));
-}
-
 /*
  * The wait of wait_for_commit(): returns at once if this server holds more
  * of the model than sources; else commits (so that no snapshot of the
@@ -276,7 +265,7 @@ wait_for_commit(FunctionCallInfo fcinfo, SbModelRef *ref)
 	int32		wait_ms;
 	uint64		commits;
 
-	wait_args_not_null(fcinfo, 3);
+	SbCheckFirstArgsNotNull(fcinfo, 3, "wait_for_commit()");
 	if (fcinfo->context == NULL || !IsA(fcinfo->context, CallContext) ||
 		castNode(CallContext, fcinfo->context)->atomic)
 		ereport(ERROR,
@@ -343,7 +332,8 @@ scuttlebutt_wait_for_page(PG_FUNCTION_ARGS)
 	Datum		page;
 	bool		isnull;
 
-	wait_args_not_null(fcinfo, 6);
+	/* (page, the last, may be NULL) */
+	SbCheckFirstArgsNotNull(fcinfo, 6, "wait_for_commit()");
 	max_updates = PG_GETARG_INT32(3);
 	check_max_updates(max_updates);
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)

@@ -31,7 +31,14 @@ SbRequiredTextArg(FunctionCallInfo fcinfo, int argno, const char *what)
 void
 SbCheckArgsNotNull(FunctionCallInfo fcinfo, const char *function)
 {
-	for (int i = 0; i < PG_NARGS(); i++)
+	SbCheckFirstArgsNotNull(fcinfo, PG_NARGS(), function);
+}
+
+/* The same for the first n arguments (those after may be null) */
+void
+SbCheckFirstArgsNotNull(FunctionCallInfo fcinfo, int n, const char *function)
+{
+	for (int i = 0; i < n; i++)
 		if (PG_ARGISNULL(i))
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

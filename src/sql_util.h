@@ -19,6 +19,8 @@ extern char *SbRequiredTextArg(FunctionCallInfo fcinfo, int argno,
 
 /* ERROR (null_value_not_allowed) if any argument of function is NULL */
 extern void SbCheckArgsNotNull(FunctionCallInfo fcinfo, const char *function);
+extern void SbCheckFirstArgsNotNull(FunctionCallInfo fcinfo, int n,
+									const char *function);
 
 /* ERROR if a key, event name or source is "__proto__" */
 extern void SbCheckName(const char *name, const char *what);
