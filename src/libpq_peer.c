@@ -19,7 +19,8 @@
  *	  Our pushes are numbered, and each wait says how many came before it
  *	  (their updates are in what we hold): a wait that a later push may
  *	  have reached answers no page, lest it send the pushed updates back,
- *	  and we poll with what we hold by then.
+ *	  and we poll with what we hold by then.  A poll cannot tell our
+ *	  pushes apart: none is sent while a poll is in flight.
  *	- push: the session's pump (session.c) fills its outbox with the local
  *	  history the remote's clock lacks, and each outbox is sent as one
  *	  scuttlebutt._push(model, lines), import() that also takes our header:
@@ -30,8 +31,9 @@
  *	  then only pulls, and last_error says why.
  *
  * "What we hold" is this server's clock, read from the tables when a
- * commit happened since it was last read, raised by every update pulled:
- * what we pushed is thereby never pulled back, whatever its source.
+ * commit happened or we pushed since it was last read, raised by every
+ * update pulled: what we pushed is thereby never pulled back, whatever
+ * its source.
  *
  * Each link starts with a handshake: session settings, then the model's
  * kind and the remote's header (its node id and clock, as a stream would
@@ -113,6 +115,7 @@ typedef struct SbLibpqPeer
 	SbLink		links[SB_LIBPQ_LINKS];
 	SbRemoteClock held;			/* what this server holds, per source */
 	uint64		held_commits;	/* commit count when held was last read */
+	uint32		held_pushes;	/* pushes_sent when held was last read */
 	bool		pull_caught_up; /* the last poll answered all it had */
 	bool		pull_started;	/* the first poll was sent */
 	uint32		pusher;			/* this session's number, for the remote's waits */
@@ -122,6 +125,7 @@ typedef struct SbLibpqPeer
 static const char *const link_names[SB_LIBPQ_LINKS] = {"pull", "push"};
 
 static bool libpq_flush(SbSession *s);
+static void send_import(SbSession *s);
 
 static inline SbLibpqPeer *
 lp_of(SbSession *s)
@@ -360,6 +364,7 @@ libpq_start(SbSession *s)
 	s->state = SB_SESSION_CONNECTING;
 	memset(&lp->held, 0, sizeof(lp->held));	/* its memory went with the session */
 	lp->held_commits = 0;
+	lp->held_pushes = 0;
 	lp->pull_caught_up = false;
 	lp->pull_started = false;
 	lp->wait_in_flight = false;
@@ -513,12 +518,21 @@ held_clock_json(SbSession *s, StringInfo clock)
 	SbLibpqPeer *lp = lp_of(s);
 	uint64		commits = SbModelCommitCount(s->model.id);
 
-	/* what committed to the model here since the last look (ours, relayed) */
-	if (commits != lp->held_commits || lp->held.n == 0)
+	/*
+	 * What committed to the model here since the last look (ours,
+	 * relayed), and what we pushed since: a commit is visible, and may be
+	 * pushed, before its backend counts it.  A clock without a pushed
+	 * update would have the remote send it back.
+	 */
+	if (commits != lp->held_commits || lp->pushes_sent != lp->held_pushes ||
+		lp->held.n == 0)
 	{
+		uint32		pushes = lp->pushes_sent;
+
 		if (!SbSessionTransaction(s, "scuttlebutt: reading a clock", read_clock_txn, NULL))
 			return false;
 		lp->held_commits = commits;
+		lp->held_pushes = pushes;
 	}
 	initStringInfo(clock);
 	SbAppendClockJson(clock, SbRemoteClockEntries(&lp->held), lp->held.n);
@@ -643,10 +657,35 @@ take_wait_page(SbSession *s, PGresult *res)
 	return true;
 }
 
+/*
+ * Whether a poll is in flight.  A poll, unlike a wait, cannot tell our
+ * pushes from other commits: a push sent after it could reach the remote
+ * before its snapshot and come back in its page.  Pushes wait for its
+ * answer, and go before the next poll, whose clock then holds them.
+ */
+static bool
+poll_in_flight(SbLibpqPeer *lp)
+{
+	return lp->links[LINK_PULL].state == LINK_BUSY && !lp->wait_in_flight;
+}
+
+static void
+push_outbox(SbSession *s)
+{
+	SbLibpqPeer *lp = lp_of(s);
+
+	if (SbSessionIsOpen(s) && lp->links[LINK_PUSH].state == LINK_READY &&
+		SbSessionOutboxLength(s) > 0 && !poll_in_flight(lp))
+		send_import(s);
+}
+
 static void
 poll_done(SbSession *s)
 {
 	SbLibpqPeer *lp = lp_of(s);
+
+	/* what waited for the poll's answer goes before the next pull query */
+	push_outbox(s);
 
 	/* a wait that answered no page: we ask with what we hold now */
 	if (lp->wait_in_flight && !lp->links[LINK_PULL].page_answered)
@@ -965,10 +1004,8 @@ static bool
 libpq_flush(SbSession *s)
 {
 	SbLibpqPeer *lp = lp_of(s);
-	SbLink	   *push = &lp->links[LINK_PUSH];
 
-	if (SbSessionIsOpen(s) && push->state == LINK_READY && SbSessionOutboxLength(s) > 0)
-		send_import(s);
+	push_outbox(s);
 	/* no push link (receive only, or refused): the "SYNC" has no way to go */
 	if (!s->send_enabled)
 		SbSessionOutboxConsumed(s, SbSessionOutboxLength(s));
