@@ -5,8 +5,11 @@
 #
 # Model m holds $KEYS keys (k1..kN, values {"v": i, "s": "value i"}).  The
 # JavaScript server (js/fanout_server.js) loads scuttlebutt.export() of it.
-# The load clients (js/fanout_clients.js, $PROCS processes, N/PROCS
-# sockets each) speak the line protocol with an empty clock; their
+# The load clients ($PROCS processes, N/PROCS sockets each;
+# FANOUT_CLIENT=c, the default: c/fanout_clients.c, epoll, built here
+# with cc; FANOUT_CLIENT=js: js/fanout_clients.js, the same protocol and
+# checks at about 1.5 times the CPU, which on two cores the server then
+# lacks) speak the line protocol with an empty clock; their
 # handshake is checked against the reference package on every
 # JavaScript run (the server's streams must all emit 'sync').  Per side,
 # client count N and repetition (repetition 0 warms up and is not kept;
@@ -56,6 +59,15 @@ SIDES=${FANOUT_SIDES:-db js}
 HZ=$(getconf CLK_TCK)
 W="$SERVERS_TMP/fanout"
 mkdir -p "$W"
+# the load clients: c (epoll, in C) or js (Node.js), the same protocol and output
+case "${FANOUT_CLIENT:-c}" in
+c)
+	cc -O2 -o "$W/fanout_clients" "$BENCH_DIR/c/fanout_clients.c" -lm || die "could not build the C load clients"
+	CLIENT_CMD=("$W/fanout_clients")
+	;;
+js) CLIENT_CMD=("$NODE" "$JS_DIR/fanout_clients.js") ;;
+*) die "FANOUT_CLIENT must be c or js" ;;
+esac
 
 ulimit -n "$(ulimit -Hn)"
 maxn=0
@@ -143,7 +155,7 @@ clients_start() {
 		k=$((n / PROCS + (i < n % PROCS ? 1 : 0)))
 		rm -f "$W/c$i.in" && mkfifo "$W/c$i.in"
 		FANOUT_SYNC_KEYS=$KEYS FANOUT_DEADLINE_MS=600000 FANOUT_ID="C$i-" \
-			"$NODE" "$JS_DIR/fanout_clients.js" "$port" m "$k" <"$W/c$i.in" >"$W/c$i.out" 2>"$W/c$i.err" &
+			"${CLIENT_CMD[@]}" "$port" m "$k" <"$W/c$i.in" >"$W/c$i.out" 2>"$W/c$i.err" &
 		CPIDS[i]=$!
 		track_pid "${CPIDS[i]}"
 		eval "exec $((10 + i))>\"\$W/c$i.in\""
@@ -263,6 +275,7 @@ one_run() {
 	clients_wait report 2
 	read -r _ p50 p99 < <("$NODE" "$JS_DIR/fanout_clients.js" --merge "$W"/h*.json)
 	rate=$(awk -v d="$deliveries" -v e="$elapsed" 'BEGIN { printf "%.0f", d / e }')
+	ccpu=$(awk -v t="$(clients_sum report cpu_ms)" -v e="$elapsed" 'BEGIN { printf "%.0f", t / 10 / e }')
 	[ -z "${FANOUT_PERF:-}" ] || kill -INT "$perf_pid" 2>/dev/null || true
 	cpu_s=$(awk -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz }')
 	wcpu=$(awk -v t=$((w1 - w0)) -v hz="$HZ" -v e="$elapsed" 'BEGIN { printf "%.0f", t / hz / e * 100 }')
@@ -272,7 +285,7 @@ one_run() {
 	clients_stop
 	if [ "$side" = js ]; then js_stop; else wait_no_connections a; fi
 
-	log "fanout: $side n=$n rep=$rep: storm ${storm} ms; idle ${perconn} kB/conn; writes ${wrote}/s; delivered ${rate}/s p50 ${p50} ms p99 ${p99} ms; server CPU ${cpu_s} s (serving process ${wcpu}% of a core), ${percore} deliveries per server CPU s, ${pcserve} per serving process CPU s; RSS ${rss} kB${commit}; foreign CPU $(tail -1 "$W/foreign.all")%"
+	log "fanout: $side n=$n rep=$rep: storm ${storm} ms; idle ${perconn} kB/conn; writes ${wrote}/s; delivered ${rate}/s p50 ${p50} ms p99 ${p99} ms; server CPU ${cpu_s} s (serving process ${wcpu}% of a core), ${percore} deliveries per server CPU s, ${pcserve} per serving process CPU s; RSS ${rss} kB${commit}; load clients ${ccpu}% of a core; foreign CPU $(tail -1 "$W/foreign.all")%"
 	if [ "$rep" -gt 0 ]; then
 		for f in storm perconn rate p50 p99 percore pcserve wcpu rss wrote; do
 			echo "${!f}" >>"$W/$n.$side.$f"
