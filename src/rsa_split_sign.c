@@ -10,18 +10,28 @@
  * processors with AVX-512 IFMA only); here the backend computes
  * the one modulo q while a helper thread computes the one modulo p, so a
  * signature takes a little over half of OpenSSL's time on a second core
- * that a single writer leaves idle.  The steps are OpenSSL's own
- * (rsa_ossl_mod_exp, for keys whose primes differ in size), on its public
- * BIGNUM interface:
+ * that a single writer leaves idle.  The steps are OpenSSL 3's own
+ * (crypto/rsa/rsa_ossl.c) on its public BIGNUM interface:
  *   - the padded digest is blinded (BN_BLINDING: multiplied by r^e mod n
  *     for a random r, which is renewed every 32 signatures and squared in
- *     between), so no secret-dependent step sees the chosen message;
- *   - the primes, CRT exponents and coefficient carry BN_FLG_CONSTTIME:
- *     reductions and exponentiations take OpenSSL's constant-time paths;
+ *     between), so no secret-dependent step sees the chosen message; as
+ *     RSA_setup_blinding does, the blinding's modulus carries
+ *     BN_FLG_CONSTTIME, so that r is inverted and raised to e on
+ *     constant-time paths;
+ *   - the halves are those of rsa_ossl_mod_exp's path for primes of one
+ *     size (its "smooth" CRT), every step constant-time: the blinded
+ *     message is reduced mod p and mod q by a Montgomery round trip, not a
+ *     division; BN_mod_exp_mont_consttime with Montgomery contexts of the
+ *     flagged primes; (cp - cq) * qinv mod p by a constant-time modular
+ *     addition and a Montgomery multiplication.  A key whose primes differ
+ *     in size is left to OpenSSL (which then takes its slower path of
+ *     divisions), as are multi-prime keys;
  *   - the result is checked with the public exponent before it is
  *     unblinded, and a mismatch (a fault) gives no signature (the caller
  *     then signs with OpenSSL alone), so a miscalculated half never leaks
- *     a prime.
+ *     a prime;
+ *   - the intermediate values are cleared after every signature, as
+ *     OpenSSL clears its BN_CTX after each.
  * PKCS#1 v1.5 signatures are deterministic: the bytes equal OpenSSL's
  * (test/t/148_sign_threads.pl compares them).
  *
@@ -29,7 +39,10 @@
  * PostgreSQL backend: it calls OpenSSL only, on memory that OpenSSL or
  * this file got from malloc, blocks every signal, and takes no PostgreSQL
  * lock.  The backend hands it one exponentiation and waits for it before
- * it does anything else, so no PostgreSQL state is touched meanwhile.
+ * it does anything else, so no PostgreSQL state is touched meanwhile.  It
+ * starts at the process's first split signature (never in the
+ * postmaster, which parses no node key); a process forked after that has
+ * no helper and signs with OpenSSL alone.
  *
  * No palloc, no ereport here: a caller gets NULL or false (also when the
  * helper thread cannot start) and signs with OpenSSL alone.
@@ -43,6 +56,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -70,6 +84,7 @@ struct SbRsaSplitSigner
 	BIGNUM	   *dp;
 	BIGNUM	   *dq;
 	BIGNUM	   *qinv;
+	BIGNUM	   *qinv_mont;		/* qinv in p's Montgomery form */
 	BN_MONT_CTX *mont_n;
 	BN_MONT_CTX *mont_p;
 	BN_MONT_CTX *mont_q;
@@ -81,7 +96,7 @@ struct SbRsaSplitSigner
 	BIGNUM	   *unblind;
 	BIGNUM	   *cp;				/* blinded message mod p, then ^dp */
 	BIGNUM	   *cq;				/* blinded message mod q, then ^dq */
-	BIGNUM	   *t;
+	BIGNUM	   *t;				/* (cp - cq) * qinv mod p, on its way */
 	BIGNUM	   *prod;
 	BIGNUM	   *sig;			/* blinded signature, then the signature */
 	BIGNUM	   *check;
@@ -120,6 +135,7 @@ static pthread_cond_t helper_wake = PTHREAD_COND_INITIALIZER;
 static HelperJob job;			/* written before POSTED, read after */
 static _Atomic int helper_state_now = HELPER_IDLE;
 static int	helper_started = 0; /* 0: not yet, 1: running, -1: cannot */
+static pid_t helper_pid;		/* the process it runs in */
 
 /* Spins before a waiting thread yields its core (the other may be busy) */
 #define SPINS_BEFORE_YIELD 20000
@@ -180,8 +196,9 @@ helper_running(void)
 				old;
 
 	if (helper_started != 0)
-		return helper_started > 0;
+		return helper_started > 0 && helper_pid == getpid();
 	helper_started = -1;
+	helper_pid = getpid();
 	if (pthread_attr_init(&attr) != 0)
 		return false;
 	pthread_attr_setstacksize(&attr, HELPER_STACK_BYTES);
@@ -256,6 +273,7 @@ SbRsaSplitSignerFree(SbRsaSplitSigner *s)
 	BN_clear_free(s->dp);
 	BN_clear_free(s->dq);
 	BN_clear_free(s->qinv);
+	BN_clear_free(s->qinv_mont);
 	BN_MONT_CTX_free(s->mont_n);
 	BN_MONT_CTX_free(s->mont_p);
 	BN_MONT_CTX_free(s->mont_q);
@@ -270,6 +288,26 @@ SbRsaSplitSignerFree(SbRsaSplitSigner *s)
 	BN_clear_free(s->sig);
 	BN_clear_free(s->check);
 	free(s);
+}
+
+/*
+ * The blinding, as RSA_setup_blinding makes it: of a BN_FLG_CONSTTIME
+ * copy of n, which BN_BLINDING keeps, so that the random blinding value is
+ * inverted (and raised to e) on constant-time paths
+ */
+static BN_BLINDING *
+create_blinding(SbRsaSplitSigner *s)
+{
+	BIGNUM	   *n = BN_new();
+	BN_BLINDING *blinding;
+
+	if (n == NULL)
+		return NULL;
+	BN_with_flags(n, s->n, BN_FLG_CONSTTIME);
+	blinding = BN_BLINDING_create_param(NULL, s->e, n, s->ctx,
+										BN_mod_exp_mont, s->mont_n);
+	BN_free(n);
+	return blinding;
 }
 
 SbRsaSplitSigner *
@@ -296,6 +334,7 @@ SbRsaSplitSignerCreate(EVP_PKEY *key)
 	s->dp = get_param(key, OSSL_PKEY_PARAM_RSA_EXPONENT1, true);
 	s->dq = get_param(key, OSSL_PKEY_PARAM_RSA_EXPONENT2, true);
 	s->qinv = get_param(key, OSSL_PKEY_PARAM_RSA_COEFFICIENT1, true);
+	s->qinv_mont = BN_new();
 	s->ctx = BN_CTX_new();
 	s->mont_n = BN_MONT_CTX_new();
 	s->mont_p = BN_MONT_CTX_new();
@@ -309,15 +348,20 @@ SbRsaSplitSignerCreate(EVP_PKEY *key)
 	s->sig = BN_new();
 	s->check = BN_new();
 	if (!s->n || !s->e || !s->p || !s->q || !s->dp || !s->dq || !s->qinv ||
-		!s->ctx || !s->mont_n || !s->mont_p || !s->mont_q || !s->m ||
-		!s->unblind || !s->cp || !s->cq || !s->t || !s->prod || !s->sig || !s->check ||
+		!s->qinv_mont || !s->ctx || !s->mont_n || !s->mont_p || !s->mont_q ||
+		!s->m || !s->unblind || !s->cp || !s->cq || !s->t || !s->prod ||
+		!s->sig || !s->check ||
+	/* reduce() and combine_halves() need primes of one size, as OpenSSL's */
+		BN_num_bits(s->p) != BN_num_bits(s->q) ||
 		!BN_MONT_CTX_set(s->mont_n, s->n, s->ctx) ||
 		!BN_MONT_CTX_set(s->mont_p, s->p, s->ctx) ||
-		!BN_MONT_CTX_set(s->mont_q, s->q, s->ctx))
+		!BN_MONT_CTX_set(s->mont_q, s->q, s->ctx) ||
+		!BN_to_montgomery(s->qinv_mont, s->qinv, s->mont_p, s->ctx))
 	{
 		SbRsaSplitSignerFree(s);
 		return NULL;
 	}
+	BN_set_flags(s->qinv_mont, BN_FLG_CONSTTIME);
 	BN_set_flags(s->cp, BN_FLG_CONSTTIME);
 	BN_set_flags(s->cq, BN_FLG_CONSTTIME);
 	BN_set_flags(s->t, BN_FLG_CONSTTIME);
@@ -329,8 +373,7 @@ SbRsaSplitSignerCreate(EVP_PKEY *key)
 		SbRsaSplitSignerFree(s);
 		return NULL;
 	}
-	s->blinding = BN_BLINDING_create_param(NULL, s->e, s->n, s->ctx,
-										   BN_mod_exp_mont, s->mont_n);
+	s->blinding = create_blinding(s);
 	if (s->blinding == NULL)
 	{
 		SbRsaSplitSignerFree(s);
@@ -365,6 +408,18 @@ encode_digest(SbRsaSplitSigner *s, const unsigned char *digest,
 	return true;
 }
 
+/*
+ * r = a mod the modulus of mont, for a below modulus * 2^(its bits rounded
+ * up to whole limbs): out of Montgomery form and back, as rsa_ossl_mod_exp
+ * reduces (BN_mod divides, and a division's steps depend on its operands)
+ */
+static bool
+reduce(BIGNUM *r, const BIGNUM *a, BN_MONT_CTX *mont, BN_CTX *ctx)
+{
+	return BN_from_montgomery(r, a, mont, ctx) &&
+		BN_to_montgomery(r, r, mont, ctx);
+}
+
 /* cq = cq^dq mod q here while the woken helper computes cp = cp^dp mod p */
 static bool
 exponentiate_halves(SbRsaSplitSigner *s)
@@ -374,6 +429,43 @@ exponentiate_halves(SbRsaSplitSigner *s)
 	helper_post(s->cp, s->cp, s->dp, s->p, s->mont_p);
 	ok = BN_mod_exp_mont_consttime(s->cq, s->cq, s->dq, s->q, s->ctx, s->mont_q);
 	return helper_wait() && ok;
+}
+
+/*
+ * Garner's recombination, sig = cq + ((cp - cq) * qinv mod p) * q, in the
+ * steps of rsa_ossl_mod_exp (bn_mod_sub_fixed_top, bn_mul_mont_fixed_top,
+ * bn_mul_fixed_top, bn_mod_add_fixed_top) by their public forms: none
+ * branches on a secret value (BN_sub and BN_mod would), they only trim
+ * leading zero limbs off their results
+ */
+static bool
+combine_halves(SbRsaSplitSigner *s)
+{
+	/* t = p - (cq mod p): cq may exceed p, though not twice over */
+	return reduce(s->t, s->cq, s->mont_p, s->ctx) &&
+		BN_usub(s->t, s->p, s->t) &&
+	/* t = cp + t mod p = (cp - cq) mod p */
+		BN_mod_add_quick(s->t, s->cp, s->t, s->p) &&
+	/* t = t * qinv mod p */
+		BN_mod_mul_montgomery(s->t, s->t, s->qinv_mont, s->mont_p, s->ctx) &&
+	/* sig = t * q + cq (below n: the addition never wraps) */
+		BN_mul(s->prod, s->t, s->q, s->ctx) &&
+		BN_mod_add_quick(s->sig, s->prod, s->cq, s->n);
+}
+
+/* Zeroes the intermediate values of a signature, as OpenSSL's BN_CTX_free */
+static void
+clear_scratch(SbRsaSplitSigner *s, unsigned char *em)
+{
+	OPENSSL_cleanse(em, s->size);
+	BN_clear(s->m);
+	BN_clear(s->unblind);
+	BN_clear(s->cp);
+	BN_clear(s->cq);
+	BN_clear(s->t);
+	BN_clear(s->prod);
+	BN_clear(s->sig);
+	BN_clear(s->check);
 }
 
 bool
@@ -391,25 +483,18 @@ SbRsaSplitSign(SbRsaSplitSigner *s, const unsigned char *digest,
 	/* m = m * r^e mod n */
 		!BN_BLINDING_convert_ex(s->m, s->unblind, s->blinding, s->ctx) ||
 	/* the halves: cp = m mod p, cq = m mod q */
-		!BN_mod(s->cp, s->m, s->p, s->ctx) ||
-		!BN_mod(s->cq, s->m, s->q, s->ctx))
+		!reduce(s->cp, s->m, s->mont_p, s->ctx) ||
+		!reduce(s->cq, s->m, s->mont_q, s->ctx))
 	{
 		helper_post(NULL, NULL, NULL, NULL, NULL);
 		(void) helper_wait();
-		OPENSSL_cleanse(em, sizeof(em));
+		clear_scratch(s, em);
 		return false;
 	}
 	ok =
 	/* cp = cp^dp mod p, cq = cq^dq mod q */
 		exponentiate_halves(s) &&
-	/* Garner: t = (cp - cq) * qinv mod p, signature = cq + t * q */
-		BN_sub(s->t, s->cp, s->cq) &&
-		(!BN_is_negative(s->t) || BN_add(s->t, s->t, s->p)) &&
-		BN_mul(s->prod, s->t, s->qinv, s->ctx) &&
-		BN_mod(s->t, s->prod, s->p, s->ctx) &&
-		(!BN_is_negative(s->t) || BN_add(s->t, s->t, s->p)) &&
-		BN_mul(s->prod, s->t, s->q, s->ctx) &&
-		BN_add(s->sig, s->prod, s->cq) &&
+		combine_halves(s) &&
 	/*
 	 * fault check: (signature^e mod n) is the blinded message (public
 	 * values, as OpenSSL checks them: sig is blinded, not flagged)
@@ -419,6 +504,6 @@ SbRsaSplitSign(SbRsaSplitSigner *s, const unsigned char *digest,
 	/* unblind: * r^-1 mod n */
 		BN_BLINDING_invert_ex(s->sig, s->unblind, s->blinding, s->ctx) &&
 		BN_bn2binpad(s->sig, sig, s->size) == s->size;
-	OPENSSL_cleanse(em, sizeof(em));
+	clear_scratch(s, em);
 	return ok;
 }

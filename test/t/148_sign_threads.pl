@@ -8,6 +8,14 @@
 #   - a session that signed on the helper thread and is then terminated
 #     leaves the server running, and the next session signs the same way;
 #   - a three-prime RSA key is signed by OpenSSL alone, also byte for byte.
+# Whether a signature was split shows in the signing process: it runs the
+# helper thread (/proc/PID/task), and a split that failed (its fault check
+# included) says so at DEBUG1 before OpenSSL signs.  Keys of 1024, 3072 and
+# 4096 bits and one whose first prime is the smaller are split too; one
+# whose primes differ in size, like a multi-prime key, is OpenSSL's alone
+# (its constant-time CRT needs primes of one size), and an RSA-PSS key is
+# refused.  The odd keys are built from primes of "openssl prime" with the
+# RSAPrivateKey written by "openssl asn1parse -genconf".
 # The JavaScript interop (142, 144, 146) verifies these signatures with
 # the reference package.
 use strict;
@@ -16,6 +24,7 @@ use warnings;
 use Digest::SHA qw(sha1_base64);
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
+use Math::BigInt;
 use MIME::Base64;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -32,6 +41,39 @@ sub make_key
 	system_or_bail('openssl', $command, '-out', $key, @args);
 	chmod 0600, $key;
 	return $key;
+}
+
+# a two-prime RSA key (RSAPrivateKey, PKCS#1 PEM) of a prime of $pbits and
+# one of $qbits bits, e = 65537; $order 'p<q' puts the smaller prime first
+sub make_crt_key
+{
+	my ($name, $pbits, $qbits, $order) = @_;
+	my $e = Math::BigInt->new(65537);
+	my $prime = sub {
+		my ($bits) = @_;
+		for (;;)
+		{
+			my ($x) = run_command([ 'openssl', 'prime', '-generate', '-bits', $bits ]);
+			chomp $x;
+			my $p = Math::BigInt->new($x);
+			return $p if Math::BigInt::bgcd($p - 1, $e) == 1;
+		}
+	};
+	my ($p, $q) = ($prime->($pbits), $prime->($qbits));
+	($p, $q) = ($q, $p) if ($order eq 'p<q') == ($p > $q);
+	my $d = $e->copy->bmodinv(($p - 1) * ($q - 1));
+	my %v = (
+		n => $p * $q, e => $e, d => $d, p => $p, q => $q,
+		dp => $d % ($p - 1), dq => $d % ($q - 1), qinv => $q->copy->bmodinv($p));
+	open(my $fh, '>', "$tmp/$name.cnf") or die;
+	print $fh "asn1=SEQUENCE:key\n[key]\nversion=INTEGER:0\n";
+	print $fh "$_=INTEGER:" . $v{$_}->as_hex . "\n" for qw(n e d p q dp dq qinv);
+	close $fh;
+	system_or_bail('openssl', 'asn1parse', '-genconf', "$tmp/$name.cnf", '-out', "$tmp/$name.der");
+	system_or_bail('openssl', 'rsa', '-inform', 'DER', '-in', "$tmp/$name.der", '-traditional',
+		'-out', "$tmp/$name.pem");
+	chmod 0600, "$tmp/$name.pem";
+	return "$tmp/$name.pem";
 }
 
 # security.js's createId(): base64 of the SHA-1 of the public key's PEM
@@ -114,16 +156,82 @@ $node->safe_psql('postgres', q{SELECT scuttlebutt.set('m', 'k2', '"after"')});
 ($n, $bad) = check_signatures($node, $rsa, $id);
 is("$n $bad", '160 0', 'the server runs on and the next session signs as openssl does');
 
+# The threads of process $pid (1 if /proc does not tell)
+sub threads_of
+{
+	my ($pid) = @_;
+	opendir(my $dir, "/proc/$pid/task") or return 1;
+	my $n = grep { /^\d+$/ } readdir($dir);
+	closedir($dir);
+	return $n;
+}
+
+# $n set()s in a new session with messages down to DEBUG1: the session's
+# threads and whether a split signature failed
+sub sign_in_session
+{
+	my ($n) = @_;
+	my $s = $node->background_psql('postgres');
+	my $pid = $s->query_safe('SELECT pg_backend_pid()');
+	$s->query_safe('SET client_min_messages = debug1');
+	$s->query(
+		"SELECT count(scuttlebutt.set('m', 'k' || i, to_jsonb(i))) FROM generate_series(1, $n) i");
+	my $failed = $s->{stderr} =~ /OpenSSL signs alone/ ? 'a split failed' : 'none failed';
+	my $threads = threads_of($pid);
+	$s->quit;
+	return ($threads, $failed);
+}
+
+# the node signs with $key from now on
+sub use_key
+{
+	my ($key) = @_;
+	my $key_id = key_id($key);
+	$node->append_conf('postgresql.conf', "scuttlebutt.signing_key_file = '$key'\n");
+	$node->reload;
+	$node->poll_query_until('postgres', "SELECT scuttlebutt.node_id() = '$key_id'")
+	  or die "the node does not take $key";
+	return $key_id;
+}
+
+my ($threads, $failed) = sign_in_session(40);
+is("$threads $failed", '2 none failed', 'a session splits its signatures on its helper thread');
+
 # a three-prime key: OpenSSL signs alone
-$node->append_conf('postgresql.conf', "scuttlebutt.signing_key_file = '$rsa3'\n");
-$node->reload;
-my $id3 = key_id($rsa3);
-$node->poll_query_until('postgres', "SELECT scuttlebutt.node_id() = '$id3'")
-  or die 'the node does not take the three-prime key';
-$node->safe_psql('postgres',
-	q{SELECT count(scuttlebutt.set('m', 'k' || i, to_jsonb(i))) FROM generate_series(1, 40) i});
+my $id3 = use_key($rsa3);
+($threads, $failed) = sign_in_session(40);
+is($threads, 1, 'a three-prime key is not split');
 ($n, $bad) = check_signatures($node, $rsa3, $id3);
 is("$n $bad", '40 0', 'a three-prime key signs every write, as openssl does');
+
+# more two-prime keys: [name, key, threads of the signing session]
+my @keys = (
+	[ '1024 bits', make_key('rsa1024', 'genrsa', '-traditional', '1024'), 2 ],
+	[ '3072 bits', make_key('rsa3072', 'genrsa', '-traditional', '3072'), 2 ],
+	[ '4096 bits', make_key('rsa4096', 'genrsa', '-traditional', '4096'), 2 ],
+	[ 'the smaller prime first', make_crt_key('p_lt_q', 1024, 1024, 'p<q'), 2 ],
+	[ 'primes of 1100 and 948 bits', make_crt_key('uneven', 1100, 948, 'p>q'), 1 ],
+	[ 'primes of 948 and 1100 bits', make_crt_key('uneven2', 1100, 948, 'p<q'), 1 ]);
+for my $k (@keys)
+{
+	my ($name, $key, $want_threads) = @$k;
+	my $key_id = use_key($key);
+	($threads, $failed) = sign_in_session(40);
+	($n, $bad) = check_signatures($node, $key, $key_id);
+	is("$n $bad $threads $failed", "40 0 $want_threads none failed",
+		"RSA key, $name: every signature is openssl's, "
+		  . ($want_threads == 2 ? 'split' : 'by OpenSSL alone'));
+}
+
+# an RSA-PSS key is refused: the node keeps signing with the key it has
+my $pss = make_key('pss', 'genpkey', '-algorithm', 'RSA-PSS', '-pkeyopt', 'rsa_keygen_bits:2048');
+my $before = $node->safe_psql('postgres', 'SELECT scuttlebutt.node_id()');
+my $log_offset = -s $node->logfile;
+$node->append_conf('postgresql.conf', "scuttlebutt.signing_key_file = '$pss'\n");
+$node->reload;
+$node->wait_for_log(qr/neither RSA nor Ed25519/, $log_offset);
+is($node->safe_psql('postgres', 'SELECT scuttlebutt.node_id()'), $before,
+	'an RSA-PSS key is refused, the key before it kept');
 
 $node->stop;
 done_testing();
