@@ -36,6 +36,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 
+#include "bulk_insert.h"
 #include "merge.h"
 #include "model_cache.h"
 #include "rejoin.h"
@@ -54,6 +55,7 @@ static SPIPlanPtr local_write_plan;
 static SPIPlanPtr local_clock_past_key_plan;
 static SPIPlanPtr key_ts_plan;
 static SPIPlanPtr upsert_local_many_plan;
+static SPIPlanPtr any_row_plan;
 static SPIPlanPtr read_clock_plan;
 static SPIPlanPtr history_page_plan;
 static SPIPlanPtr raise_clock_plan;
@@ -275,6 +277,50 @@ SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 	return ts;
 }
 
+/* Local batches of at least so many keys into a model holding none are bulk inserted */
+#define SB_LOCAL_BULK_MIN_ROWS 1000
+
+static bool
+model_holds_rows(SbModelRef *model)
+{
+	SbPrepareOnce(&any_row_plan,
+				  "SELECT FROM scuttlebutt.updates WHERE model_id = $1 LIMIT 1",
+				  1, (Oid[]) {INT4OID});
+	SbExecutePlan(any_row_plan, (Datum[]) {Int32GetDatum(model->id)}, NULL, SPI_OK_SELECT);
+	return SPI_processed > 0;
+}
+
+/*
+ * The rows of a model that held none when looked at, stored by the
+ * table's multi-insert (bulk_insert.c), as an initial sync's are: no key
+ * can lose to a held one, so the upsert's probe per key is work that
+ * cannot change the outcome.  False, with nothing stored, if a key was
+ * held after all (a concurrent writer's) or the table has triggers or
+ * constraints of its own: the upsert then stores them.
+ */
+static bool
+bulk_store_new_model(SbModelRef *model, int n, char **keys, Datum *docs,
+					 double *ts)
+{
+	SbBulkRow  *rows;
+
+	if (n < SB_LOCAL_BULK_MIN_ROWS || model_holds_rows(model))
+		return false;
+	rows = palloc(sizeof(SbBulkRow) * n);
+	for (int i = 0; i < n; i++)
+	{
+		text	   *doc = DatumGetTextPP(docs[i]);
+
+		rows[i] = (SbBulkRow) {model->node_id, ts[i], keys[i],
+			VARDATA_ANY(doc), VARSIZE_ANY_EXHDR(doc)};
+	}
+	if (SbBulkInsertUpdates(model->id, rows, n) != SB_BULK_STORED)
+		return false;
+	elog(DEBUG1, "scuttlebutt: set_many() stored %d keys of model \"%s\" by bulk insert",
+		 n, model->name);
+	return true;
+}
+
 /*
  * Upserts local updates of keys at timestamps ts (one statement, keys in
  * SB_LOCK_ORDER); returns how many were stored (the others lost to a
@@ -292,6 +338,8 @@ upsert_local_rows(SbModelRef *model, int n, char **keys, char **change_texts,
 	initStringInfo(&buf);
 	for (int i = 0; i < n; i++)
 		docs[i] = SbUpdateTextDatum(&buf, model, change_texts[i], ts[i]);
+	if (bulk_store_new_model(model, n, keys, docs, ts))
+		return n;
 	SbPrepareOnce(&upsert_local_many_plan,
 				  "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
 				  " SELECT $1, $2, t.ts, t.key, t.doc"
@@ -381,11 +429,11 @@ keyed_change_cmp(const void *a, const void *b)
 
 /*
  * Sorts keys, and change_texts with them, in SB_LOCK_ORDER (byte order,
- * as COLLATE "C" and strcmp compare).  Timestamps then rise in the order
- * the upsert stores the rows, so the primary key (model, source, ts)
- * grows at its right end, as the key index does in key order, instead of
- * splitting pages all over its last ones; and the executor's sort finds
- * its input sorted.
+ * as COLLATE "C" and strcmp compare): a bulk insert takes the keys in the
+ * order given, and two writers of the same keys must take them in one
+ * order.  Timestamps then rise in the order the rows are stored, so the
+ * primary key (model, source, ts) grows at its right end, as the key index
+ * does in key order; and the upsert's sort finds its input sorted.
  */
 static void
 sort_by_key(int n, char **keys, char **change_texts)
@@ -405,7 +453,8 @@ sort_by_key(int n, char **keys, char **change_texts)
 
 /*
  * Many local updates to distinct keys of a key/value model.  Timestamps
- * follow the clock, in key order; a key whose current value is newer (a
+ * follow the clock, in key order; into a model that holds no key, a large
+ * batch is bulk inserted.  Otherwise a key whose current value is newer (a
  * peer ahead of our clock) loses the upsert, and only then do we read
  * those keys and write them again past their timestamps, so the common
  * case is one statement for the whole batch.
