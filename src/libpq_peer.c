@@ -555,9 +555,10 @@ send_pull(SbSession *s, const char *sql, int number, bool waits, int timeout_ms)
 	if (!held_clock_json(s, &clock))
 		return;
 	snprintf(text[0], sizeof(text[0]), "%d", number);
-	/* a wait's page, and the pushes its clock holds */
+	/* a wait's page, and the pushes its clock holds (pusher 0: none, ever) */
 	snprintf(text[1], sizeof(text[1]), "%d", SB_POLL_PAGE);
-	snprintf(text[2], sizeof(text[2]), "%d", (int) lp->pusher);
+	snprintf(text[2], sizeof(text[2]), "%d",
+			 s->send_enabled || lp->pushes_sent > 0 ? (int) lp->pusher : 0);
 	snprintf(text[3], sizeof(text[3]), "%d", (int) lp->pushes_sent);
 	params[0] = s->model_name;
 	params[1] = clock.data;
@@ -686,6 +687,8 @@ poll_done(SbSession *s)
 
 	/* what waited for the poll's answer goes before the next pull query */
 	push_outbox(s);
+	if (!SbSessionIsOpen(s))
+		return;
 
 	/* a wait that answered no page: we ask with what we hold now */
 	if (lp->wait_in_flight && !lp->links[LINK_PULL].page_answered)

@@ -19,7 +19,9 @@
  *     BN_FLG_CONSTTIME, so that r is inverted and raised to e on
  *     constant-time paths;
  *   - the halves are those of rsa_ossl_mod_exp's path for primes of one
- *     size (its "smooth" CRT), every step constant-time: the blinded
+ *     size (its "smooth" CRT), no step branching on a secret (the public
+ *     BIGNUM calls, unlike OpenSSL's internal ones, trim leading zero
+ *     limbs off their results): the blinded
  *     message is reduced mod p and mod q by a Montgomery round trip, not a
  *     division; BN_mod_exp_mont_consttime with Montgomery contexts of the
  *     flagged primes; (cp - cq) * qinv mod p by a constant-time modular
@@ -30,8 +32,9 @@
  *     unblinded, and a mismatch (a fault) gives no signature (the caller
  *     then signs with OpenSSL alone), so a miscalculated half never leaks
  *     a prime;
- *   - the intermediate values are cleared after every signature, as
- *     OpenSSL clears its BN_CTX after each.
+ *   - the signer's intermediate values are cleared after every
+ *     signature; the two threads' BN_CTX pools, kept for speed, hold their
+ *     temporaries until reused (OpenSSL frees its BN_CTX after each).
  * PKCS#1 v1.5 signatures are deterministic: the bytes equal OpenSSL's
  * (test/t/148_sign_threads.pl compares them).
  *

@@ -308,14 +308,8 @@ SbNotePush(uint32 pusher, uint32 push)
 	} while (!pg_atomic_compare_exchange_u64(slot, &old, new));
 }
 
-uint64
-SbPushMark(uint32 pusher)
-{
-	return sb_shared ? pg_atomic_read_u64(&sb_shared->pushes[pusher % SB_PUSH_SLOTS]) : 0;
-}
-
 bool
-SbPushesSince(uint32 pusher, uint32 pushes, uint64 mark)
+SbPushesSince(uint32 pusher, uint32 pushes)
 {
 	uint64		now;
 
@@ -327,8 +321,8 @@ SbPushesSince(uint32 pusher, uint32 pushes, uint64 mark)
 	/* the session's own: a push it sent after those it counted */
 	if ((uint32) (now >> 32) == pusher)
 		return (uint32) now > pushes;
-	/* another session's: ours could have come and gone since the mark */
-	return now != mark;
+	/* another session's: it may have overwritten one of ours, at any time */
+	return now != 0;
 }
 
 void

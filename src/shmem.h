@@ -154,14 +154,14 @@ extern bool SbWaitForModelCommit(int32 model_id, uint64 commits, int timeout_ms)
  * transaction commits.  A wait that answers with a page (wait_for_commit()
  * with max_updates) is told the pushes its session sent before the wait:
  * those are in the clock it waits with.  A later one could be in the page,
- * which would send those updates back: SbPushesSince says whether one may
- * have begun since the mark taken as the wait began (SbPushMark), read
- * after the page's snapshot.  Sessions share slots: a collision only costs
- * a wait its page.
+ * which would send those updates back: SbPushesSince, read after the
+ * page's snapshot, says whether one may have begun.  Sessions share slots
+ * (pusher % SB_PUSH_SLOTS): a slot another session holds may have
+ * overwritten one of ours, so it costs a wait its page (the caller polls).
+ * A session that never pushes waits with pusher 0: no check.
  */
 extern void SbNotePush(uint32 pusher, uint32 push);
-extern uint64 SbPushMark(uint32 pusher);
-extern bool SbPushesSince(uint32 pusher, uint32 pushes, uint64 mark);
+extern bool SbPushesSince(uint32 pusher, uint32 pushes);
 
 /* ERROR with a hint unless the library was preloaded */
 extern void SbRequireWorker(const char *what);

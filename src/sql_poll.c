@@ -125,7 +125,6 @@ typedef struct PushCheck
 {
 	uint32		pusher;
 	uint32		pushes;
-	uint64		mark;
 } PushCheck;
 
 /*
@@ -152,7 +151,7 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 	SPI_connect();
 	/* one snapshot for both queries: the header vouches for the page */
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (pushes && SbPushesSince(pushes->pusher, pushes->pushes, pushes->mark))
+	if (pushes && SbPushesSince(pushes->pusher, pushes->pushes))
 	{
 		PopActiveSnapshot();
 		SPI_finish();
@@ -343,7 +342,6 @@ scuttlebutt_wait_for_page(PG_FUNCTION_ARGS)
 	sources = PG_GETARG_JSONB_P_COPY(1);
 	pushes.pusher = (uint32) PG_GETARG_INT32(4);
 	pushes.pushes = (uint32) PG_GETARG_INT32(5);
-	pushes.mark = SbPushMark(pushes.pusher);
 	wait_for_commit(fcinfo, &ref);
 	/*
 	 * A revoke may have committed during the wait (after this transaction

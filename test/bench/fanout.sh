@@ -215,7 +215,8 @@ one_run() {
 	clients_wait synced 1
 	disturb_end "$W/foreign.all"
 	synced=$(clients_sum synced synced)
-	if [ "$synced" -ne "$n" ]; then
+	# a client closed after its "SYNC" is not synced: it is not served
+	if [ "$synced" -ne "$n" ] || [ "$(clients_sum synced closed_after_sync)" -ne 0 ]; then
 		grep -h '"event":"synced"' "$W"/c*.out | cut -c1-600 >&2
 		die "$side, $n clients: $synced synced"
 	fi
@@ -269,6 +270,9 @@ one_run() {
 	clients_wait report 1
 	disturb_end "$W/foreign.all"
 	deliveries=$(clients_sum report deliveries)
+	# every client still open at the end of the live window, none closed
+	[ "$(clients_sum report open)" -eq "$n" ] ||
+		die "$side, $n clients: $(clients_sum report open) open at the end of the live window ($(clients_sum report closed_live) closed)"
 	elapsed=$(clients_max report elapsed_s)
 	# p50/p99 over every delivery: the processes' histograms merged
 	for i in $(seq 0 $((PROCS - 1))); do echo "report $W/h$i.json" >&$((10 + i)); done

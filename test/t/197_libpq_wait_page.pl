@@ -8,15 +8,17 @@
 #    one text; '' when there is nothing newer; NULL when a push of the
 #    caller's session numbered beyond pushes (_push(model, lines, pusher,
 #    push)) came during the wait, but the page when the commit was an
-#    import, another session's push, or a push the wait counted;
+#    import, a push the wait counted, or any push with pusher 0 (a
+#    session that never pushes); also NULL when another session's push
+#    took the slot (pusher % 1024) of one of the caller's;
 #  - two servers, D dials R: ten set()s at R, each awaited on D, make R
 #    run no poll() (counted with track_functions): each came with the
 #    wait's answer; D received each exactly once;
 #  - thirty set()s at D, pushed while D's pull waits on R: R holds them
 #    all, and D receives none of them back;
-#  - 600 set()s from two sessions at D, back to back: none comes back
-#    (a push may race a wait or a poll, and a commit may be pushed
-#    before its backend counted it).
+#  - 1,800 set()s from four sessions at a time at D, back to back: none
+#    comes back (a push may race a wait or a poll, and a commit may be
+#    pushed before its backend counted it).
 use strict;
 use warnings;
 
@@ -91,6 +93,28 @@ like($page, qr/^\[\["k4",/, "another session's push does not stop the page");
 ($page) = wait_while(77, 5, q{SELECT scuttlebutt.create_model('other')});
 is($page, '', 'a wait ended by nothing newer answers an empty page');
 
+($page) = wait_while(0, 0, q{SELECT scuttlebutt._push('m', } . LibpqTest::lit(foreign_line('k5')) . ', 79, 1)');
+like($page, qr/^\[\["k5",/, 'pusher 0 (a session that never pushes): no push stops the page');
+
+# The caller's push lands before its wait begins, then another session's
+# push takes the same slot (pusher % 1024): the wait cannot tell that
+# ours came, and must not answer with it.
+sub wait_after_pushes
+{
+	my ($pusher, $other) = @_;
+	my $sql = "\\pset null <null>\n"
+	  . "SELECT scuttlebutt.clock('m')::jsonb AS c \\gset\n"
+	  . "SELECT scuttlebutt._push('m', " . LibpqTest::lit(foreign_line("mine$pusher")) . ", $pusher, 1) \\g /dev/null\n"
+	  . ($other ? "SELECT scuttlebutt._push('m', " . LibpqTest::lit(foreign_line("other$other")) . ", $other, 1) \\g /dev/null\n" : '')
+	  . "CALL scuttlebutt.wait_for_commit('m', :'c', 20000, 100, $pusher, 0);\n";
+	my ($rc, $out, $err) = $nr->psql('postgres', $sql, extra_params => ['-At']);
+	diag("wait: $err") if $err ne '';
+	return $out;
+}
+is(wait_after_pushes(177, 0), '<null>', "a push of the caller's before its wait began: no page");
+is(wait_after_pushes(277, 277 + 1024), '<null>',
+	"the same, then another session's push in the same slot: still no page");
+
 is(qr1(q{CALL scuttlebutt.wait_for_commit('m', '{}', 0, 2)}) =~ tr/\n//, 2,
 	'max_updates bounds the page (no header after a full page)');
 
@@ -150,27 +174,31 @@ is(received() - $got, 0, 'D received none of its own updates back');
 is(LibpqTest::digest($nd, 'kv'), LibpqTest::digest($nr, 'kv'), 'both hold the same history');
 
 # ---- many pushes racing the waits ----
-# Two sessions at D commit 600 set()s back to back while D's pull waits
-# on R: D's worker pushes them as they become visible, which may be
-# before the committing backend has counted its commit.  The clock a wait
-# or poll carries must still hold every update pushed before it.
+# Three rounds of four sessions at D committing 150 set()s each, back to
+# back, while D's pull waits on R: D's worker pushes them as they become
+# visible, which may be before the committing backend has counted its
+# commit, and while a poll is out.  The clock a wait or a poll carries
+# must still hold every update pushed before it.
 $got = received();
-my @writers;
-for my $w (1 .. 2)
+for my $round (1 .. 3)
 {
-	my $in = PostgreSQL::Test::Utils::tempdir() . "/writes$w.sql";
-	PostgreSQL::Test::Utils::append_to_file($in,
-		join('', map { "SELECT scuttlebutt.set('kv', 's$w-$_', '$_');\n" } 1 .. 300));
-	push @writers, IPC::Run::start(
-		[ 'psql', '-X', '-At', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $nd->connstr('postgres'), '-f', $in ],
-		'>', \my $out, '2>', \my $err);
+	my @writers;
+	for my $w (1 .. 4)
+	{
+		my $in = PostgreSQL::Test::Utils::tempdir() . "/writes$round-$w.sql";
+		PostgreSQL::Test::Utils::append_to_file($in,
+			join('', map { "SELECT scuttlebutt.set('kv', 's$round-$w-$_', '$_');\n" } 1 .. 150));
+		push @writers, IPC::Run::start(
+			[ 'psql', '-X', '-At', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $nd->connstr('postgres'), '-f', $in ],
+			'>', \my $out, '2>', \my $err);
+	}
+	$_->finish for @writers;
 }
-$_->finish for @writers;
-ok(LibpqTest::poll($nr, q{SELECT count(*) = 600 FROM scuttlebutt.keys('kv') k WHERE k LIKE 's%'}, 60),
-	"R holds the 600 keys D's two sessions wrote");
-is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '30s')}), 't', 'D is in sync with R after the burst');
+ok(LibpqTest::poll($nr, q{SELECT count(*) = 1800 FROM scuttlebutt.keys('kv') k WHERE k LIKE 's%'}, 60),
+	"R holds the 1,800 keys D's sessions wrote");
+is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '30s')}), 't', 'D is in sync with R after the bursts');
 sleep(1);
-is(received() - $got, 0, 'D received none of the 600 updates it pushed back');
+is(received() - $got, 0, 'D received none of the 1,800 updates it pushed back');
 is(LibpqTest::digest($nd, 'kv'), LibpqTest::digest($nr, 'kv'), 'both hold the same history');
 
 done_testing();

@@ -168,6 +168,7 @@ report_synced(void)
 	int			synced = 0,
 				refused = 0,
 				stalled = 0,
+				closed_after_sync = 0,
 				nt = 0;
 	long		kmin = -1,
 				kmax = 0;
@@ -184,7 +185,9 @@ report_synced(void)
 		Client	   *c = &clients[i];
 		const char *r = NULL;
 
-		if (c->state == SYNCED || c->state == CLOSED_LIVE)
+		if (c->state == CLOSED_LIVE)
+			closed_after_sync++;
+		if (c->state == SYNCED)
 		{
 			synced++;
 			times[nt++] = c->sync_ms;
@@ -196,7 +199,7 @@ report_synced(void)
 			refused++;
 			r = c->reason;
 		}
-		else
+		else if (c->state == WAITING)
 		{
 			stalled++;
 			r = c->header ? "header received, no SYNC"
@@ -218,8 +221,9 @@ report_synced(void)
 		}
 	}
 	qsort(times, nt, sizeof(double), cmp_double);
-	printf("{\"event\":\"synced\",\"n\":%d,\"synced\":%d,\"refused\":%d,\"stalled\":%d,\"reasons\":{",
-		   n, synced, refused, stalled);
+	printf("{\"event\":\"synced\",\"n\":%d,\"synced\":%d,\"refused\":%d,\"stalled\":%d,"
+		   "\"closed_after_sync\":%d,\"reasons\":{",
+		   n, synced, refused, stalled, closed_after_sync);
 	for (int k = 0; k < nreasons; k++)
 		printf("%s\"%s\":%d", k ? "," : "", reasons[k], counts[k]);
 	printf("},");
@@ -310,10 +314,10 @@ on_line(Client *c, const char *line, size_t len)
 			fail("\"SYNC\" before the header");
 		if (sync_keys && c->nupd != sync_keys)
 		{
-			static char why[96];
+			char		why[96];
 
 			snprintf(why, sizeof(why), "synced with %ld updates, expected %ld", c->nupd, sync_keys);
-			finish(c, REFUSED, why);
+			finish(c, REFUSED, strdup(why));
 			close(c->fd);
 			c->fd = -1;
 			return;
@@ -547,7 +551,8 @@ main(int argc, char **argv)
 	hist = calloc(NBUCKETS, sizeof(uint32_t));
 	window_start = now_ms();
 	cpu_start = cpu_ms();
-	epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &ev);
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &ev) < 0)
+		fail("stdin must be a pipe or a terminal (commands come there): %s", strerror(errno));
 	for (int i = 0; i < n; i++)
 	{
 		clients[i].i = i;

@@ -227,7 +227,7 @@ function reportSynced() {
 	reported = true;
 	clearTimeout(deadline);
 	const reasons = {};
-	let synced = 0, refused = 0, stalled = 0;
+	let synced = 0, refused = 0, stalled = 0, closedAfterSync = 0;
 	const times = [];
 	let kmin = Infinity, kmax = 0;
 	for (const c of clients) {
@@ -236,6 +236,8 @@ function reportSynced() {
 			times.push(c.syncMs);
 			kmin = Math.min(kmin, c.nupd);
 			kmax = Math.max(kmax, c.nupd);
+		} else if (c.state === 'closed_live') {
+			closedAfterSync++;
 		} else if (c.state === 'refused') {
 			refused++;
 			reasons[c.reason] = (reasons[c.reason] || 0) + 1;
@@ -248,7 +250,7 @@ function reportSynced() {
 	}
 	times.sort((a, b) => a - b);
 	console.log(JSON.stringify({
-		event: 'synced', n, synced, refused, stalled, reasons,
+		event: 'synced', n, synced, refused, stalled, closed_after_sync: closedAfterSync, reasons,
 		sync_ms_max: times.length ? times[times.length - 1] : null,
 		sync_ms_p50: times.length ? times[Math.ceil(times.length / 2) - 1] : null,
 		keys_min: synced ? kmin : null, keys_max: kmax,
