@@ -32,7 +32,8 @@ static bool node_key_stale = true;
 
 /*
  * Reads and parses the key file; NULL with *why set (palloc'd) if it is
- * missing, readable by others, or no RSA or Ed25519 private key.
+ * missing, readable by others, no RSA or Ed25519 private key, or one that
+ * cannot sign.
  */
 static EVP_PKEY *
 read_key_file(const char *path, char **why)
@@ -61,6 +62,12 @@ read_key_file(const char *path, char **why)
 	{
 		EVP_PKEY_free(key);
 		*why = psprintf("the key in \"%s\" is neither RSA nor Ed25519", path);
+		return NULL;
+	}
+	if (!SbKeyCanSign(key))
+	{
+		EVP_PKEY_free(key);
+		*why = psprintf("the key in \"%s\" cannot sign: OpenSSL refused it, or its signature did not verify with its public key", path);
 		return NULL;
 	}
 	return key;

@@ -92,6 +92,34 @@ SbKeySignatureAlgorithm(EVP_PKEY *key)
 	return SB_SIG_NONE;
 }
 
+/*
+ * Whether OpenSSL signs a test text with key, and the signature verifies
+ * with the key's public half: a key whose parts disagree (a wrong private
+ * exponent, zeroed CRT values) is refused when it is loaded rather than
+ * at every signed write.  No ereport: check hooks call it.
+ */
+bool
+SbKeyCanSign(EVP_PKEY *key)
+{
+	static const unsigned char text[] = "scuttlebutt signing key check";
+	const EVP_MD *md = SbKeySignatureAlgorithm(key) == SB_SIG_RSA_SHA1
+		? EVP_sha1() : NULL;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char sig[SB_MAX_SIGNATURE_BYTES];
+	size_t		siglen = sizeof(sig);
+	bool		ok;
+
+	ok = ctx != NULL && EVP_PKEY_get_size(key) <= (int) sizeof(sig) &&
+		EVP_DigestSignInit(ctx, NULL, md, NULL, key) == 1 &&
+		EVP_DigestSign(ctx, sig, &siglen, text, sizeof(text) - 1) == 1 &&
+		EVP_MD_CTX_reset(ctx) == 1 &&
+		EVP_DigestVerifyInit(ctx, NULL, md, NULL, key) == 1 &&
+		EVP_DigestVerify(ctx, sig, siglen, text, sizeof(text) - 1) == 1;
+	EVP_MD_CTX_free(ctx);
+	ERR_clear_error();
+	return ok;
+}
+
 const char *
 SbKeyTypeName(EVP_PKEY *key)
 {

@@ -39,6 +39,9 @@ extern SbSignatureAlgorithm SbKeySignatureAlgorithm(EVP_PKEY *key);
 /* The key type's name for scuttlebutt.keys: "rsa" or "ed25519" */
 extern const char *SbKeyTypeName(EVP_PKEY *key);
 
+/* Whether key signs a test text verifiably (a private key's parts agree) */
+extern bool SbKeyCanSign(EVP_PKEY *key);
+
 /* base64(SHA-1(bytes)): the id of the source whose public PEM this is */
 extern char *SbKeyId(const char *pem, int len);
 

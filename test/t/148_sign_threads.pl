@@ -44,10 +44,11 @@ sub make_key
 }
 
 # a two-prime RSA key (RSAPrivateKey, PKCS#1 PEM) of a prime of $pbits and
-# one of $qbits bits, e = 65537; $order 'p<q' puts the smaller prime first
+# one of $qbits bits, e = 65537; $order 'p<q' puts the smaller prime first;
+# %broken sets some of its values (n e d p q dp dq qinv) to others
 sub make_crt_key
 {
-	my ($name, $pbits, $qbits, $order) = @_;
+	my ($name, $pbits, $qbits, $order, %broken) = @_;
 	my $e = Math::BigInt->new(65537);
 	my $prime = sub {
 		my ($bits) = @_;
@@ -65,6 +66,7 @@ sub make_crt_key
 	my %v = (
 		n => $p * $q, e => $e, d => $d, p => $p, q => $q,
 		dp => $d % ($p - 1), dq => $d % ($q - 1), qinv => $q->copy->bmodinv($p));
+	$v{$_} = $broken{$_}->(\%v) for keys %broken;
 	open(my $fh, '>', "$tmp/$name.cnf") or die;
 	print $fh "asn1=SEQUENCE:key\n[key]\nversion=INTEGER:0\n";
 	print $fh "$_=INTEGER:" . $v{$_}->as_hex . "\n" for qw(n e d p q dp dq qinv);
@@ -232,6 +234,23 @@ $node->reload;
 $node->wait_for_log(qr/neither RSA nor Ed25519/, $log_offset);
 is($node->safe_psql('postgres', 'SELECT scuttlebutt.node_id()'), $before,
 	'an RSA-PSS key is refused, the key before it kept');
+
+# keys whose parts disagree are refused when loaded, not at every write:
+# zeroed CRT values (OpenSSL will not sign), a wrong private exponent and
+# CRT exponent (OpenSSL signs, the signature does not verify)
+my %zero = map { my $k = $_; ($k => sub { Math::BigInt->new(0) }) } qw(p q dp dq qinv);
+my %wrong = (d => sub { $_[0]{d} + 2 }, dp => sub { $_[0]{dp} + 2 });
+for my $k ([ 'zeroed CRT values', make_crt_key('zero_crt', 1024, 1024, 'p>q', %zero) ],
+	[ 'a wrong private exponent', make_crt_key('wrong_d', 1024, 1024, 'p>q', %wrong) ])
+{
+	my ($what, $key) = @$k;
+	$log_offset = -s $node->logfile;
+	$node->append_conf('postgresql.conf', "scuttlebutt.signing_key_file = '$key'\n");
+	$node->reload;
+	$node->wait_for_log(qr/cannot sign: OpenSSL refused it, or its signature did not verify/, $log_offset);
+	is($node->safe_psql('postgres', 'SELECT scuttlebutt.node_id()'), $before,
+		"a key with $what is refused at reload, the key before it kept");
+}
 
 $node->stop;
 done_testing();
