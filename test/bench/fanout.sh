@@ -189,6 +189,11 @@ clients_sum() {
 	for i in $(seq 0 $((PROCS - 1))); do grep "\"event\":\"$1\"" "$W/c$i.out" | tail -1 | jnum "$2"; done |
 		awk '{ s += $1 } END { print s + 0 }'
 }
+clients_min() {
+	local i
+	for i in $(seq 0 $((PROCS - 1))); do grep "\"event\":\"$1\"" "$W/c$i.out" | tail -1 | jnum "$2"; done |
+		sort -g | head -1
+}
 clients_max() {
 	local i
 	for i in $(seq 0 $((PROCS - 1))); do grep "\"event\":\"$1\"" "$W/c$i.out" | tail -1 | jnum "$2"; done |
@@ -273,6 +278,11 @@ one_run() {
 	# every client still open at the end of the live window, none closed
 	[ "$(clients_sum report open)" -eq "$n" ] ||
 		die "$side, $n clients: $(clients_sum report open) open at the end of the live window ($(clients_sum report closed_live) closed)"
+	# and each was sent every update, less what was in flight at the report
+	# (at most half a second of writes, a round's worth at 10,000 clients)
+	awk -v a="$(clients_min report per_client_min)" -v b="$(clients_max report per_client_max)" -v r="$RATE" \
+		'BEGIN { exit !(b - a <= 0.02 * b + r / 2) }' ||
+		die "$side, $n clients: a client received $(clients_min report per_client_min) live updates, another $(clients_max report per_client_max)"
 	elapsed=$(clients_max report elapsed_s)
 	# p50/p99 over every delivery: the processes' histograms merged
 	for i in $(seq 0 $((PROCS - 1))); do echo "report $W/h$i.json" >&$((10 + i)); done
