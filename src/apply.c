@@ -49,6 +49,7 @@
 #include "timestamp.h"
 
 static SPIPlanPtr lock_clocks_plan;
+static SPIPlanPtr lock_held_clocks_plan;
 static SPIPlanPtr advance_clocks_plan;
 static SPIPlanPtr own_latest_plan;
 static SPIPlanPtr held_plan;
@@ -188,22 +189,35 @@ own_source_clock(ApplyBatch *b)
 	b->clock[own] = Min(b->clock[own], isnull ? -INFINITY : DatumGetFloat8(d));
 }
 
-/* Step 1: locks the sources' clock rows (creating missing ones), reads them */
+/*
+ * Step 1: locks the sources' clock rows (creating missing ones), reads
+ * them.  Rows that exist are locked without a new version of each (the
+ * advance writes one); only a batch with a new source inserts.
+ */
 static void
 lock_clocks(ApplyBatch *b)
 {
 	Oid			argtypes[2] = {INT4OID, TEXTARRAYOID};
 	Datum		values[2];
 
-	SbPrepareOnce(&lock_clocks_plan,
-				  "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
-				  " SELECT $1, s, '-infinity' FROM unnest($2) AS s"
-				  " ON CONFLICT (model_id, source) DO UPDATE SET ts = c.ts"
-				  " RETURNING c.source, c.ts",
+	SbPrepareOnce(&lock_held_clocks_plan,
+				  "SELECT c.source, c.ts FROM scuttlebutt.clocks c"
+				  " WHERE c.model_id = $1 AND c.source = ANY ($2)"
+				  " ORDER BY c.source FOR UPDATE",
 				  2, argtypes);
 	values[0] = Int32GetDatum(b->model->id);
 	values[1] = SbTextArray(b->sources, b->nsources);
-	SbExecutePlan(lock_clocks_plan, values, NULL, SPI_OK_INSERT_RETURNING);
+	SbExecutePlan(lock_held_clocks_plan, values, NULL, SPI_OK_SELECT);
+	if (SPI_processed < (uint64) b->nsources)
+	{
+		SbPrepareOnce(&lock_clocks_plan,
+					  "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
+					  " SELECT $1, s, '-infinity' FROM unnest($2) AS s"
+					  " ON CONFLICT (model_id, source) DO UPDATE SET ts = c.ts"
+					  " RETURNING c.source, c.ts",
+					  2, argtypes);
+		SbExecutePlan(lock_clocks_plan, values, NULL, SPI_OK_INSERT_RETURNING);
+	}
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		bool		isnull;
