@@ -672,8 +672,9 @@ LANGUAGE C;
 -- one round trip per commit, not two.  pusher and pushes: the caller's
 -- session's number and the pushes it sent before this call (_push()'s
 -- pusher and push; their updates are in sources).  page is NULL when a
--- later push of the session may have begun meanwhile: the page could send
--- those updates back; the caller then polls.
+-- later push of the session may have begun meanwhile (or another
+-- session's push took the shared slot of the session's pushes): the page
+-- could send those updates back; the caller then polls.
 CREATE PROCEDURE scuttlebutt.wait_for_commit(model text, sources jsonb,
 											 wait_ms integer, max_updates integer,
 											 pusher integer DEFAULT 0, pushes integer DEFAULT 0,

@@ -815,10 +815,16 @@ apply_txn(SbSession *s, void *arg pg_attribute_unused())
 		SbRaiseClock(&s->model, s->pending_clock, s->npending_clock);
 }
 
+/*
+ * Whether SbSessionApplyPending has work: updates or a clock to apply, or
+ * the flush owed for an outgoing stream's batches once its input is
+ * drained (a drained read may bring no new line)
+ */
 bool
 SbSessionHasPending(SbSession *s)
 {
-	return s->npending > 0 || s->npending_clock > 0;
+	return s->npending > 0 || s->npending_clock > 0 ||
+		(s->unflushed && !s->input_waiting);
 }
 
 bool
@@ -827,7 +833,7 @@ SbSessionApplyPending(SbSession *s)
 	if (s->npending == 0 && s->npending_clock == 0)
 	{
 		/* the batches an outgoing stream committed while its input was waiting */
-		if (s->unflushed && !s->input_waiting)
+		if (SbSessionHasPending(s))
 		{
 			XLogFlush(XactLastCommitEnd);
 			s->unflushed = false;

@@ -231,7 +231,7 @@ extern void SbSessionPeerSynced(SbSession *s);
  */
 extern void SbSessionQueueClock(SbSession *s, const SbClockEntry *entries, int n);
 
-/* Whether received updates or a clock wait to be applied */
+/* Whether received updates or a clock wait to be applied, or a flush */
 extern bool SbSessionHasPending(SbSession *s);
 
 /* Applies received updates (one transaction).  False if closed. */

@@ -160,18 +160,26 @@ is(received() - $got, 10, 'D received each of the ten updates once');
 is(qd(q{SELECT count(*) FROM scuttlebutt.keys('kv') k WHERE k LIKE 'r%'}), '10', 'D holds the ten keys');
 
 # ---- pushed, never sent back ----
+# R holds the $n keys with $prefix D wrote, D is in sync, and received
+# none of them back since it had received $got updates
+sub pushed_none_back
+{
+	my ($got, $prefix, $n) = @_;
+	ok(LibpqTest::poll($nr, qq{SELECT count(*) = $n FROM scuttlebutt.keys('kv') k WHERE k LIKE '$prefix%'}, 60),
+		"R holds the $n keys ($prefix...) D wrote");
+	is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '30s')}), 't', "D is in sync with R after its $n writes");
+	sleep(1);
+	is(received() - $got, 0, "D received none of its $n updates back");
+	is(LibpqTest::digest($nd, 'kv'), LibpqTest::digest($nr, 'kv'), 'both hold the same history');
+}
+
 $got = received();
 for my $i (1 .. 30)
 {
 	qd("SELECT scuttlebutt.set('kv', 'd$i', '$i')");
 	usleep(($i % 3) * 3_000);
 }
-ok(LibpqTest::poll($nr, q{SELECT count(*) = 30 FROM scuttlebutt.keys('kv') k WHERE k LIKE 'd%'}, 30),
-	"R holds D's thirty keys");
-is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '30s')}), 't', 'D is in sync with R again');
-sleep(1);
-is(received() - $got, 0, 'D received none of its own updates back');
-is(LibpqTest::digest($nd, 'kv'), LibpqTest::digest($nr, 'kv'), 'both hold the same history');
+pushed_none_back($got, 'd', 30);
 
 # ---- many pushes racing the waits ----
 # Three rounds of four sessions at D committing 150 set()s each, back to
@@ -194,11 +202,6 @@ for my $round (1 .. 3)
 	}
 	$_->finish for @writers;
 }
-ok(LibpqTest::poll($nr, q{SELECT count(*) = 1800 FROM scuttlebutt.keys('kv') k WHERE k LIKE 's%'}, 60),
-	"R holds the 1,800 keys D's sessions wrote");
-is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '30s')}), 't', 'D is in sync with R after the bursts');
-sleep(1);
-is(received() - $got, 0, 'D received none of the 1,800 updates it pushed back');
-is(LibpqTest::digest($nd, 'kv'), LibpqTest::digest($nr, 'kv'), 'both hold the same history');
+pushed_none_back($got, 's', 1800);
 
 done_testing();

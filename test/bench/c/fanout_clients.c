@@ -4,8 +4,9 @@
  * test/bench/js/fanout_clients.js at a fraction of its CPU: on a 2-core
  * machine the load clients share the cores with the server they measure,
  * and Node's cost per socket event would then be counted as the server's
- * latency.  Same protocol, arguments, environment, commands and output as
- * the JavaScript clients (see there); fanout.sh picks one with
+ * latency.  Same protocol, arguments, environment and commands as the
+ * JavaScript clients (see there), and the same output less its "checked"
+ * and "stalled_ids" (fanout.sh uses neither); fanout.sh picks one with
  * FANOUT_CLIENT=c|js.
  *
  *   -> {"id":"<id>","clock":{},"meta":"<model>"}      header, empty clock
