@@ -75,3 +75,8 @@ UPDATE scuttlebutt.peers SET conninfo = 'password=abc def' WHERE id = :p1;
 SELECT scuttlebutt.apply_update('pm', '[["a",5],12,"S3"]');  -- loses to S2's "a"
 SELECT replace(p::text, :'node', 'NODE') FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30}', 10) p;
 SELECT count(*) FROM scuttlebutt.poll('pm', '{"S1": 20, "S2": 30, "S3": 12}', 10);
+
+-- worker_conf_load_time(): when the worker (serving "postgres") last read
+-- the settings; a reload moves it (the TAP tests wait on it)
+SELECT scuttlebutt.worker_conf_load_time() BETWEEN pg_postmaster_start_time() AND now()
+	AS worker_read_settings;

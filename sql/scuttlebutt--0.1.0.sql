@@ -753,6 +753,13 @@ LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 CREATE VIEW scuttlebutt.connection_errors AS
 	SELECT * FROM scuttlebutt._connection_errors();
 
+-- When the replication worker last read the configuration files (NULL
+-- when none runs): it takes a reload after the backend that asked for it.
+CREATE FUNCTION scuttlebutt.worker_conf_load_time()
+RETURNS timestamptz
+AS 'MODULE_PATHNAME', 'scuttlebutt_worker_conf_load_time'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
 -- After a restore from a backup, local writes are refused until the worker
 -- has synced with its peers (see the README's Faults section):
 -- rejoining() says whether they are, end_rejoin() ends the wait now.

@@ -75,6 +75,7 @@ typedef struct SbShared
 	LWLock	   *lock;			/* guards everything below but the atomics */
 	pid_t		worker_pid;		/* 0 when no worker runs */
 	Latch	   *worker_latch;
+	TimestampTz worker_conf_loaded; /* when it last read the settings */
 	pg_atomic_uint64 commits;	/* bumped at each commit that wrote a model */
 	pg_atomic_uint32 peers_changed; /* set when the peers table changed */
 	pg_atomic_uint32 privileges_changed;	/* set when grants or models changed */

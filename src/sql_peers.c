@@ -40,6 +40,7 @@ PG_FUNCTION_INFO_V1(scuttlebutt_peers_changed);
 PG_FUNCTION_INFO_V1(scuttlebutt_peers_check);
 PG_FUNCTION_INFO_V1(scuttlebutt_peer_status);
 PG_FUNCTION_INFO_V1(scuttlebutt_connection_errors);
+PG_FUNCTION_INFO_V1(scuttlebutt_worker_conf_load_time);
 PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_sync);
 
 /* A stream peer's TLS options (all NULL but tls = false: plain TCP) */
@@ -386,6 +387,26 @@ scuttlebutt_peer_status(PG_FUNCTION_ARGS)
 	}
 	LWLockRelease(sb_shared->lock);
 	return (Datum) 0;
+}
+
+/*
+ * When the worker last read the configuration files (as pg_conf_load_time()
+ * says for the calling backend); NULL when no worker runs
+ */
+Datum
+scuttlebutt_worker_conf_load_time(PG_FUNCTION_ARGS)
+{
+	TimestampTz loaded = 0;
+
+	if (sb_shared != NULL)
+	{
+		LWLockAcquire(sb_shared->lock, LW_SHARED);
+		loaded = sb_shared->worker_conf_loaded;
+		LWLockRelease(sb_shared->lock);
+	}
+	if (loaded == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_TIMESTAMPTZ(loaded);
 }
 
 Datum

@@ -1095,6 +1095,19 @@ enforce_deadlines(void)
 
 /* ---- the loop ---- */
 
+/*
+ * For worker_conf_load_time(): a reload reaches the worker after the
+ * backend that asked for it, so whoever changes a setting the worker acts
+ * on can tell when it took the change.
+ */
+static void
+note_conf_loaded(void)
+{
+	LWLockAcquire(sb_shared->lock, LW_EXCLUSIVE);
+	sb_shared->worker_conf_loaded = GetCurrentTimestamp();
+	LWLockRelease(sb_shared->lock);
+}
+
 /* Forgets the worker in shared memory, however it exits */
 static void
 worker_shmem_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
@@ -1102,6 +1115,7 @@ worker_shmem_exit(int code pg_attribute_unused(), Datum arg pg_attribute_unused(
 	LWLockAcquire(sb_shared->lock, LW_EXCLUSIVE);
 	sb_shared->worker_pid = 0;
 	sb_shared->worker_latch = NULL;
+	sb_shared->worker_conf_loaded = 0;
 	LWLockRelease(sb_shared->lock);
 }
 
@@ -1138,6 +1152,7 @@ worker_setup(void)
 	sb_shared->worker_pid = MyProcPid;
 	sb_shared->worker_latch = MyLatch;
 	LWLockRelease(sb_shared->lock);
+	note_conf_loaded();
 }
 
 /* Applies what was read, then sends what peers lack */
@@ -1252,6 +1267,7 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 			if (SbListenerConfigure())
 				ws.set_dirty = true;
 			reload_peers();
+			note_conf_loaded();
 		}
 		if (pg_atomic_exchange_u32(&sb_shared->peers_changed, 0) != 0)
 			reload_peers();

@@ -89,6 +89,19 @@ sub new_node
 	return $node;
 }
 
+# Reloads $node's configuration and waits (at most $timeout s) until the
+# replication worker has taken it: a reload reaches the worker after the
+# backend that polls current_setting(). True once it has.
+sub reload_worker
+{
+	my ($node, $timeout) = @_;
+	my $before = $node->safe_psql('postgres', 'SELECT clock_timestamp()');
+	$node->reload;
+	local $PostgreSQL::Test::Utils::timeout_default = $timeout // 60;
+	return $node->poll_query_until('postgres',
+		"SELECT scuttlebutt.worker_conf_load_time() > '$before'");
+}
+
 # Whether node.js and the npm packages are there (test/run.sh installs
 # them with "npm ci").
 sub node_available

@@ -96,8 +96,7 @@ is(qa(q{SELECT scuttlebutt.set_many('m', '{"x1": 1, "x2": 2}')}), '2', 'set_many
 
 # ---- a small skew: rejected, then accepted after a reconnect ----
 qa(q{ALTER SYSTEM SET scuttlebutt.max_clock_skew = '2s'});
-qa(q{SELECT pg_reload_conf()});
-ok(StreamTest::poll($na, q{SELECT current_setting('scuttlebutt.max_clock_skew') = '2s'}), 'skew set to 2s');
+ok(ScuttlebuttTest::reload_worker($na), 'skew set to 2s (the worker took the reload)');
 my $soon = now_ms() + 5000;
 my $s1 = StreamTest::Raw->new($pa);
 $s1->handshake('m', id => 'S');
@@ -116,7 +115,7 @@ ok(StreamTest::poll($na, q{SELECT scuttlebutt.get('m', 'soon') IS NOT NULL}, 30)
 is(clock_of('m', 'SOON'), $soon, 'and its source\'s clock is its timestamp');
 $s2->close_fin;
 qa(q{ALTER SYSTEM RESET scuttlebutt.max_clock_skew});
-qa(q{SELECT pg_reload_conf()});
+ok(ScuttlebuttTest::reload_worker($na), 'skew back to its default (the worker took the reload)');
 
 # ---- the restore case: our own updates come back from a peer ----
 my $nb = StreamTest::new_node('b', listen => 0);
@@ -173,8 +172,7 @@ near_now(qa(q{SELECT scuttlebutt.set('lp', 'evil', '"mine"')}), 'libpq: a local 
 # an update a little ahead: deferred, then pulled again when the dialer
 # redials once it is within bounds
 qa(q{ALTER SYSTEM SET scuttlebutt.max_clock_skew = '2s'});
-qa(q{SELECT pg_reload_conf()});
-ok(StreamTest::poll($na, q{SELECT current_setting('scuttlebutt.max_clock_skew') = '2s'}), 'libpq: skew set to 2s');
+ok(ScuttlebuttTest::reload_worker($na), 'libpq: skew set to 2s (the worker took the reload)');
 my $off_lp = -s $na->logfile;
 my $soon_lp = now_ms() + 8000;
 qc(qq{INSERT INTO scuttlebutt.updates (model_id, source, ts, key, doc)

@@ -41,14 +41,13 @@ sub check
 	return $rc == 0 ? $out : $err;
 }
 
-# Points a setting at a value, reloads, and waits until sessions see it
+# Points a setting at a value, reloads, and waits until the worker took it
 sub configure
 {
 	my ($name, $value) = @_;
 	$node->append_conf('postgresql.conf', "scuttlebutt.$name = '$value'\n");
-	$node->reload;
-	$node->poll_query_until('postgres', "SELECT current_setting('scuttlebutt.$name') = '$value'")
-	  or die "scuttlebutt.$name did not become $value";
+	ScuttlebuttTest::reload_worker($node)
+	  or die "the worker did not take scuttlebutt.$name = $value";
 }
 
 my $now = time;

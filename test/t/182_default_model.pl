@@ -39,6 +39,7 @@ $ENV{PG_TEST_TIMEOUT_DEFAULT} = $PostgreSQL::Test::Utils::timeout_default;
 sub js { ScuttlebuttTest::run_interop($node, 'stream_websocket.js', @_) }
 my ($tcp, $ws) = ("tcp://127.0.0.1:$port", "ws://127.0.0.1:$port/");
 
+
 # ---- no default model ----
 
 {
@@ -67,8 +68,7 @@ js($ws, 'dm', 'nomodel', '{"meta":null}');
 # ---- default_model ----
 
 $node->append_conf('postgresql.conf', "scuttlebutt.default_model = 'dm'\nscuttlebutt.default_model_wait = 300ms\n");
-$node->reload;
-ok(StreamTest::poll($node, "SELECT current_setting('scuttlebutt.default_model') = 'dm'"), 'default_model reloaded');
+ok(ScuttlebuttTest::reload_worker($node), 'default_model: the worker took the reload');
 
 js($tcp, 'dm', 'accept', '{"meta":null}');
 js($ws, 'dm', 'accept', '{"meta":null}');
@@ -109,8 +109,7 @@ js($ws, 'dm', 'accept', '{"meta":{"model":"dm"},"writeStream":true}');
 }
 
 $node->append_conf('postgresql.conf', "scuttlebutt.default_model_wait = 0\n");
-$node->reload;
-ok(StreamTest::poll($node, "SELECT current_setting('scuttlebutt.default_model_wait') = '0'"), 'default_model_wait = 0 reloaded');
+ok(ScuttlebuttTest::reload_worker($node), 'default_model_wait = 0: the worker took the reload');
 {
 	my $before = StreamTest::error_count($node, 'handshake timeout');
 	my $raw = StreamTest::Raw->new($port);
