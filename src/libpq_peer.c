@@ -522,8 +522,12 @@ held_clock_json(SbSession *s, StringInfo clock)
 	 * What committed to the model here since the last look (ours,
 	 * relayed), and what we pushed since: a commit is visible, and may be
 	 * pushed, before its backend counts it.  A clock without a pushed
-	 * update would have the remote send it back.
+	 * update would have the remote send it back.  Our last apply's commit,
+	 * the only one since the last look, moved our clock as far as held
+	 * went with what the remote sent.
 	 */
+	if (commits == s->applied_alone && lp->held_commits + 1 == commits)
+		lp->held_commits = commits;
 	if (commits != lp->held_commits || lp->pushes_sent != lp->held_pushes ||
 		lp->held.n == 0)
 	{

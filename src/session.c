@@ -178,6 +178,7 @@ SbSessionBegin(SbSession *s)
 	s->deferred_first = INFINITY;
 	s->clock_owed = false;
 	s->caught_up = false;
+	s->applied_alone = 0;
 	s->counters.synced_at = 0;
 	s->state = SB_SESSION_HANDSHAKE;
 	s->counters.last_activity = GetCurrentTimestamp();
@@ -827,9 +828,29 @@ SbSessionHasPending(SbSession *s)
 		(s->unflushed && !s->input_waiting);
 }
 
+/*
+ * An apply's commit that was the only one counted since the apply began
+ * holds nothing the peer lacks: updates it sent, a clock it vouched for.
+ * A session caught up before it stays caught up, with no transaction to
+ * find that out, and a transport that reads our clock may take it as it
+ * knows it (applied_alone).
+ */
+static void
+note_own_commit(SbSession *s, uint64 commits_before, uint64 model_before)
+{
+	if (SbLastCountedCommit() == commits_before + 1 &&
+		s->caught_up && s->commits_seen == commits_before)
+		s->commits_seen = commits_before + 1;
+	s->applied_alone = SbLastCountedModelCommit(s->model.id) == model_before + 1 ?
+		model_before + 1 : 0;
+}
+
 bool
 SbSessionApplyPending(SbSession *s)
 {
+	uint64		commits_before;
+	uint64		model_before;
+
 	if (s->npending == 0 && s->npending_clock == 0)
 	{
 		/* the batches an outgoing stream committed while its input was waiting */
@@ -840,8 +861,11 @@ SbSessionApplyPending(SbSession *s)
 		}
 		return true;
 	}
+	commits_before = SbCommitCount();
+	model_before = SbModelCommitCount(s->model.id);
 	if (!SbSessionTransaction(s, "scuttlebutt: applying updates", apply_txn, NULL))
 		return false;
+	note_own_commit(s, commits_before, model_before);
 	/* a flushed commit flushes the ones before it too */
 	s->unflushed = !s->ops->applies_without_flush && commits_without_flush(s);
 	/* the peer holds what it sent us (and its clock): never echo it back */
@@ -1224,7 +1248,7 @@ SbSessionPump(SbSession *s, uint64 commits)
 		s->commits_seen = commits;
 		return true;
 	}
-	if (s->caught_up && s->commits_seen == commits)
+	if (s->caught_up && s->commits_seen >= commits)
 	{
 		send_sync_when_durable(s);
 		return true;
@@ -1288,7 +1312,7 @@ SbSessionRedialIfDue(SbSession *s)
 bool
 SbSessionPumpDue(SbSession *s, uint64 commits)
 {
-	return !(s->caught_up && s->commits_seen == commits && s->sync_sent) ||
+	return !(s->caught_up && s->commits_seen >= commits && s->sync_sent) ||
 		SbSessionOutboxLength(s) > 0 || !s->ops->idle(s);
 }
 
@@ -1307,6 +1331,6 @@ SbSessionCaughtUp(SbSession *s, uint64 commits)
 {
 	return s->state == SB_SESSION_LIVE && s->npending == 0 &&
 		SbSessionOutboxLength(s) == 0 &&
-		(!s->send_enabled || (s->caught_up && s->commits_seen == commits)) &&
+		(!s->send_enabled || (s->caught_up && s->commits_seen >= commits)) &&
 		s->ops->idle(s);
 }

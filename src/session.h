@@ -96,6 +96,11 @@ typedef struct SbSession
 	bool		clock_owed;		/* remote raised past what it was sent: tell it */
 	bool		caught_up;		/* nothing left to send as of commits_seen */
 	uint64		commits_seen;
+	/*
+	 * The model slot's commit count the last apply's commit made, when it
+	 * was the only commit of the slot counted meanwhile (else 0)
+	 */
+	uint64		applied_alone;
 
 	/* received updates waiting to be applied in one transaction */
 	SbMessage  *pending;

@@ -54,6 +54,9 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 /* The model slots this transaction wrote (bit i: slot i) */
 static uint64 wrote_model_slots = 0;
+/* The counts this process's latest counted commit moved the total and each slot to */
+static uint64 last_counted_commit = 0;
+static uint64 last_counted_model_commit[SB_MODEL_COMMIT_SLOTS];
 static bool changed_peers_this_xact = false;
 static bool changed_privileges_this_xact = false;
 
@@ -140,11 +143,12 @@ count_model_commits(uint64 mask)
 	for (int i = 0; i < SB_MODEL_COMMIT_SLOTS; i++)
 		if (mask & (UINT64CONST(1) << i))
 		{
-			pg_atomic_fetch_add_u64(&sb_shared->model_commits[i], 1);
+			last_counted_model_commit[i] =
+				pg_atomic_fetch_add_u64(&sb_shared->model_commits[i], 1) + 1;
 			if (pg_atomic_read_u32(&sb_shared->model_pollers[i]) > 0)
 				ConditionVariableBroadcast(&sb_shared->model_cv[i]);
 		}
-	pg_atomic_fetch_add_u64(&sb_shared->commits, 1);
+	last_counted_commit = pg_atomic_fetch_add_u64(&sb_shared->commits, 1) + 1;
 }
 
 /*
@@ -238,6 +242,24 @@ void
 SbNotePrivilegesChanged(void)
 {
 	changed_privileges_this_xact = true;
+}
+
+uint64
+SbCommitCount(void)
+{
+	return sb_shared ? pg_atomic_read_u64(&sb_shared->commits) : 0;
+}
+
+uint64
+SbLastCountedCommit(void)
+{
+	return last_counted_commit;
+}
+
+uint64
+SbLastCountedModelCommit(int32 model_id)
+{
+	return last_counted_model_commit[model_slot(model_id)];
 }
 
 uint64

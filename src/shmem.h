@@ -127,6 +127,16 @@ extern void SbShmemXactEvent(XactEvent event);
 /* Notes that this transaction wrote a model: the worker is woken at commit */
 extern void SbNoteModelWrite(int32 model_id);
 
+/*
+ * The count of all commits that wrote a model, and what this process's
+ * latest such commit moved it (and model_id's slot count) to: 0 if it
+ * moved none.  A commit whose count is the one read just before it began
+ * plus one was the only commit counted in between.
+ */
+extern uint64 SbCommitCount(void);
+extern uint64 SbLastCountedCommit(void);
+extern uint64 SbLastCountedModelCommit(int32 model_id);
+
 /* A transaction that took local timestamps of a model ended uncommitted */
 extern void SbNoteHorizonMoved(int32 model_id);
 
