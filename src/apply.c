@@ -4,7 +4,9 @@
  *	  Applying batches of updates from elsewhere (peers, import(),
  *	  apply_update()) to a model's tables.
  *
- * A batch is applied in a few set-based statements whatever its size:
+ * A batch is applied in a few set-based statements whatever its size (a
+ * live batch of one source or one update takes plain ones: an unnest,
+ * its sort or join cost more to set up than the row costs to write):
  *
  *	1. lock the clock rows of the batch's sources (creating missing ones),
  *	   in source order, and read them: per (model, source) commit order is
@@ -50,7 +52,9 @@
 
 static SPIPlanPtr lock_clocks_plan;
 static SPIPlanPtr lock_held_clocks_plan;
+static SPIPlanPtr lock_held_clock_plan;
 static SPIPlanPtr advance_clocks_plan;
+static SPIPlanPtr advance_clock_plan;
 static SPIPlanPtr own_latest_plan;
 static SPIPlanPtr held_plan;
 
@@ -198,18 +202,27 @@ static void
 lock_clocks(ApplyBatch *b)
 {
 	Oid			argtypes[2] = {INT4OID, TEXTARRAYOID};
+	Oid			one_argtypes[2] = {INT4OID, TEXTOID};
+	bool		one = b->nsources == 1;
 	Datum		values[2];
 
-	SbPrepareOnce(&lock_held_clocks_plan,
-				  "SELECT c.source, c.ts FROM scuttlebutt.clocks c"
-				  " WHERE c.model_id = $1 AND c.source = ANY ($2)"
-				  " ORDER BY c.source FOR UPDATE",
-				  2, argtypes);
 	values[0] = Int32GetDatum(b->model->id);
-	values[1] = SbTextArray(b->sources, b->nsources);
-	SbExecutePlan(lock_held_clocks_plan, values, NULL, SPI_OK_SELECT);
+	values[1] = one ? CStringGetTextDatum(b->sources[0]) :
+		SbTextArray(b->sources, b->nsources);
+	SbExecutePlan(one ?
+				  SbPrepareOnce(&lock_held_clock_plan,
+								"SELECT c.source, c.ts FROM scuttlebutt.clocks c"
+								" WHERE c.model_id = $1 AND c.source = $2 FOR UPDATE",
+								2, one_argtypes) :
+				  SbPrepareOnce(&lock_held_clocks_plan,
+								"SELECT c.source, c.ts FROM scuttlebutt.clocks c"
+								" WHERE c.model_id = $1 AND c.source = ANY ($2)"
+								" ORDER BY c.source FOR UPDATE",
+								2, argtypes),
+				  values, NULL, SPI_OK_SELECT);
 	if (SPI_processed < (uint64) b->nsources)
 	{
+		values[1] = SbTextArray(b->sources, b->nsources);
 		SbPrepareOnce(&lock_clocks_plan,
 					  "INSERT INTO scuttlebutt.clocks AS c (model_id, source, ts)"
 					  " SELECT $1, s, '-infinity' FROM unnest($2) AS s"
@@ -468,26 +481,48 @@ upsert_rows(SbModelRef *model, int n, char **sources, double *ts, char **keys,
 	" FROM unnest($2, $3, $4, $5) AS t(source, ts, key, doc)" \
 	" ORDER BY t.key"	/* see SB_LOCK_ORDER in store.c */ \
 	SB_MERGE_SQL_UPSERT
+#define UPSERT_ONE_SQL \
+	"INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)" \
+	" VALUES ($1, $2, $3, $4, $5)" \
+	SB_MERGE_SQL_UPSERT
 	static SPIPlanPtr returning_plan;
 	static SPIPlanPtr counting_plan;
+	static SPIPlanPtr one_returning_plan;
+	static SPIPlanPtr one_counting_plan;
 	Oid			argtypes[5] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID,
 	TEXTARRAYOID, JSONARRAYOID};
+	Oid			one_argtypes[5] = {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, JSONOID};
 	Datum		values[5];
+	char		nulls[5] = "     ";
 	SPIPlanPtr	plan;
 
-	if (returning)
-		plan = SbPrepareOnce(&returning_plan,
-							 UPSERT_MANY_SQL " RETURNING u.source, u.ts",
-							 5, argtypes);
-	else
-		plan = SbPrepareOnce(&counting_plan, UPSERT_MANY_SQL, 5, argtypes);
-#undef UPSERT_MANY_SQL
 	values[0] = Int32GetDatum(model->id);
-	values[1] = SbTextArray(sources, n);
-	values[2] = SbFloat8Array(ts, n);
-	values[3] = SbTextArray(keys, n);
-	values[4] = SbJsonArray(docs, doclens, n);
-	SbExecutePlan(plan, values, NULL,
+	if (n == 1)
+	{
+		plan = returning ?
+			SbPrepareOnce(&one_returning_plan, UPSERT_ONE_SQL " RETURNING u.source, u.ts",
+						  5, one_argtypes) :
+			SbPrepareOnce(&one_counting_plan, UPSERT_ONE_SQL, 5, one_argtypes);
+		values[1] = CStringGetTextDatum(sources[0]);
+		values[2] = Float8GetDatum(ts[0]);
+		values[3] = keys[0] ? CStringGetTextDatum(keys[0]) : (Datum) 0;
+		nulls[3] = keys[0] ? ' ' : 'n';
+		values[4] = PointerGetDatum(cstring_to_text_with_len(docs[0], doclens[0]));
+	}
+	else
+	{
+		plan = returning ?
+			SbPrepareOnce(&returning_plan, UPSERT_MANY_SQL " RETURNING u.source, u.ts",
+						  5, argtypes) :
+			SbPrepareOnce(&counting_plan, UPSERT_MANY_SQL, 5, argtypes);
+		values[1] = SbTextArray(sources, n);
+		values[2] = SbFloat8Array(ts, n);
+		values[3] = SbTextArray(keys, n);
+		values[4] = SbJsonArray(docs, doclens, n);
+	}
+#undef UPSERT_MANY_SQL
+#undef UPSERT_ONE_SQL
+	SbExecutePlan(plan, values, nulls,
 				  returning ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT);
 }
 
@@ -661,6 +696,7 @@ advance_clocks(ApplyBatch *b)
 	double	   *a_ts = palloc(sizeof(double) * b->nsources);
 	int			na = 0;
 	Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID};
+	Oid			one_argtypes[3] = {INT4OID, TEXTOID, FLOAT8OID};
 	Datum		values[3];
 
 	for (int s = 0; s < b->nsources; s++)
@@ -671,16 +707,21 @@ advance_clocks(ApplyBatch *b)
 		}
 	if (na == 0)
 		return;
-	SbPrepareOnce(&advance_clocks_plan,
-				  "UPDATE scuttlebutt.clocks AS c SET ts = v.ts"
-				  " FROM unnest($2, $3) AS v(source, ts)"
-				  " WHERE c.model_id = $1 AND c.source = v.source"
-				  "   AND c.ts < v.ts",
-				  3, argtypes);
 	values[0] = Int32GetDatum(b->model->id);
-	values[1] = SbTextArray(a_sources, na);
-	values[2] = SbFloat8Array(a_ts, na);
-	SbExecutePlan(advance_clocks_plan, values, NULL, SPI_OK_UPDATE);
+	values[1] = na == 1 ? CStringGetTextDatum(a_sources[0]) : SbTextArray(a_sources, na);
+	values[2] = na == 1 ? Float8GetDatum(a_ts[0]) : SbFloat8Array(a_ts, na);
+	SbExecutePlan(na == 1 ?
+				  SbPrepareOnce(&advance_clock_plan,
+								"UPDATE scuttlebutt.clocks AS c SET ts = $3"
+								" WHERE c.model_id = $1 AND c.source = $2 AND c.ts < $3",
+								3, one_argtypes) :
+				  SbPrepareOnce(&advance_clocks_plan,
+								"UPDATE scuttlebutt.clocks AS c SET ts = v.ts"
+								" FROM unnest($2, $3) AS v(source, ts)"
+								" WHERE c.model_id = $1 AND c.source = v.source"
+								"   AND c.ts < v.ts",
+								3, argtypes),
+				  values, NULL, SPI_OK_UPDATE);
 }
 
 bool
