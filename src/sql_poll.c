@@ -39,6 +39,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
@@ -52,11 +54,15 @@
 #include "utils/jsonb.h"
 #include "utils/snapmgr.h"
 
+#include "jstext.h"
+#include "model_cache.h"
 #include "model_store.h"
 #include "privileges.h"
 #include "shmem.h"
 #include "spi_util.h"
 #include "sql_util.h"
+#include "store.h"
+#include "wire.h"
 
 #define SB_POLL_MAX_UPDATES 1000000
 #define SB_POLL_MAX_WAIT_MS 3600000
@@ -77,7 +83,6 @@ PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_page);
 	"   > coalesce(($2 ->> c.source)::float8, '-infinity'))"
 
 static SPIPlanPtr page_plan = NULL;
-static SPIPlanPtr header_plan = NULL;
 static SPIPlanPtr ahead_plan = NULL;
 
 /*
@@ -120,6 +125,48 @@ page_row(TupleTableSlot *slot, void *arg)
 	return sink_put(arg, doc, isnull);
 }
 
+/* The entry of source in sources (a clock history() found valid), or -Infinity */
+static double
+sources_entry(Jsonb *sources, const char *source)
+{
+	JsonbValue	key;
+	JsonbValue *v;
+
+	key.type = jbvString;
+	key.val.string.val = (char *) source;
+	key.val.string.len = strlen(source);
+	v = findJsonbValueFromContainer(&sources->root, JB_FOBJECT, &key);
+	return v && v->type == jbvNumeric ? JsNumericToDouble(v->val.numeric) : -INFINITY;
+}
+
+/*
+ * The model's header {"id","clock"} into the sink if the page has updates
+ * or the clock holds more than sources (CLOCK_AHEAD_SQL, computed from the
+ * clock read); returns the latter
+ */
+static bool
+put_header(int32 model_id, Jsonb *sources, bool page_has_updates, PageSink *sink)
+{
+	SbModelRef	model = {0};
+	SbClockEntry *clock;
+	int			n;
+	bool		ahead = false;
+	StringInfoData header;
+
+	model.id = model_id;
+	model.node_id = (char *) SbLocalNodeId();
+	n = SbReadClock(&model, &clock, true);
+	for (int i = 0; i < n && !ahead; i++)
+		ahead = clock[i].ts > sources_entry(sources, clock[i].source);
+	if (page_has_updates || ahead)
+	{
+		initStringInfo(&header);
+		SbWireAppendHeader(&header, model.node_id, clock, n, NULL);
+		(void) sink_put(sink, PointerGetDatum(cstring_to_text_with_len(header.data, header.len)), false);
+	}
+	return ahead;
+}
+
 /* The caller's pushes, for a page answered with a wait (see SbPushesSince) */
 typedef struct PushCheck
 {
@@ -142,7 +189,6 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 		  PageSink *sink, const PushCheck *pushes, bool *clock_ahead)
 {
 	Oid			page_types[3] = {TEXTOID, JSONBOID, INT4OID};
-	Oid			header_types[2] = {INT4OID, JSONBOID};
 	Datum		values[3];
 	int64		n;
 	bool		cut;
@@ -166,24 +212,7 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 								 page_types, values, SB_POLL_PAGE_BYTES,
 								 page_row, sink, &cut);
 	if (n < limit && !cut)
-	{
-		bool		isnull;
-		Datum		header;
-
-		values[0] = Int32GetDatum(model_id);
-		values[1] = JsonbPGetDatum(sources);
-		if (SPI_execute_plan(SbPrepareOnce(&header_plan,
-										  "SELECT scuttlebutt._export_header($1)::json, " CLOCK_AHEAD_SQL,
-										  2, header_types),
-							 values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-			elog(ERROR, "could not read the clock of a scuttlebutt model");
-		*clock_ahead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
-		if (n > 0 || *clock_ahead)
-		{
-			header = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			(void) sink_put(sink, header, isnull);
-		}
-	}
+		*clock_ahead = put_header(model_id, sources, n > 0, sink);
 	PopActiveSnapshot();
 	SPI_finish();
 	return n;
