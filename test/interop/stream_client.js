@@ -58,7 +58,7 @@ async function oneClient(kind) {
 	for (let i = 0; i < 3; i++) K.js(sb, `js${i}`, V[4 + i]);
 	// a key both write, each side winning once (model)
 	if (kind === 'model') {
-		db.value(K.sql(name, 'shared1', 'from the database, loses'));
+		await st.pastMillisecond(Number(db.value(K.sql(name, 'shared1', 'from the database, loses'))));
 		K.js(sb, 'shared1', 'from the client, wins');
 		K.js(sb, 'shared2', 'from the client, loses');
 		db.value(K.sql(name, 'shared2', 'from the database, wins'));
@@ -149,7 +149,8 @@ async function relay(kind) {
 	const name = `relay_${kind}`;
 	const label = `${kind} relay`;
 	db.exec(`SELECT scuttlebutt.create_model(${lit(name)}, ${lit(kind)});`);
-	db.value(K.sql(name, 'db', V[0]));
+	// the clients' writes come later (for a value: B's supersedes ours)
+	await st.pastMillisecond(Number(db.value(K.sql(name, 'db', V[0]))));
 	const A = h.newReference(kind, `JS-A-${kind}`);
 	const B = h.newReference(kind, `JS-B-${kind}`);
 	K.js(A, 'a0', V[1]);

@@ -75,9 +75,8 @@ async function pairing(kind, o) {
 	const tsDb = Number(await adb.value(K.sql(name, 'live_db', V[5])));
 	if (o.dbSends)
 		h.ok(await st.until(() => st.hasSeen(sb, nodeId, tsDb)), `${label}: a live SQL write reaches the JavaScript side`);
-	// the JavaScript write must come later (for a value: supersede ours);
-	// its clock counts whole milliseconds
-	await st.until(() => Date.now() > tsDb);
+	// the JavaScript write must come later (for a value: supersede ours)
+	await st.pastMillisecond(tsDb);
 	const tsJs = K.js(sb, 'live_js', V[6]);
 	if (o.dbReceives)
 		h.ok(await pollDbSeen(name, sb.id, tsJs), `${label}: a live JavaScript write reaches the table`);

@@ -60,7 +60,7 @@ async function oneServer(kind) {
 	const sb = h.newReference(kind, `JS-server-${kind}`);
 	for (let i = 0; i < 3; i++) K.js(sb, `js${i}`, V[4 + i]);
 	if (kind === 'model') {
-		db.value(K.sql(name, 'shared1', 'from the database, loses'));
+		await st.pastMillisecond(Number(db.value(K.sql(name, 'shared1', 'from the database, loses'))));
 		K.js(sb, 'shared1', 'from the server, wins');
 		K.js(sb, 'shared2', 'from the server, loses');
 		db.value(K.sql(name, 'shared2', 'from the database, wins'));
@@ -139,7 +139,8 @@ async function twoServers(kind) {
 	const name = `dial_relay_${kind}`;
 	const label = `${kind} relay between two servers`;
 	db.exec(`SELECT scuttlebutt.create_model(${lit(name)}, ${lit(kind)});`);
-	db.value(K.sql(name, 'db', V[0]));
+	// the servers' writes come later (for a value: B's supersedes ours)
+	await st.pastMillisecond(Number(db.value(K.sql(name, 'db', V[0]))));
 	const A = h.newReference(kind, `JS-S1-${kind}`);
 	const B = h.newReference(kind, `JS-S2-${kind}`);
 	K.js(A, 'a0', V[1]);

@@ -122,6 +122,18 @@ function until(pred, timeoutMs) {
 	});
 }
 
+// Resolves once the millisecond of timestamp ts is over.  The reference
+// clock counts whole milliseconds, plus k/(k+1000) for the k-th repeat
+// within one (monotonic-timestamp); ours counts microseconds.  So a
+// reference write made after a database write, but in the same
+// millisecond, can take the lower timestamp, and for a value or a key it
+// is then the database's that stays.  A test that needs the later write
+// to be the later update waits for this between the two.
+function pastMillisecond(ts) {
+	if (!Number.isFinite(ts)) throw new Error(`pastMillisecond: ${ts} is not a timestamp`);
+	return until(() => Date.now() > ts);
+}
+
 function lit(s) {
 	if (s === null || s === undefined) return 'NULL';
 	return "'" + String(s).replace(/'/g, "''") + "'";
@@ -442,6 +454,6 @@ function modelQueries(db, adb) {
 }
 
 module.exports = {
-	modelQueries, checkRaw, fromSource, VALUES, KINDS, TIMEOUT_MS, AsyncDb, delay, until, lit, Peer, connectClient, startServer,
+	modelQueries, checkRaw, fromSource, VALUES, KINDS, TIMEOUT_MS, AsyncDb, delay, until, pastMillisecond, lit, Peer, connectClient, startServer,
 	recordUpdates, hasSeen, nonCanonicalLines, streamShape, duplicates, sortedText,
 };
