@@ -77,3 +77,20 @@ SELECT scuttlebutt.get('tie_batch', 'k') AS batch, scuttlebutt.get('tie_batch2',
 
 SELECT scuttlebutt.drop_model(m)
 FROM unnest(ARRAY['tie_kv', 'tie_kv2', 'tie_val', 'tie_val2', 'tie_ev', 'tie_batch', 'tie_batch2']) m;
+
+-- A lone update of a source the model knows (one statement advances the
+-- clock and stores it): losing the merge it still moves the clock; at the
+-- clock it is old; past the held one it wins.  The same for an event.
+SELECT scuttlebutt.create_model('lone');
+SELECT scuttlebutt.apply_update('lone', '[["x",1],50,"B"]') AS stored;
+SELECT scuttlebutt.apply_update('lone', '[["k","A"],200,"A"]') AS stored;
+SELECT scuttlebutt.apply_update('lone', '[["k","B"],150,"B"]') AS stored;
+SELECT scuttlebutt.get('lone', 'k'), scuttlebutt.clock('lone');
+SELECT scuttlebutt.apply_update('lone', '[["k","B2"],150,"B"]') AS stored;
+SELECT scuttlebutt.apply_update('lone', '[["k","B3"],250,"B"]') AS stored;
+SELECT scuttlebutt.get('lone', 'k'), scuttlebutt.clock('lone');
+SELECT scuttlebutt.create_model('lone_ev', 'events');
+SELECT scuttlebutt.apply_update('lone_ev', '[["e",1],50,"B"]') AS stored;
+SELECT scuttlebutt.apply_update('lone_ev', '[["e",2],60,"B"]') AS stored;
+SELECT scuttlebutt.apply_update('lone_ev', '[["e",3],60,"B"]') AS stored;
+SELECT * FROM scuttlebutt.history('lone_ev');

@@ -724,6 +724,44 @@ advance_clocks(ApplyBatch *b)
 				  values, NULL, SPI_OK_UPDATE);
 }
 
+/*
+ * A lone update of another node's source the model has a clock for, as a
+ * live pull brings them: one statement advances the clock (which locks
+ * it, as step 1 does) and stores the update under the merge rule if the
+ * clock took it.  Returns whether it was stored, or -1 when the clock did
+ * not take it (no row, or one never advanced, or at or past the update):
+ * the batch's steps decide then, and nothing was written.
+ */
+static int
+apply_lone_update(SbModelRef *model, SbMessage *u)
+{
+	static SPIPlanPtr plan;
+	Oid			argtypes[5] = {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, JSONOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+	bool		isnull;
+
+	SbPrepareOnce(&plan,
+				  "WITH c AS (UPDATE scuttlebutt.clocks SET ts = $3"
+				  "   WHERE model_id = $1 AND source = $2"
+				  "     AND ts < $3 AND ts > '-infinity' RETURNING 1),"
+				  " i AS (INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
+				  "   SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT FROM c)"
+				  SB_MERGE_SQL_UPSERT " RETURNING 1)"
+				  " SELECT EXISTS (SELECT FROM c), EXISTS (SELECT FROM i)",
+				  5, argtypes);
+	values[0] = Int32GetDatum(model->id);
+	values[1] = CStringGetTextDatum(u->source);
+	values[2] = Float8GetDatum(u->ts);
+	values[3] = u->key ? CStringGetTextDatum(u->key) : (Datum) 0;
+	nulls[3] = u->key ? ' ' : 'n';
+	values[4] = PointerGetDatum(cstring_to_text_with_len(u->text, u->len));
+	SbExecutePlan(plan, values, nulls, SPI_OK_SELECT);
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
+		return -1;
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+}
+
 bool
 SbCheckClockSkew(const SbMessage *msg, double bound, SbMessageError *err)
 {
@@ -760,6 +798,23 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 			ereport(ERROR,
 					(errcode(err.sqlerrcode),
 					 errmsg("invalid scuttlebutt update: %s", err.message)));
+	}
+
+	if (n == 1 && model->node_id && strcmp(updates[0].source, model->node_id) != 0)
+	{
+		int			lone;
+
+		SPI_connect();
+		lone = apply_lone_update(model, &updates[0]);
+		SPI_finish();
+		if (lone >= 0)
+		{
+			if (stored)
+				stored[0] = lone > 0;
+			if (lone > 0)
+				SbNoteModelWrite(model->id);
+			return lone;
+		}
 	}
 
 	memset(&b, 0, sizeof(b));
