@@ -6,7 +6,8 @@
  *
  * A batch is applied in a few set-based statements whatever its size (a
  * live batch of one source or one update takes plain ones: an unnest,
- * its sort or join cost more to set up than the row costs to write):
+ * its sort or join cost more to set up than the row costs to write; a
+ * lone update its clock takes, one: apply_lone_update):
  *
  *	1. lock the clock rows of the batch's sources (creating missing ones),
  *	   in source order, and read them: per (model, source) commit order is
