@@ -82,7 +82,6 @@ PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_page);
 	"  AND scuttlebutt._visible_ts(c.model_id, c.source, c.ts)" \
 	"   > coalesce(($2 ->> c.source)::float8, '-infinity'))"
 
-static SPIPlanPtr page_plan = NULL;
 static SPIPlanPtr ahead_plan = NULL;
 
 /*
@@ -115,17 +114,28 @@ sink_put(PageSink *sink, Datum doc, bool isnull)
 	return VARSIZE_ANY_EXHDR(t);
 }
 
-/* read_page's rows: each update into the sink */
-static int64
-page_row(TupleTableSlot *slot, void *arg)
+/* The page's update lines (each ending in a newline) into the sink */
+static void
+put_lines(PageSink *sink, StringInfo lines)
 {
-	bool		isnull;
-	Datum		doc = slot_getattr(slot, 1, &isnull);
+	const char *p = lines->data;
+	const char *end = lines->data + lines->len;
 
-	return sink_put(arg, doc, isnull);
+	if (sink->lines)
+	{
+		appendBinaryStringInfo(sink->lines, lines->data, lines->len);
+		return;
+	}
+	while (p < end)
+	{
+		const char *nl = memchr(p, '\n', end - p);
+
+		(void) sink_put(sink, PointerGetDatum(cstring_to_text_with_len(p, nl - p)), false);
+		p = nl + 1;
+	}
 }
 
-/* The entry of source in sources (a clock history() found valid), or -Infinity */
+/* The entry of source in sources (a valid clock argument), or -Infinity */
 static double
 sources_entry(Jsonb *sources, const char *source)
 {
@@ -139,34 +149,6 @@ sources_entry(Jsonb *sources, const char *source)
 	return v && v->type == jbvNumeric ? JsNumericToDouble(v->val.numeric) : -INFINITY;
 }
 
-/*
- * The model's header {"id","clock"} into the sink if the page has updates
- * or the clock holds more than sources (CLOCK_AHEAD_SQL, computed from the
- * clock read); returns the latter
- */
-static bool
-put_header(int32 model_id, Jsonb *sources, bool page_has_updates, PageSink *sink)
-{
-	SbModelRef	model = {0};
-	SbClockEntry *clock;
-	int			n;
-	bool		ahead = false;
-	StringInfoData header;
-
-	model.id = model_id;
-	model.node_id = (char *) SbLocalNodeId();
-	n = SbReadClock(&model, &clock, true);
-	for (int i = 0; i < n && !ahead; i++)
-		ahead = clock[i].ts > sources_entry(sources, clock[i].source);
-	if (page_has_updates || ahead)
-	{
-		initStringInfo(&header);
-		SbWireAppendHeader(&header, model.node_id, clock, n, NULL);
-		(void) sink_put(sink, PointerGetDatum(cstring_to_text_with_len(header.data, header.len)), false);
-	}
-	return ahead;
-}
-
 /* The caller's pushes, for a page answered with a wait (see SbPushesSince) */
 typedef struct PushCheck
 {
@@ -178,24 +160,30 @@ typedef struct PushCheck
  * Appends up to limit updates of history(model, sources) to the sink,
  * none more once SB_POLL_PAGE_BYTES were (a page of large values is cut
  * by its size: the caller asks again), and, when that is all there is,
- * the model's header {"id","clock"} read in the same snapshot.  Returns
- * the updates appended; *clock_ahead says whether the clock holds more
- * than sources (updates since superseded).  With pushes not NULL, reads
- * nothing and returns -1 if a push of the caller's beyond those it counted
- * may have begun: the snapshot could hold what it pushed.
+ * the model's header {"id","clock"} if the clock holds more than sources
+ * (updates since superseded, too), all read in one snapshot: the clock
+ * first (this node's source at its visible limit), then each source it
+ * holds past sources, as the worker's pump reads them (SbReadHistoryPage:
+ * one plain index range scan each).  Returns the updates appended.  With
+ * pushes not NULL, reads nothing and returns -1 if a push of the caller's
+ * beyond those it counted may have begun: the snapshot could hold what it
+ * pushed.
  */
 static int64
-read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
-		  PageSink *sink, const PushCheck *pushes, bool *clock_ahead)
+read_page(text *model_name, int32 model_id, Jsonb *sources, int32 limit,
+		  PageSink *sink, const PushCheck *pushes)
 {
-	Oid			page_types[3] = {TEXTOID, JSONBOID, INT4OID};
-	Datum		values[3];
-	int64		n;
-	bool		cut;
+	SbModelRef	model = {0};
+	SbClockEntry *clock;
+	int			nclock;
+	StringInfoData lines;
+	int64		n = 0;
+	bool		complete = true;
+	bool		ahead = false;
 
-	*clock_ahead = false;
+	SbCheckClockArg(sources);
 	SPI_connect();
-	/* one snapshot for both queries: the header vouches for the page */
+	/* one snapshot for the clock and the pages: the header vouches for them */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (pushes && SbPushesSince(pushes->pusher, pushes->pushes))
 	{
@@ -203,16 +191,35 @@ read_page(text *model, int32 model_id, Jsonb *sources, int32 limit,
 		SPI_finish();
 		return -1;
 	}
-	values[0] = PointerGetDatum(model);
-	values[1] = JsonbPGetDatum(sources);
-	values[2] = Int32GetDatum(limit);
-	n = (int64) SbExecuteBounded(SbPrepareOnce(&page_plan,
-											   "SELECT h FROM scuttlebutt.history($1, $2) h LIMIT $3",
-											   3, page_types),
-								 page_types, values, SB_POLL_PAGE_BYTES,
-								 page_row, sink, &cut);
-	if (n < limit && !cut)
-		*clock_ahead = put_header(model_id, sources, n > 0, sink);
+	model.id = model_id;
+	model.name = text_to_cstring(model_name);
+	model.node_id = (char *) SbLocalNodeId();
+	nclock = SbReadClock(&model, &clock, true);
+	initStringInfo(&lines);
+	for (int i = 0; i < nclock && complete; i++)
+	{
+		double		after = sources_entry(sources, clock[i].source);
+		double		last;
+
+		if (clock[i].ts <= after)
+			continue;
+		ahead = true;
+		if (n == limit || lines.len >= SB_POLL_PAGE_BYTES)
+			complete = false;
+		else
+			n += SbReadHistoryPage(&model, clock[i].source, after, limit - n,
+								   SB_POLL_PAGE_BYTES - lines.len, &lines,
+								   &last, &complete);
+	}
+	put_lines(sink, &lines);
+	if (complete && n < limit && ahead)
+	{
+		StringInfoData header;
+
+		initStringInfo(&header);
+		SbWireAppendHeader(&header, model.node_id, clock, nclock, NULL);
+		(void) sink_put(sink, PointerGetDatum(cstring_to_text_with_len(header.data, header.len)), false);
+	}
 	PopActiveSnapshot();
 	SPI_finish();
 	return n;
@@ -241,7 +248,6 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 	text	   *model;
 	int32		max_updates;
 	SbModelRef	ref;
-	bool		clock_ahead;
 	SbOwnerScope scope;
 	PageSink	sink = {0};
 
@@ -257,7 +263,7 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 	sink.rsinfo = rsinfo;
 	SbBeginOwnerScope(&scope);
 	(void) read_page(model, ref.id, PG_GETARG_JSONB_P(1), max_updates, &sink,
-					 NULL, &clock_ahead);
+					 NULL);
 	SbEndOwnerScope(&scope);
 	return (Datum) 0;
 }
@@ -353,7 +359,6 @@ scuttlebutt_wait_for_page(PG_FUNCTION_ARGS)
 	SbModelRef	ref;
 	StringInfoData lines;
 	PageSink	sink = {0};
-	bool		clock_ahead;
 	int64		n;
 	SbOwnerScope scope;
 	TupleDesc	desc;
@@ -383,7 +388,7 @@ scuttlebutt_wait_for_page(PG_FUNCTION_ARGS)
 	initStringInfo(&lines);
 	sink.lines = &lines;
 	SbBeginOwnerScope(&scope);
-	n = read_page(model, ref.id, sources, max_updates, &sink, &pushes, &clock_ahead);
+	n = read_page(model, ref.id, sources, max_updates, &sink, &pushes);
 	SbEndOwnerScope(&scope);
 	isnull = n < 0;
 	page = isnull ? (Datum) 0 : PointerGetDatum(cstring_to_text_with_len(lines.data, lines.len));

@@ -10,6 +10,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -116,4 +118,40 @@ SbTrimJsonText(const char **text, int *len)
 	}
 	while (*len > 0 && strchr(" \t\r\n", (*text)[*len - 1]) != NULL)
 		(*len)--;
+}
+
+/* A clock argument is a JSON object of finite numbers: an ERROR says what is not */
+void
+SbCheckClockArg(Jsonb *clock)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_OBJECT(clock))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("sources must be a JSON object of source ids to timestamps"),
+				 errdetail("Got a JSON %s.", JB_ROOT_IS_ARRAY(clock) && !JB_ROOT_IS_SCALAR(clock) ? "array" : "scalar")));
+
+	it = JsonbIteratorInit(&clock->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *source;
+
+		if (tok != WJB_KEY)
+			continue;
+		source = pnstrdup(v.val.string.val, v.val.string.len);
+		tok = JsonbIteratorNext(&it, &v, true);
+		if (v.type != jbvNumeric)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("timestamp of source \"%s\" in sources is not a number",
+							source)));
+		if (!isfinite(JsNumericToDouble(v.val.numeric)))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("timestamp of source \"%s\" in sources is out of range",
+							source)));
+	}
 }

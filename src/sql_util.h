@@ -10,10 +10,14 @@
 
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "utils/jsonb.h"
 
 #include "wire.h"
 
 /* A text argument as a C string; ERROR (null_value_not_allowed) if NULL */
+/* A clock argument is {source: finite number}: an ERROR otherwise */
+extern void SbCheckClockArg(Jsonb *clock);
+
 extern char *SbRequiredTextArg(FunctionCallInfo fcinfo, int argno,
 							   const char *what);
 
