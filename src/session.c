@@ -1176,8 +1176,8 @@ pump_txn(SbSession *s, void *arg)
 		}
 		old = MemoryContextSwitchTo(s->session_cxt);
 		/* the page ends where the outbox passes its high-water mark */
-		got = SbReadHistoryPage(&s->model, clock[i].source, held, budget,
-								SB_OUT_HIGH_WATER - SbSessionOutboxLength(s),
+		got = SbReadHistoryPage(&s->model, clock[i].source, held, clock[i].ts,
+								budget, SB_OUT_HIGH_WATER - SbSessionOutboxLength(s),
 								&s->out, &last, &complete);
 		MemoryContextSwitchTo(old);
 		budget -= got;

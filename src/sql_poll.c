@@ -207,9 +207,9 @@ read_page(text *model_name, int32 model_id, Jsonb *sources, int32 limit,
 		if (n == limit || lines.len >= SB_POLL_PAGE_BYTES)
 			complete = false;
 		else
-			n += SbReadHistoryPage(&model, clock[i].source, after, limit - n,
-								   SB_POLL_PAGE_BYTES - lines.len, &lines,
-								   &last, &complete);
+			n += SbReadHistoryPage(&model, clock[i].source, after, clock[i].ts,
+								   limit - n, SB_POLL_PAGE_BYTES - lines.len,
+								   &lines, &last, &complete);
 	}
 	put_lines(sink, &lines);
 	if (complete && n < limit && ahead)

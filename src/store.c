@@ -658,11 +658,11 @@ history_page_row(TupleTableSlot *slot, void *arg)
 
 int
 SbReadHistoryPage(SbModelRef *model, const char *source, double after,
-				  int limit, int64 max_bytes, StringInfo out, double *last_ts,
-				  bool *complete)
+				  double upto, int limit, int64 max_bytes, StringInfo out,
+				  double *last_ts, bool *complete)
 {
-	Oid			argtypes[4] = {INT4OID, TEXTOID, FLOAT8OID, INT4OID};
-	Datum		values[4];
+	Oid			argtypes[5] = {INT4OID, TEXTOID, FLOAT8OID, INT4OID, FLOAT8OID};
+	Datum		values[5];
 	HistoryPageSink sink = {out, last_ts, model, source};
 	bool		cut;
 	int			n;
@@ -671,13 +671,14 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 	SbPrepareOnce(&history_page_plan,
 				 "SELECT u.ts, u.doc FROM scuttlebutt.updates u"
 				 " WHERE u.model_id = $1 AND u.source = $2 AND u.ts > $3"
-				 "   AND u.ts <= scuttlebutt._visible_ts($1, $2, 'Infinity'::pg_catalog.float8)"
+				 "   AND u.ts <= $5"
 				 " ORDER BY u.ts LIMIT $4",
-				 4, argtypes);
+				 5, argtypes);
 	values[0] = Int32GetDatum(model->id);
 	values[1] = CStringGetTextDatum(source);
 	values[2] = Float8GetDatum(after);
 	values[3] = Int32GetDatum(limit);
+	values[4] = Float8GetDatum(upto);
 	/*
 	 * In the caller's snapshot (the clock read with it bounds the page), and
 	 * straight into out: a page of large values is cut by its size.  The

@@ -68,15 +68,18 @@ extern int	SbReadClock(SbModelRef *model, SbClockEntry **entries,
 						bool in_caller_snapshot);
 
 /*
- * Appends to out, one per line, updates of source newer than after, in
- * timestamp order, read in the caller's snapshot: up to limit of them, and
- * none more once max_bytes were appended (at least one is).  Sets *last_ts
- * to the last one's timestamp, and *complete when that was all there is
- * (neither bound stopped it).  Returns how many.
+ * Appends to out, one per line, updates of source newer than after and
+ * not past upto (the source's entry of a clock read in the same snapshot:
+ * a header vouches for no more), in timestamp order, read in the caller's
+ * snapshot: up to limit of them, and none more once max_bytes were
+ * appended (at least one is).  Sets *last_ts to the last one's timestamp,
+ * and *complete when that was all there is (neither bound stopped it).
+ * Returns how many.
  */
 extern int	SbReadHistoryPage(SbModelRef *model, const char *source,
-							  double after, int limit, int64 max_bytes,
-							  StringInfo out, double *last_ts, bool *complete);
+							  double after, double upto, int limit,
+							  int64 max_bytes, StringInfo out, double *last_ts,
+							  bool *complete);
 
 /*
  * A local update's wire text [change,ts,node] as a json datum, built in buf
