@@ -61,6 +61,7 @@ BEGIN;
 CALL scuttlebutt.wait_for_commit('pm', '{"S1": 20, "S2": 30}', 20);
 ROLLBACK;
 CALL scuttlebutt.wait_for_commit('pm', '{}', -1);
+CALL scuttlebutt.wait_for_commit('pm', '{"S1": "x"}', 20);
 CALL scuttlebutt.wait_for_commit('pm', '{}', 3600001);
 CALL scuttlebutt.wait_for_commit('pm', NULL);
 CALL scuttlebutt.wait_for_commit('nosuch');

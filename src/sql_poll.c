@@ -44,7 +44,6 @@
 #include "access/detoast.h"
 #include "access/htup_details.h"
 #include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -59,7 +58,6 @@
 #include "model_store.h"
 #include "privileges.h"
 #include "shmem.h"
-#include "spi_util.h"
 #include "sql_util.h"
 #include "store.h"
 #include "wire.h"
@@ -72,17 +70,6 @@
 PG_FUNCTION_INFO_V1(scuttlebutt_poll);
 PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_commit);
 PG_FUNCTION_INFO_V1(scuttlebutt_wait_for_page);
-
-/*
- * Whether the clock of model $1 holds more than sources $2: an update the
- * caller lacks, or one superseded since (as readers may see the clock)
- */
-#define CLOCK_AHEAD_SQL \
-	"EXISTS (SELECT FROM scuttlebutt.clocks c WHERE c.model_id = $1" \
-	"  AND scuttlebutt._visible_ts(c.model_id, c.source, c.ts)" \
-	"   > coalesce(($2 ->> c.source)::float8, '-infinity'))"
-
-static SPIPlanPtr ahead_plan = NULL;
 
 /*
  * Where a page goes: poll()'s rows (rsinfo), or the lines of one text
@@ -114,18 +101,13 @@ sink_put(PageSink *sink, Datum doc, bool isnull)
 	return VARSIZE_ANY_EXHDR(t);
 }
 
-/* The page's update lines (each ending in a newline) into the sink */
+/* The page's update lines (each ending in a newline) as poll()'s rows */
 static void
-put_lines(PageSink *sink, StringInfo lines)
+put_rows(PageSink *sink, StringInfo lines)
 {
 	const char *p = lines->data;
 	const char *end = lines->data + lines->len;
 
-	if (sink->lines)
-	{
-		appendBinaryStringInfo(sink->lines, lines->data, lines->len);
-		return;
-	}
 	while (p < end)
 	{
 		const char *nl = memchr(p, '\n', end - p);
@@ -149,6 +131,31 @@ sources_entry(Jsonb *sources, const char *source)
 	return v && v->type == jbvNumeric ? JsNumericToDouble(v->val.numeric) : -INFINITY;
 }
 
+/*
+ * The model's clock as readers may see it, in the active snapshot (this
+ * node's source at its visible limit)
+ */
+static int
+read_clock(int32 model_id, const char *model_name, SbModelRef *model,
+		   SbClockEntry **clock)
+{
+	memset(model, 0, sizeof(*model));
+	model->id = model_id;
+	model->name = (char *) model_name;
+	model->node_id = (char *) SbLocalNodeId();
+	return SbReadClock(model, clock, true);
+}
+
+/* Whether the clock holds more than sources: an update the caller lacks, or one superseded since */
+static bool
+clock_ahead(const SbClockEntry *clock, int n, Jsonb *sources)
+{
+	for (int i = 0; i < n; i++)
+		if (clock[i].ts > sources_entry(sources, clock[i].source))
+			return true;
+	return false;
+}
+
 /* The caller's pushes, for a page answered with a wait (see SbPushesSince) */
 typedef struct PushCheck
 {
@@ -157,7 +164,8 @@ typedef struct PushCheck
 } PushCheck;
 
 /*
- * Appends up to limit updates of history(model, sources) to the sink,
+ * Appends up to limit updates of history(model, sources) (a clock
+ * SbCheckClockArg passed) to the sink,
  * none more once SB_POLL_PAGE_BYTES were (a page of large values is cut
  * by its size: the caller asks again), and, when that is all there is,
  * the model's header {"id","clock"} if the clock holds more than sources
@@ -173,15 +181,16 @@ static int64
 read_page(text *model_name, int32 model_id, Jsonb *sources, int32 limit,
 		  PageSink *sink, const PushCheck *pushes)
 {
-	SbModelRef	model = {0};
+	SbModelRef	model;
 	SbClockEntry *clock;
 	int			nclock;
-	StringInfoData lines;
+	StringInfoData rows;
+	/* a wait's page is read straight into its text; poll()'s rows after */
+	StringInfo	lines = sink->lines ? sink->lines : &rows;
+	int			start;
 	int64		n = 0;
 	bool		complete = true;
-	bool		ahead = false;
 
-	SbCheckClockArg(sources);
 	SPI_connect();
 	/* one snapshot for the clock and the pages: the header vouches for them */
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -191,11 +200,10 @@ read_page(text *model_name, int32 model_id, Jsonb *sources, int32 limit,
 		SPI_finish();
 		return -1;
 	}
-	model.id = model_id;
-	model.name = text_to_cstring(model_name);
-	model.node_id = (char *) SbLocalNodeId();
-	nclock = SbReadClock(&model, &clock, true);
-	initStringInfo(&lines);
+	nclock = read_clock(model_id, text_to_cstring(model_name), &model, &clock);
+	if (lines == &rows)
+		initStringInfo(&rows);
+	start = lines->len;
 	for (int i = 0; i < nclock && complete; i++)
 	{
 		double		after = sources_entry(sources, clock[i].source);
@@ -203,16 +211,16 @@ read_page(text *model_name, int32 model_id, Jsonb *sources, int32 limit,
 
 		if (clock[i].ts <= after)
 			continue;
-		ahead = true;
-		if (n == limit || lines.len >= SB_POLL_PAGE_BYTES)
+		if (n == limit || lines->len - start >= SB_POLL_PAGE_BYTES)
 			complete = false;
 		else
 			n += SbReadHistoryPage(&model, clock[i].source, after, clock[i].ts,
-								   limit - n, SB_POLL_PAGE_BYTES - lines.len,
-								   &lines, &last, &complete);
+								   limit - n, SB_POLL_PAGE_BYTES - (lines->len - start),
+								   lines, &last, &complete);
 	}
-	put_lines(sink, &lines);
-	if (complete && n < limit && ahead)
+	if (lines == &rows)
+		put_rows(sink, &rows);
+	if (complete && n < limit && clock_ahead(clock, nclock, sources))
 	{
 		StringInfoData header;
 
@@ -257,6 +265,7 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 	check_max_updates(max_updates);
 	SbModelLookup(text_to_cstring(model), SB_KIND_ANY, &ref);
 	SbCheckModelPrivilege(ref.id, ref.name, SB_PRIV_READ);
+	SbCheckClockArg(PG_GETARG_JSONB_P(1));
 
 	/* a scalar SETOF: the tuplestore's descriptor is the caller's */
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
@@ -270,18 +279,16 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 
 /* Whether this server holds more of the model than sources, as of now */
 static bool
-clock_ahead_now(int32 model_id, Jsonb *sources)
+clock_ahead_now(const SbModelRef *ref, Jsonb *sources)
 {
-	Datum		values[2] = {Int32GetDatum(model_id), JsonbPGetDatum(sources)};
-	bool		isnull;
+	SbModelRef	model;
+	SbClockEntry *clock;
+	int			n;
 	bool		ahead;
 
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_execute_plan(SbPrepareOnce(&ahead_plan, "SELECT " CLOCK_AHEAD_SQL,
-									  2, (Oid[]) {INT4OID, JSONBOID}),
-						 values, NULL, true, 1) != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not read the clock of a scuttlebutt model");
-	ahead = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	n = read_clock(ref->id, ref->name, &model, &clock);
+	ahead = clock_ahead(clock, n, sources);
 	PopActiveSnapshot();
 	return ahead;
 }
@@ -316,11 +323,12 @@ wait_for_commit(FunctionCallInfo fcinfo, SbModelRef *ref)
 	SbModelLookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), SB_KIND_ANY, ref);
 	/* as the caller: it reads the clock, which its read privilege shows */
 	SbCheckModelPrivilege(ref->id, ref->name, SB_PRIV_READ);
+	SbCheckClockArg(PG_GETARG_JSONB_P(1));
 
 	/* the count first: a commit after it is either seen below or waited for */
 	commits = SbModelCommitCount(ref->id);
 	SPI_connect_ext(SPI_OPT_NONATOMIC);
-	if (clock_ahead_now(ref->id, PG_GETARG_JSONB_P(1)) || wait_ms == 0)
+	if (clock_ahead_now(ref, PG_GETARG_JSONB_P(1)) || wait_ms == 0)
 	{
 		SPI_finish();
 		return;
