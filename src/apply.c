@@ -5,9 +5,9 @@
  *	  apply_update()) to a model's tables.
  *
  * A batch is applied in a few set-based statements whatever its size (a
- * live batch of one source or one update takes plain ones: an unnest,
- * its sort or join cost more to set up than the row costs to write; a
- * lone update its clock takes, one: apply_lone_update):
+ * batch of one source locks and advances its clock with plain ones: an
+ * unnest, or its join, costs more to set up than the row to write; a lone
+ * update its clock takes is one statement, apply_lone_update):
  *
  *	1. lock the clock rows of the batch's sources (creating missing ones),
  *	   in source order, and read them: per (model, source) commit order is
@@ -482,48 +482,26 @@ upsert_rows(SbModelRef *model, int n, char **sources, double *ts, char **keys,
 	" FROM unnest($2, $3, $4, $5) AS t(source, ts, key, doc)" \
 	" ORDER BY t.key"	/* see SB_LOCK_ORDER in store.c */ \
 	SB_MERGE_SQL_UPSERT
-#define UPSERT_ONE_SQL \
-	"INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)" \
-	" VALUES ($1, $2, $3, $4, $5)" \
-	SB_MERGE_SQL_UPSERT
 	static SPIPlanPtr returning_plan;
 	static SPIPlanPtr counting_plan;
-	static SPIPlanPtr one_returning_plan;
-	static SPIPlanPtr one_counting_plan;
 	Oid			argtypes[5] = {INT4OID, TEXTARRAYOID, FLOAT8ARRAYOID,
 	TEXTARRAYOID, JSONARRAYOID};
-	Oid			one_argtypes[5] = {INT4OID, TEXTOID, FLOAT8OID, TEXTOID, JSONOID};
 	Datum		values[5];
-	char		nulls[5] = "     ";
 	SPIPlanPtr	plan;
 
-	values[0] = Int32GetDatum(model->id);
-	if (n == 1)
-	{
-		plan = returning ?
-			SbPrepareOnce(&one_returning_plan, UPSERT_ONE_SQL " RETURNING u.source, u.ts",
-						  5, one_argtypes) :
-			SbPrepareOnce(&one_counting_plan, UPSERT_ONE_SQL, 5, one_argtypes);
-		values[1] = CStringGetTextDatum(sources[0]);
-		values[2] = Float8GetDatum(ts[0]);
-		values[3] = keys[0] ? CStringGetTextDatum(keys[0]) : (Datum) 0;
-		nulls[3] = keys[0] ? ' ' : 'n';
-		values[4] = PointerGetDatum(cstring_to_text_with_len(docs[0], doclens[0]));
-	}
+	if (returning)
+		plan = SbPrepareOnce(&returning_plan,
+							 UPSERT_MANY_SQL " RETURNING u.source, u.ts",
+							 5, argtypes);
 	else
-	{
-		plan = returning ?
-			SbPrepareOnce(&returning_plan, UPSERT_MANY_SQL " RETURNING u.source, u.ts",
-						  5, argtypes) :
-			SbPrepareOnce(&counting_plan, UPSERT_MANY_SQL, 5, argtypes);
-		values[1] = SbTextArray(sources, n);
-		values[2] = SbFloat8Array(ts, n);
-		values[3] = SbTextArray(keys, n);
-		values[4] = SbJsonArray(docs, doclens, n);
-	}
+		plan = SbPrepareOnce(&counting_plan, UPSERT_MANY_SQL, 5, argtypes);
 #undef UPSERT_MANY_SQL
-#undef UPSERT_ONE_SQL
-	SbExecutePlan(plan, values, nulls,
+	values[0] = Int32GetDatum(model->id);
+	values[1] = SbTextArray(sources, n);
+	values[2] = SbFloat8Array(ts, n);
+	values[3] = SbTextArray(keys, n);
+	values[4] = SbJsonArray(docs, doclens, n);
+	SbExecutePlan(plan, values, NULL,
 				  returning ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT);
 }
 
