@@ -59,6 +59,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bn.h>
@@ -113,7 +114,16 @@ struct SbRsaSplitSigner
  * (the idle core is halted), so the backend wakes the helper when a
  * signature begins, before it hashes and blinds, and the helper then spins
  * until the job is posted; the backend spins for the result, which is due
- * about when its own half is done.  Between signatures the helper sleeps.
+ * about when its own half is done.
+ *
+ * Between signatures the helper sleeps, unless they come close together:
+ * after a job that came within HELPER_LINGER_NS of the one before, it
+ * spins that long for the next before it sleeps.  A writer committing with
+ * synchronous_commit = on signs about every 0.9 ms here, and a helper woken
+ * from sleep for each started its half about 80 us late (set() 12 % slower
+ * than with a helper that never slept).  A writer that pauses longer gets
+ * a sleeping helper again after one spin, so at most one linger is wasted
+ * per pause.
  */
 typedef enum HelperState
 {
@@ -143,6 +153,26 @@ static pid_t helper_pid;		/* the process it runs in */
 /* Spins before a waiting thread yields its core (the other may be busy) */
 #define SPINS_BEFORE_YIELD 20000
 
+/* How long an idle helper spins for the next job when jobs come often */
+#define HELPER_LINGER_NS 1000000
+
+static void
+cpu_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Waits while the helper's state is state */
 static void
 wait_while(int state)
@@ -152,30 +182,55 @@ wait_while(int state)
 	while (atomic_load_explicit(&helper_state_now, memory_order_acquire) == state)
 	{
 		if (++spins < SPINS_BEFORE_YIELD)
-		{
-#if defined(__x86_64__) || defined(__i386__)
-			__builtin_ia32_pause();
-#endif
-		}
+			cpu_pause();
 		else
 			sched_yield();
 	}
+}
+
+/*
+ * Spins while the helper is idle, until deadline; whether a job came.  It
+ * yields its core every few microseconds, so another process that needs
+ * the core gets it.
+ */
+static bool
+linger_until(uint64_t deadline)
+{
+	int			spins = 0;
+
+	while (atomic_load_explicit(&helper_state_now, memory_order_acquire) == HELPER_IDLE)
+	{
+		cpu_pause();
+		if ((++spins & 63) != 0)
+			continue;
+		if (now_ns() >= deadline)
+			return false;
+		sched_yield();
+	}
+	return true;
 }
 
 static void *
 helper_main(void *arg)
 {
 	BN_CTX	   *ctx = BN_CTX_new();
+	uint64_t	last_done = 0;
+	bool		jobs_come_often = false;
 
 	(void) arg;
 	for (;;)
 	{
 		bool		ok = false;
 
-		pthread_mutex_lock(&helper_mutex);
-		while (atomic_load(&helper_state_now) == HELPER_IDLE)
-			pthread_cond_wait(&helper_wake, &helper_mutex);
-		pthread_mutex_unlock(&helper_mutex);
+		if (!jobs_come_often || !linger_until(last_done + HELPER_LINGER_NS))
+		{
+			/* (the backend wakes us holding the mutex: no wake-up is lost) */
+			pthread_mutex_lock(&helper_mutex);
+			while (atomic_load(&helper_state_now) == HELPER_IDLE)
+				pthread_cond_wait(&helper_wake, &helper_mutex);
+			pthread_mutex_unlock(&helper_mutex);
+		}
+		jobs_come_often = now_ns() - last_done < HELPER_LINGER_NS;
 		wait_while(HELPER_WOKEN);
 		if (job.base != NULL)
 			ok = ctx != NULL &&
@@ -185,6 +240,7 @@ helper_main(void *arg)
 		atomic_store_explicit(&helper_state_now, HELPER_DONE, memory_order_release);
 		/* the backend sets IDLE once it has read the result */
 		wait_while(HELPER_DONE);
+		last_done = now_ns();
 	}
 	return NULL;
 }

@@ -25,6 +25,7 @@ use Digest::SHA qw(sha1_base64);
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
 use Math::BigInt;
+use Time::HiRes;
 use MIME::Base64;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -198,6 +199,36 @@ sub use_key
 
 my ($threads, $failed) = sign_in_session(40);
 is("$threads $failed", '2 none failed', 'a session splits its signatures on its helper thread');
+
+# The CPU time (clock ticks) thread $tid of process $pid has used
+sub cpu_ticks
+{
+	my ($pid, $tid) = @_;
+	open(my $fh, '<', "/proc/$pid/task/$tid/stat") or die "no thread $tid in $pid: $!";
+	my @f = split / /, (<$fh> =~ s/^.*\) //r);
+	close $fh;
+	return $f[11] + $f[12];    # utime + stime
+}
+
+# After signatures in close succession the helper spins for the next one
+# for at most a millisecond, then sleeps: the helper of a session gone idle
+# uses no CPU (one that spun on would use a core, 100 ticks a second)
+{
+	my $s = $node->background_psql('postgres');
+	my $pid = $s->query_safe('SELECT pg_backend_pid()');
+	$s->query_safe(
+		q{SELECT count(scuttlebutt.set('m', 'k' || i, to_jsonb(i))) FROM generate_series(1, 200) i});
+	opendir(my $dir, "/proc/$pid/task") or die;
+	my ($helper) = grep { /^\d+$/ && $_ != $pid } readdir($dir);
+	closedir($dir);
+	ok(defined $helper, 'the signing session runs its helper thread');
+	Time::HiRes::sleep(0.2);
+	my $before = cpu_ticks($pid, $helper);
+	Time::HiRes::sleep(1.5);
+	my $used = cpu_ticks($pid, $helper) - $before;
+	cmp_ok($used, '<=', 5, 'the helper of an idle session sleeps (CPU ticks in 1.5 s)');
+	$s->quit;
+}
 
 # a three-prime key: OpenSSL signs alone
 my $id3 = use_key($rsa3);
