@@ -121,8 +121,8 @@ struct SbRsaSplitSigner
  * it spins that long for the next before it sleeps.  A writer committing
  * with synchronous_commit = on signs about once a millisecond here, and a
  * helper woken from sleep for each started its half about 80 us late: such
- * a set() ran at 0.65 of openssl speed's signing rate, 0.90 with the
- * linger.  After a pause longer than the linger, at most one linger is
+ * a set() ran at 0.65 of openssl speed's signing rate, 0.90 to 0.93 with
+ * the linger.  After a pause longer than the linger, at most one linger is
  * wasted, and the next two signatures find the helper asleep (it takes one
  * short gap to spin again).
  */
