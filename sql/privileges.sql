@@ -140,6 +140,13 @@ SELECT r.name, count(*) FROM scuttlebutt.updates u JOIN scuttlebutt.registry r O
 GROUP BY r.name ORDER BY r.name;
 SELECT r.name FROM scuttlebutt.clocks c JOIN scuttlebutt.registry r ON r.id = c.model_id
 GROUP BY r.name ORDER BY r.name;
+-- a header's clock is read as the table shows it to the role (entries of
+-- the models it may read only), and with row_security off as a query is
+SELECT r.name, scuttlebutt._export_header(r.id) LIKE '%"clock":{}}' AS clock_empty
+FROM scuttlebutt.registry r WHERE r.name IN ('p_kv', 'p_other') ORDER BY r.name;
+SET row_security = off;
+SELECT pg_temp.err($$SELECT scuttlebutt._export_header(scuttlebutt._model_id('p_kv'))$$);
+RESET row_security;
 SELECT pg_temp.err($$INSERT INTO scuttlebutt.updates VALUES (1, 'x', 1, 'x', '[]')$$);
 SELECT pg_temp.err($$UPDATE scuttlebutt.updates SET doc = '[]'$$);
 SELECT pg_temp.err($$DELETE FROM scuttlebutt.updates$$);

@@ -97,15 +97,7 @@ PG_FUNCTION_INFO_V1(scuttlebutt_visible_ts);
 Datum
 scuttlebutt_visible_ts(PG_FUNCTION_ARGS)
 {
-	int32		model_id = PG_GETARG_INT32(0);
-	char	   *source = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	double		ts = PG_GETARG_FLOAT8(2);
-	const char *node_id;
-
-	if (!SbSequencerActive())
-		PG_RETURN_FLOAT8(ts);
-	node_id = SbLocalNodeId();
-	if (strcmp(source, node_id) != 0)
-		PG_RETURN_FLOAT8(ts);
-	PG_RETURN_FLOAT8(Min(ts, SbSequencerVisibleLimit(model_id, node_id)));
+	PG_RETURN_FLOAT8(SbVisibleTs(PG_GETARG_INT32(0),
+								 text_to_cstring(PG_GETARG_TEXT_PP(1)),
+								 PG_GETARG_FLOAT8(2)));
 }

@@ -31,14 +31,26 @@
 
 #include <math.h>
 
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
 
 #include "bulk_insert.h"
 #include "merge.h"
 #include "model_cache.h"
+#include "privileges.h"
 #include "rejoin.h"
 #include "sequencer.h"
 #include "shmem.h"
@@ -56,7 +68,6 @@ static SPIPlanPtr local_clock_past_key_plan;
 static SPIPlanPtr key_ts_plan;
 static SPIPlanPtr upsert_local_many_plan;
 static SPIPlanPtr any_row_plan;
-static SPIPlanPtr read_clock_plan;
 static SPIPlanPtr history_page_plan;
 static SPIPlanPtr raise_clock_plan;
 
@@ -502,38 +513,81 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 
 /* ---- clocks and history, for the replication worker and export ---- */
 
-/* The clock as readers may see it (this node's source at its visible limit) */
+/*
+ * Whether the calling role may see the clock rows of model_id: the
+ * table's SELECT privilege, then its row-level security policy
+ * (clocks_readers: _may_read(model_id)) where it applies to the role, as a
+ * query of the table would judge them
+ */
+static bool
+clock_rows_visible(Relation rel, int32 model_id)
+{
+	Oid			relid = RelationGetRelid(rel);
+	AclResult	acl = pg_class_aclcheck(relid, GetUserId(), ACL_SELECT);
+
+	if (acl != ACLCHECK_OK)
+		aclcheck_error(acl, OBJECT_TABLE, RelationGetRelationName(rel));
+	return check_enable_rls(relid, InvalidOid, false) != RLS_ENABLED ||
+		SbModelPrivilegeHeld(GetUserId(), model_id, SB_PRIV_READ);
+}
+
+/*
+ * The clock as readers may see it (this node's source at its visible
+ * limit), in source order, by one scan of clocks_pkey: the clock is read
+ * before every page a peer is sent, and a planned query's start-up cost
+ * many times the scan of a few rows.  In the caller's snapshot, or else in
+ * a new one, as a statement of its own would read it.
+ */
 int
 SbReadClock(SbModelRef *model, SbClockEntry **entries, bool in_caller_snapshot)
 {
-	MemoryContext caller = CurrentMemoryContext;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
-	int			n;
+	Oid			nsp = get_namespace_oid("scuttlebutt", false);
+	Relation	rel = table_open(get_relname_relid("clocks", nsp), AccessShareLock);
+	Relation	idx;
+	IndexScanDesc scan;
+	ScanKeyData key;
+	TupleTableSlot *slot;
+	int			n = 0;
+	int			room = 8;
 
-	SPI_connect();
-	SbPrepareOnce(&read_clock_plan,
-				 "SELECT source, scuttlebutt._visible_ts(model_id, source, ts)"
-				 " FROM scuttlebutt.clocks"
-				 " WHERE model_id = $1 ORDER BY source",
-				 1, argtypes);
-	values[0] = Int32GetDatum(model->id);
-	if (SPI_execute_plan(read_clock_plan, values, NULL, in_caller_snapshot, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read scuttlebutt.clocks");
-	n = SPI_processed;
-	*entries = MemoryContextAlloc(caller, sizeof(SbClockEntry) * Max(n, 1));
-	for (int i = 0; i < n; i++)
+	*entries = palloc(sizeof(SbClockEntry) * room);
+	if (!clock_rows_visible(rel, model->id))
+	{
+		table_close(rel, AccessShareLock);
+		return 0;
+	}
+	if (!in_caller_snapshot)
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		CommandCounterIncrement();
+		UpdateActiveSnapshotCommandId();
+	}
+	idx = index_open(get_relname_relid("clocks_pkey", nsp), AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(model->id));
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	slot = table_slot_create(rel, NULL);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
+		char	   *source = TextDatumGetCString(slot_getattr(slot, 2, &isnull));
+		double		ts = DatumGetFloat8(slot_getattr(slot, 3, &isnull));
 
-		(*entries)[i].source = MemoryContextStrdup(caller,
-												   SPI_getvalue(SPI_tuptable->vals[i],
-																SPI_tuptable->tupdesc, 1));
-		(*entries)[i].ts = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[i],
-														SPI_tuptable->tupdesc,
-														2, &isnull));
+		if (n == room)
+		{
+			room *= 2;
+			*entries = repalloc(*entries, sizeof(SbClockEntry) * room);
+		}
+		(*entries)[n].source = source;
+		(*entries)[n].ts = SbVisibleTs(model->id, source, ts);
+		n++;
 	}
-	SPI_finish();
+	ExecDropSingleTupleTableSlot(slot);
+	index_endscan(scan);
+	index_close(idx, AccessShareLock);
+	if (!in_caller_snapshot)
+		PopActiveSnapshot();
+	table_close(rel, AccessShareLock);
 	return n;
 }
 
