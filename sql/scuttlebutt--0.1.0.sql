@@ -800,6 +800,8 @@ ALTER TABLE scuttlebutt.updates ENABLE ROW LEVEL SECURITY;
 CREATE POLICY updates_readers ON scuttlebutt.updates FOR SELECT
 	USING (scuttlebutt._may_read(model_id));
 ALTER TABLE scuttlebutt.clocks ENABLE ROW LEVEL SECURITY;
+-- (SbReadClock, src/store.c, reads clocks by an index scan and judges
+-- this policy in C: change both together)
 CREATE POLICY clocks_readers ON scuttlebutt.clocks FOR SELECT
 	USING (scuttlebutt._may_read(model_id));
 

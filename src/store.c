@@ -517,7 +517,9 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
  * Whether the calling role may see the clock rows of model_id: the
  * table's SELECT privilege, then its row-level security policy
  * (clocks_readers: _may_read(model_id)) where it applies to the role, as a
- * query of the table would judge them
+ * query of the table would judge them.  (A query would also accept
+ * column-level SELECT on every column, and apply policies an administrator
+ * added to the table; neither is the extension's.)
  */
 static bool
 clock_rows_visible(Relation rel, int32 model_id)
@@ -553,7 +555,7 @@ SbReadClock(SbModelRef *model, SbClockEntry **entries, bool in_caller_snapshot)
 	*entries = palloc(sizeof(SbClockEntry) * room);
 	if (!clock_rows_visible(rel, model->id))
 	{
-		table_close(rel, AccessShareLock);
+		table_close(rel, NoLock);
 		return 0;
 	}
 	if (!in_caller_snapshot)
@@ -584,10 +586,11 @@ SbReadClock(SbModelRef *model, SbClockEntry **entries, bool in_caller_snapshot)
 	}
 	ExecDropSingleTupleTableSlot(slot);
 	index_endscan(scan);
-	index_close(idx, AccessShareLock);
 	if (!in_caller_snapshot)
 		PopActiveSnapshot();
-	table_close(rel, AccessShareLock);
+	/* the locks are held to the end of the transaction, as a query's */
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
 	return n;
 }
 
