@@ -79,8 +79,8 @@
 #include "utils/snapmgr.h"
 
 #include "compat.h"
-#include "guc.h"
 #include "model_cache.h"
+#include "guc.h"
 #include "rejoin.h"
 #include "reservation.h"
 #include "sequencer.h"
@@ -936,19 +936,6 @@ remember_limit(const SeqKey *key, Snapshot s, double limit)
 	r->subxcnt = s->suboverflowed ? -1 : s->subxcnt;
 	r->limit = limit;
 	r->valid = true;
-}
-
-double
-SbVisibleTs(int32 model_id, const char *source, double ts)
-{
-	const char *node_id;
-
-	if (!SbSequencerActive())
-		return ts;
-	node_id = SbLocalNodeId();
-	if (strcmp(source, node_id) != 0)
-		return ts;
-	return Min(ts, SbSequencerVisibleLimit(model_id, node_id));
 }
 
 double

@@ -64,12 +64,6 @@ extern void SbSequencerLearn(int32 model_id, const char *node_id, double ts);
 extern double SbSequencerVisibleLimit(int32 model_id, const char *node_id);
 
 /*
- * ts of source's clock entry or update as readers may see it: for this
- * node's own source, no later than the visible limit (_visible_ts())
- */
-extern double SbVisibleTs(int32 model_id, const char *source, double ts);
-
-/*
  * A peer vouches that this node's source reached ts (see sequencer.c);
  * true if readers are now shown more
  */

@@ -19,7 +19,6 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
-#include "model_cache.h"
 #include "privileges.h"
 #include "sequencer.h"
 #include "sql_util.h"

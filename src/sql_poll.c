@@ -191,13 +191,11 @@ read_page(text *model_name, int32 model_id, Jsonb *sources, int32 limit,
 	int64		n = 0;
 	bool		complete = true;
 
-	SPI_connect();
 	/* one snapshot for the clock and the pages: the header vouches for them */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (pushes && SbPushesSince(pushes->pusher, pushes->pushes))
 	{
 		PopActiveSnapshot();
-		SPI_finish();
 		return -1;
 	}
 	nclock = read_clock(model_id, text_to_cstring(model_name), &model, &clock);
@@ -229,7 +227,6 @@ read_page(text *model_name, int32 model_id, Jsonb *sources, int32 limit,
 		(void) sink_put(sink, PointerGetDatum(cstring_to_text_with_len(header.data, header.len)), false);
 	}
 	PopActiveSnapshot();
-	SPI_finish();
 	return n;
 }
 

@@ -14,10 +14,10 @@
 
 #include "wire.h"
 
-/* A text argument as a C string; ERROR (null_value_not_allowed) if NULL */
 /* A clock argument is {source: finite number}: an ERROR otherwise */
 extern void SbCheckClockArg(Jsonb *clock);
 
+/* A text argument as a C string; ERROR (null_value_not_allowed) if NULL */
 extern char *SbRequiredTextArg(FunctionCallInfo fcinfo, int argno,
 							   const char *what);
 

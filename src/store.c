@@ -513,6 +513,19 @@ SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)
 
 /* ---- clocks and history, for the replication worker and export ---- */
 
+double
+SbVisibleTs(int32 model_id, const char *source, double ts)
+{
+	const char *node_id;
+
+	if (!SbSequencerActive())
+		return ts;
+	node_id = SbLocalNodeId();
+	if (strcmp(source, node_id) != 0)
+		return ts;
+	return Min(ts, SbSequencerVisibleLimit(model_id, node_id));
+}
+
 /*
  * Whether the calling role may see the clock rows of model_id: the
  * table's SELECT privilege, then its row-level security policy

@@ -68,6 +68,12 @@ extern int	SbReadClock(SbModelRef *model, SbClockEntry **entries,
 						bool in_caller_snapshot);
 
 /*
+ * ts of source's clock entry or update as readers may see it: for this
+ * node's own source, no later than the visible limit (_visible_ts())
+ */
+extern double SbVisibleTs(int32 model_id, const char *source, double ts);
+
+/*
  * Appends to out, one per line, updates of source newer than after and
  * not past upto (the source's entry of a clock read in the same snapshot:
  * a header vouches for no more), in timestamp order, read in the caller's
