@@ -31,8 +31,15 @@
 # signature of each signed model verifies with openssl against the node's
 # public key (a sample of 20 per model).
 #
+# SIGNED_SET_HELPER_RATES="100 400 0" adds, after the RSA part, one run of
+# set() on s_rsa per rate (pgbench -R; 0: as fast as it goes), 1 client,
+# synchronous_commit=on, and reports the CPU the signing backend and its
+# helper thread (rsa_split_sign.c) used over the run (/proc, info rows):
+# what the helper's spinning between close signatures costs.
+#
 #   SIGNED_SET_KEYS=10000 SIGNED_SET_REPS=3 SIGNED_SET_SECS=10 SIGNED_SET_CLIENTS=1 \
-#   SIGNED_SET_SYNC="on off" SIGNED_SET_ONE_THREAD=0 test/bench/signed_set.sh
+#   SIGNED_SET_SYNC="on off" SIGNED_SET_ONE_THREAD=0 SIGNED_SET_HELPER_RATES= \
+#   test/bench/signed_set.sh
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$BENCH_DIR/signed_lib.sh"
@@ -43,6 +50,7 @@ SECS=${SIGNED_SET_SECS:-10}
 CLIENTS=${SIGNED_SET_CLIENTS:-1}
 SYNC=${SIGNED_SET_SYNC:-on off}
 ONE_THREAD=${SIGNED_SET_ONE_THREAD:-0}
+HELPER_RATES=${SIGNED_SET_HELPER_RATES:-}
 TARGET_RSA=0.8
 TARGET_ED=0.7
 
@@ -193,6 +201,42 @@ else
 	part rsa "openssl-rsa $(with_sync s_rsa)"
 fi
 check_signatures s_rsa rsa
+
+# helper_cpu RATE: set() on s_rsa at RATE/s (0: unthrottled) for $SECS s;
+# records the CPU of the signing backend and of its helper thread, as % of
+# a core, measured from 2 s in to 1 s before the end
+helper_cpu() {
+	local rate=$1 out="$W/helper.$1.log" pid tid t0b t0h t1b t1h ticks span rated
+	ticks=$(getconf CLK_TCK)
+	span=$((SECS - 3))
+	[ "$span" -ge 1 ] || die "SIGNED_SET_HELPER_RATES needs SIGNED_SET_SECS of 4 or more"
+	rated=()
+	[ "$rate" -gt 0 ] && rated=(-R "$rate")
+	quiet_gate
+	PGOPTIONS="-c synchronous_commit=on" "$PGBIN/pgbench" -n -M prepared -c 1 -j 1 "${rated[@]}" \
+		-T "$SECS" -f "$W/s_rsa.pgb" >"$out" 2>&1 &
+	sleep 2
+	pid=$(sql1 -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgbench' LIMIT 1")
+	[ -n "$pid" ] || die "no pgbench session found for the helper's CPU"
+	tid=$(ls "/proc/$pid/task" | grep -vx "$pid" | head -1)
+	[ -n "$tid" ] || die "the signing backend $pid runs no helper thread"
+	t0b=$(awk '{ print $14 + $15 }' "/proc/$pid/task/$pid/stat")
+	t0h=$(awk '{ print $14 + $15 }' "/proc/$pid/task/$tid/stat")
+	sleep "$span"
+	t1b=$(awk '{ print $14 + $15 }' "/proc/$pid/task/$pid/stat")
+	t1h=$(awk '{ print $14 + $15 }' "/proc/$pid/task/$tid/stat")
+	wait $! || die "pgbench on s_rsa at rate $rate failed: $(tail -5 "$out")"
+	local tps backend helper
+	tps=$(awk '/^tps = / { printf "%.0f", $3; exit }' "$out")
+	backend=$(awk -v a="$t0b" -v b="$t1b" -v t="$ticks" -v s="$span" 'BEGIN { printf "%.0f", (b - a) * 100 / t / s }')
+	helper=$(awk -v a="$t0h" -v b="$t1h" -v t="$ticks" -v s="$span" 'BEGIN { printf "%.0f", (b - a) * 100 / t / s }')
+	log "signed_set: set() on s_rsa at ${rate:-0}/s offered: $tps tps, backend $backend %, helper $helper % of a core"
+	record signed_set "RSA 2048, sync_commit=on, $([ "$rate" -gt 0 ] && echo "$rate/s offered" || echo unthrottled) ($tps tps): backend vs helper thread CPU" \
+		"$backend" "$helper" "% of a core (backend, helper)" "-" "-" "info"
+}
+for rate in $HELPER_RATES; do
+	helper_cpu "$rate"
+done
 part ed25519 "$(with_sync plain s_ed25519) openssl-ed25519"
 check_signatures s_ed25519 ed25519
 use_key none
