@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * bulk_insert.c
- *	  Storing a batch of updates to keys a model does not hold yet with the
- *	  table's multi-insert, as COPY and logical replication's initial table
- *	  copy do.
+ *	  Storing a batch of updates with the table's multi-insert, as COPY and
+ *	  logical replication's initial table copy do: updates to keys a model
+ *	  does not hold yet, or updates replacing the rows of keys it holds.
  *
  * An initial sync into an empty model is a stream of new keys: the merge
  * path's upsert (a speculative insertion per row, its confirmation record,
@@ -29,25 +29,48 @@
  * (SB_LOCK_ORDER), so two writers of the same new keys wait for each other
  * rather than deadlock.
  *
+ * A batch over keys the model holds (a set_many() over existing keys) is
+ * stored the same way, rather than by the upsert's row-by-row updates:
+ * an update moves ts, which updates_pkey holds, so it is never HOT and
+ * costs an index entry in both indexes anyway; what the upsert adds is
+ * the executor around every row, a speculative-insertion probe, a tuple
+ * lock's WAL record and a heap update per row.  Here each key's held row
+ * is found by updates_latest_per_key, judged by the merge rule (SbMerge)
+ * and, where the batch's update is newer, deleted; the new rows are then
+ * multi-inserted.  Key order is kept as the upsert keeps it: the rows are
+ * deleted in key order, and a key held by none is inserted when its turn
+ * comes (others wait on it as on an upsert's), so the batch waits only on
+ * rows it reaches in key order and cannot deadlock with a writer that
+ * also goes in key order.  The replacements inserted at the end wait on
+ * nobody: the rows they replace are ours, deleted, so no one else can
+ * have inserted their keys.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am_d.h"
 #include "executor/executor.h"
 #include "mb/pg_wchar.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 
 #include "bulk_insert.h"
 #include "compat.h"
+#include "merge.h"
 
 /* Rows per table_multi_insert() call, as COPY buffers them */
 #define SB_BULK_CHUNK 1000
@@ -65,10 +88,39 @@ enum
 
 #define ONE_LINE_CHECK "updates_doc_one_line"
 
+/* What a batch is written with */
+typedef struct BulkTarget
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	BulkInsertState bistate;
+	TupleTableSlot *slots[SB_BULK_CHUNK];
+	int			nslots;
+	MemoryContext chunk_cxt;	/* a chunk's datums */
+	CommandId	cid;
+	int			encoding;
+	/* replacing: the held rows' scan of updates_latest_per_key */
+	Relation	key_index;
+	IndexScanDesc key_scan;
+	SnapshotData dirty;			/* sees uncommitted rows, to wait for them */
+	TupleTableSlot *held;
+	MemoryContext key_cxt;		/* the key looked for, the held row's source */
+} BulkTarget;
+
+/* What was held of a key, and what became of it */
+typedef enum HeldRow
+{
+	HELD_NONE,					/* no row: the key is new */
+	HELD_DELETED,				/* older than the batch's update: deleted */
+	HELD_NEWER,					/* newer: kept, the batch's update loses */
+	HELD_BY_BATCH				/* written by this very batch */
+} HeldRow;
+
 /*
- * Whether the table is as the extension's script made it: its columns,
- * its one CHECK and no trigger.  Anything else is the merge path's job
- * (which fires triggers and evaluates every constraint).
+ * Whether the table is as the extension's script made it: a heap, its
+ * columns, its one CHECK and no trigger.  Anything else is the merge
+ * path's job (which fires triggers and evaluates every constraint).
  */
 static bool
 table_is_plain(Relation rel)
@@ -76,7 +128,8 @@ table_is_plain(Relation rel)
 	TupleDesc	desc = RelationGetDescr(rel);
 	TupleConstr *constr = desc->constr;
 
-	return desc->natts == NCOLS && rel->trigdesc == NULL &&
+	return rel->rd_rel->relam == HEAP_TABLE_AM_OID &&
+		desc->natts == NCOLS && rel->trigdesc == NULL &&
 		constr != NULL && constr->num_check == 1 &&
 		strcmp(constr->check[0].ccname, ONE_LINE_CHECK) == 0;
 }
@@ -105,10 +158,11 @@ check_row(Relation rel, const SbBulkRow *r, int encoding)
 			 errtableconstraint(rel, ONE_LINE_CHECK)));
 }
 
-/* The row into the slot as a virtual tuple; its datums in the current context */
+/* The row, checked, into the slot as a virtual tuple; its datums in the current context */
 static void
-fill_slot(TupleTableSlot *slot, int32 model_id, const SbBulkRow *r)
+fill_slot(BulkTarget *t, TupleTableSlot *slot, int32 model_id, const SbBulkRow *r)
 {
+	check_row(t->rel, r, t->encoding);
 	ExecClearTuple(slot);
 	memset(slot->tts_isnull, 0, sizeof(bool) * NCOLS);
 	slot->tts_values[COL_MODEL_ID] = Int32GetDatum(model_id);
@@ -124,79 +178,244 @@ fill_slot(TupleTableSlot *slot, int32 model_id, const SbBulkRow *r)
 }
 
 /*
- * Inserts the rows into the heap, SB_BULK_CHUNK at a time, then each into
- * the indexes (as COPY's multi-insert does); nothing if the table is not
+ * Opens the table for a batch of n rows (and its key index to find held
+ * rows, when replacing); false, with nothing open, if the table is not
  * plain
  */
-static SbBulkResult
-insert_rows(int32 model_id, const SbBulkRow *rows, int n)
+static bool
+target_open(BulkTarget *t, int n, bool replacing)
 {
 	Oid			nsp = get_namespace_oid("scuttlebutt", false);
-	Relation	rel = table_open(get_relname_relid("updates", nsp), RowExclusiveLock);
 	TupleDesc	desc;
-	EState	   *estate;
-	ResultRelInfo *rri;
-	BulkInsertState bistate;
-	TupleTableSlot *slots[SB_BULK_CHUNK];
-	MemoryContext chunk_cxt;
-	MemoryContext old;
-	CommandId	cid;
-	int			nslots = Min(n, SB_BULK_CHUNK);
-	int			encoding = GetDatabaseEncoding();
 
-	if (!table_is_plain(rel))
+	memset(t, 0, sizeof(BulkTarget));
+	t->rel = table_open(get_relname_relid("updates", nsp), RowExclusiveLock);
+	if (!table_is_plain(t->rel))
 	{
-		table_close(rel, RowExclusiveLock);
-		return SB_BULK_TABLE_CHANGED;
+		table_close(t->rel, RowExclusiveLock);
+		return false;
 	}
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-	bistate = GetBulkInsertState();
-	cid = GetCurrentCommandId(true);
+	t->estate = CreateExecutorState();
+	t->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
+	ExecOpenIndices(t->rri, false);
+	t->bistate = GetBulkInsertState();
+	t->cid = GetCurrentCommandId(true);
+	t->encoding = GetDatabaseEncoding();
 	/* not the relcache's (counted) descriptor: no resource owner entry per slot */
-	desc = CreateTupleDescCopy(RelationGetDescr(rel));
-	for (int i = 0; i < nslots; i++)
-		slots[i] = MakeSingleTupleTableSlot(desc, table_slot_callbacks(rel));
-	chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "scuttlebutt bulk rows",
-									  ALLOCSET_DEFAULT_SIZES);
-
-	for (int start = 0; start < n; start += SB_BULK_CHUNK)
+	desc = CreateTupleDescCopy(RelationGetDescr(t->rel));
+	t->nslots = Min(n, SB_BULK_CHUNK);
+	for (int i = 0; i < t->nslots; i++)
+		t->slots[i] = MakeSingleTupleTableSlot(desc, table_slot_callbacks(t->rel));
+	t->chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "scuttlebutt bulk rows",
+										 ALLOCSET_DEFAULT_SIZES);
+	if (replacing)
 	{
-		int			m = Min(n - start, SB_BULK_CHUNK);
-
-		old = MemoryContextSwitchTo(chunk_cxt);
-		for (int i = 0; i < m; i++)
-		{
-			check_row(rel, &rows[start + i], encoding);
-			fill_slot(slots[i], model_id, &rows[start + i]);
-		}
-		MemoryContextSwitchTo(old);
-		table_multi_insert(rel, slots, m, cid, 0, bistate);
-		for (int i = 0; i < m; i++)
-		{
-			List	   *recheck = SbExecInsertIndexTuples(rri, slots[i], estate);
-
-			list_free(recheck);
-			ResetPerTupleExprContext(estate);
-			ExecClearTuple(slots[i]);
-		}
-		MemoryContextReset(chunk_cxt);
+		t->key_index = index_open(get_relname_relid("updates_latest_per_key", nsp),
+								  RowExclusiveLock);
+		InitDirtySnapshot(t->dirty);
+		t->key_scan = index_beginscan(t->rel, t->key_index, &t->dirty, 2, 0);
+		t->held = table_slot_create(t->rel, NULL);
+		t->key_cxt = AllocSetContextCreate(CurrentMemoryContext, "scuttlebutt held key",
+										   ALLOCSET_SMALL_SIZES);
 	}
+	return true;
+}
 
-	MemoryContextDelete(chunk_cxt);
-	for (int i = 0; i < nslots; i++)
-		ExecDropSingleTupleTableSlot(slots[i]);
-	FreeBulkInsertState(bistate);
-	ExecCloseIndices(rri);
-	FreeExecutorState(estate);
-	table_close(rel, NoLock);
+static void
+target_close(BulkTarget *t)
+{
+	if (t->key_scan)
+	{
+		MemoryContextDelete(t->key_cxt);
+		ExecDropSingleTupleTableSlot(t->held);
+		index_endscan(t->key_scan);
+		index_close(t->key_index, NoLock);
+	}
+	MemoryContextDelete(t->chunk_cxt);
+	for (int i = 0; i < t->nslots; i++)
+		ExecDropSingleTupleTableSlot(t->slots[i]);
+	FreeBulkInsertState(t->bistate);
+	ExecCloseIndices(t->rri);
+	FreeExecutorState(t->estate);
+	table_close(t->rel, NoLock);
+}
+
+/* Enters the slot's row in every index (a unique violation is raised) */
+static void
+insert_index_entries(BulkTarget *t, TupleTableSlot *slot)
+{
+	List	   *recheck = SbExecInsertIndexTuples(t->rri, slot, t->estate);
+
+	list_free(recheck);
+	ResetPerTupleExprContext(t->estate);
+	ExecClearTuple(slot);
+}
+
+/*
+ * Inserts rows[which[0..m-1]] (rows[0..m-1] if which is NULL) into the
+ * heap, SB_BULK_CHUNK at a time, then each into the indexes (as COPY's
+ * multi-insert does)
+ */
+static void
+insert_chunked(BulkTarget *t, int32 model_id, const SbBulkRow *rows,
+			   const int *which, int m)
+{
+	for (int start = 0; start < m; start += SB_BULK_CHUNK)
+	{
+		int			k = Min(m - start, SB_BULK_CHUNK);
+		MemoryContext old = MemoryContextSwitchTo(t->chunk_cxt);
+
+		for (int i = 0; i < k; i++)
+			fill_slot(t, t->slots[i], model_id,
+					  &rows[which ? which[start + i] : start + i]);
+		MemoryContextSwitchTo(old);
+		table_multi_insert(t->rel, t->slots, k, t->cid, 0, t->bistate);
+		for (int i = 0; i < k; i++)
+			insert_index_entries(t, t->slots[i]);
+		MemoryContextReset(t->chunk_cxt);
+	}
+}
+
+/* Inserts one row, heap and indexes */
+static void
+insert_one(BulkTarget *t, int32 model_id, const SbBulkRow *r)
+{
+	MemoryContext old = MemoryContextSwitchTo(t->chunk_cxt);
+
+	fill_slot(t, t->slots[0], model_id, r);
+	MemoryContextSwitchTo(old);
+	table_tuple_insert(t->rel, t->slots[0], t->cid, 0, t->bistate);
+	insert_index_entries(t, t->slots[0]);
+	MemoryContextReset(t->chunk_cxt);
+}
+
+/* Whether r is newer than the held row in t->held (the merge rule) */
+static bool
+newer_than_held(BulkTarget *t, const SbBulkRow *r)
+{
+	bool		isnull;
+	double		held_ts = DatumGetFloat8(slot_getattr(t->held, COL_TS + 1, &isnull));
+	MemoryContext old = MemoryContextSwitchTo(t->key_cxt);
+	char	   *held_source = TextDatumGetCString(slot_getattr(t->held, COL_SOURCE + 1, &isnull));
+
+	MemoryContextSwitchTo(old);
+	return SbMerge(SB_KIND_MODEL, held_ts, held_source, r->ts, r->source) == SB_MERGE_REPLACE;
+}
+
+/*
+ * Finds the row the model holds of r's key and deletes it if r is newer.
+ * A row an uncommitted transaction wrote or deleted is waited for, as the
+ * upsert's probe waits, then judged again; so is one changed between the
+ * look and the delete.
+ */
+static HeldRow
+delete_held_row(BulkTarget *t, int32 model_id, const SbBulkRow *r)
+{
+	ScanKeyData skey[2];
+	HeldRow		result;
+	MemoryContext old;
+
+	/* (the scan's own memory is the caller's: it lives to index_endscan) */
+	MemoryContextReset(t->key_cxt);
+	old = MemoryContextSwitchTo(t->key_cxt);
+	ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(r->key));
+	MemoryContextSwitchTo(old);
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(model_id));
+	for (;;)
+	{
+		TransactionId xwait;
+		TM_FailureData tmfd;
+
+		index_rescan(t->key_scan, skey, 2, NULL, 0);
+		if (!index_getnext_slot(t->key_scan, ForwardScanDirection, t->held))
+		{
+			result = HELD_NONE;
+			break;
+		}
+		xwait = TransactionIdIsValid(t->dirty.xmin) ? t->dirty.xmin : t->dirty.xmax;
+		if (TransactionIdIsValid(xwait))
+		{
+			XactLockTableWait(xwait, t->rel, &t->held->tts_tid, XLTW_InsertIndex);
+			continue;
+		}
+		if (!newer_than_held(t, r))
+		{
+			result = HELD_NEWER;
+			break;
+		}
+		/* the heap's delete needs no snapshot (table_is_plain: a heap) */
+		switch (table_tuple_delete(t->rel, &t->held->tts_tid, t->cid, InvalidSnapshot,
+								   InvalidSnapshot, true, &tmfd, false))
+		{
+			case TM_Ok:
+				result = HELD_DELETED;
+				break;
+			case TM_Updated:
+			case TM_Deleted:
+				continue;		/* changed since we looked: again */
+			case TM_SelfModified:
+			case TM_Invisible:
+				result = HELD_BY_BATCH;
+				break;
+			default:
+				elog(ERROR, "unexpected result deleting a held update");
+		}
+		break;
+	}
+	ExecClearTuple(t->held);
+	return result;
+}
+
+/* The rows, all of new keys (a unique violation is raised otherwise) */
+static void
+insert_rows(BulkTarget *t, int32 model_id, const SbBulkRow *rows, int n)
+{
+	insert_chunked(t, model_id, rows, NULL, n);
+}
+
+/*
+ * The rows, each replacing its key's held row if newer; *stored counts
+ * those stored.  SB_BULK_KEY_HELD if the batch met a row of its own (a
+ * key given twice): the caller rolls back.
+ */
+static SbBulkResult
+replace_rows(BulkTarget *t, int32 model_id, const SbBulkRow *rows, int n,
+			 int *stored)
+{
+	int		   *replacing = palloc(sizeof(int) * n);
+	int			m = 0;
+
+	*stored = 0;
+	for (int i = 0; i < n; i++)
+	{
+		HeldRow		held = delete_held_row(t, model_id, &rows[i]);
+
+		if (held == HELD_BY_BATCH)
+			return SB_BULK_KEY_HELD;
+		if (held == HELD_DELETED)
+			replacing[m++] = i;
+		else if (held == HELD_NONE)
+		{
+			/* now, in key order: writers of this key wait on ours */
+			insert_one(t, model_id, &rows[i]);
+			(*stored)++;
+		}
+	}
+	insert_chunked(t, model_id, rows, replacing, m);
+	*stored += m;
+	pfree(replacing);
 	return SB_BULK_STORED;
 }
 
-SbBulkResult
-SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, int n)
+/*
+ * Stores the batch in a subtransaction: a unique violation (a key held
+ * already, or one a concurrent writer committed) rolls it back and is
+ * reported as SB_BULK_KEY_HELD, as is a key the batch gives twice.
+ */
+static SbBulkResult
+store_in_subtransaction(int32 model_id, const SbBulkRow *rows, int n,
+						bool replacing, int *stored)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -206,8 +425,23 @@ SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, int n)
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		result = insert_rows(model_id, rows, n);
-		ReleaseCurrentSubTransaction();
+		BulkTarget	t;
+
+		if (!target_open(&t, n, replacing))
+			result = SB_BULK_TABLE_CHANGED;
+		else
+		{
+			*stored = n;
+			if (replacing)
+				result = replace_rows(&t, model_id, rows, n, stored);
+			else
+				insert_rows(&t, model_id, rows, n);
+			target_close(&t);
+		}
+		if (result == SB_BULK_KEY_HELD)
+			RollbackAndReleaseCurrentSubTransaction();
+		else
+			ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
 	}
@@ -229,4 +463,18 @@ SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, int n)
 	}
 	PG_END_TRY();
 	return result;
+}
+
+SbBulkResult
+SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, int n)
+{
+	int			stored;
+
+	return store_in_subtransaction(model_id, rows, n, false, &stored);
+}
+
+SbBulkResult
+SbBulkReplaceUpdates(int32 model_id, const SbBulkRow *rows, int n, int *stored)
+{
+	return store_in_subtransaction(model_id, rows, n, true, stored);
 }

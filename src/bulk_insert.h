@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * bulk_insert.h
- *	  Storing a batch of new keys' updates with the table's multi-insert.
+ *	  Storing a batch of updates with the table's multi-insert: new keys'
+ *	  updates, or updates replacing the rows of held keys.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,5 +34,18 @@ typedef enum SbBulkResult
  * errors are raised.
  */
 extern SbBulkResult SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, int n);
+
+/*
+ * Stores the rows of a latest-per-key model (in key order, the merge
+ * path's lock order): each replaces its key's held row if newer (the merge
+ * rule), or is inserted if the key is new; *stored counts the rows
+ * stored.  Nothing is stored (SB_BULK_KEY_HELD) if a concurrent writer
+ * committed a new key first or the batch gives a key twice, nor if the
+ * table has more than the extension gave it.  Not for a transaction that
+ * uses one snapshot throughout (REPEATABLE READ and above): the upsert
+ * raises the serialization failures such a transaction expects.
+ */
+extern SbBulkResult SbBulkReplaceUpdates(int32 model_id, const SbBulkRow *rows, int n,
+										 int *stored);
 
 #endif							/* SB_BULK_INSERT_H */

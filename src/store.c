@@ -288,7 +288,7 @@ SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 	return ts;
 }
 
-/* Local batches of at least so many keys into a model holding none are bulk inserted */
+/* Local batches of at least so many keys are stored by multi-insert */
 #define SB_LOCAL_BULK_MIN_ROWS 1000
 
 static bool
@@ -302,20 +302,23 @@ model_holds_rows(SbModelRef *model)
 }
 
 /*
- * The rows of a model that held none when looked at, stored by the
- * table's multi-insert (bulk_insert.c), as an initial sync's are: no key
- * can lose to a held one, so the upsert's probe per key is work that
- * cannot change the outcome.  False, with nothing stored, if a key was
- * held after all (a concurrent writer's) or the table has triggers or
- * constraints of its own: the upsert then stores them.
+ * A large batch stored by the table's multi-insert (bulk_insert.c), as an
+ * initial sync's pages are: into a model that held no key when looked at,
+ * inserted (no key can lose to a held one, so the upsert's probe per key
+ * is work that cannot change the outcome); else each replacing its key's
+ * row where newer.  *stored counts the rows stored.  False, with nothing
+ * stored, where the upsert must store them: a new key a concurrent writer
+ * committed first, a trigger or constraint of the table's own, or a
+ * transaction that uses one snapshot throughout.
  */
 static bool
-bulk_store_new_model(SbModelRef *model, int n, char **keys, Datum *docs,
-					 double *ts)
+bulk_store_local(SbModelRef *model, int n, char **keys, Datum *docs,
+				 double *ts, uint64 *stored)
 {
 	SbBulkRow  *rows;
+	int			replaced;
 
-	if (n < SB_LOCAL_BULK_MIN_ROWS || model_holds_rows(model))
+	if (n < SB_LOCAL_BULK_MIN_ROWS)
 		return false;
 	rows = palloc(sizeof(SbBulkRow) * n);
 	for (int i = 0; i < n; i++)
@@ -325,10 +328,20 @@ bulk_store_new_model(SbModelRef *model, int n, char **keys, Datum *docs,
 		rows[i] = (SbBulkRow) {model->node_id, ts[i], keys[i],
 			VARDATA_ANY(doc), VARSIZE_ANY_EXHDR(doc)};
 	}
-	if (SbBulkInsertUpdates(model->id, rows, n) != SB_BULK_STORED)
+	if (!model_holds_rows(model) &&
+		SbBulkInsertUpdates(model->id, rows, n) == SB_BULK_STORED)
+	{
+		elog(DEBUG1, "scuttlebutt: set_many() stored %d keys of model \"%s\" by bulk insert",
+			 n, model->name);
+		*stored = n;
+		return true;
+	}
+	if (IsolationUsesXactSnapshot() ||
+		SbBulkReplaceUpdates(model->id, rows, n, &replaced) != SB_BULK_STORED)
 		return false;
-	elog(DEBUG1, "scuttlebutt: set_many() stored %d keys of model \"%s\" by bulk insert",
-		 n, model->name);
+	elog(DEBUG1, "scuttlebutt: set_many() stored %d of %d keys of model \"%s\" by bulk replace",
+		 replaced, n, model->name);
+	*stored = replaced;
 	return true;
 }
 
@@ -345,12 +358,13 @@ upsert_local_rows(SbModelRef *model, int n, char **keys, char **change_texts,
 	Datum		values[5];
 	Datum	   *docs = palloc(sizeof(Datum) * n);
 	StringInfoData buf;
+	uint64		stored;
 
 	initStringInfo(&buf);
 	for (int i = 0; i < n; i++)
 		docs[i] = SbUpdateTextDatum(&buf, model, change_texts[i], ts[i]);
-	if (bulk_store_new_model(model, n, keys, docs, ts))
-		return n;
+	if (bulk_store_local(model, n, keys, docs, ts, &stored))
+		return stored;
 	SbPrepareOnce(&upsert_local_many_plan,
 				  "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
 				  " SELECT $1, $2, t.ts, t.key, t.doc"
