@@ -15,6 +15,7 @@ OBJS = \
 	src/spi_util.o \
 	src/store.o \
 	src/apply.o \
+	src/lone_apply.o \
 	src/model_cache.o \
 	src/sequencer.o \
 	src/rejoin.o \

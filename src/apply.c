@@ -45,6 +45,7 @@
 #include "apply.h"
 #include "bulk_insert.h"
 #include "guc.h"
+#include "lone_apply.h"
 #include "merge.h"
 #include "sequencer.h"
 #include "shmem.h"
@@ -705,9 +706,10 @@ advance_clocks(ApplyBatch *b)
 
 /*
  * A lone update of another node's source the model has a clock for, as a
- * live pull brings them: one statement advances the clock (which locks
- * it, as step 1 does) and stores the update under the merge rule if the
- * clock took it.  Returns whether it was stored, or -1 when the clock did
+ * live pull brings them, where SbApplyLoneDirect (lone_apply.c, the same
+ * steps without a plan) does not fit: one statement advances the clock
+ * (which locks it, as step 1 does) and stores the update under the merge
+ * rule if the clock took it.  Returns whether it was stored, or -1 when the clock did
  * not take it (no row, or one never advanced, or at or past the update):
  * the batch's steps decide then, and nothing was written.
  */
@@ -739,6 +741,20 @@ apply_lone_update(SbModelRef *model, SbMessage *u)
 	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
 		return -1;
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+}
+
+/*
+ * The row of a lone update whose clock SbApplyLoneDirect advanced, but
+ * could not store (a concurrent writer committed the key first, or the
+ * table has a trigger): stored under the merge rule; whether it was
+ */
+static int
+upsert_lone_row(SbModelRef *model, SbMessage *u)
+{
+	char	   *doc = (char *) u->text;
+
+	upsert_rows(model, 1, &u->source, &u->ts, &u->key, &doc, &u->len, false);
+	return SPI_processed > 0;
 }
 
 bool
@@ -781,11 +797,17 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 
 	if (n == 1 && model->node_id && strcmp(updates[0].source, model->node_id) != 0)
 	{
-		int			lone;
+		int			lone = SbApplyLoneDirect(model, &updates[0]);
 
-		SPI_connect();
-		lone = apply_lone_update(model, &updates[0]);
-		SPI_finish();
+		if (lone == SB_LONE_UNSUITED || lone == SB_LONE_ROW_LEFT)
+		{
+			SPI_connect();
+			if (lone == SB_LONE_UNSUITED)
+				lone = apply_lone_update(model, &updates[0]);
+			else
+				lone = upsert_lone_row(model, &updates[0]);
+			SPI_finish();
+		}
 		if (lone >= 0)
 		{
 			if (stored)

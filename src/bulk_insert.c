@@ -57,6 +57,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am_d.h"
+#include "catalog/pg_publication.h"
 #include "executor/executor.h"
 #include "mb/pg_wchar.h"
 #include "storage/lmgr.h"
@@ -65,6 +66,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
@@ -113,8 +115,7 @@ typedef enum HeldRow
 {
 	HELD_NONE,					/* no row: the key is new */
 	HELD_DELETED,				/* older than the batch's update: deleted */
-	HELD_NEWER,					/* newer: kept, the batch's update loses */
-	HELD_BY_BATCH				/* written by this very batch */
+	HELD_NEWER					/* newer: kept (locked), the batch's update loses */
 } HeldRow;
 
 /*
@@ -132,6 +133,22 @@ table_is_plain(Relation rel)
 		desc->natts == NCOLS && rel->trigdesc == NULL &&
 		constr != NULL && constr->num_check == 1 &&
 		strcmp(constr->check[0].ccname, ONE_LINE_CHECK) == 0;
+}
+
+/*
+ * Whether a publication replicates any change of the table: subscribers
+ * then need the upsert's UPDATE, not a replacement's DELETE and INSERT
+ * (one publishing inserts and updates only would be sent the INSERT of a
+ * key it holds)
+ */
+static bool
+table_is_published(Relation rel)
+{
+	PublicationDesc pubdesc;
+
+	RelationBuildPublicationDesc(rel, &pubdesc);
+	return pubdesc.pubactions.pubinsert || pubdesc.pubactions.pubupdate ||
+		pubdesc.pubactions.pubdelete || pubdesc.pubactions.pubtruncate;
 }
 
 /*
@@ -180,7 +197,7 @@ fill_slot(BulkTarget *t, TupleTableSlot *slot, int32 model_id, const SbBulkRow *
 /*
  * Opens the table for a batch of n rows (and its key index to find held
  * rows, when replacing); false, with nothing open, if the table is not
- * plain
+ * plain, or is published and would be replaced
  */
 static bool
 target_open(BulkTarget *t, int n, bool replacing)
@@ -190,7 +207,7 @@ target_open(BulkTarget *t, int n, bool replacing)
 
 	memset(t, 0, sizeof(BulkTarget));
 	t->rel = table_open(get_relname_relid("updates", nsp), RowExclusiveLock);
-	if (!table_is_plain(t->rel))
+	if (!table_is_plain(t->rel) || (replacing && table_is_published(t->rel)))
 	{
 		table_close(t->rel, RowExclusiveLock);
 		return false;
@@ -200,6 +217,8 @@ target_open(BulkTarget *t, int n, bool replacing)
 	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
 	ExecOpenIndices(t->rri, false);
 	t->bistate = GetBulkInsertState();
+	/* rows an earlier call of the same command wrote are rows held, not ours */
+	CommandCounterIncrement();
 	t->cid = GetCurrentCommandId(true);
 	t->encoding = GetDatabaseEncoding();
 	/* not the relcache's (counted) descriptor: no resource owner entry per slot */
@@ -304,10 +323,51 @@ newer_than_held(BulkTarget *t, const SbBulkRow *r)
 }
 
 /*
- * Finds the row the model holds of r's key and deletes it if r is newer.
- * A row an uncommitted transaction wrote or deleted is waited for, as the
- * upsert's probe waits, then judged again; so is one changed between the
- * look and the delete.
+ * The row scan's keys find (slot), as committed: a row an uncommitted
+ * transaction wrote or deleted is waited for, as a unique index's check
+ * waits (a speculative insertion only until it is decided), and the scan
+ * repeated.  scan was begun with the dirty snapshot; false if no row.
+ */
+bool
+SbFetchCommittedRow(IndexScanDesc scan, SnapshotData *dirty, ScanKey keys,
+					int nkeys, TupleTableSlot *slot)
+{
+	for (;;)
+	{
+		TransactionId xwait;
+		ItemPointerData tid;
+
+		bool		found;
+
+		index_rescan(scan, keys, nkeys, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		/*
+		 * Off the index page before anything may wait (a wait in the caller's
+		 * delete or lock, too), as the executor's unique check leaves it: a
+		 * pin held while waiting would hold up VACUUM's cleanup of the page
+		 */
+		index_rescan(scan, keys, nkeys, NULL, 0);
+		if (!found)
+			return false;
+		xwait = TransactionIdIsValid(dirty->xmin) ? dirty->xmin : dirty->xmax;
+		if (!TransactionIdIsValid(xwait))
+			return true;
+		tid = slot->tts_tid;
+		ExecClearTuple(slot);
+		if (dirty->speculativeToken)
+			SpeculativeInsertionWait(dirty->xmin, dirty->speculativeToken);
+		else
+			XactLockTableWait(xwait, scan->heapRelation, &tid, XLTW_InsertIndexUnique);
+	}
+}
+
+/*
+ * Finds the row the model holds of r's key and deletes it if r is newer,
+ * or else locks it, as the upsert locks the row its update loses to: the
+ * key is then rewritten past it (store.c), out of key order, and the lock
+ * keeps any writer in key order from taking the key first and waiting for
+ * a later one of ours.  A row changed between the look and the delete or
+ * lock is looked at again.
  */
 static HeldRow
 delete_held_row(BulkTarget *t, int32 model_id, const SbBulkRow *r)
@@ -324,44 +384,32 @@ delete_held_row(BulkTarget *t, int32 model_id, const SbBulkRow *r)
 	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(model_id));
 	for (;;)
 	{
-		TransactionId xwait;
 		TM_FailureData tmfd;
+		TM_Result	done;
 
-		index_rescan(t->key_scan, skey, 2, NULL, 0);
-		if (!index_getnext_slot(t->key_scan, ForwardScanDirection, t->held))
+		if (!SbFetchCommittedRow(t->key_scan, &t->dirty, skey, 2, t->held))
 		{
 			result = HELD_NONE;
 			break;
 		}
-		xwait = TransactionIdIsValid(t->dirty.xmin) ? t->dirty.xmin : t->dirty.xmax;
-		if (TransactionIdIsValid(xwait))
+		/* the heap's delete and lock need no snapshot (table_is_plain: a heap) */
+		if (newer_than_held(t, r))
 		{
-			XactLockTableWait(xwait, t->rel, &t->held->tts_tid, XLTW_InsertIndex);
-			continue;
+			result = HELD_DELETED;
+			done = table_tuple_delete(t->rel, &t->held->tts_tid, t->cid, InvalidSnapshot,
+									  InvalidSnapshot, true, &tmfd, false);
 		}
-		if (!newer_than_held(t, r))
+		else
 		{
 			result = HELD_NEWER;
+			done = table_tuple_lock(t->rel, &t->held->tts_tid, InvalidSnapshot, t->held,
+									t->cid, LockTupleExclusive, LockWaitBlock, 0, &tmfd);
+		}
+		if (done == TM_Ok)
 			break;
-		}
-		/* the heap's delete needs no snapshot (table_is_plain: a heap) */
-		switch (table_tuple_delete(t->rel, &t->held->tts_tid, t->cid, InvalidSnapshot,
-								   InvalidSnapshot, true, &tmfd, false))
-		{
-			case TM_Ok:
-				result = HELD_DELETED;
-				break;
-			case TM_Updated:
-			case TM_Deleted:
-				continue;		/* changed since we looked: again */
-			case TM_SelfModified:
-			case TM_Invisible:
-				result = HELD_BY_BATCH;
-				break;
-			default:
-				elog(ERROR, "unexpected result deleting a held update");
-		}
-		break;
+		if (done != TM_Updated && done != TM_Deleted)
+			elog(ERROR, "unexpected result writing a held update");
+		/* changed since we looked: again */
 	}
 	ExecClearTuple(t->held);
 	return result;
@@ -376,8 +424,8 @@ insert_rows(BulkTarget *t, int32 model_id, const SbBulkRow *rows, int n)
 
 /*
  * The rows, each replacing its key's held row if newer; *stored counts
- * those stored.  SB_BULK_KEY_HELD if the batch met a row of its own (a
- * key given twice): the caller rolls back.
+ * those stored.  SB_BULK_KEY_HELD, with nothing written, if the batch
+ * gives a key twice.
  */
 static SbBulkResult
 replace_rows(BulkTarget *t, int32 model_id, const SbBulkRow *rows, int n,
@@ -387,12 +435,14 @@ replace_rows(BulkTarget *t, int32 model_id, const SbBulkRow *rows, int n,
 	int			m = 0;
 
 	*stored = 0;
+	/* a key given twice is the upsert's to refuse (rows come in key order) */
+	for (int i = 1; i < n; i++)
+		if (strcmp(rows[i].key, rows[i - 1].key) == 0)
+			return SB_BULK_KEY_HELD;
 	for (int i = 0; i < n; i++)
 	{
 		HeldRow		held = delete_held_row(t, model_id, &rows[i]);
 
-		if (held == HELD_BY_BATCH)
-			return SB_BULK_KEY_HELD;
 		if (held == HELD_DELETED)
 			replacing[m++] = i;
 		else if (held == HELD_NONE)

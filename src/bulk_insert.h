@@ -9,6 +9,10 @@
 #ifndef SB_BULK_INSERT_H
 #define SB_BULK_INSERT_H
 
+#include "access/genam.h"
+#include "executor/tuptable.h"
+#include "utils/snapshot.h"
+
 /* One row of scuttlebutt.updates, but its model */
 typedef struct SbBulkRow
 {
@@ -47,5 +51,12 @@ extern SbBulkResult SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, i
  */
 extern SbBulkResult SbBulkReplaceUpdates(int32 model_id, const SbBulkRow *rows, int n,
 										 int *stored);
+
+/*
+ * The row an index scan begun with a dirty snapshot finds, once no
+ * uncommitted transaction writes it (waited for); false if none
+ */
+extern bool SbFetchCommittedRow(IndexScanDesc scan, SnapshotData *dirty, ScanKey keys,
+								int nkeys, TupleTableSlot *slot);
 
 #endif							/* SB_BULK_INSERT_H */

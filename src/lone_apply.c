@@ -1,0 +1,202 @@
+/*-------------------------------------------------------------------------
+ *
+ * lone_apply.c
+ *	  A live pull's lone update applied by direct table access, as logical
+ *	  replication's apply worker writes a row: no plan, no executor.
+ *
+ * A live pull brings one update per commit, and its latency is what the
+ * peer's user sees.  Through SPI, its one statement (apply.c,
+ * apply_lone_update) cost more to start and end than to run: an executor
+ * per statement, the table's CHECK prepared again at each start, a CTE
+ * for the clock.  Here the same two steps are taken on the tables:
+ *
+ *	1. the clock row of the update's source is advanced to its timestamp,
+ *	   if it is below it and was advanced before (as the statement's UPDATE
+ *	   ... WHERE ts < $3 AND ts > '-infinity'); a row another transaction
+ *	   is writing is waited for and judged again, as the UPDATE would;
+ *	2. only then is the update stored, by bulk replace (bulk_insert.c) of
+ *	   one row: the key's held row deleted if older, the update inserted.
+ *
+ * Where this does not fit (another kind of model, a table given triggers
+ * or constraints, a transaction with one snapshot throughout) nothing is
+ * written and the statement does the work; where step 2 cannot store the
+ * row (a concurrent writer committed the key first), the caller's upsert
+ * stores it after step 1.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/heapam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am_d.h"
+#include "executor/executor.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "bulk_insert.h"
+#include "compat.h"
+#include "lone_apply.h"
+
+/* scuttlebutt.clocks' columns */
+enum
+{
+	CLOCK_MODEL_ID,
+	CLOCK_SOURCE,
+	CLOCK_TS,
+	CLOCK_NCOLS
+};
+
+/*
+ * Whether clocks is as the extension's script made it: a heap of its
+ * columns, no CHECK, no trigger but its foreign key's (whose update check
+ * a change of ts does not need)
+ */
+static bool
+clocks_are_plain(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (rel->rd_rel->relam != HEAP_TABLE_AM_OID || desc->natts != CLOCK_NCOLS ||
+		(desc->constr && desc->constr->num_check > 0))
+		return false;
+	for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers; i++)
+		if (!rel->trigdesc->triggers[i].tgisinternal)
+			return false;
+	return true;
+}
+
+/* The new version of the clock row in held: ts its only change */
+static void
+form_advanced(TupleTableSlot *held, TupleTableSlot *next, double ts)
+{
+	slot_getallattrs(held);
+	ExecClearTuple(next);
+	memcpy(next->tts_values, held->tts_values, sizeof(Datum) * CLOCK_NCOLS);
+	memcpy(next->tts_isnull, held->tts_isnull, sizeof(bool) * CLOCK_NCOLS);
+	next->tts_values[CLOCK_TS] = Float8GetDatum(ts);
+	ExecStoreVirtualTuple(next);
+}
+
+/* table_tuple_update() of a heap; whether the new version needs index entries */
+static TM_Result
+update_row(Relation rel, ItemPointer tid, TupleTableSlot *slot, bool *index_entries)
+{
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	TM_Result	result;
+#if PG_VERSION_NUM >= 160000
+	TU_UpdateIndexes update_indexes;
+
+	result = table_tuple_update(rel, tid, slot, GetCurrentCommandId(true), InvalidSnapshot,
+								InvalidSnapshot, true, &tmfd, &lockmode, &update_indexes);
+	/* clocks has no summarizing index: only HOT (none) or all */
+	*index_entries = update_indexes != TU_None;
+#else
+	result = table_tuple_update(rel, tid, slot, GetCurrentCommandId(true), InvalidSnapshot,
+								InvalidSnapshot, true, &tmfd, &lockmode, index_entries);
+#endif
+	return result;
+}
+
+/*
+ * Step 1 on an open clocks: advances the clock row of (model_id, source)
+ * to ts if it is below ts and above -Infinity; false, with nothing
+ * written, if not (or if there is no such row)
+ */
+static bool
+advance_clock(Relation rel, int32 model_id, const char *source, double ts)
+{
+	Oid			nsp = RelationGetNamespace(rel);
+	Relation	pkey = index_open(get_relname_relid("clocks_pkey", nsp), RowExclusiveLock);
+	SnapshotData dirty;
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	TupleTableSlot *held = table_slot_create(rel, NULL);
+	TupleTableSlot *next = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
+	bool		advanced = false;
+	bool		index_entries = false;
+
+	/* a row an earlier call of the same command wrote is one to update */
+	CommandCounterIncrement();
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(model_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(source));
+	scan = index_beginscan(rel, pkey, &dirty, 2, 0);
+	while (SbFetchCommittedRow(scan, &dirty, keys, 2, held))
+	{
+		bool		isnull;
+		double		clock = DatumGetFloat8(slot_getattr(held, CLOCK_TS + 1, &isnull));
+		TM_Result	result;
+
+		if (!(clock < ts && clock > -INFINITY))
+			break;
+		form_advanced(held, next, ts);
+		result = update_row(rel, &held->tts_tid, next, &index_entries);
+		if (result == TM_Ok)
+		{
+			advanced = true;
+			break;
+		}
+		if (result != TM_Updated && result != TM_Deleted)
+			elog(ERROR, "unexpected result advancing a clock row");
+		/* changed since we looked: again */
+	}
+	index_endscan(scan);
+	if (advanced && index_entries)
+	{
+		/* not a HOT update (its page was full): the new version's key entry */
+		EState	   *estate = CreateExecutorState();
+		ResultRelInfo *rri = makeNode(ResultRelInfo);
+
+		InitResultRelInfo(rri, rel, 1, NULL, 0);
+		ExecOpenIndices(rri, false);
+		list_free(SbExecInsertIndexTuples(rri, next, estate));
+		ExecCloseIndices(rri);
+		FreeExecutorState(estate);
+	}
+	ExecDropSingleTupleTableSlot(next);
+	ExecDropSingleTupleTableSlot(held);
+	index_close(pkey, NoLock);
+	return advanced;
+}
+
+int
+SbApplyLoneDirect(SbModelRef *model, const SbMessage *u)
+{
+	Relation	clocks;
+	SbBulkRow	row;
+	int			stored;
+
+	if (model->kind != SB_KIND_MODEL || u->key == NULL || IsolationUsesXactSnapshot())
+		return SB_LONE_UNSUITED;
+	clocks = table_open(get_relname_relid("clocks", get_namespace_oid("scuttlebutt", false)),
+						RowExclusiveLock);
+	if (!clocks_are_plain(clocks))
+	{
+		table_close(clocks, RowExclusiveLock);
+		return SB_LONE_UNSUITED;
+	}
+	if (!advance_clock(clocks, model->id, u->source, u->ts))
+	{
+		table_close(clocks, NoLock);
+		return SB_LONE_NOT_TAKEN;
+	}
+	table_close(clocks, NoLock);
+
+	row = (SbBulkRow) {u->source, u->ts, u->key, u->text, u->len};
+	if (SbBulkReplaceUpdates(model->id, &row, 1, &stored) != SB_BULK_STORED)
+		return SB_LONE_ROW_LEFT;
+	/* what follows in this transaction sees the rows */
+	CommandCounterIncrement();
+	return stored;
+}
