@@ -13,7 +13,6 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
-#include "nodes/params.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -50,80 +49,6 @@ SbExecutePlan(SPIPlanPtr plan, Datum *values, const char *nulls, int expected)
 
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
-}
-
-/* The receiver of SbExecuteBounded: stops the executor at the bound */
-typedef struct BoundedReceiver
-{
-	DestReceiver pub;
-	SbRowConsumer consume;
-	void	   *arg;
-	int64		bytes_left;
-	uint64		rows;
-	bool		cut;
-} BoundedReceiver;
-
-static bool
-bounded_receive(TupleTableSlot *slot, DestReceiver *self)
-{
-	BoundedReceiver *r = (BoundedReceiver *) self;
-
-	r->bytes_left -= r->consume(slot, r->arg);
-	r->rows++;
-	r->cut = r->bytes_left <= 0;
-	return !r->cut;				/* false ends the executor's run */
-}
-
-static void
-bounded_startup(DestReceiver *self pg_attribute_unused(),
-				int operation pg_attribute_unused(),
-				TupleDesc typeinfo pg_attribute_unused())
-{
-}
-
-static void
-bounded_nothing(DestReceiver *self pg_attribute_unused())
-{
-}
-
-uint64
-SbExecuteBounded(SPIPlanPtr plan, Oid *argtypes, Datum *values, int64 max_bytes,
-				 SbRowConsumer consume, void *arg, bool *cut)
-{
-	int			nargs = SPI_getargcount(plan);
-	BoundedReceiver r;
-	SPIExecuteOptions options;
-	int			rc;
-
-	memset(&r, 0, sizeof(r));
-	r.pub.receiveSlot = bounded_receive;
-	r.pub.rStartup = bounded_startup;
-	r.pub.rShutdown = bounded_nothing;
-	r.pub.rDestroy = bounded_nothing;
-	/* not DestSPI (SPI would look for its tuple table) nor DestNone */
-	r.pub.mydest = DestTuplestore;
-	r.consume = consume;
-	r.arg = arg;
-	r.bytes_left = max_bytes;
-
-	memset(&options, 0, sizeof(options));
-	options.params = makeParamList(nargs);
-	for (int i = 0; i < nargs; i++)
-	{
-		ParamExternData *p = &options.params->params[i];
-
-		p->value = values[i];
-		p->isnull = false;
-		p->pflags = PARAM_FLAG_CONST;
-		p->ptype = argtypes[i];
-	}
-	options.read_only = true;
-	options.dest = &r.pub;
-	rc = SPI_execute_plan_extended(plan, &options);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "SPI_execute_plan_extended failed: %s", SPI_result_code_string(rc));
-	*cut = r.cut;
-	return r.rows;
 }
 
 /* text[] of C strings (NULL items are NULL elements) */

@@ -44,6 +44,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 
@@ -68,7 +69,6 @@ static SPIPlanPtr local_clock_past_key_plan;
 static SPIPlanPtr key_ts_plan;
 static SPIPlanPtr upsert_local_many_plan;
 static SPIPlanPtr any_row_plan;
-static SPIPlanPtr history_page_plan;
 static SPIPlanPtr raise_clock_plan;
 
 /*
@@ -697,25 +697,16 @@ SbRaiseClock(SbModelRef *model, SbClockEntry *entries, int n)
 	SbNoteModelWrite(model->id);
 }
 
-/* A page of one source's history: its rows (ts, doc) appended as lines */
-typedef struct HistoryPageSink
-{
-	StringInfo	out;
-	double	   *last_ts;
-	SbModelRef *model;			/* for the WARNING of a row not sent */
-	const char *source;
-} HistoryPageSink;
-
+/*
+ * A row of a history page (its doc, at ts) appended to out as a line;
+ * returns the bytes taken
+ */
 static int64
-history_page_row(TupleTableSlot *slot, void *arg)
+append_history_row(SbModelRef *model, const char *source, double ts,
+				   Datum d, StringInfo out)
 {
-	HistoryPageSink *sink = arg;
-	bool		isnull;
-	Datum		d = slot_getattr(slot, 2, &isnull);
 	text	   *doc = DatumGetTextPP(d);	/* json is text inside */
 	int			len = VARSIZE_ANY_EXHDR(doc);
-
-	*sink->last_ts = DatumGetFloat8(slot_getattr(slot, 1, &isnull));
 
 	/*
 	 * A row written around the updates_doc_one_line constraint (dropped by a
@@ -726,52 +717,68 @@ history_page_row(TupleTableSlot *slot, void *arg)
 		ereport(WARNING,
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("scuttlebutt: not sending the update of model \"%s\" from source \"%s\" at %.17g: its text is not one line",
-						sink->model->name, sink->source, *sink->last_ts)));
+						model->name, source, ts)));
 		len = -1;				/* nothing taken */
 	}
 	else
 	{
-		appendBinaryStringInfo(sink->out, VARDATA_ANY(doc), len);
-		appendStringInfoChar(sink->out, '\n');
+		appendBinaryStringInfo(out, VARDATA_ANY(doc), len);
+		appendStringInfoChar(out, '\n');
 	}
-	/* a detoasted copy: the run's memory would keep it to the end */
+	/* a detoasted copy */
 	if ((Pointer) doc != DatumGetPointer(d))
 		pfree(doc);
 	return len + 1;
 }
 
+/*
+ * The page is one range scan of updates_pkey (model_id, source, ts), in
+ * the active snapshot: it is read after every commit a live peer is sent,
+ * and a planned query's start-up cost more than the scan of a row.  As the
+ * extension's owner, as its callers read it (the worker, or poll()'s
+ * owner scope): neither privileges nor row-level security apply.
+ */
 int
 SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 				  double upto, int limit, int64 max_bytes, StringInfo out,
 				  double *last_ts, bool *complete)
 {
-	Oid			argtypes[5] = {INT4OID, TEXTOID, FLOAT8OID, INT4OID, FLOAT8OID};
-	Datum		values[5];
-	HistoryPageSink sink = {out, last_ts, model, source};
-	bool		cut;
-	int			n;
+	/* the scan's memory: out grows in its own */
+	MemoryContext cxt = AllocSetContextCreate(CurTransactionContext, "scuttlebutt history page",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Oid			nsp = get_namespace_oid("scuttlebutt", false);
+	Relation	rel = table_open(get_relname_relid("updates", nsp), AccessShareLock);
+	Relation	idx = index_open(get_relname_relid("updates_pkey", nsp), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan;
+	ScanKeyData keys[4];
+	int			n = 0;
+	bool		cut = false;
 
-	SPI_connect();
-	SbPrepareOnce(&history_page_plan,
-				 "SELECT u.ts, u.doc FROM scuttlebutt.updates u"
-				 " WHERE u.model_id = $1 AND u.source = $2 AND u.ts > $3"
-				 "   AND u.ts <= $5"
-				 " ORDER BY u.ts LIMIT $4",
-				 5, argtypes);
-	values[0] = Int32GetDatum(model->id);
-	values[1] = CStringGetTextDatum(source);
-	values[2] = Float8GetDatum(after);
-	values[3] = Int32GetDatum(limit);
-	values[4] = Float8GetDatum(upto);
-	/*
-	 * In the caller's snapshot (the clock read with it bounds the page), and
-	 * straight into out: a page of large values is cut by its size.  The
-	 * docs are taken as json, not cast to text, so that a sort moves their
-	 * TOAST pointers and only the rows taken are detoasted.
-	 */
-	n = (int) SbExecuteBounded(history_page_plan, argtypes, values, max_bytes,
-							   history_page_row, &sink, &cut);
-	SPI_finish();
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(model->id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(source));
+	ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_FLOAT8GT, Float8GetDatum(after));
+	ScanKeyInit(&keys[3], 3, BTLessEqualStrategyNumber, F_FLOAT8LE, Float8GetDatum(upto));
+	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 4, 0);
+	index_rescan(scan, keys, 4, NULL, 0);
+	while (n < limit && !cut && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		*last_ts = DatumGetFloat8(slot_getattr(slot, 3, &isnull));
+		max_bytes -= append_history_row(model, source, *last_ts,
+										 slot_getattr(slot, 5, &isnull), out);
+		n++;
+		cut = max_bytes <= 0;
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	/* the locks are held to the end of the transaction, as a query's */
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
 	*complete = !cut && n < limit;
 	return n;
 }
