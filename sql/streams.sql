@@ -51,7 +51,8 @@ FROM generate_series(1, 25000) i;
 SELECT count(*), count(DISTINCT source) FROM scuttlebutt.entries('large');
 
 -- a batch of keys the model does not hold is stored by bulk insert; one that
--- meets a held key is stored by merging, under the same rule
+-- meets a held key by bulk replace: each held row kept if newer (the merge
+-- rule), else replaced
 SELECT scuttlebutt.create_model('copied');
 SET client_min_messages = debug1;
 SELECT scuttlebutt.import('copied', string_agg(format('[["k%s",%s],%s,"B"]', i, i, 1000 + i), E'\n'))

@@ -6,8 +6,10 @@
  *
  * A batch is applied in a few set-based statements whatever its size (a
  * batch of one source locks and advances its clock with plain ones: an
- * unnest, or its join, costs more to set up than the row to write; a lone
- * update its clock takes is one statement, apply_lone_update):
+ * unnest, or its join, costs more to set up than the row to write).  A
+ * lone update its clock takes, as a live pull brings them, is applied
+ * without a plan (lone_apply.c), or else in one statement
+ * (apply_lone_update):
  *
  *	1. lock the clock rows of the batch's sources (creating missing ones),
  *	   in source order, and read them: per (model, source) commit order is
@@ -37,6 +39,7 @@
 
 #include <math.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -586,13 +589,17 @@ bulk_back_off(int32 model_id)
 
 /*
  * The winners, in key order (pick_winners' order, the merge path's lock
- * order), stored by a bulk insert; false, with nothing stored, if a key was
- * held or the table is not as created (bulk_insert.c).
+ * order), stored by the table's multi-insert (bulk_insert.c): a bulk
+ * insert, unless the model's batches found keys held lately; else, where
+ * the caller needs no per-update outcome, each replacing its key's held
+ * row if newer.  Sets *nstored; false, with nothing stored, where the
+ * upsert must store them.
  */
 static bool
-bulk_store(ApplyBatch *b)
+bulk_store(ApplyBatch *b, int64 *nstored)
 {
 	SbBulkRow  *rows = palloc(sizeof(SbBulkRow) * b->nwinners);
+	int			replaced;
 
 	for (int i = 0; i < b->nwinners; i++)
 	{
@@ -604,26 +611,37 @@ bulk_store(ApplyBatch *b)
 		rows[i].doc = u->text;
 		rows[i].doclen = u->len;
 	}
-	switch (SbBulkInsertUpdates(b->model->id, rows, b->nwinners))
+	if (bulk_worth_trying(b->model->id, b->nwinners))
 	{
-		case SB_BULK_STORED:
-			break;
-		case SB_BULK_KEY_HELD:
-			elog(DEBUG1, "scuttlebutt: model \"%s\" held a key of a batch of %d updates: stored by merging",
-				 b->model->name, b->nwinners);
-			bulk_back_off(b->model->id);
-			return false;
-		case SB_BULK_TABLE_CHANGED:
-			elog(DEBUG1, "scuttlebutt: scuttlebutt.updates has triggers or constraints of its own: %d updates of model \"%s\" stored by merging",
-				 b->nwinners, b->model->name);
-			bulk_back_off(b->model->id);
-			return false;
+		switch (SbBulkInsertUpdates(b->model->id, rows, b->nwinners))
+		{
+			case SB_BULK_STORED:
+				elog(DEBUG1, "scuttlebutt: %d updates of model \"%s\" stored by bulk insert",
+					 b->nwinners, b->model->name);
+				if (b->stored)
+					for (int i = 0; i < b->nwinners; i++)
+						b->stored[b->winners[i]] = true;
+				*nstored = b->nwinners;
+				return true;
+			case SB_BULK_KEY_HELD:
+				elog(DEBUG1, "scuttlebutt: model \"%s\" held a key of a batch of %d updates",
+					 b->model->name, b->nwinners);
+				bulk_back_off(b->model->id);
+				break;
+			case SB_BULK_TABLE_CHANGED:
+				elog(DEBUG1, "scuttlebutt: scuttlebutt.updates has triggers or constraints of its own: %d updates of model \"%s\" stored by merging",
+					 b->nwinners, b->model->name);
+				bulk_back_off(b->model->id);
+				return false;
+		}
 	}
-	elog(DEBUG1, "scuttlebutt: %d updates of model \"%s\" stored by bulk insert",
-		 b->nwinners, b->model->name);
-	if (b->stored)
-		for (int i = 0; i < b->nwinners; i++)
-			b->stored[b->winners[i]] = true;
+	if (b->nwinners < SB_BULK_MIN_ROWS || b->stored || b->model->kind != SB_KIND_MODEL ||
+		IsolationUsesXactSnapshot() ||
+		SbBulkReplaceUpdates(b->model->id, rows, b->nwinners, &replaced) != SB_BULK_STORED)
+		return false;
+	elog(DEBUG1, "scuttlebutt: %d of %d updates of model \"%s\" stored by bulk replace",
+		 replaced, b->nwinners, b->model->name);
+	*nstored = replaced;
 	return true;
 }
 
@@ -637,11 +655,12 @@ store_winners(ApplyBatch *b)
 	char	  **w_keys;
 	char	  **w_docs;
 	int		   *w_lens;
+	int64		nstored;
 
 	if (nw == 0)
 		return 0;
-	if (bulk_worth_trying(b->model->id, nw) && bulk_store(b))
-		return nw;
+	if (nw >= SB_BULK_MIN_ROWS && bulk_store(b, &nstored))
+		return nstored;
 
 	w_sources = palloc(sizeof(char *) * nw);
 	w_ts = palloc(sizeof(double) * nw);
@@ -743,20 +762,6 @@ apply_lone_update(SbModelRef *model, SbMessage *u)
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 }
 
-/*
- * The row of a lone update whose clock SbApplyLoneDirect advanced, but
- * could not store (a concurrent writer committed the key first, or the
- * table has a trigger): stored under the merge rule; whether it was
- */
-static int
-upsert_lone_row(SbModelRef *model, SbMessage *u)
-{
-	char	   *doc = (char *) u->text;
-
-	upsert_rows(model, 1, &u->source, &u->ts, &u->key, &doc, &u->len, false);
-	return SPI_processed > 0;
-}
-
 bool
 SbCheckClockSkew(const SbMessage *msg, double bound, SbMessageError *err)
 {
@@ -799,13 +804,10 @@ SbApplyUpdates(SbModelRef *model, SbMessage *updates, int n, bool *stored)
 	{
 		int			lone = SbApplyLoneDirect(model, &updates[0]);
 
-		if (lone == SB_LONE_UNSUITED || lone == SB_LONE_ROW_LEFT)
+		if (lone == SB_LONE_UNSUITED)
 		{
 			SPI_connect();
-			if (lone == SB_LONE_UNSUITED)
-				lone = apply_lone_update(model, &updates[0]);
-			else
-				lone = upsert_lone_row(model, &updates[0]);
+			lone = apply_lone_update(model, &updates[0]);
 			SPI_finish();
 		}
 		if (lone >= 0)

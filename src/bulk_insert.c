@@ -97,6 +97,7 @@ typedef struct BulkTarget
 	EState	   *estate;
 	ResultRelInfo *rri;
 	BulkInsertState bistate;
+	TupleDesc	desc;			/* the slots' */
 	TupleTableSlot *slots[SB_BULK_CHUNK];
 	int			nslots;
 	MemoryContext chunk_cxt;	/* a chunk's datums */
@@ -197,15 +198,17 @@ fill_slot(BulkTarget *t, TupleTableSlot *slot, int32 model_id, const SbBulkRow *
 /*
  * Opens the table for a batch of n rows (and its key index to find held
  * rows, when replacing); false, with nothing open, if the table is not
- * plain, or is published and would be replaced
+ * plain, or is published and would be replaced, or if the transaction is
+ * read-only (the upsert then raises its error)
  */
 static bool
 target_open(BulkTarget *t, int n, bool replacing)
 {
 	Oid			nsp = get_namespace_oid("scuttlebutt", false);
-	TupleDesc	desc;
 
 	memset(t, 0, sizeof(BulkTarget));
+	if (XactReadOnly)
+		return false;
 	t->rel = table_open(get_relname_relid("updates", nsp), RowExclusiveLock);
 	if (!table_is_plain(t->rel) || (replacing && table_is_published(t->rel)))
 	{
@@ -215,17 +218,18 @@ target_open(BulkTarget *t, int n, bool replacing)
 	t->estate = CreateExecutorState();
 	t->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
-	ExecOpenIndices(t->rri, false);
+	/* speculative: SbStoreOneUpdate's insertion checks the key index as ON CONFLICT does */
+	ExecOpenIndices(t->rri, replacing);
 	t->bistate = GetBulkInsertState();
 	/* rows an earlier call of the same command wrote are rows held, not ours */
 	CommandCounterIncrement();
 	t->cid = GetCurrentCommandId(true);
 	t->encoding = GetDatabaseEncoding();
 	/* not the relcache's (counted) descriptor: no resource owner entry per slot */
-	desc = CreateTupleDescCopy(RelationGetDescr(t->rel));
+	t->desc = CreateTupleDescCopy(RelationGetDescr(t->rel));
 	t->nslots = Min(n, SB_BULK_CHUNK);
 	for (int i = 0; i < t->nslots; i++)
-		t->slots[i] = MakeSingleTupleTableSlot(desc, table_slot_callbacks(t->rel));
+		t->slots[i] = MakeSingleTupleTableSlot(t->desc, table_slot_callbacks(t->rel));
 	t->chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "scuttlebutt bulk rows",
 										 ALLOCSET_DEFAULT_SIZES);
 	if (replacing)
@@ -254,6 +258,7 @@ target_close(BulkTarget *t)
 	MemoryContextDelete(t->chunk_cxt);
 	for (int i = 0; i < t->nslots; i++)
 		ExecDropSingleTupleTableSlot(t->slots[i]);
+	FreeTupleDesc(t->desc);
 	FreeBulkInsertState(t->bistate);
 	ExecCloseIndices(t->rri);
 	FreeExecutorState(t->estate);
@@ -330,7 +335,7 @@ newer_than_held(BulkTarget *t, const SbBulkRow *r)
  */
 bool
 SbFetchCommittedRow(IndexScanDesc scan, SnapshotData *dirty, ScanKey keys,
-					int nkeys, TupleTableSlot *slot)
+					int nkeys, TupleTableSlot *slot, XLTW_Oper waiting_to)
 {
 	for (;;)
 	{
@@ -357,7 +362,7 @@ SbFetchCommittedRow(IndexScanDesc scan, SnapshotData *dirty, ScanKey keys,
 		if (dirty->speculativeToken)
 			SpeculativeInsertionWait(dirty->xmin, dirty->speculativeToken);
 		else
-			XactLockTableWait(xwait, scan->heapRelation, &tid, XLTW_InsertIndexUnique);
+			XactLockTableWait(xwait, scan->heapRelation, &tid, waiting_to);
 	}
 }
 
@@ -387,7 +392,8 @@ delete_held_row(BulkTarget *t, int32 model_id, const SbBulkRow *r)
 		TM_FailureData tmfd;
 		TM_Result	done;
 
-		if (!SbFetchCommittedRow(t->key_scan, &t->dirty, skey, 2, t->held))
+		if (!SbFetchCommittedRow(t->key_scan, &t->dirty, skey, 2, t->held,
+								 XLTW_InsertIndexUnique))
 		{
 			result = HELD_NONE;
 			break;
@@ -527,4 +533,73 @@ SbBulkResult
 SbBulkReplaceUpdates(int32 model_id, const SbBulkRow *rows, int n, int *stored)
 {
 	return store_in_subtransaction(model_id, rows, n, true, stored);
+}
+
+/*
+ * Inserts one row of a key no row held when looked at, as ON CONFLICT
+ * does: speculatively, the key index's check not raising a conflict but
+ * reporting it, the insertion then confirmed or undone.  False if a
+ * concurrent writer's row of the key came first (undone).
+ */
+static bool
+insert_speculative(BulkTarget *t, int32 model_id, const SbBulkRow *r)
+{
+	TransactionId xid = GetCurrentTransactionId();
+	MemoryContext old = MemoryContextSwitchTo(t->chunk_cxt);
+	List	   *arbiter = list_make1_oid(RelationGetRelid(t->key_index));
+	bool		conflict = false;
+	uint32		token;
+
+	fill_slot(t, t->slots[0], model_id, r);
+	MemoryContextSwitchTo(old);
+	token = SpeculativeInsertionLockAcquire(xid);
+	table_tuple_insert_speculative(t->rel, t->slots[0], t->cid, 0, NULL, token);
+	list_free(SbExecInsertIndexTuplesSpeculative(t->rri, t->slots[0], t->estate,
+												  &conflict, arbiter));
+	table_tuple_complete_speculative(t->rel, t->slots[0], token, !conflict);
+	/* who waits for our decision sees the row confirmed, or dead */
+	SpeculativeInsertionLockRelease(xid);
+	ResetPerTupleExprContext(t->estate);
+	ExecClearTuple(t->slots[0]);
+	MemoryContextReset(t->chunk_cxt);
+	return !conflict;
+}
+
+SbUpdatesWriter *
+SbOpenUpdatesWriter(void)
+{
+	BulkTarget *t = palloc(sizeof(BulkTarget));
+
+	if (target_open(t, 1, true))
+		return t;
+	pfree(t);
+	return NULL;
+}
+
+bool
+SbStoreOneUpdate(SbUpdatesWriter *w, int32 model_id, const SbBulkRow *r)
+{
+	for (;;)
+	{
+		switch (delete_held_row(w, model_id, r))
+		{
+			case HELD_NEWER:
+				return false;
+			case HELD_DELETED:
+				/* its key is ours until we end: nobody's insert can come first */
+				insert_one(w, model_id, r);
+				return true;
+			case HELD_NONE:
+				if (insert_speculative(w, model_id, r))
+					return true;
+				break;			/* another writer's row came first: judged against it */
+		}
+	}
+}
+
+void
+SbCloseUpdatesWriter(SbUpdatesWriter *w)
+{
+	target_close(w);
+	pfree(w);
 }

@@ -11,6 +11,7 @@
 
 #include "access/genam.h"
 #include "executor/tuptable.h"
+#include "storage/lmgr.h"
 #include "utils/snapshot.h"
 
 /* One row of scuttlebutt.updates, but its model */
@@ -53,10 +54,30 @@ extern SbBulkResult SbBulkReplaceUpdates(int32 model_id, const SbBulkRow *rows, 
 										 int *stored);
 
 /*
+ * scuttlebutt.updates opened to store updates one at a time under the
+ * merge rule (a live pull's); NULL where the upsert must store them: the
+ * table is not as the extension made it, or is published, or the
+ * transaction is read-only
+ */
+typedef struct BulkTarget SbUpdatesWriter;
+extern SbUpdatesWriter *SbOpenUpdatesWriter(void);
+
+/*
+ * Stores one update of a latest-per-key model as the upsert would, with
+ * neither a plan nor a subtransaction: the key's held row deleted if
+ * older (else locked, and false returned), the update inserted (a key
+ * held by none speculatively, as ON CONFLICT inserts).  Writers of the
+ * key are waited for; errors are raised.
+ */
+extern bool SbStoreOneUpdate(SbUpdatesWriter *w, int32 model_id, const SbBulkRow *r);
+extern void SbCloseUpdatesWriter(SbUpdatesWriter *w);
+
+/*
  * The row an index scan begun with a dirty snapshot finds, once no
- * uncommitted transaction writes it (waited for); false if none
+ * uncommitted transaction writes it (waited for, shown as waiting_to);
+ * false if none
  */
 extern bool SbFetchCommittedRow(IndexScanDesc scan, SnapshotData *dirty, ScanKey keys,
-								int nkeys, TupleTableSlot *slot);
+								int nkeys, TupleTableSlot *slot, XLTW_Oper waiting_to);
 
 #endif							/* SB_BULK_INSERT_H */

@@ -93,14 +93,20 @@ typedef void SbJsonAction;
 
 /*
  * A new row's index entries, every index, unique ones checked (the caller
- * includes executor/executor.h); returns the recheck list
+ * includes executor/executor.h); returns the recheck list.  Speculative:
+ * a conflict in the arbiter indexes is reported (*conflict), not raised,
+ * as ON CONFLICT's insertion does.
  */
 #if PG_VERSION_NUM >= 160000
 #define SbExecInsertIndexTuples(rri, slot, estate) \
 	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL, false)
+#define SbExecInsertIndexTuplesSpeculative(rri, slot, estate, conflict, arbiters) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, true, (conflict), (arbiters), false)
 #else
 #define SbExecInsertIndexTuples(rri, slot, estate) \
 	ExecInsertIndexTuples((rri), (slot), (estate), false, false, NULL, NIL)
+#define SbExecInsertIndexTuplesSpeculative(rri, slot, estate, conflict, arbiters) \
+	ExecInsertIndexTuples((rri), (slot), (estate), false, true, (conflict), (arbiters))
 #endif
 
 #endif							/* SB_COMPAT_H */

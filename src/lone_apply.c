@@ -14,14 +14,17 @@
  *	   if it is below it and was advanced before (as the statement's UPDATE
  *	   ... WHERE ts < $3 AND ts > '-infinity'); a row another transaction
  *	   is writing is waited for and judged again, as the UPDATE would;
- *	2. only then is the update stored, by bulk replace (bulk_insert.c) of
- *	   one row: the key's held row deleted if older, the update inserted.
+ *	2. only then is the update stored, as the statement's upsert would
+ *	   (SbStoreOneUpdate, bulk_insert.c): the key's held row deleted if
+ *	   older, the update inserted, speculatively where no row was held.
  *
- * Where this does not fit (another kind of model, a table given triggers
- * or constraints, a transaction with one snapshot throughout) nothing is
- * written and the statement does the work; where step 2 cannot store the
- * row (a concurrent writer committed the key first), the caller's upsert
- * stores it after step 1.
+ * Neither step takes a subtransaction: one per update would spend a
+ * second transaction id on each, and overflow the subtransaction cache of
+ * a user's transaction that applies many.  Where this does not fit
+ * (another kind of model, a table given triggers, constraints or another
+ * index, a published table, a read-only transaction or one with one
+ * snapshot throughout) nothing is written and the statement does the
+ * work.
  *
  *-------------------------------------------------------------------------
  */
@@ -58,8 +61,10 @@ enum
 
 /*
  * Whether clocks is as the extension's script made it: a heap of its
- * columns, no CHECK, no trigger but its foreign key's (whose update check
- * a change of ts does not need)
+ * columns, its primary key its one index (a HOT update then needs no
+ * entry), no CHECK, no trigger but its immediate foreign key's checks
+ * (an update of ts alone leaves the key checked when the row was
+ * inserted)
  */
 static bool
 clocks_are_plain(Relation rel)
@@ -67,11 +72,17 @@ clocks_are_plain(Relation rel)
 	TupleDesc	desc = RelationGetDescr(rel);
 
 	if (rel->rd_rel->relam != HEAP_TABLE_AM_OID || desc->natts != CLOCK_NCOLS ||
-		(desc->constr && desc->constr->num_check > 0))
+		(desc->constr && desc->constr->num_check > 0) ||
+		list_length(RelationGetIndexList(rel)) != 1)
 		return false;
 	for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers; i++)
-		if (!rel->trigdesc->triggers[i].tgisinternal)
+	{
+		Trigger    *trigger = &rel->trigdesc->triggers[i];
+
+		if ((trigger->tgfoid != F_RI_FKEY_CHECK_INS && trigger->tgfoid != F_RI_FKEY_CHECK_UPD) ||
+			trigger->tgdeferrable)
 			return false;
+	}
 	return true;
 }
 
@@ -99,7 +110,7 @@ update_row(Relation rel, ItemPointer tid, TupleTableSlot *slot, bool *index_entr
 
 	result = table_tuple_update(rel, tid, slot, GetCurrentCommandId(true), InvalidSnapshot,
 								InvalidSnapshot, true, &tmfd, &lockmode, &update_indexes);
-	/* clocks has no summarizing index: only HOT (none) or all */
+	/* clocks' one index is a b-tree (clocks_are_plain): HOT needs none */
 	*index_entries = update_indexes != TU_None;
 #else
 	result = table_tuple_update(rel, tid, slot, GetCurrentCommandId(true), InvalidSnapshot,
@@ -132,7 +143,7 @@ advance_clock(Relation rel, int32 model_id, const char *source, double ts)
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(model_id));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(source));
 	scan = index_beginscan(rel, pkey, &dirty, 2, 0);
-	while (SbFetchCommittedRow(scan, &dirty, keys, 2, held))
+	while (SbFetchCommittedRow(scan, &dirty, keys, 2, held, XLTW_Update))
 	{
 		bool		isnull;
 		double		clock = DatumGetFloat8(slot_getattr(held, CLOCK_TS + 1, &isnull));
@@ -174,29 +185,31 @@ int
 SbApplyLoneDirect(SbModelRef *model, const SbMessage *u)
 {
 	Relation	clocks;
-	SbBulkRow	row;
-	int			stored;
+	SbUpdatesWriter *updates;
+	int			result;
 
-	if (model->kind != SB_KIND_MODEL || u->key == NULL || IsolationUsesXactSnapshot())
+	if (model->kind != SB_KIND_MODEL || u->key == NULL ||
+		IsolationUsesXactSnapshot() || XactReadOnly)
 		return SB_LONE_UNSUITED;
 	clocks = table_open(get_relname_relid("clocks", get_namespace_oid("scuttlebutt", false)),
 						RowExclusiveLock);
-	if (!clocks_are_plain(clocks))
+	updates = clocks_are_plain(clocks) ? SbOpenUpdatesWriter() : NULL;
+	if (updates == NULL)
 	{
 		table_close(clocks, RowExclusiveLock);
 		return SB_LONE_UNSUITED;
 	}
 	if (!advance_clock(clocks, model->id, u->source, u->ts))
+		result = SB_LONE_NOT_TAKEN;
+	else
 	{
-		table_close(clocks, NoLock);
-		return SB_LONE_NOT_TAKEN;
-	}
-	table_close(clocks, NoLock);
+		SbBulkRow	row = {u->source, u->ts, u->key, u->text, u->len};
 
-	row = (SbBulkRow) {u->source, u->ts, u->key, u->text, u->len};
-	if (SbBulkReplaceUpdates(model->id, &row, 1, &stored) != SB_BULK_STORED)
-		return SB_LONE_ROW_LEFT;
+		result = SbStoreOneUpdate(updates, model->id, &row);
+	}
+	SbCloseUpdatesWriter(updates);
+	table_close(clocks, NoLock);
 	/* what follows in this transaction sees the rows */
 	CommandCounterIncrement();
-	return stored;
+	return result;
 }

@@ -14,7 +14,6 @@
 /* What SbApplyLoneDirect did, besides storing (1) or losing (0) */
 #define SB_LONE_NOT_TAKEN	(-1)	/* the clock did not take it: nothing written */
 #define SB_LONE_UNSUITED	(-2)	/* not done here: nothing written */
-#define SB_LONE_ROW_LEFT	(-3)	/* the clock advanced; the row is the caller's */
 
 /*
  * Applies one update of another node's source to a model (see

@@ -7,9 +7,9 @@
 #     (newer).  R's history comes in timestamp order, which is set_many's
 #     key order (the keys' text order: "k1", "k10", "k100", ... "k9999"
 #     last): the first pages are bulk inserted; the page that meets k9998
-#     is merged, and D's values stay
-#     D's (the merge rule, not a unique violation).  D's log says which
-#     path each page took (DEBUG1).
+#     is stored by bulk replace (each held row kept if newer), and D's
+#     values stay D's (the merge rule, not a unique violation).  D's log
+#     says which path each page took (DEBUG1).
 #   - "race": while D pulls, a session on D writes 2,000 of the same keys
 #     (newer than R's): whichever of the bulk insert and the local writer reaches a
 #     key first, the newer value must win on both servers.
@@ -60,8 +60,10 @@ ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('bulk', 'k9998') = '"d"' AND sc
 my $log = substr(slurp_file($nd->logfile), $offset);
 my $copied = () = $log =~ /scuttlebutt: (\d+) updates of model "bulk" stored by bulk insert/g;
 cmp_ok($copied, '>=', 1, "bulk: pages of new keys were stored by bulk insert ($copied)");
-like($log, qr/scuttlebutt: model "bulk" held a key of a batch of \d+ updates: stored by merging/,
-	'bulk: the page meeting a held key was merged');
+like($log, qr/scuttlebutt: model "bulk" held a key of a batch of \d+ updates/,
+	'bulk: a page met a held key');
+like($log, qr/scuttlebutt: \d+ of \d+ updates of model "bulk" stored by bulk replace/,
+	'bulk: and was stored by bulk replace');
 ok(LibpqTest::wait_converged('bulk', [ $nr, $nd ], 60), 'bulk: R and D converge');
 
 # race: a local writer on D during the pull

@@ -69,7 +69,7 @@ is($synced, $clients, "$clients clients synced every key") or diag("$out\n$err")
 # changed them: a client may hold the server's SYNC a moment before its
 # row says live; one that never shows live fails after 30 s)
 my $live = q{SELECT count(*) FROM scuttlebutt.peer_status WHERE direction = 'in' AND state = 'live'};
-StreamTest::poll($na, "$live = $clients", 30);
+StreamTest::poll($na, "SELECT ($live) = $clients", 30);
 is(qa($live), $clients, "peer_status shows $clients live incoming connections");
 
 # a write reaches each of them

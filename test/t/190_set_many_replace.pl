@@ -15,6 +15,8 @@
 #    a new key; B's set_many() over both waits for A, then replaces A's
 #    (older) rows;
 #  - "rr": in a REPEATABLE READ transaction the upsert stores the rows;
+#  - "read only": in a read-only transaction set_many() fails, over held
+#    keys or into an empty model, as the upsert fails;
 #  - "both": two sessions write the same 3,000 held keys at once, ten
 #    times: neither fails (no deadlock), every key one row.
 use strict;
@@ -108,6 +110,17 @@ is(q1('SELECT count(*) FROM ' . model_rows('w') . ' r'), 1600, 'wait: one row pe
 unlike(set_many_debug('w', entries(1, 1600, q{'rr'}), 'BEGIN ISOLATION LEVEL REPEATABLE READ;'),
 	qr/by bulk/, 'rr: in a REPEATABLE READ transaction the rows are upserted');
 is(holding('w', q{'rr'}), 1600, 'rr: and replace the held ones');
+
+# ---- read only ----
+for my $m ('w', 'empty')
+{
+	q1(qq{SELECT scuttlebutt.create_model('$m') WHERE NOT EXISTS (SELECT FROM scuttlebutt.registry WHERE name = '$m')});
+	my ($rc, $out, $err) = $node->psql('postgres',
+		"BEGIN READ ONLY; SELECT scuttlebutt.set_many('$m', " . entries(1, 1600, q{'ro'}) . ')');
+	isnt($rc, 0, "read only: set_many() into $m in a read-only transaction fails");
+	like($err, qr/read-only transaction/, 'read only: with the read-only error');
+	is(holding($m, q{'ro'}), 0, "read only: $m holds none of its values");
+}
 
 # ---- both ----
 q1(q{SELECT scuttlebutt.create_model('both')});

@@ -14,7 +14,9 @@
 #    for, then replaced by the newer update;
 #  - "trigger": a trigger on scuttlebutt.updates, or one of a user's on
 #    scuttlebutt.clocks, sends the update through the statement, which
-#    fires it;
+#    fires it; so does an index of a user's on clocks;
+#  - "read only": in a read-only transaction apply_update() fails as the
+#    statement does, writing nothing;
 #  - "published": with scuttlebutt.updates in a publication, rows are
 #    updated, not replaced (subscribers get an UPDATE), here and by a
 #    large set_many().
@@ -101,9 +103,20 @@ is(q1(q{SELECT count(*) FROM seen WHERE tab = 'clocks'}), 1, 'trigger: and the t
 q1(q{DROP TRIGGER count_row ON scuttlebutt.clocks});
 is(apply_counted('m', '[["k1",6],' . ($future + 3) . ',"A"]'), 'true 1/0/1 1', 'trigger: without them, replaced again');
 
+q1(q{CREATE INDEX clocks_by_ts ON scuttlebutt.clocks (ts)});
+is(apply_counted('m', '[["k1",61],' . ($future + 4) . ',"A"]'), 'true 0/1/0 1', 'trigger: with an index of ours on clocks the statement applies');
+q1(q{DROP INDEX scuttlebutt.clocks_by_ts});
+
+# ---- read only ----
+my ($ro_rc, $ro_out, $ro_err) = $node->psql('postgres',
+	q{BEGIN READ ONLY; SELECT scuttlebutt.apply_update('m', '[["k1",62],} . ($future + 5) . q{,"A"]')});
+isnt($ro_rc, 0, 'read only: apply_update() in a read-only transaction fails');
+like($ro_err, qr/read-only transaction/, 'read only: with the read-only error');
+is(clock_of('m', 'A'), $future + 4, "read only: A's clock did not move");
+
 # ---- published ----
 q1(q{CREATE PUBLICATION pub FOR TABLE scuttlebutt.updates WITH (publish = 'insert, update')});
-is(apply_counted('m', '[["k1",7],' . ($future + 4) . ',"A"]'), 'true 0/1/0 1', 'published: a lone update updates the row');
+is(apply_counted('m', '[["k1",7],' . ($future + 6) . ',"A"]'), 'true 0/1/0 1', 'published: a lone update updates the row');
 q1(q{SELECT scuttlebutt.create_model('many')});
 q1(q{SELECT scuttlebutt.set_many('many', (SELECT jsonb_object_agg('k' || i, i) FROM generate_series(1, 1500) i))});
 my ($rc, $out, $err) = $node->psql('postgres',
