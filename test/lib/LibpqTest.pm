@@ -114,6 +114,36 @@ sub lit
 	return "'$s'";
 }
 
+# A session of its own holding an open transaction: BEGIN, then $sql,
+# until its output matches $done (or 30 s); for run_behind
+sub hold
+{
+	my ($node, $sql, $done) = @_;
+	my %h = (in => "BEGIN;\n$sql\n", out => '', err => '');
+	$h{h} = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') ],
+		'<', \$h{in}, '>', \$h{out}, '2>', \$h{err});
+	$h{held} = PostgreSQL::Test::Utils::pump_until($h{h}, IPC::Run::timeout(30), \$h{out}, $done);
+	return \%h;
+}
+
+# Runs $sql in a session of its own while $holder (hold()) holds its
+# transaction open: whether it came to wait on a lock (its query text
+# containing $waiting_like), then, the holder committed, its stdout
+# (trailing space trimmed) and stderr
+sub run_behind
+{
+	my ($node, $holder, $sql, $waiting_like) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $sql ],
+		'>', \$out, '2>', \$err);
+	my $waited = poll($node, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE }
+		  . lit("%$waiting_like%"), 30);
+	$holder->{in} .= "COMMIT;\n\\q\n";
+	$holder->{h}->finish;
+	$h->finish;
+	return ($waited, $out =~ s/\s+$//r, $err);
+}
+
 sub conninfo
 {
 	my ($node, %o) = @_;

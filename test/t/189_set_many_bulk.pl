@@ -1,17 +1,18 @@
 # set_many() into a model that holds no key stores its rows by bulk insert
 # (the table's multi-insert, as an initial sync's pages), with the same
-# rows the upsert would store; anywhere else, or when a concurrent writer
-# gets a key first, or when the table has a trigger of its own, the upsert
-# stores them, losing nothing.
+# rows the upsert would store; into a model holding keys, or when a
+# concurrent writer gets a key first, by bulk replace (190_set_many_replace);
+# when the table has a trigger of its own, the upsert stores them, losing
+# nothing.
 #
 #  - "bulk": 2,000 keys into an empty model (values with escapes and
 #    non-ASCII text): stored by bulk insert (DEBUG1 says so), each row's
 #    text the same as an upsert's of the same entries ("merged", which
 #    held a key before), timestamps rising in key order, the clock at the
-#    last; a second set_many() over the same keys goes through the upsert;
+#    last; a second set_many() over the same keys replaces them;
 #  - "race": session A writes k1..k1500 in an open transaction, session B
 #    then k1000..k2500 into the same empty model: B's bulk insert waits for
-#    A, meets A's keys, and B's upsert stores all of B's (newer) values;
+#    A, meets A's keys, and all of B's (newer) values are stored;
 #  - "trig": with a row trigger on scuttlebutt.updates, the upsert stores
 #    the rows and the trigger sees each.
 use strict;
@@ -19,7 +20,6 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
-use IPC::Run;
 use LibpqTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -62,30 +62,24 @@ is( q1(q{SELECT bool_and(ts > prev) FROM (SELECT ts, lag(ts, 1, '-infinity') OVE
 is(q1(q{SELECT (scuttlebutt.clock('bulk') ->> (SELECT scuttlebutt.node_id()))::float8 = (SELECT max(ts) FROM } . rows('bulk') . ' r)'),
 	't', "bulk: the model's clock is at its last write");
 is(q1(q{SELECT count(*) FROM scuttlebutt.history('bulk')}), 2000, 'bulk: history() holds each update');
-unlike(set_many_debug('bulk', q{(SELECT jsonb_object_agg('k' || i, 'again') FROM generate_series(1, 2000) i)}),
-	qr/by bulk insert/, 'bulk: a second set_many() over the held keys is upserted');
+like(set_many_debug('bulk', q{(SELECT jsonb_object_agg('k' || i, 'again') FROM generate_series(1, 2000) i)}),
+	qr/stored 2000 of 2000 keys of model "bulk" by bulk replace/,
+	'bulk: a second set_many() over the held keys replaces them (190_set_many_replace)');
 is(q1('SELECT count(*) FROM ' . rows('bulk') . q{ r WHERE doc::text LIKE '%"again"%'}), 2000,
 	'bulk: and its values replace the first ones');
 
 # ---- race ----
 q1(q{SELECT scuttlebutt.create_model('race')});
-my ($a_in, $a_out, $a_err) = ('', '', '');
-my $a = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') ],
-	'<', \$a_in, '>', \$a_out, '2>', \$a_err);
-$a_in .= "BEGIN;\nSELECT scuttlebutt.set_many('race', (SELECT jsonb_object_agg('k' || i, to_jsonb('a'::text)) FROM generate_series(1, 1500) i));\n";
-ok(pump_until($a, IPC::Run::timeout(30), \$a_out, qr/^1500$/m), 'race: A wrote 1,500 keys, not committed');
-my ($b_out, $b_err) = ('', '');
-my $b = IPC::Run::start(
-	[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c',
-	  q{SET client_min_messages = debug1; SELECT scuttlebutt.set_many('race', (SELECT jsonb_object_agg('k' || i, to_jsonb('b'::text)) FROM generate_series(1000, 2500) i))} ],
-	'>', \$b_out, '2>', \$b_err);
-ok(LibpqTest::poll($node, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%set_many(''race''%'}, 30),
-	"race: B's set_many() waits for A");
-$a_in .= "COMMIT;\n\\q\n";
-$a->finish;
-$b->finish;
-is($b_out =~ s/\s+$//r, '1501', 'race: B wrote 1,501 keys');
-unlike($b_err, qr/by bulk insert/, "race: B's keys were upserted (A's came first)");
+my $holder = LibpqTest::hold($node,
+	q{SELECT scuttlebutt.set_many('race', (SELECT jsonb_object_agg('k' || i, to_jsonb('a'::text)) FROM generate_series(1, 1500) i));},
+	qr/^1500$/m);
+ok($holder->{held}, 'race: A wrote 1,500 keys, not committed');
+my ($waited, $b_out, $b_err) = LibpqTest::run_behind($node, $holder,
+	q{SET client_min_messages = debug1; SELECT scuttlebutt.set_many('race', (SELECT jsonb_object_agg('k' || i, to_jsonb('b'::text)) FROM generate_series(1000, 2500) i))},
+	q{set_many('race'});
+ok($waited, "race: B's set_many() waits for A");
+is($b_out, '1501', 'race: B wrote 1,501 keys');
+unlike($b_err, qr/by bulk insert/, "race: B's keys were not bulk inserted (A's came first)");
 is(q1(q{SELECT count(*) FROM scuttlebutt.entries('race')}), 2500, 'race: 2,500 keys held');
 is(q1(q{SELECT string_agg(DISTINCT v, ',' ORDER BY v) FROM (SELECT scuttlebutt.get('race', 'k' || i) ::text v FROM generate_series(1000, 2500) i) s}),
 	'"b"', "race: B's values win on every key it wrote");

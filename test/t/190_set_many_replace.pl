@@ -86,22 +86,15 @@ is(holding('twice', q{'b'}), 1200, 'twice: the second set_many() wins');
 # ---- wait ----
 q1(q{SELECT scuttlebutt.create_model('w')});
 q1('SELECT scuttlebutt.set_many(\'w\', ' . entries(1, 1500, q{'zero'}) . ')');
-my ($a_in, $a_out, $a_err) = ('', '', '');
-my $a = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') ],
-	'<', \$a_in, '>', \$a_out, '2>', \$a_err);
-$a_in .= qq{BEGIN;\nSELECT scuttlebutt.set('w', 'k5', '{"v":"a"}') IS NOT NULL;\nSELECT scuttlebutt.set('w', 'k1600', '{"v":"a"}') IS NOT NULL;\n};
-ok(pump_until($a, IPC::Run::timeout(30), \$a_out, qr/^t\nt$/m), 'wait: A set k5 and the new k1600, not committed');
-my ($b_out, $b_err) = ('', '');
-my $b = IPC::Run::start(
-	[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c',
-	  q{SET client_min_messages = debug1; SELECT scuttlebutt.set_many('w', } . entries(1, 1600, q{'b'}) . ')' ],
-	'>', \$b_out, '2>', \$b_err);
-ok(LibpqTest::poll($node, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%set_many(''w''%'}, 30),
-	"wait: B's set_many() waits for A");
-$a_in .= "COMMIT;\n\\q\n";
-$a->finish;
-$b->finish;
-is($b_out =~ s/\s+$//r, '1600', 'wait: B wrote 1,600 keys');
+my $holder = LibpqTest::hold($node,
+	qq{SELECT scuttlebutt.set('w', 'k5', '{"v":"a"}') IS NOT NULL;\nSELECT scuttlebutt.set('w', 'k1600', '{"v":"a"}') IS NOT NULL;},
+	qr/^t\nt$/m);
+ok($holder->{held}, 'wait: A set k5 and the new k1600, not committed');
+my ($waited, $b_out, $b_err) = LibpqTest::run_behind($node, $holder,
+	q{SET client_min_messages = debug1; SELECT scuttlebutt.set_many('w', } . entries(1, 1600, q{'b'}) . ')',
+	q{set_many('w'});
+ok($waited, "wait: B's set_many() waits for A");
+is($b_out, '1600', 'wait: B wrote 1,600 keys');
 like($b_err, qr/stored 1600 of 1600 keys of model "w" by bulk replace/, "wait: B replaced A's rows by bulk");
 is(holding('w', q{'b'}), 1600, "wait: B's values win on every key");
 is(q1('SELECT count(*) FROM ' . model_rows('w') . ' r'), 1600, 'wait: one row per key');

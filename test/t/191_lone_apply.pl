@@ -25,7 +25,6 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
-use IPC::Run;
 use LibpqTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -71,22 +70,12 @@ is(q1(q{SELECT count(*) FROM scuttlebutt.updates WHERE model_id = (SELECT id FRO
 
 # ---- wait ----
 my $future = q1(q{SELECT (extract(epoch FROM clock_timestamp()) * 1000 + 20000)::bigint});
-my ($x_in, $x_out, $x_err) = ('', '', '');
-my $x = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') ],
-	'<', \$x_in, '>', \$x_out, '2>', \$x_err);
-$x_in .= qq{BEGIN;\nSELECT scuttlebutt.set('m', 'k9', '"local"') IS NOT NULL;\n};
-ok(pump_until($x, IPC::Run::timeout(30), \$x_out, qr/^t$/m), 'wait: a local set() of the new key k9, not committed');
-my ($y_out, $y_err) = ('', '');
-my $y = IPC::Run::start(
-	[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c',
-	  qq{SELECT scuttlebutt.apply_update('m', '[["k9","peer"],$future,"A"]')} ],
-	'>', \$y_out, '2>', \$y_err);
-ok(LibpqTest::poll($node, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%apply_update(''m''%'}, 30),
-	'wait: the peer update of k9 waits for it');
-$x_in .= "COMMIT;\n\\q\n";
-$x->finish;
-$y->finish;
-is($y_out =~ s/\s+$//r, 't', 'wait: then stores the newer update') or diag($y_err);
+my $holder = LibpqTest::hold($node, q{SELECT scuttlebutt.set('m', 'k9', '"local"') IS NOT NULL;}, qr/^t$/m);
+ok($holder->{held}, 'wait: a local set() of the new key k9, not committed');
+my ($waited, $y_out, $y_err) = LibpqTest::run_behind($node, $holder,
+	qq{SELECT scuttlebutt.apply_update('m', '[["k9","peer"],$future,"A"]')}, q{apply_update('m'});
+ok($waited, 'wait: the peer update of k9 waits for it');
+is($y_out, 't', 'wait: then stores the newer update') or diag($y_err);
 is(q1(q{SELECT scuttlebutt.get('m', 'k9')}), '"peer"', 'wait: k9 holds it');
 
 # ---- trigger ----
