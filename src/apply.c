@@ -484,7 +484,7 @@ upsert_rows(SbModelRef *model, int n, char **sources, double *ts, char **keys,
 	"INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)" \
 	" SELECT $1, t.source, t.ts, t.key, t.doc" \
 	" FROM unnest($2, $3, $4, $5) AS t(source, ts, key, doc)" \
-	" ORDER BY t.key"	/* see SB_LOCK_ORDER in store.c */ \
+	" ORDER BY t.key COLLATE \"C\""	/* see SB_LOCK_ORDER in store.c */ \
 	SB_MERGE_SQL_UPSERT
 	static SPIPlanPtr returning_plan;
 	static SPIPlanPtr counting_plan;

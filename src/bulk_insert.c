@@ -218,8 +218,7 @@ target_open(BulkTarget *t, int n, bool replacing)
 	t->estate = CreateExecutorState();
 	t->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
-	/* speculative: SbStoreOneUpdate's insertion checks the key index as ON CONFLICT does */
-	ExecOpenIndices(t->rri, replacing);
+	ExecOpenIndices(t->rri, false);
 	t->bistate = GetBulkInsertState();
 	/* rows an earlier call of the same command wrote are rows held, not ours */
 	CommandCounterIncrement();

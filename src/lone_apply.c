@@ -62,28 +62,32 @@ enum
 /*
  * Whether clocks is as the extension's script made it: a heap of its
  * columns, its primary key its one index (a HOT update then needs no
- * entry), no CHECK, no trigger but its immediate foreign key's checks
- * (an update of ts alone leaves the key checked when the row was
- * inserted)
+ * entry), no CHECK, no trigger but the checks of its immediate foreign
+ * key to registry (an update of ts alone leaves the key as checked when
+ * the row was inserted)
  */
 static bool
 clocks_are_plain(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *indexes;
+	Oid			registry = get_relname_relid("registry", RelationGetNamespace(rel));
+	bool		plain;
 
 	if (rel->rd_rel->relam != HEAP_TABLE_AM_OID || desc->natts != CLOCK_NCOLS ||
-		(desc->constr && desc->constr->num_check > 0) ||
-		list_length(RelationGetIndexList(rel)) != 1)
+		(desc->constr && desc->constr->num_check > 0))
 		return false;
-	for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers; i++)
+	indexes = RelationGetIndexList(rel);
+	plain = list_length(indexes) == 1;
+	list_free(indexes);
+	for (int i = 0; plain && rel->trigdesc && i < rel->trigdesc->numtriggers; i++)
 	{
 		Trigger    *trigger = &rel->trigdesc->triggers[i];
 
-		if ((trigger->tgfoid != F_RI_FKEY_CHECK_INS && trigger->tgfoid != F_RI_FKEY_CHECK_UPD) ||
-			trigger->tgdeferrable)
-			return false;
+		plain = (trigger->tgfoid == F_RI_FKEY_CHECK_INS || trigger->tgfoid == F_RI_FKEY_CHECK_UPD) &&
+			trigger->tgconstrrelid == registry && !trigger->tgdeferrable;
 	}
-	return true;
+	return plain;
 }
 
 /* The new version of the clock row in held: ts its only change */

@@ -369,7 +369,7 @@ upsert_local_rows(SbModelRef *model, int n, char **keys, char **change_texts,
 				  "INSERT INTO scuttlebutt.updates AS u (model_id, source, ts, key, doc)"
 				  " SELECT $1, $2, t.ts, t.key, t.doc"
 				  " FROM unnest($3, $4, $5) AS t(ts, key, doc)"
-				  " ORDER BY t.key" /* see SB_LOCK_ORDER */
+				  " ORDER BY t.key COLLATE \"C\"" /* see SB_LOCK_ORDER */
 				  UPSERT_CONFLICT_CLAUSE,
 				  5, argtypes);
 	values[0] = Int32GetDatum(model->id);

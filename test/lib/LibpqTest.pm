@@ -115,14 +115,16 @@ sub lit
 }
 
 # A session of its own holding an open transaction: BEGIN, then $sql,
-# until its output matches $done (or 30 s); for run_behind
+# until its output matches $done; for run_behind
 sub hold
 {
 	my ($node, $sql, $done) = @_;
+	my $limit = $PostgreSQL::Test::Utils::timeout_default;
 	my %h = (in => "BEGIN;\n$sql\n", out => '', err => '');
 	$h{h} = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres') ],
-		'<', \$h{in}, '>', \$h{out}, '2>', \$h{err});
-	$h{held} = PostgreSQL::Test::Utils::pump_until($h{h}, IPC::Run::timeout(30), \$h{out}, $done);
+		'<', \$h{in}, '>', \$h{out}, '2>', \$h{err}, IPC::Run::timeout($limit));
+	$h{held} = PostgreSQL::Test::Utils::pump_until($h{h}, IPC::Run::timeout($limit), \$h{out}, $done);
+	diag("hold: $h{err}") unless $h{held};
 	return \%h;
 }
 
@@ -133,13 +135,14 @@ sub hold
 sub run_behind
 {
 	my ($node, $holder, $sql, $waiting_like) = @_;
+	my $limit = $PostgreSQL::Test::Utils::timeout_default;
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $sql ],
-		'>', \$out, '2>', \$err);
+		'>', \$out, '2>', \$err, IPC::Run::timeout($limit));
 	my $waited = poll($node, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE }
-		  . lit("%$waiting_like%"), 30);
+		  . lit("%$waiting_like%"), $limit);
 	$holder->{in} .= "COMMIT;\n\\q\n";
-	$holder->{h}->finish;
+	$holder->{h}->finish or diag("the holder ended with $?: $holder->{err}");
 	$h->finish;
 	return ($waited, $out =~ s/\s+$//r, $err);
 }
