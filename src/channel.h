@@ -96,6 +96,9 @@ SbChannelInit(SbChannel *ch, const SbChannelOps *ops, pgsocket sock, void *state
 /* A plain TCP channel on a connected, non-blocking socket */
 extern void SbChannelTcpOpen(SbChannel *ch, pgsocket sock);
 
+/* Closes ch's socket with our end sent and unread input dropped first */
+extern void SbChannelCloseSocket(SbChannel *ch);
+
 /*
  * A TLS channel accepting on a connected, non-blocking socket with the
  * listener's context (tls_context.h); false, with ch->error set and the

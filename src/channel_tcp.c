@@ -69,12 +69,39 @@ tcp_pending(SbChannel *ch pg_attribute_unused())
 	return 0;
 }
 
+/* At most so many bytes of unread input are dropped at a close */
+#define SB_CLOSE_DRAIN_BYTES (256 * 1024)
+
+/*
+ * Closes the socket so that the peer sees its end, not a reset: close()
+ * with input left unread makes the kernel answer with a reset (RFC 1122,
+ * 4.2.2.13), and the peer may then lose the last bytes we sent and read
+ * ECONNRESET (a peer that wrote as we closed: remove_peer(), a shutdown).
+ * So our end is sent first, and what has arrived is read and dropped (the
+ * socket does not block; a peer that keeps sending past the bound is
+ * reset).
+ */
+void
+SbChannelCloseSocket(SbChannel *ch)
+{
+	char		buf[8192];
+	size_t		dropped = 0;
+	ssize_t		n;
+
+	if (ch->sock == PGINVALID_SOCKET)
+		return;
+	(void) shutdown(ch->sock, SHUT_WR);
+	while (dropped < SB_CLOSE_DRAIN_BYTES &&
+		   (n = recv(ch->sock, buf, sizeof(buf), 0)) > 0)
+		dropped += n;
+	closesocket(ch->sock);
+	ch->sock = PGINVALID_SOCKET;
+}
+
 static void
 tcp_close(SbChannel *ch)
 {
-	if (ch->sock != PGINVALID_SOCKET)
-		closesocket(ch->sock);
-	ch->sock = PGINVALID_SOCKET;
+	SbChannelCloseSocket(ch);
 }
 
 static const SbChannelOps tcp_ops = {

@@ -267,9 +267,7 @@ tls_close(SbChannel *ch)
 		pfree(ch->peer_cn);
 	ch->peer_cn = NULL;
 	ch->tls = false;
-	if (ch->sock != PGINVALID_SOCKET)
-		closesocket(ch->sock);
-	ch->sock = PGINVALID_SOCKET;
+	SbChannelCloseSocket(ch);
 }
 
 static const SbChannelOps tls_ops = {
