@@ -8,7 +8,14 @@
 #       port (pg_hba: trust, as initdb -A trust writes it), with short
 #       reconnect back-offs; the extension created unless extension => 0;
 #       listen => 1 also opens the stream listener (LibpqTest::stream_port);
-#       preload => 0 leaves the library out of shared_preload_libraries
+#       preload => 0 leaves the library out of shared_preload_libraries;
+#       initdb => [...] replaces initdb's encoding and locale options
+#
+#   my $h = LibpqTest::hold($node, $sql, qr/done/);
+#   my ($waited, $out, $err) = LibpqTest::run_behind($node, $h, $sql2, $like)
+#       a session holding a transaction open ($sql run in it), and a
+#       statement run while it holds: whether that came to wait on a
+#       lock, then, the holder committed, its output
 #
 #   LibpqTest::conninfo($node, tcp => 1, extra => 'user=x password=y')
 #       a libpq connection string of $node's "postgres" database: over
@@ -73,7 +80,7 @@ sub new_node
 	my $listen = $o{listen} // 0;
 	my $sport = $listen ? PostgreSQL::Test::Cluster::get_free_port() : 0;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init(extra => [ '--encoding=UTF8', '--no-locale' ]);
+	$node->init(extra => $o{initdb} // [ '--encoding=UTF8', '--no-locale' ]);
 	$node->append_conf('postgresql.conf',
 		$ScuttlebuttTest::common_conf
 		  . "listen_addresses = '127.0.0.1'\n"

@@ -1,0 +1,63 @@
+# Writers of many keys take them in one order, byte order (SB_LOCK_ORDER:
+# COLLATE "C", strcmp), whatever the database's collation: the upsert of a
+# small set_many() as the bulk paths and the worker's batches do, so that
+# two writers of the same keys wait for each other instead of deadlocking.
+#
+# The server's default collation is ICU's "en", under which 'a' sorts
+# before 'B' (byte order: 'B' first).  Session A holds key a (an open
+# set()); a writer of {a, B} behind it (a set_many() of two keys: the
+# upsert; an import() of two updates: the worker's batch upsert) must take
+# B first, then wait for A at a: a third session's set() of B then waits
+# for the writer, and times out.  Were the keys taken in the database's
+# order, the writer would wait at a holding nothing, and the third set()
+# would pass.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use IPC::Run;
+use LibpqTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = LibpqTest::new_node('n',
+	initdb => [ '--encoding=UTF8', '--locale=C', '--locale-provider=icu', '--icu-locale=en' ]);
+sub q1 { LibpqTest::q1($node, @_) }
+
+is(q1(q{SELECT 'a' < 'B', 'a' < 'B' COLLATE "C"}), 't|f',
+	"the database's collation orders a before B, byte order B before a");
+q1(q{SELECT scuttlebutt.create_model('m')});
+q1(q{SELECT scuttlebutt.set_many('m', '{"a": 0, "B": 0}')});
+
+# a writer of {a, B} behind a holder of a: B must be taken first
+sub takes_b_first
+{
+	my ($label, $sql, $like, $value) = @_;
+	my $holder = LibpqTest::hold($node, q{SELECT scuttlebutt.set('m', 'a', '"A"') IS NOT NULL;}, qr/^t$/m);
+	ok($holder->{held}, "$label: A holds key a, not committed");
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $sql ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	ok(LibpqTest::poll($node, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE }
+		  . LibpqTest::lit("%$like%"), 30),
+		"$label: the writer waits for A");
+	my ($rc, undef, $cerr) = $node->psql('postgres',
+		q{SET lock_timeout = '300ms'; SELECT scuttlebutt.set('m', 'B', '"c"')});
+	isnt($rc, 0, "$label: a set() of B meanwhile waits for the writer (which took B first, in byte order)");
+	like($cerr, qr/lock timeout/, "$label: and times out");
+	$holder->{in} .= "COMMIT;\n\\q\n";
+	$holder->{h}->finish;
+	$h->finish;
+	is($out =~ s/\s+$//r, '2', "$label: the writer then stores both keys") or diag($err);
+	is(q1(q{SELECT string_agg(value::text, ',' ORDER BY key COLLATE "C") FROM scuttlebutt.entries('m')}),
+		"$value,$value", "$label: both hold the writer's values");
+}
+
+takes_b_first('set_many', q{SELECT scuttlebutt.set_many('m', '{"a": "b", "B": "b"}')}, q{set_many('m'}, '"b"');
+my $ahead = q1(q{SELECT (extract(epoch FROM clock_timestamp()) * 1000 + 10000)::bigint});
+takes_b_first('import', qq{SELECT scuttlebutt.import('m', '[["a","x"],$ahead,"X"]' || E'\\n' || '[["B","x"],} . ($ahead + 1) . q{,"X"]')},
+	q{import('m'}, '"x"');
+
+done_testing();
