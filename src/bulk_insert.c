@@ -1,9 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * bulk_insert.c
- *	  Storing a batch of updates with the table's multi-insert, as COPY and
- *	  logical replication's initial table copy do: updates to keys a model
- *	  does not hold yet, or updates replacing the rows of keys it holds.
+ *	  Storing updates in scuttlebutt.updates without the executor: a batch
+ *	  with the table's multi-insert, as COPY and logical replication's
+ *	  initial table copy do (updates to keys a model does not hold yet, or
+ *	  updates replacing the rows of keys it holds), and a lone update as
+ *	  ON CONFLICT would store it (SbStoreOneUpdate, for lone_apply.c).
  *
  * An initial sync into an empty model is a stream of new keys: the merge
  * path's upsert (a speculative insertion per row, its confirmation record,

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * bulk_insert.h
- *	  Storing a batch of updates with the table's multi-insert: new keys'
- *	  updates, or updates replacing the rows of held keys.
+ *	  Storing updates without the executor: a batch with the table's
+ *	  multi-insert (new keys' updates, or updates replacing the rows of
+ *	  held keys), or one update as ON CONFLICT would.
  *
  *-------------------------------------------------------------------------
  */
