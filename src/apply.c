@@ -19,8 +19,9 @@
  *	3. of several accepted updates to one key keep only the winner
  *	   (merge.h's version order), counting the others that would have
  *	   changed the state had they been applied one by one;
- *	4. upsert the winners under the merge rule (SB_MERGE_SQL_UPSERT), in
- *	   key order (SB_LOCK_ORDER, as set_many does);
+ *	4. store the winners under the merge rule, in key order (SB_LOCK_ORDER,
+ *	   as set_many does): a batch of SB_BULK_MIN_ROWS or more by
+ *	   multi-insert (bulk_store), else by upsert (SB_MERGE_SQL_UPSERT);
  *	5. write the clocks that advanced.
  *
  * Our own source coming back past our clock (a peer kept what a crash
@@ -63,9 +64,9 @@ static SPIPlanPtr advance_clock_plan;
 static SPIPlanPtr own_latest_plan;
 static SPIPlanPtr held_plan;
 
-/* Batches of at least so many winners try a bulk insert first (bulk_insert.c) */
+/* Batches of at least so many winners are stored by multi-insert (bulk_insert.c) */
 #define SB_BULK_MIN_ROWS 1000
-/* After a model's batch found a key held, its next so many batches skip it */
+/* After a model's batch found a key held, its next so many skip the bulk insert */
 #define SB_BULK_BACKOFF 64
 /* Models whose recent batches found keys held (a few: the worker's peers) */
 #define SB_BULK_BACKOFF_SLOTS 8
@@ -629,14 +630,13 @@ bulk_store(ApplyBatch *b, int64 *nstored)
 				bulk_back_off(b->model->id);
 				break;
 			case SB_BULK_TABLE_CHANGED:
-				elog(DEBUG1, "scuttlebutt: scuttlebutt.updates has triggers or constraints of its own: %d updates of model \"%s\" stored by merging",
+				elog(DEBUG1, "scuttlebutt: scuttlebutt.updates has triggers or constraints of its own, or the transaction is read-only: %d updates of model \"%s\" stored by merging",
 					 b->nwinners, b->model->name);
 				bulk_back_off(b->model->id);
 				return false;
 		}
 	}
-	if (b->nwinners < SB_BULK_MIN_ROWS || b->stored || b->model->kind != SB_KIND_MODEL ||
-		IsolationUsesXactSnapshot() ||
+	if (b->stored || b->model->kind != SB_KIND_MODEL || IsolationUsesXactSnapshot() ||
 		SbBulkReplaceUpdates(b->model->id, rows, b->nwinners, &replaced) != SB_BULK_STORED)
 		return false;
 	elog(DEBUG1, "scuttlebutt: %d of %d updates of model \"%s\" stored by bulk replace",
@@ -758,7 +758,7 @@ apply_lone_update(SbModelRef *model, SbMessage *u)
 	values[4] = PointerGetDatum(cstring_to_text_with_len(u->text, u->len));
 	SbExecutePlan(plan, values, nulls, SPI_OK_SELECT);
 	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)))
-		return -1;
+		return SB_LONE_NOT_TAKEN;
 	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
 }
 

@@ -26,8 +26,8 @@
  * Whether every key is new is not checked first (that costs the probe the
  * upsert makes): the insert runs in a subtransaction, and a unique
  * violation, a key the model already held or one a concurrent writer
- * committed, rolls it back; the caller then stores the batch through the
- * merge path.  Rows go in key order, the merge path's lock order
+ * committed, rolls it back; the caller then stores the batch by bulk
+ * replace (below) or through the merge path.  Rows go in key order, the merge path's lock order
  * (SB_LOCK_ORDER), so two writers of the same new keys wait for each other
  * rather than deadlock.
  *

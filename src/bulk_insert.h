@@ -30,7 +30,9 @@ typedef enum SbBulkResult
 {
 	SB_BULK_STORED,
 	SB_BULK_KEY_HELD,			/* a row conflicts with one held: nothing stored */
-	SB_BULK_TABLE_CHANGED		/* a trigger or CHECK was added: nothing stored */
+	SB_BULK_TABLE_CHANGED		/* not here: a trigger or CHECK was added, the
+								 * table is published (replacing), or the
+								 * transaction is read-only; nothing stored */
 } SbBulkResult;
 
 /*
@@ -46,8 +48,9 @@ extern SbBulkResult SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, i
  * path's lock order): each replaces its key's held row if newer (the merge
  * rule), or is inserted if the key is new; *stored counts the rows
  * stored.  Nothing is stored (SB_BULK_KEY_HELD) if a concurrent writer
- * committed a new key first or the batch gives a key twice, nor if the
- * table has more than the extension gave it.  Not for a transaction that
+ * committed a new key first or the batch gives a key twice, nor
+ * (SB_BULK_TABLE_CHANGED) if the table has more than the extension gave
+ * it, is published, or the transaction is read-only.  Not for a transaction that
  * uses one snapshot throughout (REPEATABLE READ and above): the upsert
  * raises the serialization failures such a transaction expects.
  */

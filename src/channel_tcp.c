@@ -77,9 +77,8 @@ tcp_pending(SbChannel *ch pg_attribute_unused())
  * with input left unread makes the kernel answer with a reset (RFC 1122,
  * 4.2.2.13), and the peer may then lose the last bytes we sent and read
  * ECONNRESET (a peer that wrote as we closed: remove_peer(), a shutdown).
- * So our end is sent first, and what has arrived is read and dropped (the
- * socket does not block; a peer that keeps sending past the bound is
- * reset).
+ * So our end is sent first, and what has arrived is read and dropped
+ * (without waiting; a peer that keeps sending past the bound is reset).
  */
 void
 SbChannelCloseSocket(SbChannel *ch)
@@ -92,7 +91,7 @@ SbChannelCloseSocket(SbChannel *ch)
 		return;
 	(void) shutdown(ch->sock, SHUT_WR);
 	while (dropped < SB_CLOSE_DRAIN_BYTES &&
-		   (n = recv(ch->sock, buf, sizeof(buf), 0)) > 0)
+		   (n = recv(ch->sock, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
 		dropped += n;
 	closesocket(ch->sock);
 	ch->sock = PGINVALID_SOCKET;

@@ -2,7 +2,8 @@
  *
  * store.c
  *	  Table access: model lookups, local writes, clocks, history pages and
- *	  the sequencer's reservation row (through SPI).
+ *	  the sequencer's reservation row (through SPI; the clock and history
+ *	  pages, read after every commit a peer is sent, by index scans).
  *
  * Tables (see the install script): registry (one row per model), clocks
  * (per model and source, the greatest timestamp accepted) and updates
@@ -72,9 +73,11 @@ static SPIPlanPtr any_row_plan;
 static SPIPlanPtr raise_clock_plan;
 
 /*
- * SB_LOCK_ORDER: upserts of many keys take their rows in key order, so a
+ * SB_LOCK_ORDER: writers of many keys take their rows in byte order
+ * (COLLATE "C", strcmp), whatever the database's collation: the upserts
+ * here and in apply.c, and the bulk paths (bulk_insert.c), so a
  * set_many() and the worker applying a peer's batch over the same keys
- * wait for each other instead of deadlocking (apply.c does the same).
+ * wait for each other instead of deadlocking.
  */
 #define UPSERT_CONFLICT_CLAUSE SB_MERGE_SQL_UPSERT
 
@@ -346,9 +349,10 @@ bulk_store_local(SbModelRef *model, int n, char **keys, Datum *docs,
 }
 
 /*
- * Upserts local updates of keys at timestamps ts (one statement, keys in
- * SB_LOCK_ORDER); returns how many were stored (the others lost to a
- * newer value).
+ * Stores local updates of keys at timestamps ts under the merge rule, keys
+ * in SB_LOCK_ORDER: a large batch by multi-insert (bulk_store_local), else
+ * one upsert; returns how many were stored (the others lost to a newer
+ * value).
  */
 static uint64
 upsert_local_rows(SbModelRef *model, int n, char **keys, char **change_texts,
@@ -478,11 +482,12 @@ sort_by_key(int n, char **keys, char **change_texts)
 
 /*
  * Many local updates to distinct keys of a key/value model.  Timestamps
- * follow the clock, in key order; into a model that holds no key, a large
- * batch is bulk inserted.  Otherwise a key whose current value is newer (a
- * peer ahead of our clock) loses the upsert, and only then do we read
- * those keys and write them again past their timestamps, so the common
- * case is one statement for the whole batch.
+ * follow the clock, in key order; a large batch is bulk inserted into a
+ * model that holds no key, and bulk replaced over one that does, else
+ * upserted.  A key whose current value is newer (a peer ahead of our
+ * clock) loses either way, and only then do we read those keys and write
+ * them again past their timestamps, so the common case is one pass over
+ * the batch.
  */
 void
 SbLocalWriteMany(SbModelRef *model, int n, char **keys, char **change_texts)

@@ -2,7 +2,8 @@
  *
  * store.h
  *	  Table access: model lookups, local writes, clocks, history pages and
- *	  the sequencer's reservation row (through SPI).
+ *	  the sequencer's reservation row (through SPI; the clock and history
+ *	  pages by index scans).
  *
  *-------------------------------------------------------------------------
  */

@@ -121,7 +121,7 @@ is(qd(q{SELECT scuttlebutt.wait_for_sync('trig', '120s')}), 't', 'trig: D syncs 
 is(qd(q{SELECT n FROM public.seen}), 5000, "trig: D's trigger saw all 5,000 rows");
 $log = substr(slurp_file($nd->logfile), $offset);
 unlike($log, qr/updates of model "trig" stored by bulk insert/, 'trig: no page was bulk inserted');
-like($log, qr/has triggers or constraints of its own: \d+ updates of model "trig" stored by merging/,
+like($log, qr/has triggers or constraints of its own, or the transaction is read-only: \d+ updates of model "trig" stored by merging/,
 	'trig: the log says why');
 ok(LibpqTest::wait_converged('trig', [ $nr, $nd ], 60), 'trig: R and D converge');
 
