@@ -10,6 +10,7 @@ OBJS = \
 	src/jscanon.o \
 	src/wire.o \
 	src/merge.o \
+	src/ext_relation.o \
 	src/bulk_insert.o \
 	src/timestamp.o \
 	src/spi_util.o \

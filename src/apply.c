@@ -629,14 +629,14 @@ bulk_store(ApplyBatch *b, int64 *nstored)
 					 b->model->name, b->nwinners);
 				bulk_back_off(b->model->id);
 				break;
-			case SB_BULK_TABLE_CHANGED:
+			case SB_BULK_UNSUITED:
 				elog(DEBUG1, "scuttlebutt: scuttlebutt.updates has triggers or constraints of its own, or the transaction is read-only: %d updates of model \"%s\" stored by merging",
 					 b->nwinners, b->model->name);
 				bulk_back_off(b->model->id);
 				return false;
 		}
 	}
-	if (b->stored || b->model->kind != SB_KIND_MODEL || IsolationUsesXactSnapshot() ||
+	if (b->stored || b->model->kind != SB_KIND_MODEL ||
 		SbBulkReplaceUpdates(b->model->id, rows, b->nwinners, &replaced) != SB_BULK_STORED)
 		return false;
 	elog(DEBUG1, "scuttlebutt: %d of %d updates of model \"%s\" stored by bulk replace",

@@ -57,7 +57,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_am_d.h"
 #include "catalog/pg_publication.h"
 #include "executor/executor.h"
@@ -65,7 +64,6 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -74,6 +72,7 @@
 
 #include "bulk_insert.h"
 #include "compat.h"
+#include "ext_relation.h"
 #include "merge.h"
 
 /* Rows per table_multi_insert() call, as COPY buffers them */
@@ -105,7 +104,7 @@ typedef struct BulkTarget
 	MemoryContext chunk_cxt;	/* a chunk's datums */
 	CommandId	cid;
 	int			encoding;
-	/* replacing: the held rows' scan of updates_latest_per_key */
+	/* replacing: the held rows' scan of updates_latest_per_key (rri's) */
 	Relation	key_index;
 	IndexScanDesc key_scan;
 	SnapshotData dirty;			/* sees uncommitted rows, to wait for them */
@@ -197,21 +196,32 @@ fill_slot(BulkTarget *t, TupleTableSlot *slot, int32 model_id, const SbBulkRow *
 	ExecStoreVirtualTuple(slot);
 }
 
+/* The open index of rri whose OID is indexoid */
+static Relation
+open_index_of(ResultRelInfo *rri, Oid indexoid)
+{
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+		if (RelationGetRelid(rri->ri_IndexRelationDescs[i]) == indexoid)
+			return rri->ri_IndexRelationDescs[i];
+	elog(ERROR, "index %u of scuttlebutt.updates is not open", indexoid);
+	return NULL;				/* keep the compiler quiet */
+}
+
 /*
  * Opens the table for a batch of n rows (and its key index to find held
- * rows, when replacing); false, with nothing open, if the table is not
- * plain, or is published and would be replaced, or if the transaction is
- * read-only (the upsert then raises its error)
+ * rows, when replacing); false, with nothing open, where the upsert must
+ * store them: the table is not plain, or the transaction is read-only
+ * (the upsert raises its error); and to replace, the table is published,
+ * or the transaction uses one snapshot throughout (the upsert raises the
+ * serialization failures such a transaction expects)
  */
 static bool
 target_open(BulkTarget *t, int n, bool replacing)
 {
-	Oid			nsp = get_namespace_oid("scuttlebutt", false);
-
 	memset(t, 0, sizeof(BulkTarget));
-	if (XactReadOnly)
+	if (XactReadOnly || (replacing && IsolationUsesXactSnapshot()))
 		return false;
-	t->rel = table_open(get_relname_relid("updates", nsp), RowExclusiveLock);
+	t->rel = table_open(SbRelationOid("updates"), RowExclusiveLock);
 	if (!table_is_plain(t->rel) || (replacing && table_is_published(t->rel)))
 	{
 		table_close(t->rel, RowExclusiveLock);
@@ -235,8 +245,7 @@ target_open(BulkTarget *t, int n, bool replacing)
 										 ALLOCSET_DEFAULT_SIZES);
 	if (replacing)
 	{
-		t->key_index = index_open(get_relname_relid("updates_latest_per_key", nsp),
-								  RowExclusiveLock);
+		t->key_index = open_index_of(t->rri, SbRelationOid("updates_latest_per_key"));
 		InitDirtySnapshot(t->dirty);
 		t->key_scan = index_beginscan(t->rel, t->key_index, &t->dirty, 2, 0);
 		t->held = table_slot_create(t->rel, NULL);
@@ -254,7 +263,6 @@ target_close(BulkTarget *t)
 		MemoryContextDelete(t->key_cxt);
 		ExecDropSingleTupleTableSlot(t->held);
 		index_endscan(t->key_scan);
-		index_close(t->key_index, NoLock);
 	}
 	MemoryContextDelete(t->chunk_cxt);
 	for (int i = 0; i < t->nslots; i++)
@@ -338,19 +346,18 @@ bool
 SbFetchCommittedRow(IndexScanDesc scan, SnapshotData *dirty, ScanKey keys,
 					int nkeys, TupleTableSlot *slot, XLTW_Oper waiting_to)
 {
+	index_rescan(scan, keys, nkeys, NULL, 0);
 	for (;;)
 	{
 		TransactionId xwait;
 		ItemPointerData tid;
+		bool		found = index_getnext_slot(scan, ForwardScanDirection, slot);
 
-		bool		found;
-
-		index_rescan(scan, keys, nkeys, NULL, 0);
-		found = index_getnext_slot(scan, ForwardScanDirection, slot);
 		/*
 		 * Off the index page before anything may wait (a wait in the caller's
 		 * delete or lock, too), as the executor's unique check leaves it: a
-		 * pin held while waiting would hold up VACUUM's cleanup of the page
+		 * pin held while waiting would hold up VACUUM's cleanup of the page.
+		 * (The rescan also starts the next look.)
 		 */
 		index_rescan(scan, keys, nkeys, NULL, 0);
 		if (!found)
@@ -368,15 +375,15 @@ SbFetchCommittedRow(IndexScanDesc scan, SnapshotData *dirty, ScanKey keys,
 }
 
 /*
- * Finds the row the model holds of r's key and deletes it if r is newer,
- * or else locks it, as the upsert locks the row its update loses to: the
+ * Finds the row the model holds of r's key and judges it by the merge
+ * rule: deletes it if r is newer, or else locks it, as the upsert locks the row its update loses to: the
  * key is then rewritten past it (store.c), out of key order, and the lock
  * keeps any writer in key order from taking the key first and waiting for
  * a later one of ours.  A row changed between the look and the delete or
  * lock is looked at again.
  */
 static HeldRow
-delete_held_row(BulkTarget *t, int32 model_id, const SbBulkRow *r)
+judge_held_row(BulkTarget *t, int32 model_id, const SbBulkRow *r)
 {
 	ScanKeyData skey[2];
 	HeldRow		result;
@@ -422,120 +429,6 @@ delete_held_row(BulkTarget *t, int32 model_id, const SbBulkRow *r)
 	return result;
 }
 
-/* The rows, all of new keys (a unique violation is raised otherwise) */
-static void
-insert_rows(BulkTarget *t, int32 model_id, const SbBulkRow *rows, int n)
-{
-	insert_chunked(t, model_id, rows, NULL, n);
-}
-
-/*
- * The rows, each replacing its key's held row if newer; *stored counts
- * those stored.  SB_BULK_KEY_HELD, with nothing written, if the batch
- * gives a key twice.
- */
-static SbBulkResult
-replace_rows(BulkTarget *t, int32 model_id, const SbBulkRow *rows, int n,
-			 int *stored)
-{
-	int		   *replacing = palloc(sizeof(int) * n);
-	int			m = 0;
-
-	*stored = 0;
-	/* a key given twice is the upsert's to refuse (rows come in key order) */
-	for (int i = 1; i < n; i++)
-		if (strcmp(rows[i].key, rows[i - 1].key) == 0)
-			return SB_BULK_KEY_HELD;
-	for (int i = 0; i < n; i++)
-	{
-		HeldRow		held = delete_held_row(t, model_id, &rows[i]);
-
-		if (held == HELD_DELETED)
-			replacing[m++] = i;
-		else if (held == HELD_NONE)
-		{
-			/* now, in key order: writers of this key wait on ours */
-			insert_one(t, model_id, &rows[i]);
-			(*stored)++;
-		}
-	}
-	insert_chunked(t, model_id, rows, replacing, m);
-	*stored += m;
-	pfree(replacing);
-	return SB_BULK_STORED;
-}
-
-/*
- * Stores the batch in a subtransaction: a unique violation (a key held
- * already, or one a concurrent writer committed) rolls it back and is
- * reported as SB_BULK_KEY_HELD, as is a key the batch gives twice.
- */
-static SbBulkResult
-store_in_subtransaction(int32 model_id, const SbBulkRow *rows, int n,
-						bool replacing, int *stored)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile SbBulkResult result = SB_BULK_STORED;
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		BulkTarget	t;
-
-		if (!target_open(&t, n, replacing))
-			result = SB_BULK_TABLE_CHANGED;
-		else
-		{
-			*stored = n;
-			if (replacing)
-				result = replace_rows(&t, model_id, rows, n, stored);
-			else
-				insert_rows(&t, model_id, rows, n);
-			target_close(&t);
-		}
-		if (result == SB_BULK_KEY_HELD)
-			RollbackAndReleaseCurrentSubTransaction();
-		else
-			ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		/* only "a key is held already" sends the batch the other way */
-		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
-			ReThrowError(edata);
-		FreeErrorData(edata);
-		result = SB_BULK_KEY_HELD;
-	}
-	PG_END_TRY();
-	return result;
-}
-
-SbBulkResult
-SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, int n)
-{
-	int			stored;
-
-	return store_in_subtransaction(model_id, rows, n, false, &stored);
-}
-
-SbBulkResult
-SbBulkReplaceUpdates(int32 model_id, const SbBulkRow *rows, int n, int *stored)
-{
-	return store_in_subtransaction(model_id, rows, n, true, stored);
-}
-
 /*
  * Inserts one row of a key no row held when looked at, as ON CONFLICT
  * does: speculatively, the key index's check not raising a conflict but
@@ -566,6 +459,122 @@ insert_speculative(BulkTarget *t, int32 model_id, const SbBulkRow *r)
 	return !conflict;
 }
 
+/*
+ * Stores r under the merge rule, as the upsert would: HELD_NEWER if it
+ * lost (the held row locked), HELD_NONE if it was a new key (inserted),
+ * HELD_DELETED if it replaced the held row, inserted here unless the
+ * caller multi-inserts it (deferred): its key is ours until we end, so
+ * nobody's insert can come first.
+ */
+static HeldRow
+merge_row(BulkTarget *t, int32 model_id, const SbBulkRow *r, bool deferred)
+{
+	for (;;)
+	{
+		HeldRow		held = judge_held_row(t, model_id, r);
+
+		if (held == HELD_DELETED && !deferred)
+			insert_one(t, model_id, r);
+		if (held != HELD_NONE || insert_speculative(t, model_id, r))
+			return held;
+		/* another writer's row of the key came first: judged against it */
+	}
+}
+
+/*
+ * The rows, each stored under the merge rule; the replacements
+ * multi-inserted once every held row is judged.  *stored counts those
+ * stored.  SB_BULK_KEY_HELD, with nothing written, if the batch gives a
+ * key twice.
+ */
+static SbBulkResult
+replace_rows(BulkTarget *t, int32 model_id, const SbBulkRow *rows, int n,
+			 int *stored)
+{
+	int		   *replacing = palloc(sizeof(int) * n);
+	int			m = 0;
+
+	*stored = 0;
+	/* a key given twice is the upsert's to refuse (rows come in key order) */
+	for (int i = 1; i < n; i++)
+		if (strcmp(rows[i].key, rows[i - 1].key) == 0)
+			return SB_BULK_KEY_HELD;
+	for (int i = 0; i < n; i++)
+	{
+		HeldRow		held = merge_row(t, model_id, &rows[i], true);
+
+		if (held == HELD_DELETED)
+			replacing[m++] = i;
+		else if (held == HELD_NONE)
+			(*stored)++;
+	}
+	insert_chunked(t, model_id, rows, replacing, m);
+	*stored += m;
+	pfree(replacing);
+	return SB_BULK_STORED;
+}
+
+SbBulkResult
+SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, int n)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile SbBulkResult result = SB_BULK_STORED;
+
+	/*
+	 * In a subtransaction: a unique violation (a key held already, or one a
+	 * concurrent writer committed) rolls it back and is SB_BULK_KEY_HELD
+	 */
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		BulkTarget	t;
+
+		if (!target_open(&t, n, false))
+			result = SB_BULK_UNSUITED;
+		else
+		{
+			insert_chunked(&t, model_id, rows, NULL, n);
+			target_close(&t);
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		/* only "a key is held already" sends the batch the other way */
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		result = SB_BULK_KEY_HELD;
+	}
+	PG_END_TRY();
+	return result;
+}
+
+SbBulkResult
+SbBulkReplaceUpdates(int32 model_id, const SbBulkRow *rows, int n, int *stored)
+{
+	BulkTarget	t;
+	SbBulkResult result;
+
+	if (!target_open(&t, n, true))
+		return SB_BULK_UNSUITED;
+	result = replace_rows(&t, model_id, rows, n, stored);
+	target_close(&t);
+	return result;
+}
+
 SbUpdatesWriter *
 SbOpenUpdatesWriter(void)
 {
@@ -580,22 +589,7 @@ SbOpenUpdatesWriter(void)
 bool
 SbStoreOneUpdate(SbUpdatesWriter *w, int32 model_id, const SbBulkRow *r)
 {
-	for (;;)
-	{
-		switch (delete_held_row(w, model_id, r))
-		{
-			case HELD_NEWER:
-				return false;
-			case HELD_DELETED:
-				/* its key is ours until we end: nobody's insert can come first */
-				insert_one(w, model_id, r);
-				return true;
-			case HELD_NONE:
-				if (insert_speculative(w, model_id, r))
-					return true;
-				break;			/* another writer's row came first: judged against it */
-		}
-	}
+	return merge_row(w, model_id, r, false) != HELD_NEWER;
 }
 
 void

@@ -30,38 +30,35 @@ typedef enum SbBulkResult
 {
 	SB_BULK_STORED,
 	SB_BULK_KEY_HELD,			/* a row conflicts with one held: nothing stored */
-	SB_BULK_TABLE_CHANGED		/* not here: a trigger or CHECK was added, the
-								 * table is published (replacing), or the
-								 * transaction is read-only; nothing stored */
+	SB_BULK_UNSUITED			/* the upsert's to store (a trigger or CHECK of
+								 * the table's own, a read-only transaction;
+								 * to replace, a published table or one
+								 * snapshot throughout): nothing stored */
 } SbBulkResult;
 
 /*
  * Inserts the rows (in the order given: key order for the merge path's
- * lock order), unless one of them conflicts with a row held (a unique
- * violation) or the table has more than the extension gave it.  Other
- * errors are raised.
+ * lock order), in a subtransaction: nothing if one of them conflicts with
+ * a row held (a unique violation: SB_BULK_KEY_HELD).  Other errors are
+ * raised.
  */
 extern SbBulkResult SbBulkInsertUpdates(int32 model_id, const SbBulkRow *rows, int n);
 
 /*
  * Stores the rows of a latest-per-key model (in key order, the merge
- * path's lock order): each replaces its key's held row if newer (the merge
- * rule), or is inserted if the key is new; *stored counts the rows
- * stored.  Nothing is stored (SB_BULK_KEY_HELD) if a concurrent writer
- * committed a new key first or the batch gives a key twice, nor
- * (SB_BULK_TABLE_CHANGED) if the table has more than the extension gave
- * it, is published, or the transaction is read-only.  Not for a transaction that
- * uses one snapshot throughout (REPEATABLE READ and above): the upsert
- * raises the serialization failures such a transaction expects.
+ * path's lock order), each as SbStoreOneUpdate would, the replacements of
+ * held rows multi-inserted at the end; *stored counts the rows stored.
+ * Nothing is stored if the batch gives a key twice (SB_BULK_KEY_HELD), or
+ * where the upsert must store them (SB_BULK_UNSUITED).  Other errors are
+ * raised.
  */
 extern SbBulkResult SbBulkReplaceUpdates(int32 model_id, const SbBulkRow *rows, int n,
 										 int *stored);
 
 /*
  * scuttlebutt.updates opened to store updates one at a time under the
- * merge rule (a live pull's); NULL where the upsert must store them: the
- * table is not as the extension made it, or is published, or the
- * transaction is read-only
+ * merge rule (a live pull's); NULL where the upsert must store them (as
+ * SB_BULK_UNSUITED)
  */
 typedef struct BulkTarget SbUpdatesWriter;
 extern SbUpdatesWriter *SbOpenUpdatesWriter(void);

@@ -37,17 +37,16 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_am_d.h"
 #include "executor/executor.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "bulk_insert.h"
 #include "compat.h"
+#include "ext_relation.h"
 #include "lone_apply.h"
 
 /* scuttlebutt.clocks' columns */
@@ -71,7 +70,7 @@ clocks_are_plain(Relation rel)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	List	   *indexes;
-	Oid			registry = get_relname_relid("registry", RelationGetNamespace(rel));
+	Oid			registry = SbRelationOid("registry");
 	bool		plain;
 
 	if (rel->rd_rel->relam != HEAP_TABLE_AM_OID || desc->natts != CLOCK_NCOLS ||
@@ -131,8 +130,7 @@ update_row(Relation rel, ItemPointer tid, TupleTableSlot *slot, bool *index_entr
 static bool
 advance_clock(Relation rel, int32 model_id, const char *source, double ts)
 {
-	Oid			nsp = RelationGetNamespace(rel);
-	Relation	pkey = index_open(get_relname_relid("clocks_pkey", nsp), RowExclusiveLock);
+	Relation	pkey = index_open(SbRelationOid("clocks_pkey"), RowExclusiveLock);
 	SnapshotData dirty;
 	IndexScanDesc scan;
 	ScanKeyData keys[2];
@@ -192,11 +190,10 @@ SbApplyLoneDirect(SbModelRef *model, const SbMessage *u)
 	SbUpdatesWriter *updates;
 	int			result;
 
-	if (model->kind != SB_KIND_MODEL || u->key == NULL ||
-		IsolationUsesXactSnapshot() || XactReadOnly)
+	if (model->kind != SB_KIND_MODEL || u->key == NULL)
 		return SB_LONE_UNSUITED;
-	clocks = table_open(get_relname_relid("clocks", get_namespace_oid("scuttlebutt", false)),
-						RowExclusiveLock);
+	clocks = table_open(SbRelationOid("clocks"), RowExclusiveLock);
+	/* opened first: where it cannot store the row, the clock stays as it is */
 	updates = clocks_are_plain(clocks) ? SbOpenUpdatesWriter() : NULL;
 	if (updates == NULL)
 	{

@@ -27,7 +27,6 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -37,10 +36,10 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
+#include "ext_relation.h"
 #include "privileges.h"
 #include "spi_util.h"
 
@@ -261,13 +260,10 @@ SbIsModelOwner(int32 model_id)
 Oid
 SbExtensionOwner(void)
 {
-	Oid			nsp = get_namespace_oid("scuttlebutt", false);
-	Oid			rel = get_relname_relid("registry", nsp);
+	Oid			rel = SbRelationOid("registry");
 	HeapTuple	tuple;
 	Oid			owner;
 
-	if (!OidIsValid(rel))
-		elog(ERROR, "scuttlebutt.registry does not exist");
 	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
 	if (!HeapTupleIsValid(tuple))
 		elog(ERROR, "cache lookup failed for relation %u", rel);

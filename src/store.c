@@ -36,7 +36,6 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -44,12 +43,12 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 
 #include "bulk_insert.h"
+#include "ext_relation.h"
 #include "merge.h"
 #include "model_cache.h"
 #include "privileges.h"
@@ -339,8 +338,7 @@ bulk_store_local(SbModelRef *model, int n, char **keys, Datum *docs,
 		*stored = n;
 		return true;
 	}
-	if (IsolationUsesXactSnapshot() ||
-		SbBulkReplaceUpdates(model->id, rows, n, &replaced) != SB_BULK_STORED)
+	if (SbBulkReplaceUpdates(model->id, rows, n, &replaced) != SB_BULK_STORED)
 		return false;
 	elog(DEBUG1, "scuttlebutt: set_many() stored %d of %d keys of model \"%s\" by bulk replace",
 		 replaced, n, model->name);
@@ -575,8 +573,7 @@ clock_rows_visible(Relation rel, int32 model_id)
 int
 SbReadClock(SbModelRef *model, SbClockEntry **entries, bool in_caller_snapshot)
 {
-	Oid			nsp = get_namespace_oid("scuttlebutt", false);
-	Relation	rel = table_open(get_relname_relid("clocks", nsp), AccessShareLock);
+	Relation	rel = table_open(SbRelationOid("clocks"), AccessShareLock);
 	Relation	idx;
 	IndexScanDesc scan;
 	ScanKeyData key;
@@ -596,7 +593,7 @@ SbReadClock(SbModelRef *model, SbClockEntry **entries, bool in_caller_snapshot)
 		CommandCounterIncrement();
 		UpdateActiveSnapshotCommandId();
 	}
-	idx = index_open(get_relname_relid("clocks_pkey", nsp), AccessShareLock);
+	idx = index_open(SbRelationOid("clocks_pkey"), AccessShareLock);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(model->id));
 	scan = index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
@@ -752,9 +749,8 @@ SbReadHistoryPage(SbModelRef *model, const char *source, double after,
 	MemoryContext cxt = AllocSetContextCreate(CurTransactionContext, "scuttlebutt history page",
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
-	Oid			nsp = get_namespace_oid("scuttlebutt", false);
-	Relation	rel = table_open(get_relname_relid("updates", nsp), AccessShareLock);
-	Relation	idx = index_open(get_relname_relid("updates_pkey", nsp), AccessShareLock);
+	Relation	rel = table_open(SbRelationOid("updates"), AccessShareLock);
+	Relation	idx = index_open(SbRelationOid("updates_pkey"), AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	IndexScanDesc scan;
 	ScanKeyData keys[4];

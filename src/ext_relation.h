@@ -1,0 +1,14 @@
+/*-------------------------------------------------------------------------
+ *
+ * ext_relation.h
+ *	  The extension's own tables and indexes, by name.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SB_EXT_RELATION_H
+#define SB_EXT_RELATION_H
+
+/* The OID of scuttlebutt.<name>, a table or index of the extension's; ERROR if none */
+extern Oid	SbRelationOid(const char *name);
+
+#endif							/* SB_EXT_RELATION_H */
