@@ -15,7 +15,9 @@
 #   my ($waited, $out, $err) = LibpqTest::run_behind($node, $h, $sql2, $like)
 #       a session holding a transaction open ($sql run in it), and a
 #       statement run while it holds: whether that came to wait on a
-#       lock, then, the holder committed, its output
+#       lock, then, the holder committed, its output (run_behind is
+#       start_psql, waits_on_lock, release and finish_psql, for a test
+#       that does more between them)
 #
 #   LibpqTest::conninfo($node, tcp => 1, extra => 'user=x password=y')
 #       a libpq connection string of $node's "postgres" database: over
@@ -135,6 +137,40 @@ sub hold
 	return \%h;
 }
 
+# psql -c $sql started in the background: a handle for finish_psql()
+sub start_psql
+{
+	my ($node, $sql) = @_;
+	my %r = (out => '', err => '');
+	$r{h} = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $sql ],
+		'>', \$r{out}, '2>', \$r{err}, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	return \%r;
+}
+
+# Waits for a start_psql()ed psql: its stdout (trailing space trimmed), stderr
+sub finish_psql
+{
+	my ($r) = @_;
+	$r->{h}->finish;
+	return ($r->{out} =~ s/\s+$//r, $r->{err});
+}
+
+# Whether a session whose query contains $like comes to wait on a lock
+sub waits_on_lock
+{
+	my ($node, $like) = @_;
+	return poll($node, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE }
+		  . lit("%$like%"), $PostgreSQL::Test::Utils::timeout_default);
+}
+
+# Commits what hold() holds, and ends its session
+sub release
+{
+	my ($holder) = @_;
+	$holder->{in} .= "COMMIT;\n\\q\n";
+	$holder->{h}->finish or diag("the holder ended with $?: $holder->{err}");
+}
+
 # Runs $sql in a session of its own while $holder (hold()) holds its
 # transaction open: whether it came to wait on a lock (its query text
 # containing $waiting_like), then, the holder committed, its stdout
@@ -142,16 +178,11 @@ sub hold
 sub run_behind
 {
 	my ($node, $holder, $sql, $waiting_like) = @_;
-	my $limit = $PostgreSQL::Test::Utils::timeout_default;
-	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $sql ],
-		'>', \$out, '2>', \$err, IPC::Run::timeout($limit));
-	my $waited = poll($node, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE }
-		  . lit("%$waiting_like%"), $limit);
-	$holder->{in} .= "COMMIT;\n\\q\n";
-	$holder->{h}->finish or diag("the holder ended with $?: $holder->{err}");
-	$h->finish;
-	return ($waited, $out =~ s/\s+$//r, $err);
+	my $r = start_psql($node, $sql);
+	my $waited = waits_on_lock($node, $waiting_like);
+
+	release($holder);
+	return ($waited, finish_psql($r));
 }
 
 sub conninfo

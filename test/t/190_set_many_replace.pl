@@ -24,7 +24,6 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
-use IPC::Run;
 use LibpqTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -121,22 +120,16 @@ q1('SELECT scuttlebutt.set_many(\'both\', ' . entries(1, 3000, q{'zero'}) . ')')
 my $failed = 0;
 for my $round (1 .. 10)
 {
-	my @runs;
-	for my $who ('x', 'y')
-	{
-		my %r = (out => '', err => '');
-		$r{h} = IPC::Run::start(
-			[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c',
-			  q{SET client_min_messages = debug1; SELECT scuttlebutt.set_many('both', } . entries(1, 3000, "'$who$round'") . ')' ],
-			'>', \$r{out}, '2>', \$r{err}, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
-		push @runs, \%r;
-	}
+	my @runs = map {
+		LibpqTest::start_psql($node,
+			q{SET client_min_messages = debug1; SELECT scuttlebutt.set_many('both', } . entries(1, 3000, "'$_$round'") . ')')
+	} ('x', 'y');
 	for my $r (@runs)
 	{
-		$r->{h}->finish;
-		next if $r->{out} =~ /^3000$/m && $r->{err} =~ /keys of model "both" by bulk replace/;
+		my ($out, $err) = LibpqTest::finish_psql($r);
+		next if $out eq '3000' && $err =~ /keys of model "both" by bulk replace/;
 		$failed++;
-		diag("both, round $round: $r->{err}");
+		diag("both, round $round: $err");
 	}
 }
 is($failed, 0, 'both: twenty concurrent set_many() over the same keys all succeed, by bulk replace');

@@ -16,7 +16,6 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::RealBin/../lib";
-use IPC::Run;
 use LibpqTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -37,27 +36,19 @@ sub takes_b_first
 	my ($label, $sql, $like, $value) = @_;
 	my $holder = LibpqTest::hold($node, q{SELECT scuttlebutt.set('m', 'a', '"A"') IS NOT NULL;}, qr/^t$/m);
 	ok($holder->{held}, "$label: A holds key a, not committed");
-	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c', $sql ],
-		'>', \$out, '2>', \$err, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
-	ok(LibpqTest::poll($node, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE }
-		  . LibpqTest::lit("%$like%"), 30),
-		"$label: the writer waits for A");
+	my $writer = LibpqTest::start_psql($node, $sql);
+	ok(LibpqTest::waits_on_lock($node, $like), "$label: the writer waits for A");
 	# the third session waits for the writer itself, not for A
-	my ($cout, $cerr) = ('', '');
-	my $c = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('postgres'), '-c',
-		  q{SELECT scuttlebutt.set('m', 'B', '"c"') IS NOT NULL} ],
-		'>', \$cout, '2>', \$cerr, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	my $third = LibpqTest::start_psql($node, q{SELECT scuttlebutt.set('m', 'B', '"c"') IS NOT NULL});
 	ok(LibpqTest::poll($node, q{SELECT EXISTS (SELECT FROM pg_stat_activity c, pg_stat_activity w
 			WHERE c.query LIKE '%set(''m'', ''B''%' AND w.query LIKE } . LibpqTest::lit("%$like%") . q{
 			AND pg_blocking_pids(c.pid) = ARRAY[w.pid])}, 15),
 		"$label: a set() of B meanwhile waits for the writer (which took B first, in byte order)");
-	$holder->{in} .= "COMMIT;\n\\q\n";
-	$holder->{h}->finish;
-	$h->finish;
-	$c->finish;
-	is($out =~ s/\s+$//r, '2', "$label: the writer then stores both keys") or diag($err);
-	is($cout =~ s/\s+$//r, 't', "$label: the set() of B then completes") or diag($cerr);
+	LibpqTest::release($holder);
+	my ($out, $err) = LibpqTest::finish_psql($writer);
+	is($out, '2', "$label: the writer then stores both keys") or diag($err);
+	my ($cout, $cerr) = LibpqTest::finish_psql($third);
+	is($cout, 't', "$label: the set() of B then completes") or diag($cerr);
 }
 
 takes_b_first('set_many', q{SELECT scuttlebutt.set_many('m', '{"a": "b", "B": "b"}')}, q{set_many('m'}, '"b"');
