@@ -1165,7 +1165,6 @@ pump_txn(SbSession *s, void *arg)
 		double		last = held;
 		int			got;
 		bool		complete;
-		MemoryContext old;
 
 		if (clock[i].ts <= held)
 			continue;
@@ -1174,12 +1173,10 @@ pump_txn(SbSession *s, void *arg)
 			pa->more = true;
 			break;
 		}
-		old = MemoryContextSwitchTo(s->session_cxt);
 		/* the page ends where the outbox passes its high-water mark */
 		got = SbReadHistoryPage(&s->model, clock[i].source, held, clock[i].ts,
 								budget, SB_OUT_HIGH_WATER - SbSessionOutboxLength(s),
 								&s->out, &last, &complete);
-		MemoryContextSwitchTo(old);
 		budget -= got;
 		pa->lines += got;
 		if (got > 0)

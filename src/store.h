@@ -81,7 +81,8 @@ extern double SbVisibleTs(int32 model_id, const char *source, double ts);
  * snapshot: up to limit of them, and none more once max_bytes were
  * appended (at least one is).  Sets *last_ts to the last one's timestamp,
  * and *complete when that was all there is (neither bound stopped it).
- * Returns how many.
+ * Returns how many.  out grows in its own memory context; nothing else is
+ * left allocated.
  */
 extern int	SbReadHistoryPage(SbModelRef *model, const char *source,
 							  double after, double upto, int limit,

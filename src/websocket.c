@@ -43,9 +43,6 @@
 #define SB_WS_READ_BUFFER (16 * 1024)
 /* Payload bytes per outgoing frame, at most: its buffer stays below SB_OUT_KEEP */
 #define SB_WS_OUT_FRAME (16 * 1024)
-/* Unread input discarded at close, at most (see drain_input) */
-#define SB_WS_DRAIN_BYTES (256 * 1024)
-
 /* opcodes */
 #define WS_CONTINUATION 0x0
 #define WS_TEXT 0x1
@@ -769,28 +766,11 @@ ws_farewell(SbChannel *ch, int reason)
 }
 
 /*
- * Discards what the client sent that was not read (at most
- * SB_WS_DRAIN_BYTES, without waiting): closing a socket with unread input
- * resets the connection, and the reset can overtake our last answer (an
- * HTTP error, a close frame) before the client reads it
+ * Sends what waits (once), closes the channel below, frees the state.
+ * The channel below drops unread input before it closes its socket
+ * (SbChannelCloseSocket), so no reset overtakes our last answer (an HTTP
+ * error, a close frame).
  */
-static void
-drain_input(WsState *w)
-{
-	char		buf[4096];
-	int			drained = 0;
-
-	while (drained < SB_WS_DRAIN_BYTES)
-	{
-		ssize_t		n = w->inner.ops->read(&w->inner, buf, sizeof(buf));
-
-		if (n <= 0)
-			break;
-		drained += n;
-	}
-}
-
-/* Sends what waits (once), closes the channel below, frees the state */
 static void
 ws_close(SbChannel *ch)
 {
@@ -801,8 +781,6 @@ ws_close(SbChannel *ch)
 		/* one try at what waits (a close frame, an HTTP error) */
 		if (w->out_off < w->out.len)
 			(void) flush_out(ch, w);
-		if (w->close_sent && !w->close_received)
-			drain_input(w);
 		ch->peer_cn = NULL;		/* the channel below's, freed with it */
 		w->inner.ops->close(&w->inner);
 		ch->state = NULL;
