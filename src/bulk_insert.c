@@ -231,7 +231,8 @@ target_open(BulkTarget *t, int n, bool replacing)
 	t->rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(t->rri, t->rel, 1, NULL, 0);
 	ExecOpenIndices(t->rri, false);
-	t->bistate = GetBulkInsertState();
+	/* a ring of buffers and a held target page pay off over many rows */
+	t->bistate = n > 1 ? GetBulkInsertState() : NULL;
 	/* rows an earlier call of the same command wrote are rows held, not ours */
 	CommandCounterIncrement();
 	t->cid = GetCurrentCommandId(true);
@@ -268,7 +269,8 @@ target_close(BulkTarget *t)
 	for (int i = 0; i < t->nslots; i++)
 		ExecDropSingleTupleTableSlot(t->slots[i]);
 	FreeTupleDesc(t->desc);
-	FreeBulkInsertState(t->bistate);
+	if (t->bistate)
+		FreeBulkInsertState(t->bistate);
 	ExecCloseIndices(t->rri);
 	FreeExecutorState(t->estate);
 	table_close(t->rel, NoLock);

@@ -56,6 +56,7 @@
 #include "miscadmin.h"
 
 #include "commit.h"
+#include "ext_relation.h"
 #include "guc.h"
 #include "model_cache.h"
 #include "privileges.h"
@@ -72,6 +73,7 @@ _PG_init(void)
 {
 	SbGucInit();
 	SbModelCacheInit();
+	SbExtRelationInit();
 	SbTrustedKeysInit();
 	SbPrivilegesInit();
 	SbShmemInit();
