@@ -67,3 +67,17 @@ SbCommitWithoutFlush(void)
 	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 }
+
+void
+SbSessionCommitsWithoutFlush(void)
+{
+	SetConfigOption("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION);
+}
+
+void
+SbCommitWithFlush(void)
+{
+	/* no value: the reset value, which the session's setting leaves as configured */
+	(void) set_config_option("synchronous_commit", NULL, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}

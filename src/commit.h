@@ -21,4 +21,18 @@ extern void SbCommitInit(void);
  */
 extern void SbCommitWithoutFlush(void);
 
+/*
+ * The same for every transaction of the worker's session (set once, from
+ * the worker's start): a live pull applies a transaction per commit, and
+ * a setting per transaction costs a GUC nest level in each.  Its other
+ * transactions read, or write what peers hold as well.
+ */
+extern void SbSessionCommitsWithoutFlush(void);
+
+/*
+ * The current transaction commits as synchronous_commit is configured
+ * (SET LOCAL ... TO DEFAULT), in a session that commits without the flush
+ */
+extern void SbCommitWithFlush(void);
+
 #endif							/* SCUTTLEBUTT_COMMIT_H */

@@ -806,8 +806,9 @@ drop_clock_reached(SbSession *s)
 static void
 apply_txn(SbSession *s, void *arg pg_attribute_unused())
 {
-	if (commits_without_flush(s))
-		SbCommitWithoutFlush();
+	/* the worker's session commits without the flush (SbSessionCommitsWithoutFlush) */
+	if (!commits_without_flush(s))
+		SbCommitWithFlush();
 	verify_pending(s);
 	if (s->npending > 0)
 		SbApplyUpdates(&s->model, s->pending, s->npending, NULL);

@@ -49,6 +49,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "commit.h"
 #include "compat.h"
 #include "guc.h"
 #include "listener.h"
@@ -1238,6 +1239,9 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 	 * every statement names schema scuttlebutt.
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+
+	/* what it applies, a peer holds durably and sends again after a crash */
+	SbSessionCommitsWithoutFlush();
 
 	worker_setup();
 	ereport(LOG, (errmsg("scuttlebutt replication worker started for database \"%s\"",
