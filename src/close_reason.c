@@ -60,6 +60,7 @@ static const SbCloseReasonInfo reasons[SB_CLOSE_REASONS] = {
 	[SB_CLOSE_ORIGIN_REFUSED] = {"origin not allowed", ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION},
 	[SB_CLOSE_MUX_PROTOCOL] = {"mux-demux protocol error", ERRCODE_PROTOCOL_VIOLATION},
 	[SB_CLOSE_TOO_MANY_SUBSTREAMS] = {"too many sub-streams", ERRCODE_TOO_MANY_CONNECTIONS},
+	[SB_CLOSE_REMOTE_ID_CHANGED] = {"remote node id changed", ERRCODE_CONNECTION_EXCEPTION},
 };
 
 const char *
@@ -80,6 +81,6 @@ int
 SbCloseReasonLevel(SbCloseReason reason)
 {
 	return reason == SB_CLOSE_PEER_CLOSED || reason == SB_CLOSE_DEFERRED_DUE ||
-		reason == SB_CLOSE_SIGNING_KEY_CHANGED
+		reason == SB_CLOSE_SIGNING_KEY_CHANGED || reason == SB_CLOSE_REMOTE_ID_CHANGED
 		? LOG : WARNING;
 }

@@ -65,10 +65,12 @@ typedef enum SbCloseReason
 	SB_CLOSE_ORIGIN_REFUSED,
 	/* mux-demux: a frame that breaks its protocol; a sub-stream too many */
 	SB_CLOSE_MUX_PROTOCOL,
-	SB_CLOSE_TOO_MANY_SUBSTREAMS
+	SB_CLOSE_TOO_MANY_SUBSTREAMS,
+	/* a libpq remote answered with another node id: made anew */
+	SB_CLOSE_REMOTE_ID_CHANGED
 } SbCloseReason;
 
-#define SB_CLOSE_REASONS (SB_CLOSE_TOO_MANY_SUBSTREAMS + 1)
+#define SB_CLOSE_REASONS (SB_CLOSE_REMOTE_ID_CHANGED + 1)
 
 /*
  * What a client whose header names no model (with no

@@ -82,6 +82,24 @@ StaticAssertDecl(SB_LIBPQ_LINKS <= SB_SESSION_SOCKETS,
 
 #define SQLSTATE_INSUFFICIENT_PRIVILEGE "42501"
 
+/*
+ * Each link's statement of the live path, prepared by its handshake: a
+ * live pull or push costs one per commit, and the remote would otherwise
+ * parse it each time (and plan the push) before it does the work
+ */
+#define SB_WAIT_STATEMENT "scuttlebutt_wait"
+#define SB_PUSH_STATEMENT "scuttlebutt_push"
+static const struct
+{
+	const char *name;
+	const char *sql;
+	int			nparams;
+}			link_statements[SB_LIBPQ_LINKS] = {
+	{SB_WAIT_STATEMENT,
+	"CALL scuttlebutt.wait_for_commit($1, $2::pg_catalog.jsonb, $3, $4, $5, $6)", 6},
+	{SB_PUSH_STATEMENT, "SELECT scuttlebutt._push($1, $2, $3, $4)", 4},
+};
+
 typedef enum SbLinkState
 {
 	LINK_OFF,					/* not connected */
@@ -101,6 +119,7 @@ typedef struct SbLink
 	int64		rows;			/* rows of the query's result so far */
 	bool		header_seen;	/* poll: the answer ended with the remote's header */
 	bool		page_answered;	/* wait: the answer held a page (maybe empty) */
+	bool		preparing;		/* handshake: its statement's preparation sent */
 } SbLink;
 
 typedef struct SbLibpqPeer
@@ -395,20 +414,16 @@ libpq_start(SbSession *s)
 }
 
 /*
- * Sends a query: with parameters, or (params NULL) as a simple query that
- * may hold several statements.  The link is then in state, with a
- * deadline timeout_ms away.  False if the session was closed.
+ * The link is in state once libpq took its query (sent), with a deadline
+ * timeout_ms away.  False if the session was closed.
  */
 static bool
-send_query(SbSession *s, int i, const char *sql, int nparams, const char *const *params,
-		   SbLinkState state, int timeout_ms)
+query_sent(SbSession *s, int i, bool sent, SbLinkState state, int timeout_ms)
 {
 	SbLink	   *l = &lp_of(s)->links[i];
 	int			rc;
 
-	if (!(params ? PQsendQueryParams(l->pg, sql, nparams, NULL, params, NULL, NULL, 0)
-		  : PQsendQuery(l->pg, sql)) ||
-		(rc = PQflush(l->pg)) < 0)
+	if (!sent || (rc = PQflush(l->pg)) < 0)
 	{
 		link_failed(s, i, SB_CLOSE_CONNECTION_LOST);
 		return false;
@@ -423,6 +438,22 @@ send_query(SbSession *s, int i, const char *sql, int nparams, const char *const 
 }
 
 /*
+ * Sends a query: with parameters, or (params NULL) as a simple query that
+ * may hold several statements
+ */
+static bool
+send_query(SbSession *s, int i, const char *sql, int nparams, const char *const *params,
+		   SbLinkState state, int timeout_ms)
+{
+	PGconn	   *pg = lp_of(s)->links[i].pg;
+
+	return query_sent(s, i,
+					  params ? PQsendQueryParams(pg, sql, nparams, NULL, params, NULL, NULL, 0)
+					  : PQsendQuery(pg, sql),
+					  state, timeout_ms);
+}
+
+/*
  * The handshake: search_path pg_catalog alone, as postgres_fdw sets it
  * (every call names its schema, so no object of another role's on the
  * remote's search_path can stand in for a function, type or operator of
@@ -430,7 +461,8 @@ send_query(SbSession *s, int i, const char *sql, int nparams, const char *const 
  * commits poll() then sees), no statement timeout (the wait is on
  * purpose; peer_timeout guards stalls), then the model's kind and the
  * remote's header: the pull link's needs the remote role's read
- * privilege, the push link's its write privilege.
+ * privilege, the push link's its write privilege.  Each link then
+ * prepares its statement (prepare_statement).
  */
 static void
 send_handshake(SbSession *s, int i)
@@ -455,6 +487,23 @@ send_handshake(SbSession *s, int i)
 				   name);
 	PQfreemem(name);
 	(void) send_query(s, i, sql, 0, NULL, LINK_HANDSHAKE, sb_handshake_timeout_ms);
+}
+
+/*
+ * The link's statement (link_statements), the handshake's last step:
+ * prepared under the handshake's search_path, with its own source text
+ * as the remote's log and pg_stat_activity show it
+ */
+static void
+prepare_statement(SbSession *s, int i)
+{
+	SbLink	   *l = &lp_of(s)->links[i];
+
+	l->preparing = true;
+	(void) query_sent(s, i,
+					  PQsendPrepare(l->pg, link_statements[i].name, link_statements[i].sql,
+									link_statements[i].nparams, NULL),
+					  LINK_HANDSHAKE, sb_handshake_timeout_ms);
 }
 
 static void
@@ -545,11 +594,11 @@ held_clock_json(SbSession *s, StringInfo clock)
 }
 
 /*
- * A pull query: sql takes the model, what we hold and one or two numbers
- * (a page size; or a wait in ms and a page size).
+ * A pull: poll() with the model, what we hold and a page size, or (waits)
+ * the prepared wait with a wait in ms and a page size after them
  */
 static void
-send_pull(SbSession *s, const char *sql, int number, bool waits, int timeout_ms)
+send_pull(SbSession *s, bool waits)
 {
 	SbLibpqPeer *lp = lp_of(s);
 	StringInfoData clock;
@@ -558,7 +607,7 @@ send_pull(SbSession *s, const char *sql, int number, bool waits, int timeout_ms)
 
 	if (!held_clock_json(s, &clock))
 		return;
-	snprintf(text[0], sizeof(text[0]), "%d", number);
+	snprintf(text[0], sizeof(text[0]), "%d", waits ? SB_POLL_WAIT_MS : SB_POLL_PAGE);
 	/* a wait's page, and the pushes its clock holds (pusher 0: none, ever) */
 	snprintf(text[1], sizeof(text[1]), "%d", SB_POLL_PAGE);
 	snprintf(text[2], sizeof(text[2]), "%d",
@@ -571,27 +620,32 @@ send_pull(SbSession *s, const char *sql, int number, bool waits, int timeout_ms)
 	params[4] = text[2];
 	params[5] = text[3];
 	lp->wait_in_flight = waits;
-	(void) send_query(s, LINK_PULL, sql, waits ? 6 : 3, params, LINK_BUSY, timeout_ms);
+	if (waits)
+		(void) query_sent(s, LINK_PULL,
+						  PQsendQueryPrepared(lp->links[LINK_PULL].pg, SB_WAIT_STATEMENT, 6, params,
+											  NULL, NULL, 0),
+						  LINK_BUSY, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
+	else
+		(void) send_query(s, LINK_PULL, "SELECT scuttlebutt.poll($1, $2::pg_catalog.jsonb, $3)",
+						  3, params, LINK_BUSY, sb_peer_timeout_ms);
 }
 
 /* Asks the remote for what it holds beyond what we hold */
 static void
 send_poll(SbSession *s)
 {
-	send_pull(s, "SELECT scuttlebutt.poll($1, $2::pg_catalog.jsonb, $3)",
-			  SB_POLL_PAGE, false, sb_peer_timeout_ms);
+	send_pull(s, false);
 }
 
 /*
- * Caught up: the remote waits, outside any transaction, until it holds
- * something we lack or a commit writes the model, and answers with the
- * page a poll would then return.
+ * Caught up: the remote waits (wait_for_commit()), outside any
+ * transaction, until it holds something we lack or a commit writes the
+ * model, and answers with the page a poll would then return.
  */
 static void
 send_wait(SbSession *s)
 {
-	send_pull(s, "CALL scuttlebutt.wait_for_commit($1, $2::pg_catalog.jsonb, $3, $4, $5, $6)",
-			  SB_POLL_WAIT_MS, true, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
+	send_pull(s, true);
 }
 
 /* One line of a page of the remote's history: an update, or its header */
@@ -607,6 +661,18 @@ take_pull_line(SbSession *s, const char *line, int len)
 	/* the remote's clock, after all it held beyond ours: ours rises to it */
 	if (ok && msg.type == SB_MSG_HEADER)
 	{
+		/*
+		 * Another node answers (its extension created again, say): what
+		 * this session knows of the remote's clock is void, and a new
+		 * session's handshake learns it anew
+		 */
+		if (msg.id && s->remote_id && strcmp(msg.id, s->remote_id) != 0)
+		{
+			SbSessionClose(s, SB_CLOSE_REMOTE_ID_CHANGED,
+						   psprintf("The remote's node id changed from \"%s\" to \"%s\"; connecting anew to sync with it.",
+									s->remote_id, msg.id));
+			return false;
+		}
 		lp->links[LINK_PULL].header_seen = true;
 		for (int c = 0; c < msg.nclock; c++)
 			SbRemoteClockRaise(&lp->held, s->session_cxt,
@@ -742,7 +808,9 @@ send_import(SbSession *s)
 	params[1] = s->out.data + s->out_off;
 	params[2] = numbers[0];
 	params[3] = numbers[1];
-	if (!send_query(s, LINK_PUSH, "SELECT scuttlebutt._push($1, $2, $3, $4)", 4, params,
+	if (!query_sent(s, LINK_PUSH,
+					PQsendQueryPrepared(lp->links[LINK_PUSH].pg, SB_PUSH_STATEMENT, 4, params,
+										NULL, NULL, 0),
 					LINK_BUSY, sb_peer_timeout_ms))
 		return;
 	/* libpq holds its own copy of the parameters now */
@@ -837,9 +905,14 @@ query_done(SbSession *s, int i)
 	l->deadline = 0;
 	if (was == LINK_HANDSHAKE)
 	{
-		if (l->rows == 0)
+		if (l->rows == 0 && !l->preparing)
 		{
 			no_model_on_remote(s);
+			return;
+		}
+		if (!l->preparing)
+		{
+			prepare_statement(s, i);
 			return;
 		}
 		(void) libpq_flush(s);

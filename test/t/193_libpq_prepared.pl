@@ -1,0 +1,99 @@
+# Each link of a libpq peer prepares its live statement once per
+# connection (at the end of its handshake) and executes it for every
+# commit: the remote parses neither the pull's wait_for_commit() nor the
+# push's _push() per commit.  Seen in the remote's statement log
+# (log_min_duration_statement = 0 logs each protocol step with the
+# statement's name):
+#  - live pushes from D reach R as "execute scuttlebutt_push", and R's
+#    writes reach D through "execute scuttlebutt_wait", with no parse of
+#    either statement, named or not, while they run;
+#  - a new connection (the old push backend terminated) prepares it
+#    again, once, and pushes through it;
+#  - R's extension dropped and created again under the live session (a
+#    new node, empty): D's pull sees another node id in R's header, closes
+#    the session ("remote node id changed") and connects anew, prepares
+#    its statements again and syncs: R then holds all D held, both ways
+#    live again.
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::RealBin/../lib";
+use LibpqTest;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $nr = LibpqTest::new_node('r');
+my $nd = LibpqTest::new_node('d');
+sub qr1 { LibpqTest::q1($nr, @_) }
+sub qd { LibpqTest::q1($nd, @_) }
+
+$_->safe_psql('postgres', q{SELECT scuttlebutt.create_model('kv')}) for $nr, $nd;
+LibpqTest::add_peer($nd, 'kv', LibpqTest::conninfo($nr, tcp => 1));
+is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '60s')}), 't', 'D syncs with R');
+
+# the remote's log of what D's sessions run while $writes run at D (each
+# awaited at R) and at R (each awaited at D), from a logging window opened
+# by reloading R's settings
+sub logged_while
+{
+	my ($writes) = @_;
+	qr1(q{ALTER SYSTEM SET log_min_duration_statement = 0; SELECT pg_reload_conf()});
+	# a backend takes the reload before its next command: a push or a wait
+	# may still run unlogged, which only makes the counts below smaller
+	my $offset = -s $nr->logfile;
+	for my $w (@$writes)
+	{
+		qd(qq{SELECT scuttlebutt.set('kv', 'd_$w', '1')});
+		ok(LibpqTest::poll($nr, qq{SELECT scuttlebutt.get('kv', 'd_$w') = '1'}), "d_$w reaches R");
+		qr1(qq{SELECT scuttlebutt.set('kv', 'r_$w', '1')});
+		ok(LibpqTest::poll($nd, qq{SELECT scuttlebutt.get('kv', 'r_$w') = '1'}), "r_$w reaches D");
+	}
+	qr1(q{ALTER SYSTEM RESET log_min_duration_statement; SELECT pg_reload_conf()});
+	return slurp_file($nr->logfile, $offset);
+}
+sub count_of { my ($log, $re) = @_; my @m = $log =~ /$re/g; return scalar @m }
+
+# a session is live once its pushes run: one write first, unlogged
+qd(q{SELECT scuttlebutt.set('kv', 'k0', '1')});
+ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('kv', 'k0') = '1'}), 'the first push reaches R');
+my $log = logged_while([ map { "live$_" } 1 .. 5 ]);
+cmp_ok(count_of($log, qr/execute scuttlebutt_push: SELECT scuttlebutt\._push\(\$1, \$2, \$3, \$4\)/), '>=', 3,
+	'live pushes run the prepared statement');
+cmp_ok(count_of($log, qr/execute scuttlebutt_wait: CALL scuttlebutt\.wait_for_commit\(\$1, \$2::pg_catalog\.jsonb, \$3, \$4, \$5, \$6\)/),
+	'>=', 3, 'live pulls run the prepared wait');
+is(count_of($log, qr/(?:parse|execute) <unnamed>: (?:SELECT scuttlebutt\._push|CALL scuttlebutt\.wait_for_commit)/), 0,
+	'no push or wait is sent as an unnamed statement');
+is(count_of($log, qr/parse scuttlebutt_(?:push|wait):/), 0, 'neither statement is parsed again');
+
+# a new push connection prepares it again
+my $pid = qr1(q{SELECT pid FROM pg_stat_activity WHERE application_name = 'scuttlebutt push'});
+like($pid, qr/^\d+$/, "D's push link has a backend on R");
+qr1(q{ALTER SYSTEM SET log_min_duration_statement = 0; SELECT pg_reload_conf()});
+my $offset = -s $nr->logfile;
+qr1("SELECT pg_terminate_backend($pid)");
+ok(LibpqTest::poll($nr, qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'scuttlebutt push' AND pid <> $pid}),
+	'D connects its push link again');
+qd(q{SELECT scuttlebutt.wait_for_sync('kv', '60s')});
+# the window opened before the termination: the new handshake is in it
+logged_while([ map { "again$_" } 1 .. 3 ]);
+$log = slurp_file($nr->logfile, $offset);
+is(count_of($log, qr/parse scuttlebutt_push: SELECT scuttlebutt\._push\(\$1, \$2, \$3, \$4\)/), 1,
+	'the new connection prepares the statement once');
+cmp_ok(count_of($log, qr/execute scuttlebutt_push:/), '>=', 3, 'and pushes through it');
+
+# ---- the remote's extension created again ----
+my $keys_d = qd(q{SELECT count(*) FROM scuttlebutt.keys('kv')});
+qr1(q{DROP EXTENSION scuttlebutt; CREATE EXTENSION scuttlebutt; SELECT scuttlebutt.create_model('kv')});
+qr1(q{SELECT scuttlebutt.set('kv', 'after', '1')});
+ok(LibpqTest::poll($nd, q{SELECT count > 0 FROM scuttlebutt.connection_errors WHERE reason = 'remote node id changed'}, 30),
+	"R's extension created again: D counts a close for R's new node id");
+is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '60s')}), 't', 'D syncs again');
+ok(LibpqTest::poll($nr, qq{SELECT count(*) = $keys_d + 1 FROM scuttlebutt.keys('kv')}, 60),
+	'R holds every key D held, and its new one');
+is(qd(q{SELECT scuttlebutt.get('kv', 'after')}), '1', "R's new write reached D");
+qd(q{SELECT scuttlebutt.set('kv', 'after_d', '1')});
+ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('kv', 'after_d') = '1'}, 60), "D's next write reaches R");
+
+done_testing();
