@@ -280,35 +280,21 @@ SbExtensionOwner(void)
 void
 SbBeginOwnerScope(SbOwnerScope *scope)
 {
-	SbBeginOwnerUser(scope);
+	Oid			owner = SbExtensionOwner();
+
+	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec_context);
+	SetUserIdAndSecContext(owner,
+						   scope->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	scope->save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp",
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
 }
 
-/*
- * The owner's user without the settings: for C that reads the tables
- * directly (a live peer's page, after every commit), where search_path
- * guards nothing (the one statement it may run, the node id's first read,
- * names its schema) and a GUC nest level per page is a cost for nothing
- */
-void
-SbBeginOwnerUser(SbOwnerScope *scope)
-{
-	Oid			owner = SbExtensionOwner();
-
-	GetUserIdAndSecContext(&scope->save_userid, &scope->save_sec_context);
-	SetUserIdAndSecContext(owner,
-						   scope->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	scope->save_nestlevel = 0;
-}
-
 /* Back to the caller's user and settings */
 void
 SbEndOwnerScope(SbOwnerScope *scope)
 {
-	if (scope->save_nestlevel > 0)
-		AtEOXact_GUC(true, scope->save_nestlevel);
+	AtEOXact_GUC(true, scope->save_nestlevel);
 	SetUserIdAndSecContext(scope->save_userid, scope->save_sec_context);
 }

@@ -66,8 +66,6 @@ typedef struct SbOwnerScope
  * as it does after a SECURITY DEFINER function)
  */
 extern void SbBeginOwnerScope(SbOwnerScope *scope);
-/* The same for C that runs no SQL: the user alone, no GUC nest level */
-extern void SbBeginOwnerUser(SbOwnerScope *scope);
 extern void SbEndOwnerScope(SbOwnerScope *scope);
 
 #endif							/* SCUTTLEBUTT_PRIVILEGES_H */

@@ -267,7 +267,7 @@ scuttlebutt_poll(PG_FUNCTION_ARGS)
 	/* a scalar SETOF: the tuplestore's descriptor is the caller's */
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	sink.rsinfo = rsinfo;
-	SbBeginOwnerUser(&scope);
+	SbBeginOwnerScope(&scope);
 	(void) read_page(model, ref.id, PG_GETARG_JSONB_P(1), max_updates, &sink,
 					 NULL);
 	SbEndOwnerScope(&scope);
@@ -392,7 +392,7 @@ scuttlebutt_wait_for_page(PG_FUNCTION_ARGS)
 	MemoryContextSwitchTo(call_cxt);
 	initStringInfo(&lines);
 	sink.lines = &lines;
-	SbBeginOwnerUser(&scope);
+	SbBeginOwnerScope(&scope);
 	n = read_page(model, ref.id, sources, max_updates, &sink, &pushes);
 	SbEndOwnerScope(&scope);
 	isnull = n < 0;
