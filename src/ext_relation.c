@@ -6,16 +6,16 @@
  *	  writes) finds them here, with one clear error if one is missing.
  *
  * A live pull opens them for every update on both servers, so their OIDs
- * are kept, and forgotten at any relcache invalidation: the extension can
- * be dropped and created again under a running worker, with new OIDs, and
- * dropping or renaming a relation invalidates its relcache entry.
+ * are kept, and forgotten at any relcache invalidation (model_cache.c's
+ * callback): the extension can be dropped and created again under a
+ * running worker, with new OIDs, and dropping or renaming a relation
+ * invalidates its relcache entry.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "catalog/namespace.h"
-#include "utils/inval.h"
 #include "utils/lsyscache.h"
 
 #include "ext_relation.h"
@@ -32,16 +32,10 @@ typedef struct KnownRelation
 static KnownRelation known[SB_EXT_RELATIONS];
 static int	nknown = 0;
 
-static void
-forget_relations(Datum arg pg_attribute_unused(), Oid relid pg_attribute_unused())
+void
+SbForgetRelationOids(void)
 {
 	nknown = 0;
-}
-
-void
-SbExtRelationInit(void)
-{
-	CacheRegisterRelcacheCallback(forget_relations, (Datum) 0);
 }
 
 Oid

@@ -11,7 +11,7 @@
 /* The OID of scuttlebutt.<name>, a table or index of the extension's; ERROR if none */
 extern Oid	SbRelationOid(const char *name);
 
-/* Forgets the OIDs at relcache invalidations (from _PG_init) */
-extern void SbExtRelationInit(void);
+/* Forgets the OIDs kept (at any relcache invalidation) */
+extern void SbForgetRelationOids(void);
 
 #endif							/* SB_EXT_RELATION_H */

@@ -83,22 +83,14 @@ StaticAssertDecl(SB_LIBPQ_LINKS <= SB_SESSION_SOCKETS,
 #define SQLSTATE_INSUFFICIENT_PRIVILEGE "42501"
 
 /*
- * Each link's statement of the live path, prepared by its handshake: a
- * live pull or push costs one per commit, and the remote would otherwise
- * parse it each time (and plan the push) before it does the work
+ * The push link's statement, prepared by its handshake: a live push is
+ * one per commit, and the remote would otherwise parse and plan it each
+ * time before it applies the update.  (The pull's wait, a CALL, stays
+ * unnamed: a prepared CALL is not planned again when its procedure is
+ * created anew, and its parse is done before the remote waits.)
  */
-#define SB_WAIT_STATEMENT "scuttlebutt_wait"
 #define SB_PUSH_STATEMENT "scuttlebutt_push"
-static const struct
-{
-	const char *name;
-	const char *sql;
-	int			nparams;
-}			link_statements[SB_LIBPQ_LINKS] = {
-	{SB_WAIT_STATEMENT,
-	"CALL scuttlebutt.wait_for_commit($1, $2::pg_catalog.jsonb, $3, $4, $5, $6)", 6},
-	{SB_PUSH_STATEMENT, "SELECT scuttlebutt._push($1, $2, $3, $4)", 4},
-};
+#define SB_PUSH_SQL "SELECT scuttlebutt._push($1, $2, $3, $4)"
 
 typedef enum SbLinkState
 {
@@ -119,7 +111,7 @@ typedef struct SbLink
 	int64		rows;			/* rows of the query's result so far */
 	bool		header_seen;	/* poll: the answer ended with the remote's header */
 	bool		page_answered;	/* wait: the answer held a page (maybe empty) */
-	bool		preparing;		/* handshake: its statement's preparation sent */
+	bool		preparing;		/* push handshake: SB_PUSH_STATEMENT's preparation sent */
 } SbLink;
 
 typedef struct SbLibpqPeer
@@ -139,6 +131,7 @@ typedef struct SbLibpqPeer
 	bool		pull_started;	/* the first poll was sent */
 	uint32		pusher;			/* this session's number, for the remote's waits */
 	uint32		pushes_sent;	/* _push calls sent in this session */
+	char	   *pull_id;		/* the node the pull link reached (its handshake's id) */
 } SbLibpqPeer;
 
 static const char *const link_names[SB_LIBPQ_LINKS] = {"pull", "push"};
@@ -234,7 +227,8 @@ query_failed(SbSession *s, int i, PGresult *res)
 	SbCloseReason reason = SB_CLOSE_REMOTE_ERROR;
 	int			code = 0;
 
-	if (sqlstate && lp_of(s)->links[i].state == LINK_HANDSHAKE &&
+	/* (a failed prepare says what the remote lacks in its own words) */
+	if (sqlstate && lp_of(s)->links[i].state == LINK_HANDSHAKE && !lp_of(s)->links[i].preparing &&
 		(strcmp(sqlstate, "3F000") == 0 || strcmp(sqlstate, "42P01") == 0 ||
 		 strcmp(sqlstate, "42883") == 0))
 		reason = SB_CLOSE_NO_REMOTE_EXTENSION;
@@ -389,6 +383,7 @@ libpq_start(SbSession *s)
 	lp->wait_in_flight = false;
 	lp->pusher = 1 + pg_prng_uint32(&pg_global_prng_state) % PG_INT32_MAX;
 	lp->pushes_sent = 0;
+	lp->pull_id = NULL;			/* its memory went with the session */
 
 	if (!SbSessionResolveModel(s))
 		return;
@@ -461,8 +456,8 @@ send_query(SbSession *s, int i, const char *sql, int nparams, const char *const 
  * commits poll() then sees), no statement timeout (the wait is on
  * purpose; peer_timeout guards stalls), then the model's kind and the
  * remote's header: the pull link's needs the remote role's read
- * privilege, the push link's its write privilege.  Each link then
- * prepares its statement (prepare_statement).
+ * privilege, the push link's its write privilege.  The push link then
+ * prepares its statement (prepare_push).
  */
 static void
 send_handshake(SbSession *s, int i)
@@ -490,19 +485,18 @@ send_handshake(SbSession *s, int i)
 }
 
 /*
- * The link's statement (link_statements), the handshake's last step:
- * prepared under the handshake's search_path, with its own source text
- * as the remote's log and pg_stat_activity show it
+ * The push link's statement, the handshake's last step: prepared under
+ * the handshake's search_path, with its own source text as the remote's
+ * log and pg_stat_activity show it
  */
 static void
-prepare_statement(SbSession *s, int i)
+prepare_push(SbSession *s)
 {
-	SbLink	   *l = &lp_of(s)->links[i];
+	SbLink	   *l = &lp_of(s)->links[LINK_PUSH];
 
 	l->preparing = true;
-	(void) query_sent(s, i,
-					  PQsendPrepare(l->pg, link_statements[i].name, link_statements[i].sql,
-									link_statements[i].nparams, NULL),
+	(void) query_sent(s, LINK_PUSH,
+					  PQsendPrepare(l->pg, SB_PUSH_STATEMENT, SB_PUSH_SQL, 4, NULL),
 					  LINK_HANDSHAKE, sb_handshake_timeout_ms);
 }
 
@@ -594,11 +588,11 @@ held_clock_json(SbSession *s, StringInfo clock)
 }
 
 /*
- * A pull: poll() with the model, what we hold and a page size, or (waits)
- * the prepared wait with a wait in ms and a page size after them
+ * A pull query: sql takes the model, what we hold and one or two numbers
+ * (a page size; or a wait in ms and a page size).
  */
 static void
-send_pull(SbSession *s, bool waits)
+send_pull(SbSession *s, const char *sql, int number, bool waits, int timeout_ms)
 {
 	SbLibpqPeer *lp = lp_of(s);
 	StringInfoData clock;
@@ -607,7 +601,7 @@ send_pull(SbSession *s, bool waits)
 
 	if (!held_clock_json(s, &clock))
 		return;
-	snprintf(text[0], sizeof(text[0]), "%d", waits ? SB_POLL_WAIT_MS : SB_POLL_PAGE);
+	snprintf(text[0], sizeof(text[0]), "%d", number);
 	/* a wait's page, and the pushes its clock holds (pusher 0: none, ever) */
 	snprintf(text[1], sizeof(text[1]), "%d", SB_POLL_PAGE);
 	snprintf(text[2], sizeof(text[2]), "%d",
@@ -620,32 +614,27 @@ send_pull(SbSession *s, bool waits)
 	params[4] = text[2];
 	params[5] = text[3];
 	lp->wait_in_flight = waits;
-	if (waits)
-		(void) query_sent(s, LINK_PULL,
-						  PQsendQueryPrepared(lp->links[LINK_PULL].pg, SB_WAIT_STATEMENT, 6, params,
-											  NULL, NULL, 0),
-						  LINK_BUSY, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
-	else
-		(void) send_query(s, LINK_PULL, "SELECT scuttlebutt.poll($1, $2::pg_catalog.jsonb, $3)",
-						  3, params, LINK_BUSY, sb_peer_timeout_ms);
+	(void) send_query(s, LINK_PULL, sql, waits ? 6 : 3, params, LINK_BUSY, timeout_ms);
 }
 
 /* Asks the remote for what it holds beyond what we hold */
 static void
 send_poll(SbSession *s)
 {
-	send_pull(s, false);
+	send_pull(s, "SELECT scuttlebutt.poll($1, $2::pg_catalog.jsonb, $3)",
+			  SB_POLL_PAGE, false, sb_peer_timeout_ms);
 }
 
 /*
- * Caught up: the remote waits (wait_for_commit()), outside any
- * transaction, until it holds something we lack or a commit writes the
- * model, and answers with the page a poll would then return.
+ * Caught up: the remote waits, outside any transaction, until it holds
+ * something we lack or a commit writes the model, and answers with the
+ * page a poll would then return.
  */
 static void
 send_wait(SbSession *s)
 {
-	send_pull(s, true);
+	send_pull(s, "CALL scuttlebutt.wait_for_commit($1, $2::pg_catalog.jsonb, $3, $4, $5, $6)",
+			  SB_POLL_WAIT_MS, true, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
 }
 
 /* One line of a page of the remote's history: an update, or its header */
@@ -662,15 +651,15 @@ take_pull_line(SbSession *s, const char *line, int len)
 	if (ok && msg.type == SB_MSG_HEADER)
 	{
 		/*
-		 * Another node answers (its extension created again, say): what
-		 * this session knows of the remote's clock is void, and a new
-		 * session's handshake learns it anew
+		 * Another node answers on this connection (its extension created
+		 * again, say): what this session knows of the remote's clock is
+		 * void, and a new session's handshakes learn it anew
 		 */
-		if (msg.id && s->remote_id && strcmp(msg.id, s->remote_id) != 0)
+		if (msg.id && lp->pull_id && strcmp(msg.id, lp->pull_id) != 0)
 		{
 			SbSessionClose(s, SB_CLOSE_REMOTE_ID_CHANGED,
 						   psprintf("The remote's node id changed from \"%s\" to \"%s\"; connecting anew to sync with it.",
-									s->remote_id, msg.id));
+									lp->pull_id, msg.id));
 			return false;
 		}
 		lp->links[LINK_PULL].header_seen = true;
@@ -890,6 +879,8 @@ take_handshake_row(SbSession *s, int i, PGresult *res)
 		SbSessionPeerHeader(s, msg.id, NULL, 0);
 	else if (msg.id && s->remote_id == NULL)
 		s->remote_id = MemoryContextStrdup(s->session_cxt, msg.id);
+	if (i == LINK_PULL && msg.id)
+		lp_of(s)->pull_id = MemoryContextStrdup(s->session_cxt, msg.id);
 	lp_of(s)->links[i].rows = 1;
 	return true;
 }
@@ -910,9 +901,9 @@ query_done(SbSession *s, int i)
 			no_model_on_remote(s);
 			return;
 		}
-		if (!l->preparing)
+		if (i == LINK_PUSH && !l->preparing)
 		{
-			prepare_statement(s, i);
+			prepare_push(s);
 			return;
 		}
 		(void) libpq_flush(s);

@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "ext_relation.h"
 #include "model_cache.h"
 #include "node_key.h"
 #include "shmem.h"
@@ -41,9 +42,16 @@ typedef struct ModelCacheEntry
 static HTAB *model_cache = NULL;
 static char *local_node_id = NULL;
 
+/*
+ * Any relcache invalidation: the registry or the node may have changed,
+ * or the extension been created again.  The relation OIDs kept by
+ * ext_relation.c go too, in the same callback: a backend has ten for all
+ * its libraries.
+ */
 static void
 model_cache_flush(Datum arg pg_attribute_unused(), Oid relid pg_attribute_unused())
 {
+	SbForgetRelationOids();
 	if (model_cache != NULL)
 	{
 		hash_destroy(model_cache);

@@ -56,7 +56,6 @@
 #include "miscadmin.h"
 
 #include "commit.h"
-#include "ext_relation.h"
 #include "guc.h"
 #include "model_cache.h"
 #include "privileges.h"
@@ -73,7 +72,6 @@ _PG_init(void)
 {
 	SbGucInit();
 	SbModelCacheInit();
-	SbExtRelationInit();
 	SbTrustedKeysInit();
 	SbPrivilegesInit();
 	SbShmemInit();

@@ -1240,7 +1240,10 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
-	/* what it applies, a peer holds durably and sends again after a crash */
+	/*
+	 * Applies commit without the flush unless they ask for it
+	 * (SbCommitWithFlush): what a peer sent, it sends again after a crash
+	 */
 	SbSessionCommitsWithoutFlush();
 
 	worker_setup();
