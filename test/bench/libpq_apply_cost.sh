@@ -57,7 +57,7 @@ pid_of() {
 }
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
-per() { awk -v t="$1" -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz / n * 1e6 }'; }
+per() { awk -v t="$1" -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f\n", t / hz / n * 1e6 }'; }
 
 # measure SIDE REP: the writes of SIDE on a (keys of run REP), until b
 # holds them; CPU per update of its receiver (on b) and its sender (on a)
@@ -67,7 +67,7 @@ measure() {
 	if [ "$side" = scuttlebutt ]; then
 		rpid=$(worker_pid b)
 		spid=$(pid_of a "SELECT pid FROM pg_stat_activity WHERE application_name = 'scuttlebutt pull'")
-		count="SELECT count(*) FROM scuttlebutt.keys('lat') WHERE key LIKE 'r${rep}k%'"
+		count="SELECT count(*) FROM scuttlebutt.keys('lat') k WHERE k LIKE 'r${rep}k%'"
 		awk -v n="$N" -v gap="$GAP_MS" -v rep="$rep" 'BEGIN { for (i = 1; i <= n; i++)
 			printf "SELECT scuttlebutt.set('\''lat'\'', '\''r%dk%d'\'', '\''{\"i\": %d}'\'') IS NULL;\nSELECT pg_sleep(%g);\n", rep, i, i, gap / 1000 }' >"$W/writes.$side.sql"
 	else
@@ -101,7 +101,7 @@ measure() {
 	[ "$side" = logical ] && sub_drop b s_lat
 	per $((r1 - r0)) >>"$W/$side.receiver"
 	per $((s1 - s0)) >>"$W/$side.sender"
-	log "libpq_apply_cost: $side rep=$rep: receiver $(tail -1 "$W/$side.receiver") µs, sender $(tail -1 "$W/$side.sender") µs per update"
+	log "libpq_apply_cost: $side rep=$rep: receiver $(tail -1 "$W/$side.receiver") µs, sender $(tail -1 "$W/$side.sender") µs per update; private memory after: receiver $(status_kb "$rpid" RssAnon) kB, sender $(status_kb "$spid" RssAnon) kB"
 }
 
 SIDES=""
