@@ -449,10 +449,11 @@ send_query(SbSession *s, int i, const char *sql, int nparams, const char *const 
 }
 
 /*
- * The handshake: search_path pg_catalog alone, as postgres_fdw sets it
- * (every call names its schema, so no object of another role's on the
- * remote's search_path can stand in for a function, type or operator of
- * ours or PostgreSQL's), read committed (wait_for_commit() waits for
+ * The handshake: search_path pg_catalog (as postgres_fdw sets it) and
+ * pg_temp last (every call names its schema, so no object of another
+ * role's on the remote's search_path can stand in for a function, type or
+ * operator of ours or PostgreSQL's; and the owner scope of our functions,
+ * which sets the same, finds it set), read committed (wait_for_commit() waits for
  * commits poll() then sees), no statement timeout (the wait is on
  * purpose; peer_timeout guards stalls), then the model's kind and the
  * remote's header: the pull link's needs the remote role's read
@@ -471,7 +472,7 @@ send_handshake(SbSession *s, int i)
 		link_failed(s, i, SB_CLOSE_CONNECTION_LOST);
 		return;
 	}
-	sql = psprintf("SET search_path TO pg_catalog;"
+	sql = psprintf("SET search_path TO pg_catalog, pg_temp;"
 				   " SET default_transaction_isolation TO 'read committed';"
 				   " SET statement_timeout TO 0;"
 				   " SELECT m.kind, %s"

@@ -27,6 +27,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -286,9 +287,11 @@ SbBeginOwnerScope(SbOwnerScope *scope)
 	SetUserIdAndSecContext(owner,
 						   scope->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 	scope->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
+	/* a caller already there (a libpq peer's session) spares the setting and its undoing */
+	if (strcmp(namespace_search_path, SB_OWNER_SEARCH_PATH) != 0)
+		(void) set_config_option("search_path", SB_OWNER_SEARCH_PATH,
+								 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
 }
 
 /* Back to the caller's user and settings */

@@ -66,6 +66,9 @@ typedef struct SbOwnerScope
  * as it does after a SECURITY DEFINER function)
  */
 extern void SbBeginOwnerScope(SbOwnerScope *scope);
+
+/* That search_path, as the GUC spells it */
+#define SB_OWNER_SEARCH_PATH "pg_catalog, pg_temp"
 extern void SbEndOwnerScope(SbOwnerScope *scope);
 
 #endif							/* SCUTTLEBUTT_PRIVILEGES_H */

@@ -98,10 +98,11 @@ measure() {
 	[ "$PERF" = 1 ] && kill -INT "$p1" "$p2" && wait "$p1" "$p2" 2>/dev/null || true
 	held=$(sqlx1 b -c "$count")
 	[ "$held" -eq "$N" ] || die "$side: b holds $held of the $N keys"
-	[ "$side" = logical ] && sub_drop b s_lat
 	per $((r1 - r0)) >>"$W/$side.receiver"
 	per $((s1 - s0)) >>"$W/$side.sender"
 	log "libpq_apply_cost: $side rep=$rep: receiver $(tail -1 "$W/$side.receiver") µs, sender $(tail -1 "$W/$side.sender") µs per update; private memory after: receiver $(status_kb "$rpid" RssAnon) kB, sender $(status_kb "$spid" RssAnon) kB"
+	[ "$side" = logical ] && sub_drop b s_lat
+	return 0
 }
 
 SIDES=""
