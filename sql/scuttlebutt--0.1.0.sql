@@ -448,9 +448,12 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 -- pusher saw superseded before it could push them still count as held.
 -- pusher: a number the pusher's session picked (0: none), push: this
 -- push's number in the session (1, 2, ...): the session's wait must not
--- answer with the pushed updates (see wait_for_commit()).
+-- answer with the pushed updates (see wait_for_commit()).  node: the node
+-- id the pusher's session began with here (NULL: any); another node (the
+-- extension created again) refuses the push, since the pusher's idea of
+-- what it holds is not its own.
 CREATE FUNCTION scuttlebutt._push(model text, lines text, pusher integer DEFAULT 0,
-								  push integer DEFAULT 0)
+								  push integer DEFAULT 0, node text DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'scuttlebutt_push'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -90,7 +90,10 @@ StaticAssertDecl(SB_LIBPQ_LINKS <= SB_SESSION_SOCKETS,
  * created anew, and its parse is done before the remote waits.)
  */
 #define SB_PUSH_STATEMENT "scuttlebutt_push"
-#define SB_PUSH_SQL "SELECT scuttlebutt._push($1, $2, $3, $4)"
+#define SB_PUSH_SQL "SELECT scuttlebutt._push($1, $2, $3, $4, $5)"
+#define SB_PUSH_NPARAMS 5
+
+#define SQLSTATE_CONNECTION_EXCEPTION "08000"
 
 typedef enum SbLinkState
 {
@@ -131,7 +134,8 @@ typedef struct SbLibpqPeer
 	bool		pull_started;	/* the first poll was sent */
 	uint32		pusher;			/* this session's number, for the remote's waits */
 	uint32		pushes_sent;	/* _push calls sent in this session */
-	char	   *pull_id;		/* the node the pull link reached (its handshake's id) */
+	char	   *pull_id;		/* the node each link reached (its handshake's id) */
+	char	   *push_id;
 } SbLibpqPeer;
 
 static const char *const link_names[SB_LIBPQ_LINKS] = {"pull", "push"};
@@ -232,6 +236,8 @@ query_failed(SbSession *s, int i, PGresult *res)
 		(strcmp(sqlstate, "3F000") == 0 || strcmp(sqlstate, "42P01") == 0 ||
 		 strcmp(sqlstate, "42883") == 0))
 		reason = SB_CLOSE_NO_REMOTE_EXTENSION;
+	else if (sqlstate && i == LINK_PUSH && strcmp(sqlstate, SQLSTATE_CONNECTION_EXCEPTION) == 0)
+		reason = SB_CLOSE_REMOTE_ID_CHANGED;	/* _push(): another node now */
 	else if (sqlstate && strlen(sqlstate) == 5)
 		code = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3],
 							 sqlstate[4]);
@@ -383,7 +389,8 @@ libpq_start(SbSession *s)
 	lp->wait_in_flight = false;
 	lp->pusher = 1 + pg_prng_uint32(&pg_global_prng_state) % PG_INT32_MAX;
 	lp->pushes_sent = 0;
-	lp->pull_id = NULL;			/* its memory went with the session */
+	lp->pull_id = NULL;			/* their memory went with the session */
+	lp->push_id = NULL;
 
 	if (!SbSessionResolveModel(s))
 		return;
@@ -497,7 +504,7 @@ prepare_push(SbSession *s)
 
 	l->preparing = true;
 	(void) query_sent(s, LINK_PUSH,
-					  PQsendPrepare(l->pg, SB_PUSH_STATEMENT, SB_PUSH_SQL, 4, NULL),
+					  PQsendPrepare(l->pg, SB_PUSH_STATEMENT, SB_PUSH_SQL, SB_PUSH_NPARAMS, NULL),
 					  LINK_HANDSHAKE, sb_handshake_timeout_ms);
 }
 
@@ -787,7 +794,7 @@ static void
 send_import(SbSession *s)
 {
 	SbLibpqPeer *lp = lp_of(s);
-	const char *params[4];
+	const char *params[SB_PUSH_NPARAMS];
 	char		numbers[2][16];
 	int			len = SbSessionOutboxLength(s);
 
@@ -798,9 +805,11 @@ send_import(SbSession *s)
 	params[1] = s->out.data + s->out_off;
 	params[2] = numbers[0];
 	params[3] = numbers[1];
+	/* to the node the push link's handshake met, or refused */
+	params[4] = lp->push_id;
 	if (!query_sent(s, LINK_PUSH,
-					PQsendQueryPrepared(lp->links[LINK_PUSH].pg, SB_PUSH_STATEMENT, 4, params,
-										NULL, NULL, 0),
+					PQsendQueryPrepared(lp->links[LINK_PUSH].pg, SB_PUSH_STATEMENT, SB_PUSH_NPARAMS,
+										params, NULL, NULL, 0),
 					LINK_BUSY, sb_peer_timeout_ms))
 		return;
 	/* libpq holds its own copy of the parameters now */
@@ -880,8 +889,9 @@ take_handshake_row(SbSession *s, int i, PGresult *res)
 		SbSessionPeerHeader(s, msg.id, NULL, 0);
 	else if (msg.id && s->remote_id == NULL)
 		s->remote_id = MemoryContextStrdup(s->session_cxt, msg.id);
-	if (i == LINK_PULL && msg.id)
-		lp_of(s)->pull_id = MemoryContextStrdup(s->session_cxt, msg.id);
+	if (msg.id)
+		*(i == LINK_PULL ? &lp_of(s)->pull_id : &lp_of(s)->push_id) =
+			MemoryContextStrdup(s->session_cxt, msg.id);
 	lp_of(s)->links[i].rows = 1;
 	return true;
 }

@@ -426,11 +426,25 @@ scuttlebutt_import(PG_FUNCTION_ARGS)
  * from the clock it then reads: committed without waiting for the flush.
  * pusher and push, when not 0, are the pusher's session and this push's
  * number in it: its pull session's wait must not answer with what this
- * push stores (SbNotePush).
+ * push stores (SbNotePush).  node, when not NULL, is the node id the
+ * pusher's session began with: another one here (the extension created
+ * again) refuses, lest it take the pusher's clock for its own.
  */
 Datum
 scuttlebutt_push(PG_FUNCTION_ARGS)
 {
+	if (PG_NARGS() > 4 && !PG_ARGISNULL(4))
+	{
+		const char *expected = text_to_cstring(PG_GETARG_TEXT_PP(4));
+		const char *node_id = SbLocalNodeId();
+
+		if (strcmp(expected, node_id) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_EXCEPTION),
+					 errmsg("this node is \"%s\", not \"%s\" that the pushing session began with",
+							node_id, expected),
+					 errhint("The pusher connects again, and learns this node's clock.")));
+	}
 	if (PG_NARGS() > 3 && !PG_ARGISNULL(2) && !PG_ARGISNULL(3))
 		SbNotePush((uint32) PG_GETARG_INT32(2), (uint32) PG_GETARG_INT32(3));
 	SbCommitWithoutFlush();

@@ -12,7 +12,11 @@
 #    new node, empty): D's pull sees another node id in R's header, closes
 #    the session ("remote node id changed") and connects anew, prepares
 #    its statements again and syncs: R then holds all D held, both ways
-#    live again.
+#    live again;
+#  - the same, R writing nothing after: D's next push meets the new node
+#    first, which refuses it (_push() is told the node id the push link's
+#    handshake met) rather than take D's clock for its own; D connects
+#    anew and pushes all it holds.
 use strict;
 use warnings;
 
@@ -58,7 +62,7 @@ sub count_of { my ($log, $re) = @_; my @m = $log =~ /$re/g; return scalar @m }
 qd(q{SELECT scuttlebutt.set('kv', 'k0', '1')});
 ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('kv', 'k0') = '1'}), 'the first push reaches R');
 my $log = logged_while([ map { "live$_" } 1 .. 5 ]);
-cmp_ok(count_of($log, qr/execute scuttlebutt_push: SELECT scuttlebutt\._push\(\$1, \$2, \$3, \$4\)/), '>=', 3,
+cmp_ok(count_of($log, qr/execute scuttlebutt_push: SELECT scuttlebutt\._push\(\$1, \$2, \$3, \$4, \$5\)/), '>=', 3,
 	'live pushes run the prepared statement');
 cmp_ok(count_of($log, qr/execute <unnamed>: CALL scuttlebutt\.wait_for_commit/), '>=', 3,
 	'the log shows the pulls too');
@@ -78,7 +82,7 @@ qd(q{SELECT scuttlebutt.wait_for_sync('kv', '60s')});
 # the window opened before the termination: the new handshake is in it
 logged_while([ map { "again$_" } 1 .. 3 ]);
 $log = slurp_file($nr->logfile, $offset);
-is(count_of($log, qr/parse scuttlebutt_push: SELECT scuttlebutt\._push\(\$1, \$2, \$3, \$4\)/), 1,
+is(count_of($log, qr/parse scuttlebutt_push: SELECT scuttlebutt\._push\(\$1, \$2, \$3, \$4, \$5\)/), 1,
 	'the new connection prepares the statement once');
 cmp_ok(count_of($log, qr/execute scuttlebutt_push:/), '>=', 3, 'and pushes through it');
 
@@ -94,5 +98,18 @@ ok(LibpqTest::poll($nr, qq{SELECT count(*) = $keys_d + 1 FROM scuttlebutt.keys('
 is(qd(q{SELECT scuttlebutt.get('kv', 'after')}), '1', "R's new write reached D");
 qd(q{SELECT scuttlebutt.set('kv', 'after_d', '1')});
 ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('kv', 'after_d') = '1'}, 60), "D's next write reaches R");
+
+# ---- again, R silent: the push meets the new node first ----
+my $closes = qd(q{SELECT coalesce(sum(count), 0) FROM scuttlebutt.connection_errors WHERE reason = 'remote node id changed'});
+qr1(q{DROP EXTENSION scuttlebutt; CREATE EXTENSION scuttlebutt; SELECT scuttlebutt.create_model('kv')});
+$keys_d = qd(q{SELECT count(*) FROM scuttlebutt.keys('kv')});
+qd(q{SELECT scuttlebutt.set('kv', 'pushed_first', '1')});
+ok(LibpqTest::poll($nd, qq{SELECT sum(count) > $closes FROM scuttlebutt.connection_errors WHERE reason = 'remote node id changed'}, 30),
+	"R created again, silent: D's push is refused as sent to another node, and D closes");
+ok(LibpqTest::poll($nr, qq{SELECT count(*) = $keys_d + 1 FROM scuttlebutt.keys('kv')}, 60),
+	'R then holds every key D held, and the new one')
+  or diag('R holds ' . qr1(q{SELECT count(*) FROM scuttlebutt.keys('kv')}) . " of $keys_d + 1");
+like(slurp_file($nr->logfile), qr/this node is "[^"]+", not "[^"]+" that the pushing session began with/,
+	"R's log says why it refused the push");
 
 done_testing();
