@@ -23,12 +23,13 @@
  *	  pushes apart: none is sent while a poll is in flight.
  *	- push: the session's pump (session.c) fills its outbox with the local
  *	  history the remote's clock lacks, and each outbox is sent as one
- *	  scuttlebutt._push(model, lines), import() that also takes our header:
- *	  when updates the remote lacked were superseded here before the pump
- *	  read them, the pump ends a pass with our clock, read with the pages
- *	  it sent, and the remote's clock rises to it.  A remote role that may
- *	  not write is told by the remote (insufficient_privilege): the session
- *	  then only pulls, and last_error says why.
+ *	  scuttlebutt._push(model, lines, ...), import() that also takes our
+ *	  header: when updates the remote lacked were superseded here before
+ *	  the pump read them, the pump ends a pass with our clock, read with
+ *	  the pages it sent, and the remote's clock rises to it.  The statement
+ *	  is prepared once per connection.  A remote role that may not write
+ *	  is told by the remote (insufficient_privilege): the session then
+ *	  only pulls, and last_error says why.
  *
  * "What we hold" is this server's clock, read from the tables when a
  * commit happened or we pushed since it was last read, raised by every
@@ -37,7 +38,9 @@
  *
  * Each link starts with a handshake: session settings, then the model's
  * kind and the remote's header (its node id and clock, as a stream would
- * send it).  Any failure (connect, authentication, a missing extension or
+ * send it).  A remote that later answers as another node (its extension
+ * created again: a pull page's header, or _push() told the node id the
+ * push link met) closes the session, and the next one starts afresh.  Any failure (connect, authentication, a missing extension or
  * model, an error, a stalled query past scuttlebutt.peer_timeout) closes
  * the session with the reason in last_error, and it is retried with
  * back-off.  libpq never blocks the worker: connections are made with
@@ -62,6 +65,7 @@
 #include "guc.h"
 #include "jstext.h"
 #include "model_store.h"
+#include "privileges.h"
 #include "shmem.h"
 #include "transport.h"
 
@@ -114,7 +118,7 @@ typedef struct SbLink
 	int64		rows;			/* rows of the query's result so far */
 	bool		header_seen;	/* poll: the answer ended with the remote's header */
 	bool		page_answered;	/* wait: the answer held a page (maybe empty) */
-	bool		preparing;		/* push handshake: SB_PUSH_STATEMENT's preparation sent */
+	bool		preparing;		/* push handshake: at its last step, SB_PUSH_STATEMENT's preparation */
 } SbLink;
 
 typedef struct SbLibpqPeer
@@ -236,7 +240,8 @@ query_failed(SbSession *s, int i, PGresult *res)
 		(strcmp(sqlstate, "3F000") == 0 || strcmp(sqlstate, "42P01") == 0 ||
 		 strcmp(sqlstate, "42883") == 0))
 		reason = SB_CLOSE_NO_REMOTE_EXTENSION;
-	else if (sqlstate && i == LINK_PUSH && strcmp(sqlstate, SQLSTATE_CONNECTION_EXCEPTION) == 0)
+	else if (sqlstate && i == LINK_PUSH && lp_of(s)->links[i].state == LINK_BUSY &&
+			 strcmp(sqlstate, SQLSTATE_CONNECTION_EXCEPTION) == 0)
 		reason = SB_CLOSE_REMOTE_ID_CHANGED;	/* _push(): another node now */
 	else if (sqlstate && strlen(sqlstate) == 5)
 		code = MAKE_SQLSTATE(sqlstate[0], sqlstate[1], sqlstate[2], sqlstate[3],
@@ -479,7 +484,7 @@ send_handshake(SbSession *s, int i)
 		link_failed(s, i, SB_CLOSE_CONNECTION_LOST);
 		return;
 	}
-	sql = psprintf("SET search_path TO pg_catalog, pg_temp;"
+	sql = psprintf("SET search_path TO " SB_OWNER_SEARCH_PATH ";"
 				   " SET default_transaction_isolation TO 'read committed';"
 				   " SET statement_timeout TO 0;"
 				   " SELECT m.kind, %s"

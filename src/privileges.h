@@ -49,6 +49,9 @@ extern bool SbIsModelOwner(int32 model_id);
 /* The role that owns the extension (and its tables) */
 extern Oid	SbExtensionOwner(void);
 
+/* The owner scope's search_path, as the GUC spells it */
+#define SB_OWNER_SEARCH_PATH "pg_catalog, pg_temp"
+
 /*
  * The user and settings a function's table work ran under, to restore
  * after it (as fmgr_security_definer saves them)
@@ -66,9 +69,6 @@ typedef struct SbOwnerScope
  * as it does after a SECURITY DEFINER function)
  */
 extern void SbBeginOwnerScope(SbOwnerScope *scope);
-
-/* That search_path, as the GUC spells it */
-#define SB_OWNER_SEARCH_PATH "pg_catalog, pg_temp"
 extern void SbEndOwnerScope(SbOwnerScope *scope);
 
 #endif							/* SCUTTLEBUTT_PRIVILEGES_H */

@@ -142,7 +142,8 @@ read_clock(int32 model_id, const char *model_name, SbModelRef *model,
 	memset(model, 0, sizeof(*model));
 	model->id = model_id;
 	model->name = (char *) model_name;
-	model->node_id = (char *) SbLocalNodeId();
+	/* a copy: the cache's goes at the next invalidation, which opening a table may take */
+	model->node_id = pstrdup(SbLocalNodeId());
 	return SbReadClock(model, clock, true);
 }
 

@@ -540,7 +540,8 @@ SbVisibleTs(int32 model_id, const char *source, double ts)
 	node_id = SbLocalNodeId();
 	if (strcmp(source, node_id) != 0)
 		return ts;
-	return Min(ts, SbSequencerVisibleLimit(model_id, node_id));
+	/* source, the same: the cache's string goes at an invalidation the sequencer may take */
+	return Min(ts, SbSequencerVisibleLimit(model_id, source));
 }
 
 /*

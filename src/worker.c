@@ -1238,7 +1238,7 @@ scuttlebutt_worker_main(Datum main_arg pg_attribute_unused())
 	 * SQL functions (privileges.c) does, pg_catalog then pg_temp only;
 	 * every statement names schema scuttlebutt.
 	 */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("search_path", SB_OWNER_SEARCH_PATH, PGC_SUSET, PGC_S_SESSION);
 
 	/*
 	 * Applies commit without the flush unless they ask for it

@@ -8,15 +8,15 @@
 #    reach D meanwhile);
 #  - a new connection (the old push backend terminated) prepares it
 #    again, once, and pushes through it;
-#  - R's extension dropped and created again under the live session (a
-#    new node, empty): D's pull sees another node id in R's header, closes
-#    the session ("remote node id changed") and connects anew, prepares
-#    its statements again and syncs: R then holds all D held, both ways
-#    live again;
-#  - the same, R writing nothing after: D's next push meets the new node
-#    first, which refuses it (_push() is told the node id the push link's
-#    handshake met) rather than take D's clock for its own; D connects
-#    anew and pushes all it holds.
+#  - R's extension dropped and created again under the live session, in
+#    one transaction (a new node, empty): D's pull sees another node id in
+#    R's header, closes the session ("remote node id changed") and
+#    connects anew, prepares its statement again and syncs: R then holds
+#    all D held, both ways live again;
+#  - the same for a peer of D's that only pushes (model po): its next push
+#    meets the new node, which refuses it (_push() is told the node id the
+#    push link's handshake met) rather than take D's clock for its own; D
+#    connects anew and pushes all it holds.
 use strict;
 use warnings;
 
@@ -32,9 +32,19 @@ my $nd = LibpqTest::new_node('d');
 sub qr1 { LibpqTest::q1($nr, @_) }
 sub qd { LibpqTest::q1($nd, @_) }
 
-$_->safe_psql('postgres', q{SELECT scuttlebutt.create_model('kv')}) for $nr, $nd;
+$_->safe_psql('postgres', q{SELECT scuttlebutt.create_model('kv'); SELECT scuttlebutt.create_model('po')})
+  for $nr, $nd;
 LibpqTest::add_peer($nd, 'kv', LibpqTest::conninfo($nr, tcp => 1));
 is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '60s')}), 't', 'D syncs with R');
+
+# R's extension dropped and created again, with both models, in one
+# transaction (no peer sees it missing), and sql after
+sub recreate_r
+{
+	my ($sql) = @_;
+	qr1(qq{BEGIN; DROP EXTENSION scuttlebutt; CREATE EXTENSION scuttlebutt;
+		SELECT scuttlebutt.create_model('kv'); SELECT scuttlebutt.create_model('po'); $sql COMMIT});
+}
 
 # the remote's log of what D's sessions run while $writes run at D (each
 # awaited at R) and at R (each awaited at D), from a logging window opened
@@ -88,8 +98,7 @@ cmp_ok(count_of($log, qr/execute scuttlebutt_push:/), '>=', 3, 'and pushes throu
 
 # ---- the remote's extension created again ----
 my $keys_d = qd(q{SELECT count(*) FROM scuttlebutt.keys('kv')});
-qr1(q{DROP EXTENSION scuttlebutt; CREATE EXTENSION scuttlebutt; SELECT scuttlebutt.create_model('kv')});
-qr1(q{SELECT scuttlebutt.set('kv', 'after', '1')});
+recreate_r(q{SELECT scuttlebutt.set('kv', 'after', '1');});
 ok(LibpqTest::poll($nd, q{SELECT count > 0 FROM scuttlebutt.connection_errors WHERE reason = 'remote node id changed'}, 30),
 	"R's extension created again: D counts a close for R's new node id");
 is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '60s')}), 't', 'D syncs again');
@@ -99,16 +108,17 @@ is(qd(q{SELECT scuttlebutt.get('kv', 'after')}), '1', "R's new write reached D")
 qd(q{SELECT scuttlebutt.set('kv', 'after_d', '1')});
 ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('kv', 'after_d') = '1'}, 60), "D's next write reaches R");
 
-# ---- again, R silent: the push meets the new node first ----
-my $closes = qd(q{SELECT coalesce(sum(count), 0) FROM scuttlebutt.connection_errors WHERE reason = 'remote node id changed'});
-qr1(q{DROP EXTENSION scuttlebutt; CREATE EXTENSION scuttlebutt; SELECT scuttlebutt.create_model('kv')});
-$keys_d = qd(q{SELECT count(*) FROM scuttlebutt.keys('kv')});
-qd(q{SELECT scuttlebutt.set('kv', 'pushed_first', '1')});
-ok(LibpqTest::poll($nd, qq{SELECT sum(count) > $closes FROM scuttlebutt.connection_errors WHERE reason = 'remote node id changed'}, 30),
-	"R created again, silent: D's push is refused as sent to another node, and D closes");
-ok(LibpqTest::poll($nr, qq{SELECT count(*) = $keys_d + 1 FROM scuttlebutt.keys('kv')}, 60),
-	'R then holds every key D held, and the new one')
-  or diag('R holds ' . qr1(q{SELECT count(*) FROM scuttlebutt.keys('kv')}) . " of $keys_d + 1");
+# ---- again: a peer that only pushes meets the new node ----
+qd(q{SELECT scuttlebutt.set('po', 'p' || i, '1') FROM generate_series(1, 20) i});
+LibpqTest::add_peer($nd, 'po', LibpqTest::conninfo($nr, tcp => 1), receive => 'false');
+is(qd(q{SELECT scuttlebutt.wait_for_sync('po', '60s')}), 't', 'a push-only peer of D syncs model po');
+ok(LibpqTest::poll($nr, q{SELECT count(*) = 20 FROM scuttlebutt.keys('po')}), "R holds D's po keys");
+my $po_d = qd(q{SELECT count(*) FROM scuttlebutt.keys('po')});
+recreate_r('');
+qd(q{SELECT scuttlebutt.set('po', 'pushed_first', '1')});
+ok(LibpqTest::poll($nr, qq{SELECT count(*) = $po_d + 1 FROM scuttlebutt.keys('po')}, 60),
+	"R created again: a push-only peer's next push is refused by the new node, and D's next session pushes all it holds")
+  or diag('R holds ' . qr1(q{SELECT count(*) FROM scuttlebutt.keys('po')}) . " of $po_d + 1");
 like(slurp_file($nr->logfile), qr/this node is "[^"]+", not "[^"]+" that the pushing session began with/,
 	"R's log says why it refused the push");
 
