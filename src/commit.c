@@ -61,11 +61,18 @@ SbCommitInit(void)
 	RegisterSubXactCallback(sb_subxact_callback, NULL);
 }
 
+/* synchronous_commit for the current transaction (SET LOCAL; NULL: TO DEFAULT) */
+static void
+set_local_synchronous_commit(const char *value)
+{
+	(void) set_config_option("synchronous_commit", value, PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+}
+
 void
 SbCommitWithoutFlush(void)
 {
-	(void) set_config_option("synchronous_commit", "off", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	set_local_synchronous_commit("off");
 }
 
 void
@@ -77,7 +84,6 @@ SbSessionCommitsWithoutFlush(void)
 void
 SbCommitWithFlush(void)
 {
-	/* no value: the reset value, which the session's setting leaves as configured */
-	(void) set_config_option("synchronous_commit", NULL, PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	/* the reset value, which the session's setting leaves as configured */
+	set_local_synchronous_commit(NULL);
 }
