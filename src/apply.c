@@ -558,17 +558,15 @@ backoff_slot(int32 model_id)
 }
 
 /*
- * Whether a batch of n winners should try a bulk insert: a large one, unless the
- * model's batches found keys held lately (an initial sync into an empty
- * model never does; a live sync over held keys always would).
+ * Whether a large batch should try a bulk insert: unless the model's
+ * batches found keys held lately (an initial sync into an empty model
+ * never does; a live sync over held keys always would).
  */
 static bool
-bulk_worth_trying(int32 model_id, int n)
+bulk_worth_trying(int32 model_id)
 {
 	BulkBackoff *slot = backoff_slot(model_id);
 
-	if (n < SB_BULK_MIN_ROWS)
-		return false;
 	if (slot == NULL)
 		return true;
 	if (--slot->batches_left > 0)
@@ -599,9 +597,15 @@ bulk_back_off(int32 model_id)
 static bool
 bulk_store(ApplyBatch *b, int64 *nstored)
 {
-	SbBulkRow  *rows = palloc(sizeof(SbBulkRow) * b->nwinners);
+	bool		try_insert = bulk_worth_trying(b->model->id);
+	/* a replace tells no update's outcome */
+	bool		may_replace = !b->stored && b->model->kind == SB_KIND_MODEL;
+	SbBulkRow  *rows;
 	int			replaced;
 
+	if (!try_insert && !may_replace)
+		return false;
+	rows = palloc(sizeof(SbBulkRow) * b->nwinners);
 	for (int i = 0; i < b->nwinners; i++)
 	{
 		SbMessage  *u = &b->updates[b->winners[i]];
@@ -612,7 +616,7 @@ bulk_store(ApplyBatch *b, int64 *nstored)
 		rows[i].doc = u->text;
 		rows[i].doclen = u->len;
 	}
-	if (bulk_worth_trying(b->model->id, b->nwinners))
+	if (try_insert)
 	{
 		switch (SbBulkInsertUpdates(b->model->id, rows, b->nwinners))
 		{
@@ -636,7 +640,7 @@ bulk_store(ApplyBatch *b, int64 *nstored)
 				return false;
 		}
 	}
-	if (b->stored || b->model->kind != SB_KIND_MODEL ||
+	if (!may_replace ||
 		SbBulkReplaceUpdates(b->model->id, rows, b->nwinners, &replaced) != SB_BULK_STORED)
 		return false;
 	elog(DEBUG1, "scuttlebutt: %d of %d updates of model \"%s\" stored by bulk replace",

@@ -27,19 +27,19 @@
  * upsert makes): the insert runs in a subtransaction, and a unique
  * violation, a key the model already held or one a concurrent writer
  * committed, rolls it back; the caller then stores the batch by bulk
- * replace (below) or through the merge path.  Rows go in key order, the merge path's lock order
- * (SB_LOCK_ORDER), so two writers of the same new keys wait for each other
- * rather than deadlock.
+ * replace (below) or through the merge path.  Rows go in key order, the
+ * merge path's lock order (SB_LOCK_ORDER), so two writers of the same new
+ * keys wait for each other rather than deadlock.
  *
  * A batch over keys the model holds (a set_many() over existing keys) is
  * stored the same way, rather than by the upsert's row-by-row updates:
  * an update moves ts, which updates_pkey holds, so it is never HOT and
- * costs an index entry in both indexes anyway; what the upsert adds is
- * the executor around every row, a speculative-insertion probe, a tuple
- * lock's WAL record and a heap update per row.  Here each key's held row
- * is found by updates_latest_per_key, judged by the merge rule (SbMerge)
- * and, where the batch's update is newer, deleted; the new rows are then
- * multi-inserted.  Key order is kept as the upsert keeps it: the rows are
+ * costs an index entry in both indexes anyway; what the upsert adds for a
+ * held key is the executor around the row, its speculative-insertion
+ * probe and a heap update.  Here each key's held row is found by
+ * updates_latest_per_key, judged by the merge rule (SbMerge) and, where
+ * the batch's update is newer, deleted (where it is older, locked, as the
+ * upsert locks it); the new rows are then multi-inserted.  Key order is kept as the upsert keeps it: the rows are
  * deleted in key order, and a key held by none is inserted when its turn
  * comes (others wait on it as on an upsert's), so the batch waits only on
  * rows it reaches in key order and cannot deadlock with a writer that
@@ -106,6 +106,7 @@ typedef struct BulkTarget
 	int			encoding;
 	/* replacing: the held rows' scan of updates_latest_per_key (rri's) */
 	Relation	key_index;
+	List	   *key_arbiter;	/* key_index, as ON CONFLICT names it */
 	IndexScanDesc key_scan;
 	SnapshotData dirty;			/* sees uncommitted rows, to wait for them */
 	TupleTableSlot *held;
@@ -247,6 +248,7 @@ target_open(BulkTarget *t, int n, bool replacing)
 	if (replacing)
 	{
 		t->key_index = open_index_of(t->rri, SbRelationOid("updates_latest_per_key"));
+		t->key_arbiter = list_make1_oid(RelationGetRelid(t->key_index));
 		InitDirtySnapshot(t->dirty);
 		t->key_scan = index_beginscan(t->rel, t->key_index, &t->dirty, 2, 0);
 		t->held = table_slot_create(t->rel, NULL);
@@ -264,6 +266,7 @@ target_close(BulkTarget *t)
 		MemoryContextDelete(t->key_cxt);
 		ExecDropSingleTupleTableSlot(t->held);
 		index_endscan(t->key_scan);
+		list_free(t->key_arbiter);
 	}
 	MemoryContextDelete(t->chunk_cxt);
 	for (int i = 0; i < t->nslots; i++)
@@ -442,7 +445,6 @@ insert_speculative(BulkTarget *t, int32 model_id, const SbBulkRow *r)
 {
 	TransactionId xid = GetCurrentTransactionId();
 	MemoryContext old = MemoryContextSwitchTo(t->chunk_cxt);
-	List	   *arbiter = list_make1_oid(RelationGetRelid(t->key_index));
 	bool		conflict = false;
 	uint32		token;
 
@@ -451,7 +453,7 @@ insert_speculative(BulkTarget *t, int32 model_id, const SbBulkRow *r)
 	token = SpeculativeInsertionLockAcquire(xid);
 	table_tuple_insert_speculative(t->rel, t->slots[0], t->cid, 0, NULL, token);
 	list_free(SbExecInsertIndexTuplesSpeculative(t->rri, t->slots[0], t->estate,
-												  &conflict, arbiter));
+												  &conflict, t->key_arbiter));
 	table_tuple_complete_speculative(t->rel, t->slots[0], token, !conflict);
 	/* who waits for our decision sees the row confirmed, or dead */
 	SpeculativeInsertionLockRelease(xid);

@@ -139,8 +139,10 @@ advance_clock(Relation rel, int32 model_id, const char *source, double ts)
 	bool		advanced = false;
 	bool		index_entries = false;
 
-	/* a row an earlier call of the same command wrote is one to update */
-	CommandCounterIncrement();
+	/*
+	 * (a row an earlier call of the same command wrote is one to update:
+	 * the writer, opened first, moved the command counter past it)
+	 */
 	InitDirtySnapshot(dirty);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(model_id));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(source));

@@ -330,14 +330,19 @@ bulk_store_local(SbModelRef *model, int n, char **keys, Datum *docs,
 		rows[i] = (SbBulkRow) {model->node_id, ts[i], keys[i],
 			VARDATA_ANY(doc), VARSIZE_ANY_EXHDR(doc)};
 	}
-	if (!model_holds_rows(model) &&
-		SbBulkInsertUpdates(model->id, rows, n) == SB_BULK_STORED)
-	{
-		elog(DEBUG1, "scuttlebutt: set_many() stored %d keys of model \"%s\" by bulk insert",
-			 n, model->name);
-		*stored = n;
-		return true;
-	}
+	if (!model_holds_rows(model))
+		switch (SbBulkInsertUpdates(model->id, rows, n))
+		{
+			case SB_BULK_STORED:
+				elog(DEBUG1, "scuttlebutt: set_many() stored %d keys of model \"%s\" by bulk insert",
+					 n, model->name);
+				*stored = n;
+				return true;
+			case SB_BULK_UNSUITED:
+				return false;	/* a replace would find the same */
+			case SB_BULK_KEY_HELD:
+				break;
+		}
 	if (SbBulkReplaceUpdates(model->id, rows, n, &replaced) != SB_BULK_STORED)
 		return false;
 	elog(DEBUG1, "scuttlebutt: set_many() stored %d of %d keys of model \"%s\" by bulk replace",
@@ -540,8 +545,7 @@ SbVisibleTs(int32 model_id, const char *source, double ts)
 	node_id = SbLocalNodeId();
 	if (strcmp(source, node_id) != 0)
 		return ts;
-	/* source, the same: the cache's string goes at an invalidation the sequencer may take */
-	return Min(ts, SbSequencerVisibleLimit(model_id, source));
+	return Min(ts, SbSequencerVisibleLimit(model_id, node_id));
 }
 
 /*
