@@ -118,7 +118,7 @@ typedef struct SbLink
 	int64		rows;			/* rows of the query's result so far */
 	bool		header_seen;	/* poll: the answer ended with the remote's header */
 	bool		page_answered;	/* wait: the answer held a page (maybe empty) */
-	bool		preparing;		/* push handshake: at its last step, SB_PUSH_STATEMENT's preparation */
+	bool		preparing;		/* push handshake: SB_PUSH_STATEMENT's preparation sent (stays set) */
 } SbLink;
 
 typedef struct SbLibpqPeer

@@ -41,6 +41,7 @@ typedef struct ModelCacheEntry
 
 static HTAB *model_cache = NULL;
 static char *local_node_id = NULL;
+static bool local_node_id_stale = false;
 
 /*
  * Any relcache invalidation: the registry or the node may have changed,
@@ -57,11 +58,8 @@ model_cache_flush(Datum arg pg_attribute_unused(), Oid relid pg_attribute_unused
 		hash_destroy(model_cache);
 		model_cache = NULL;
 	}
-	if (local_node_id != NULL)
-	{
-		pfree(local_node_id);
-		local_node_id = NULL;
-	}
+	/* kept, not freed: a caller may hold it (SbLocalNodeId reads it again) */
+	local_node_id_stale = true;
 }
 
 void
@@ -119,7 +117,7 @@ SbLocalNodeId(void)
 	/* with a signing key, the node is the key's source (security.js) */
 	if (key != NULL)
 		return key->id;
-	if (local_node_id == NULL)
+	if (local_node_id == NULL || local_node_id_stale)
 	{
 		char	   *id;
 
@@ -128,7 +126,14 @@ SbLocalNodeId(void)
 			SPI_processed != 1)
 			elog(ERROR, "scuttlebutt.node must hold exactly one row");
 		id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		local_node_id = MemoryContextStrdup(CacheMemoryContext, id);
+		/*
+		 * A new string only for a new id (the extension created again): the
+		 * old one stays, since callers hold it across table opens, which
+		 * take invalidations
+		 */
+		if (local_node_id == NULL || strcmp(id, local_node_id) != 0)
+			local_node_id = MemoryContextStrdup(CacheMemoryContext, id);
+		local_node_id_stale = false;
 		SPI_finish();
 	}
 	return local_node_id;

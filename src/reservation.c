@@ -40,14 +40,13 @@ SbReadReservation(int32 model_id, const char *node_id, double *reserved,
 	Datum		values[2];
 
 	*reserved = *latest = -INFINITY;
-	/* first: node_id may be the node cache's, which preparing may flush */
-	values[1] = CStringGetTextDatum(node_id);
 	SPI_connect();
 	SbPrepareOnce(&read_reservation_plan,
 				 "SELECT (SELECT ts FROM scuttlebutt.clocks WHERE model_id = $1 AND source = $2),"
 				 " (SELECT max(ts) FROM scuttlebutt.updates WHERE model_id = $1 AND source = $2)",
 				 2, argtypes);
 	values[0] = Int32GetDatum(model_id);
+	values[1] = CStringGetTextDatum(node_id);
 	/* the latest snapshot: a transaction snapshot may predate the row */
 	PushActiveSnapshot(GetLatestSnapshot());
 	if (SPI_execute_plan(read_reservation_plan, values, NULL, true, 1) != SPI_OK_SELECT)

@@ -142,8 +142,7 @@ read_clock(int32 model_id, const char *model_name, SbModelRef *model,
 	memset(model, 0, sizeof(*model));
 	model->id = model_id;
 	model->name = (char *) model_name;
-	/* a copy: the cache's goes at the next invalidation, which opening a table may take */
-	model->node_id = pstrdup(SbLocalNodeId());
+	model->node_id = (char *) SbLocalNodeId();
 	return SbReadClock(model, clock, true);
 }
 

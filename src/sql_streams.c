@@ -63,8 +63,7 @@ scuttlebutt_export_header(PG_FUNCTION_ARGS)
 	StringInfoData buf;
 
 	model.id = PG_GETARG_INT32(0);
-	/* a copy: the cache's goes at the next invalidation, which opening a table may take */
-	model.node_id = pstrdup(SbLocalNodeId());
+	model.node_id = (char *) SbLocalNodeId();
 	n = SbReadClock(&model, &clock, true);
 	initStringInfo(&buf);
 	SbWireAppendHeader(&buf, model.node_id, clock, n, NULL);

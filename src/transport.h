@@ -69,7 +69,8 @@ typedef struct SbTransportOps
 	/*
 	 * The peer holds what it sends durably and sends it again on the next
 	 * connection (a PostgreSQL server): what it sent is applied without
-	 * waiting for the WAL flush (SbCommitWithoutFlush).  A stream peer, a
+	 * waiting for the WAL flush (the worker's session commits so:
+	 * SbSessionCommitsWithoutFlush).  A stream peer, a
 	 * JavaScript process, may be gone by then: its updates are flushed
 	 * (a server we dialed, once its input is drained: see session.c's
 	 * commits_without_flush).
