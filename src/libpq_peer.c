@@ -967,6 +967,20 @@ take_result(SbSession *s, int i, PGresult *res)
 	return true;
 }
 
+/*
+ * Frees the notifications libpq parsed.  We listen to no channel, but a
+ * remote may send them (its session told to LISTEN), and libpq keeps
+ * every one until it is taken.
+ */
+static void
+drop_notifications(PGconn *pg)
+{
+	PGnotify   *n;
+
+	while ((n = PQnotifies(pg)) != NULL)
+		PQfreemem(n);
+}
+
 /* Whether the socket has bytes to read right now */
 static bool
 socket_has_data(PGconn *pg)
@@ -997,6 +1011,7 @@ read_results(SbSession *s, int i)
 		}
 	} while (++reads < SB_LIBPQ_READS && PQisBusy(l->pg) && socket_has_data(l->pg));
 
+	drop_notifications(l->pg);
 	while (l->state == LINK_HANDSHAKE || l->state == LINK_BUSY)
 	{
 		PGresult   *res;
