@@ -110,6 +110,7 @@ typedef struct BulkTarget
 	IndexScanDesc key_scan;
 	SnapshotData dirty;			/* sees uncommitted rows, to wait for them */
 	TupleTableSlot *held;
+	double		held_ts;		/* the ts of the row last judged */
 	MemoryContext key_cxt;		/* the key looked for, the held row's source */
 } BulkTarget;
 
@@ -333,12 +334,12 @@ static bool
 newer_than_held(BulkTarget *t, const SbBulkRow *r)
 {
 	bool		isnull;
-	double		held_ts = DatumGetFloat8(slot_getattr(t->held, COL_TS + 1, &isnull));
 	MemoryContext old = MemoryContextSwitchTo(t->key_cxt);
 	char	   *held_source = TextDatumGetCString(slot_getattr(t->held, COL_SOURCE + 1, &isnull));
 
 	MemoryContextSwitchTo(old);
-	return SbMerge(SB_KIND_MODEL, held_ts, held_source, r->ts, r->source) == SB_MERGE_REPLACE;
+	t->held_ts = DatumGetFloat8(slot_getattr(t->held, COL_TS + 1, &isnull));
+	return SbMerge(SB_KIND_MODEL, t->held_ts, held_source, r->ts, r->source) == SB_MERGE_REPLACE;
 }
 
 /*
@@ -591,9 +592,14 @@ SbOpenUpdatesWriter(void)
 }
 
 bool
-SbStoreOneUpdate(SbUpdatesWriter *w, int32 model_id, const SbBulkRow *r)
+SbStoreOneUpdate(SbUpdatesWriter *w, int32 model_id, const SbBulkRow *r,
+				 double *newer_ts)
 {
-	return merge_row(w, model_id, r, false) != HELD_NEWER;
+	if (merge_row(w, model_id, r, false) != HELD_NEWER)
+		return true;
+	if (newer_ts)
+		*newer_ts = w->held_ts;
+	return false;
 }
 
 void

@@ -66,11 +66,13 @@ extern SbUpdatesWriter *SbOpenUpdatesWriter(void);
 /*
  * Stores one update of a latest-per-key model as the upsert would, with
  * neither a plan nor a subtransaction: the key's held row deleted if
- * older (else locked, and false returned), the update inserted (a key
- * held by none speculatively, as ON CONFLICT inserts).  Writers of the
- * key are waited for; errors are raised.
+ * older (else locked, and false returned, its ts in *newer_ts if not
+ * NULL), the update inserted (a key held by none speculatively, as ON
+ * CONFLICT inserts).  Writers of the key are waited for; errors are
+ * raised.
  */
-extern bool SbStoreOneUpdate(SbUpdatesWriter *w, int32 model_id, const SbBulkRow *r);
+extern bool SbStoreOneUpdate(SbUpdatesWriter *w, int32 model_id, const SbBulkRow *r,
+							 double *newer_ts);
 extern void SbCloseUpdatesWriter(SbUpdatesWriter *w);
 
 /*

@@ -208,7 +208,7 @@ SbApplyLoneDirect(SbModelRef *model, const SbMessage *u)
 	{
 		SbBulkRow	row = {u->source, u->ts, u->key, u->text, u->len};
 
-		result = SbStoreOneUpdate(updates, model->id, &row);
+		result = SbStoreOneUpdate(updates, model->id, &row, NULL);
 	}
 	SbCloseUpdatesWriter(updates);
 	table_close(clocks, NoLock);

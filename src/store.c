@@ -180,6 +180,16 @@ advance_local_clock(SbModelRef *model)
 										SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+/* A local update's wire text into buf (reset): [change,ts,node], signed when the model is */
+static void
+build_update_text(StringInfo buf, const SbModelRef *model,
+				  const char *change_text, double ts)
+{
+	resetStringInfo(buf);
+	SbAppendUpdateText(buf, change_text, ts, model->node_id);
+	SbSignLocalUpdate(model, buf);
+}
+
 /*
  * A local update's wire text as a json datum, built in buf (reused):
  * [change,ts,node], signed when the model is
@@ -188,9 +198,7 @@ Datum
 SbUpdateTextDatum(StringInfo buf, const SbModelRef *model,
 				  const char *change_text, double ts)
 {
-	resetStringInfo(buf);
-	SbAppendUpdateText(buf, change_text, ts, model->node_id);
-	SbSignLocalUpdate(model, buf);
+	build_update_text(buf, model, change_text, ts);
 	return PointerGetDatum(cstring_to_text_with_len(buf->data, buf->len));
 }
 
@@ -211,19 +219,45 @@ store_local_update(SbModelRef *model, Datum *values, const char *nulls,
 }
 
 /*
- * A local write, the hot path of set(), emit() and set_value(): store
- * [change, ts, node] under the merge rule, with a timestamp past the key's
- * current one.  Returns ts even when a concurrent newer update of the key
- * wins.
- *
- * With the sequencer, we take the next timestamp from shared memory and
- * store it with one statement; only if the key holds a newer value (a peer
- * whose clock runs ahead) do we read it and write again past it.  Without the
- * sequencer, one statement reads the key and advances this node's clock row
- * (locking it until commit), and a second stores.
+ * The local write of a key on the open table (SbLocalWrite, with the
+ * sequencer): stored as the upsert would, with neither a plan nor an
+ * executor; if the key holds a newer update (a peer whose clock runs
+ * ahead), once more past it.  The table is opened before the timestamp
+ * is taken, so that what follows it until the commit is the write alone.
  */
-double
-SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
+static double
+write_key_direct(SbUpdatesWriter *writer, SbModelRef *model, const char *key,
+				 const char *change_text)
+{
+	StringInfoData doc;
+	double		floor = NAN;
+	double		ts = NAN;
+
+	initStringInfo(&doc);
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		SbBulkRow	row;
+
+		ts = SbSequencerNext(model->id, model->node_id, floor, 1);
+		build_update_text(&doc, model, change_text, ts);
+		row = (SbBulkRow) {model->node_id, ts, key, doc.data, doc.len};
+		/* (the newer row stays locked: a second try cannot lose to it) */
+		if (SbStoreOneUpdate(writer, model->id, &row, &floor))
+			break;
+	}
+	pfree(doc.data);
+	return ts;
+}
+
+/*
+ * The local write through SQL statements (SbLocalWrite): with the
+ * sequencer, one statement stores it, and only if the key holds a newer
+ * value do we read it and write again past it; without, one statement
+ * reads the key and advances this node's clock row (locking it until
+ * commit), and a second stores.
+ */
+static double
+write_by_statement(SbModelRef *model, const char *key, const char *change_text)
 {
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
@@ -243,10 +277,6 @@ SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 	{
 		double		floor = NAN;
 
-		/*
-		 * The timestamp is taken here, not by a function in the statement: no
-		 * SQL-callable function moves the sequencer, so none is PUBLIC's.
-		 */
 		for (int attempt = 0; attempt < 2; attempt++)
 		{
 			ts = SbSequencerNext(model->id, model->node_id, floor, 1);
@@ -286,6 +316,36 @@ SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 		(void) store_local_update(model, values, nulls, &doc, change_text, ts);
 	}
 	SPI_finish();
+	return ts;
+}
+
+/*
+ * A local write, the hot path of set(), emit() and set_value(): store
+ * [change, ts, node] under the merge rule, with a timestamp past the key's
+ * current one.  Returns ts even when a concurrent newer update of the key
+ * wins.  The timestamp is taken here, not by a function in a statement:
+ * no SQL-callable function moves the sequencer, so none is PUBLIC's.
+ *
+ * A key of a latest-per-key model, with the sequencer, is written on the
+ * table directly where it is as the extension made it (as a live pull's
+ * update is, lone_apply.c); anything else, or a transaction the direct
+ * write does not suit (SbOpenUpdatesWriter), by statements.
+ */
+double
+SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
+{
+	SbUpdatesWriter *writer = NULL;
+	double		ts;
+
+	if (SbSequencerActive() && model->kind == SB_KIND_MODEL && key != NULL)
+		writer = SbOpenUpdatesWriter();
+	if (writer)
+	{
+		ts = write_key_direct(writer, model, key, change_text);
+		SbCloseUpdatesWriter(writer);
+	}
+	else
+		ts = write_by_statement(model, key, change_text);
 	SbNoteModelWrite(model->id);
 	return ts;
 }
