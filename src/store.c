@@ -223,7 +223,8 @@ store_local_update(SbModelRef *model, Datum *values, const char *nulls,
  * sequencer): stored as the upsert would, with neither a plan nor an
  * executor; if the key holds a newer update (a peer whose clock runs
  * ahead), once more past it.  The table is opened before the timestamp
- * is taken, so that what follows it until the commit is the write alone.
+ * is taken: its opening is not among what holds readers of this node's
+ * source back until the commit (the sequencer's reservation).
  */
 static double
 write_key_direct(SbUpdatesWriter *writer, SbModelRef *model, const char *key,
@@ -328,8 +329,10 @@ write_by_statement(SbModelRef *model, const char *key, const char *change_text)
  *
  * A key of a latest-per-key model, with the sequencer, is written on the
  * table directly where it is as the extension made it (as a live pull's
- * update is, lone_apply.c); anything else, or a transaction the direct
- * write does not suit (SbOpenUpdatesWriter), by statements.
+ * update is, lone_apply.c: a held key's row is deleted and the new one
+ * inserted, where the upsert updates it); anything else, or a transaction
+ * the direct write does not suit (SbOpenUpdatesWriter: a published table
+ * among them), by statements.
  */
 double
 SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
@@ -343,6 +346,8 @@ SbLocalWrite(SbModelRef *model, const char *key, const char *change_text)
 	{
 		ts = write_key_direct(writer, model, key, change_text);
 		SbCloseUpdatesWriter(writer);
+		/* what follows in this transaction sees the row, as after a statement */
+		CommandCounterIncrement();
 	}
 	else
 		ts = write_by_statement(model, key, change_text);

@@ -5,16 +5,18 @@
 # path ran shows in the transaction's table statistics: a replacement
 # deletes a row of scuttlebutt.updates, the upsert updates it.
 #
-#  - "direct": a new key is inserted, a held key replaced, two set()s of
-#    one key in one statement both apply, each timestamp past the last;
+#  - "direct": a held key is replaced (the direct path's mark); a new key
+#    is inserted and two set()s of one key in one statement both apply,
+#    each timestamp past the last (as the upsert's would);
 #  - "ahead": a key holding a peer's update from 20 s ahead (within
-#    max_clock_skew) is written past it, in the same transaction;
+#    max_clock_skew) is written past it, in the same transaction,
+#    replaced;
 #  - "wait": another session's set() of the same new key, not committed,
-#    is waited for, then replaced;
+#    is waited for, then replaced (its row deleted);
 #  - "statement": where the direct write does not suit, the upsert runs,
 #    with its own outcomes: a trigger on scuttlebutt.updates (which
-#    fires), a repeatable read transaction, a published table; a read-only
-#    transaction fails as the statement does.
+#    fires), a repeatable read transaction, a published table, a value
+#    model; a read-only transaction fails as the statement does.
 use strict;
 use warnings;
 
@@ -70,9 +72,13 @@ is(value_of('a'), '"mine"', 'ahead: the key holds the local value');
 my $holder = LibpqTest::hold($node, q{SELECT scuttlebutt.set('m', 'k9', '"first"') IS NOT NULL;}, qr/^t$/m);
 ok($holder->{held}, 'wait: a set() of the new key k9, not committed');
 my ($waited, $out, $err) = LibpqTest::run_behind($node, $holder,
-	q{SELECT scuttlebutt.set('m', 'k9', '"second"') IS NOT NULL}, q{set('m', 'k9', '"second"')});
+	q{BEGIN; SELECT scuttlebutt.set('m', 'k9', '"second"') IS NOT NULL;
+	SELECT pg_stat_get_xact_tuples_inserted('scuttlebutt.updates'::regclass)
+		|| '/' || pg_stat_get_xact_tuples_updated('scuttlebutt.updates'::regclass)
+		|| '/' || pg_stat_get_xact_tuples_deleted('scuttlebutt.updates'::regclass);
+	COMMIT}, q{set('m', 'k9', '"second"')});
 ok($waited, "wait: another session's set() of k9 waits for it");
-is($out, 't', 'wait: then stores its update') or diag($err);
+is($out, "t\n1/0/1", 'wait: then replaces its row') or diag($err);
 is(value_of('k9'), '"second"', 'wait: k9 holds the later set()');
 is(q1(q{SELECT count(*) FROM scuttlebutt.updates WHERE key = 'k9'}), 1, 'wait: one row of k9');
 
@@ -87,6 +93,12 @@ q1(q{DROP TRIGGER count_row ON scuttlebutt.updates});
 is(set_counted('k1', '4', 'BEGIN ISOLATION LEVEL REPEATABLE READ'), '0/1/0',
 	'statement: in a repeatable read transaction the key is upserted');
 is(value_of('k1'), '4', 'statement: k1 holds the value');
+q1(q{SELECT scuttlebutt.create_model('v', 'value')});
+q1(q{SELECT scuttlebutt.set_value('v', '1')});
+is(q1(q{BEGIN; SELECT scuttlebutt.set_value('v', '2') IS NOT NULL;
+	SELECT pg_stat_get_xact_tuples_updated('scuttlebutt.updates'::regclass)
+		|| '/' || pg_stat_get_xact_tuples_deleted('scuttlebutt.updates'::regclass);
+	COMMIT}), "t\n1/0", 'statement: a value model is upserted');
 my ($ro_rc, $ro_out, $ro_err) = $node->psql('postgres', q{BEGIN READ ONLY; SELECT scuttlebutt.set('m', 'k1', '5')});
 isnt($ro_rc, 0, 'statement: set() in a read-only transaction fails');
 like($ro_err, qr/read-only transaction/, 'statement: with the read-only error');

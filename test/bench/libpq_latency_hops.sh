@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# test/bench/libpq_latency_hops.sh: where one write's time goes until the
+# peer has applied it, a pulled scuttlebutt set() beside logical
+# replication's INSERT, measured with perf (root; Debian's linux-perf).
+#
+# The servers, model, table and subscription of libpq_latency.sh: b dials
+# a (add_peer) for model lat; a publishes kv_lat, b subscribes
+# (copy_data = false, synchronous_commit = off) only during the logical
+# runs.  One run: $N writes on a, one per transaction, $GAP_MS ms apart,
+# while perf records, system-wide, three uprobes and one tracepoint:
+#   the write's timestamp: SbSequencerNext's return in scuttlebutt.so (the
+#     update's ts is taken there), clock_timestamp() for the INSERT;
+#   the WAL flush of its commit: the writer's fdatasync() returning;
+#   the apply's commit on b: CommitTransactionCommand()'s return in the
+#     receiver (b's scuttlebutt worker, or the subscription's apply
+#     worker), the first after that flush.
+# Per write: ts -> flushed (the rest of the statement and the commit's
+# flush), flushed -> applied (the wake-up of the sender, its read, the
+# transfer, the receiver's apply and commit), and their sum.  Each uprobe
+# costs a few microseconds, alike on both sides.  What a reader on b then
+# waits (libpq_latency.sh's polling) is not included.  The sides
+# alternate, $REPS runs each; the table shows the medians over runs of
+# each run's p50.
+#
+#   HOPS_N=300 HOPS_GAP_MS=20 HOPS_REPS=3 test/bench/libpq_latency_hops.sh
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+. "$BENCH_DIR/libpq_lib.sh"
+
+N=${HOPS_N:-300}
+GAP_MS=${HOPS_GAP_MS:-20}
+REPS=${HOPS_REPS:-3}
+command -v perf >/dev/null || die "perf is needed (apt-get install linux-perf)"
+[ "$(id -u)" -eq 0 ] || die "perf's uprobes need root"
+has_side logical && has_side scuttlebutt || die "this script compares both sides"
+
+SO="$("$PG_CONFIG" --pkglibdir)/scuttlebutt.so"
+PGBINARY="$PGBIN/postgres"
+GROUP=sbhops
+perf probe -q -d "$GROUP:*" >/dev/null 2>&1 || true
+perf probe -q -x "$PGBINARY" -a "$GROUP:commit_done=CommitTransactionCommand%return" -a "$GROUP:clock_ts=clock_timestamp" ||
+	die "could not add uprobes to $PGBINARY"
+perf probe -q -x "$SO" -a "$GROUP:update_ts=SbSequencerNext%return" || die "could not add a uprobe to $SO"
+trap 'perf probe -q -d "$GROUP:*" >/dev/null 2>&1 || true; servers_cleanup' EXIT
+
+W="$SERVERS_TMP/hops"
+mkdir -p "$W"
+libpq_server a
+libpq_server b
+for s in a b; do
+	sqlx "$s" -c "SELECT scuttlebutt.create_model('lat')" >/dev/null
+	kv_create "$s" kv_lat
+done
+sqlx a -c "CREATE PUBLICATION p_lat FOR TABLE public.kv_lat" >/dev/null
+sqlx b -c "SELECT scuttlebutt.add_peer('lat', '$(conninfo a)')" >/dev/null
+[ "$(sqlx1 b -c "SELECT scuttlebutt.wait_for_sync('lat', '60s')")" = t ] || die "b did not sync lat: $(peer_line b)"
+
+# writes KIND PREFIX: the writer's script; its first line prints its pid
+writes() {
+	echo "SELECT pg_backend_pid();"
+	awk -v n="$N" -v pre="$2" -v gap="$GAP_MS" -v kind="$1" -v src="$KV_SOURCE" 'BEGIN {
+		for (i = 1; i <= n; i++) {
+			if (kind == "pull")
+				printf "SELECT scuttlebutt.set('\''lat'\'', '\''%s%d'\'', '\''{\"i\": %d}'\'') IS NULL \\g /dev/null\n", pre, i, i
+			else
+				printf "INSERT INTO public.kv_lat SELECT k, t, '\''%s'\'', jsonb_build_array(jsonb_build_array(k, '\''{\"i\": %d}'\''::jsonb), t, '\''%s'\'')::json FROM (SELECT '\''%s%d'\'' AS k, extract(epoch FROM clock_timestamp()) * 1000 AS t) x ON CONFLICT (key) DO UPDATE SET ts = excluded.ts, source = excluded.source, doc = excluded.doc;\n", src, i, src, pre, i
+			printf "SELECT pg_sleep(%g) \\g /dev/null\n", gap / 1000
+		} }'
+}
+
+# run CASE REP: one run recorded; its per-write hops (µs) in $W/CASE.REP.hops
+run() {
+	local case=$1 rep=$2 tag="$W/$1.$2" receiver writer tsev
+	if [ "$case" = logical ]; then
+		sub_create b s_lat p_lat a "copy_data = false, synchronous_commit = 'off'"
+		sub_wait_streaming b s_lat a
+		receiver=$(sqlx1 b -c "SELECT pid FROM pg_stat_subscription WHERE subname = 's_lat' AND relid IS NULL")
+		tsev=clock_ts
+	else
+		receiver=$(worker_pid b)
+		tsev=update_ts
+	fi
+	writes "$case" "${case}_r${rep}_k" >"$tag.sql"
+	sqlx a -c CHECKPOINT >/dev/null
+	sqlx b -c CHECKPOINT >/dev/null
+	quiet_gate
+	perf record -q -a -k CLOCK_MONOTONIC -o "$tag.data" \
+		-e "$GROUP:*" -e syscalls:sys_exit_fdatasync -- \
+		"$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$SERVERS_TMP/sock" -p "${PORT_OF[a]}" -U postgres -d postgres \
+		-f "$tag.sql" >"$tag.out" 2>"$tag.err" || die "writes on a failed: $(tail -3 "$tag.err")"
+	[ "$case" = logical ] && sub_drop b s_lat
+	writer=$(head -1 "$tag.out")
+	# (one uprobe may fire twice per call, at the PLT and the function: one per 0.2 ms)
+	perf script -i "$tag.data" -F pid,time,event 2>/dev/null | awk -v w="$writer" -v r="$receiver" -v ev="$tsev" '
+		{ pid = $1; t = $2 + 0; e = $3 }
+		pid == w && index(e, ev) { if (t - last > 0.0002) ts = t; last = t; next }
+		pid == w && index(e, "fdatasync") && ts { flushed = t; ts_of = ts; ts = 0; next }
+		pid == r && index(e, "commit_done") && flushed {
+			printf "%.1f %.1f %.1f\n", (flushed - ts_of) * 1e6, (t - flushed) * 1e6, (t - ts_of) * 1e6
+			flushed = 0 }' >"$tag.hops"
+	rm -f "$tag.data"
+	[ "$(wc -l <"$tag.hops")" -ge $((N * 9 / 10)) ] || die "$case: only $(wc -l <"$tag.hops") of $N writes traced"
+	for c in 1 2 3; do
+		awk -v c=$c '{ print $c }' "$tag.hops" | pctl 50 >>"$W/$case.p50.$c"
+	done
+	log "libpq_latency_hops: $case rep=$rep: ts->flushed $(tail -1 "$W/$case.p50.1") µs, flushed->applied $(tail -1 "$W/$case.p50.2") µs, ts->applied $(tail -1 "$W/$case.p50.3") µs (p50 of $(wc -l <"$tag.hops"))"
+}
+
+for rep in $(seq 1 "$REPS"); do
+	if [ $((rep % 2)) = 1 ]; then run pull "$rep"; run logical "$rep"; else run logical "$rep"; run pull "$rep"; fi
+done
+
+names=("" "the write's timestamp to its commit's WAL flush" "the flush to the apply's commit on the peer" "the write's timestamp to the apply's commit")
+for c in 1 2 3; do
+	l=$(median <"$W/logical.p50.$c"); p=$(median <"$W/pull.p50.$c")
+	record libpq_latency_hops "${names[$c]}: p50" "$(fmt 0 "$l")" "$(fmt 0 "$p")" "µs (median of $REPS runs x $N)" "$(ratio "$p" "$l")" "-" "info"
+done
+for c in logical pull; do log "libpq_latency_hops: raw $c ts->applied p50: $(paste -sd' ' "$W/$c.p50.3")"; done
+if [ -z "${BENCH_QUIET:-}" ]; then
+	echo
+	echo "libpq_latency_hops: one write's hops until the peer applied it (perf uprobes), $N writes ${GAP_MS} ms apart per run; baseline = logical replication a->b (INSERT, subscription synchronous_commit=off); scuttlebutt = set() on a, pulled by b"
+	libpq_conditions
+	print_table libpq_latency_hops
+fi
