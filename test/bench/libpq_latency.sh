@@ -117,16 +117,7 @@ run() {
 	local case=$1 rep=$2 tag="$W/$1.$2" pre="$1_r$2_k" wr rd kind got opid
 	if [ "$case" = push ]; then wr=b rd=a; else wr=a rd=b; fi
 	if [ "$case" = logical ]; then kind=logical; else kind=scuttlebutt; fi
-	awk -v n="$N" -v pre="$pre" -v gap="$GAP_MS" -v kind="$kind" -v src="$KV_SOURCE" 'BEGIN {
-		for (i = 1; i <= n; i++) {
-			print "\\timing on"
-			if (kind == "scuttlebutt")
-				printf "SELECT scuttlebutt.set('\''lat'\'', '\''%s%d'\'', '\''{\"i\": %d}'\'') IS NULL;\n", pre, i, i
-			else
-				printf "INSERT INTO public.kv_lat SELECT k, t, '\''%s'\'', jsonb_build_array(jsonb_build_array(k, '\''{\"i\": %d}'\''::jsonb), t, '\''%s'\'')::json FROM (SELECT '\''%s%d'\'' AS k, extract(epoch FROM clock_timestamp()) * 1000 AS t) x ON CONFLICT (key) DO UPDATE SET ts = excluded.ts, source = excluded.source, doc = excluded.doc;\n", src, i, src, pre, i
-			print "\\timing off"
-			printf "SELECT pg_sleep(%g);\n", gap / 1000
-		} }' >"$tag.sql"
+	lat_writes "$kind" "$pre" "$N" "$GAP_MS" timing >"$tag.sql"
 	if [ "$case" = logical ]; then
 		sub_create b s_lat p_lat a "copy_data = false, synchronous_commit = '$SUB_SYNC'"
 		sub_wait_streaming b s_lat a

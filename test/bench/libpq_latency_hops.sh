@@ -55,19 +55,6 @@ sqlx a -c "CREATE PUBLICATION p_lat FOR TABLE public.kv_lat" >/dev/null
 sqlx b -c "SELECT scuttlebutt.add_peer('lat', '$(conninfo a)')" >/dev/null
 [ "$(sqlx1 b -c "SELECT scuttlebutt.wait_for_sync('lat', '60s')")" = t ] || die "b did not sync lat: $(peer_line b)"
 
-# writes KIND PREFIX: the writer's script; its first line prints its pid
-writes() {
-	echo "SELECT pg_backend_pid();"
-	awk -v n="$N" -v pre="$2" -v gap="$GAP_MS" -v kind="$1" -v src="$KV_SOURCE" 'BEGIN {
-		for (i = 1; i <= n; i++) {
-			if (kind == "pull")
-				printf "SELECT scuttlebutt.set('\''lat'\'', '\''%s%d'\'', '\''{\"i\": %d}'\'') IS NULL \\g /dev/null\n", pre, i, i
-			else
-				printf "INSERT INTO public.kv_lat SELECT k, t, '\''%s'\'', jsonb_build_array(jsonb_build_array(k, '\''{\"i\": %d}'\''::jsonb), t, '\''%s'\'')::json FROM (SELECT '\''%s%d'\'' AS k, extract(epoch FROM clock_timestamp()) * 1000 AS t) x ON CONFLICT (key) DO UPDATE SET ts = excluded.ts, source = excluded.source, doc = excluded.doc;\n", src, i, src, pre, i
-			printf "SELECT pg_sleep(%g) \\g /dev/null\n", gap / 1000
-		} }'
-}
-
 # run CASE REP: one run recorded; its per-write hops (µs) in $W/CASE.REP.hops
 run() {
 	local case=$1 rep=$2 tag="$W/$1.$2" receiver writer tsev
@@ -80,7 +67,8 @@ run() {
 		receiver=$(worker_pid b)
 		tsev=update_ts
 	fi
-	writes "$case" "${case}_r${rep}_k" >"$tag.sql"
+	# (its first line prints the writer's pid)
+	{ echo "SELECT pg_backend_pid();"; lat_writes "$([ "$case" = pull ] && echo scuttlebutt || echo logical)" "${case}_r${rep}_k" "$N" "$GAP_MS"; } >"$tag.sql"
 	sqlx a -c CHECKPOINT >/dev/null
 	sqlx b -c CHECKPOINT >/dev/null
 	quiet_gate

@@ -219,6 +219,25 @@ CREATE UNIQUE INDEX ON public.$2 (source, ts);
 SQL
 }
 
+# lat_writes KIND PREFIX N GAP_MS [timing]: the writer's script of
+# libpq_latency.sh and libpq_latency_hops.sh: N writes of new keys
+# PREFIX1..PREFIXN, each its own transaction, GAP_MS ms apart; KIND
+# scuttlebutt: set() in model lat; logical: the same row into kv_lat
+# (INSERT ... ON CONFLICT, its ts read by clock_timestamp()); with
+# "timing", each write between \timing on and off.
+lat_writes() {
+	awk -v kind="$1" -v pre="$2" -v n="$3" -v gap="$4" -v timing="${5:-}" -v src="$KV_SOURCE" 'BEGIN {
+		for (i = 1; i <= n; i++) {
+			if (timing) print "\\timing on"
+			if (kind == "scuttlebutt")
+				printf "SELECT scuttlebutt.set('\''lat'\'', '\''%s%d'\'', '\''{\"i\": %d}'\'') IS NULL;\n", pre, i, i
+			else
+				printf "INSERT INTO public.kv_lat SELECT k, t, '\''%s'\'', jsonb_build_array(jsonb_build_array(k, '\''{\"i\": %d}'\''::jsonb), t, '\''%s'\'')::json FROM (SELECT '\''%s%d'\'' AS k, extract(epoch FROM clock_timestamp()) * 1000 AS t) x ON CONFLICT (key) DO UPDATE SET ts = excluded.ts, source = excluded.source, doc = excluded.doc;\n", src, i, src, pre, i
+			if (timing) print "\\timing off"
+			printf "SELECT pg_sleep(%g);\n", gap / 1000
+		} }'
+}
+
 # kv_rows LO HI TSBASE [TAG]: a SELECT of rows (key, ts, source, doc) for keys
 # k<LO>..k<HI>, the same keys and values as build_model's (plus "r": TAG
 # when given), ts TSBASE + i, doc [["k<i>", <value>], ts, source].
