@@ -99,7 +99,7 @@ typedef struct BulkTarget
 	ResultRelInfo *rri;
 	BulkInsertState bistate;
 	TupleDesc	desc;			/* the slots' */
-	TupleTableSlot *slots[SB_BULK_CHUNK];
+	TupleTableSlot **slots;		/* nslots of them: one for a lone row */
 	int			nslots;
 	MemoryContext chunk_cxt;	/* a chunk's datums */
 	CommandId	cid;
@@ -242,6 +242,7 @@ target_open(BulkTarget *t, int n, bool replacing)
 	/* not the relcache's (counted) descriptor: no resource owner entry per slot */
 	t->desc = CreateTupleDescCopy(RelationGetDescr(t->rel));
 	t->nslots = Min(n, SB_BULK_CHUNK);
+	t->slots = palloc(sizeof(TupleTableSlot *) * t->nslots);
 	for (int i = 0; i < t->nslots; i++)
 		t->slots[i] = MakeSingleTupleTableSlot(t->desc, table_slot_callbacks(t->rel));
 	t->chunk_cxt = AllocSetContextCreate(CurrentMemoryContext, "scuttlebutt bulk rows",
@@ -272,6 +273,7 @@ target_close(BulkTarget *t)
 	MemoryContextDelete(t->chunk_cxt);
 	for (int i = 0; i < t->nslots; i++)
 		ExecDropSingleTupleTableSlot(t->slots[i]);
+	pfree(t->slots);
 	FreeTupleDesc(t->desc);
 	if (t->bistate)
 		FreeBulkInsertState(t->bistate);
