@@ -39,13 +39,13 @@
  * probe and a heap update.  Here each key's held row is found by
  * updates_latest_per_key, judged by the merge rule (SbMerge) and, where
  * the batch's update is newer, deleted (where it is older, locked, as the
- * upsert locks it); the new rows are then multi-inserted.  Key order is kept as the upsert keeps it: the rows are
- * deleted in key order, and a key held by none is inserted when its turn
- * comes (others wait on it as on an upsert's), so the batch waits only on
- * rows it reaches in key order and cannot deadlock with a writer that
- * also goes in key order.  The replacements inserted at the end wait on
- * nobody: the rows they replace are ours, deleted, so no one else can
- * have inserted their keys.
+ * upsert locks it); the new rows are then multi-inserted.  Key order is
+ * kept as the upsert keeps it: the rows are deleted in key order, and a
+ * key held by none is inserted when its turn comes (others wait on it as
+ * on an upsert's), so the batch waits only on rows it reaches in key
+ * order and cannot deadlock with a writer that also goes in key order.
+ * The replacements inserted at the end wait on nobody: the rows they
+ * replace are ours, deleted, so no one else can have inserted their keys.
  *
  *-------------------------------------------------------------------------
  */

@@ -38,15 +38,17 @@
  *
  * Each link starts with a handshake: session settings, then the model's
  * kind and the remote's header (its node id and clock, as a stream would
- * send it).  A remote that later answers as another node (its extension
- * created again: a pull page's header, or _push() told the node id the
- * push link met) closes the session, and the next one starts afresh.  Any failure (connect, authentication, a missing extension or
- * model, an error, a stalled query past scuttlebutt.peer_timeout) closes
- * the session with the reason in last_error, and it is retried with
- * back-off.  libpq never blocks the worker: connections are made with
- * PQconnectStartParams/PQconnectPoll and queries are sent asynchronously
- * (host names are resolved when connecting, as libpq does: give hostaddr
- * to avoid a DNS lookup).
+ * send it).  Both links must meet one node: a remote that answers as
+ * another (its extension created again: the second handshake, a pull
+ * page's header, or _push(), told the node id the handshakes met) closes
+ * the session, and the next one starts afresh.  Any failure (connect,
+ * authentication, a missing extension or model, an error, a stalled
+ * query past scuttlebutt.peer_timeout) closes the session with the reason
+ * in last_error, and it is retried with back-off.  libpq never blocks
+ * the worker: connections are made with PQconnectStartParams/
+ * PQconnectPoll and queries are sent asynchronously (host names are
+ * resolved when connecting, as libpq does: give hostaddr to avoid a DNS
+ * lookup).
  *
  *-------------------------------------------------------------------------
  */
@@ -138,8 +140,6 @@ typedef struct SbLibpqPeer
 	bool		pull_started;	/* the first poll was sent */
 	uint32		pusher;			/* this session's number, for the remote's waits */
 	uint32		pushes_sent;	/* _push calls sent in this session */
-	char	   *pull_id;		/* the node each link reached (its handshake's id) */
-	char	   *push_id;
 } SbLibpqPeer;
 
 static const char *const link_names[SB_LIBPQ_LINKS] = {"pull", "push"};
@@ -394,8 +394,6 @@ libpq_start(SbSession *s)
 	lp->wait_in_flight = false;
 	lp->pusher = 1 + pg_prng_uint32(&pg_global_prng_state) % PG_INT32_MAX;
 	lp->pushes_sent = 0;
-	lp->pull_id = NULL;			/* their memory went with the session */
-	lp->push_id = NULL;
 
 	if (!SbSessionResolveModel(s))
 		return;
@@ -465,8 +463,8 @@ send_query(SbSession *s, int i, const char *sql, int nparams, const char *const 
  * pg_temp last (every call names its schema, so no object of another
  * role's on the remote's search_path can stand in for a function, type or
  * operator of ours or PostgreSQL's; and the owner scope of our functions,
- * which sets the same, finds it set), read committed (wait_for_commit() waits for
- * commits poll() then sees), no statement timeout (the wait is on
+ * which sets the same, finds it set), read committed (wait_for_commit()
+ * waits for commits poll() then sees), no statement timeout (the wait is on
  * purpose; peer_timeout guards stalls), then the model's kind and the
  * remote's header: the pull link's needs the remote role's read
  * privilege, the push link's its write privilege.  The push link then
@@ -650,6 +648,24 @@ send_wait(SbSession *s)
 			  SB_POLL_WAIT_MS, true, SB_POLL_WAIT_MS + sb_peer_timeout_ms);
 }
 
+/*
+ * Whether the node id a header names (NULL: none) is the one the
+ * session's first handshake met; else another node answers (the remote's
+ * extension created again, say): what the session knows of the remote's
+ * clock is void, and the session is closed, for a new one's handshakes to
+ * learn it anew.
+ */
+static bool
+same_remote_node(SbSession *s, const char *id)
+{
+	if (id == NULL || s->remote_id == NULL || strcmp(id, s->remote_id) == 0)
+		return true;
+	SbSessionClose(s, SB_CLOSE_REMOTE_ID_CHANGED,
+				   psprintf("The remote's node id changed from \"%s\" to \"%s\"; connecting anew to sync with it.",
+							s->remote_id, id));
+	return false;
+}
+
 /* One line of a page of the remote's history: an update, or its header */
 static bool
 take_pull_line(SbSession *s, const char *line, int len)
@@ -663,18 +679,8 @@ take_pull_line(SbSession *s, const char *line, int len)
 	/* the remote's clock, after all it held beyond ours: ours rises to it */
 	if (ok && msg.type == SB_MSG_HEADER)
 	{
-		/*
-		 * Another node answers on this connection (its extension created
-		 * again, say): what this session knows of the remote's clock is
-		 * void, and a new session's handshakes learn it anew
-		 */
-		if (msg.id && lp->pull_id && strcmp(msg.id, lp->pull_id) != 0)
-		{
-			SbSessionClose(s, SB_CLOSE_REMOTE_ID_CHANGED,
-						   psprintf("The remote's node id changed from \"%s\" to \"%s\"; connecting anew to sync with it.",
-									lp->pull_id, msg.id));
+		if (!same_remote_node(s, msg.id))
 			return false;
-		}
 		lp->links[LINK_PULL].header_seen = true;
 		for (int c = 0; c < msg.nclock; c++)
 			SbRemoteClockRaise(&lp->held, s->session_cxt,
@@ -810,8 +816,8 @@ send_import(SbSession *s)
 	params[1] = s->out.data + s->out_off;
 	params[2] = numbers[0];
 	params[3] = numbers[1];
-	/* to the node the push link's handshake met, or refused */
-	params[4] = lp->push_id;
+	/* to the node the handshakes met, or refused */
+	params[4] = s->remote_id;
 	if (!query_sent(s, LINK_PUSH,
 					PQsendQueryPrepared(lp->links[LINK_PUSH].pg, SB_PUSH_STATEMENT, SB_PUSH_NPARAMS,
 										params, NULL, NULL, 0),
@@ -884,6 +890,8 @@ take_handshake_row(SbSession *s, int i, PGresult *res)
 		SbSessionClose(s, SB_CLOSE_INVALID_HEADER, err.message ? err.message : header);
 		return false;
 	}
+	if (!same_remote_node(s, msg.id))
+		return false;
 	/*
 	 * The push link's header says what the remote's clock lacks: the pump
 	 * may run.  A session that does not push has nothing to learn from it.
@@ -894,9 +902,6 @@ take_handshake_row(SbSession *s, int i, PGresult *res)
 		SbSessionPeerHeader(s, msg.id, NULL, 0);
 	else if (msg.id && s->remote_id == NULL)
 		s->remote_id = MemoryContextStrdup(s->session_cxt, msg.id);
-	if (msg.id)
-		*(i == LINK_PULL ? &lp_of(s)->pull_id : &lp_of(s)->push_id) =
-			MemoryContextStrdup(s->session_cxt, msg.id);
 	lp_of(s)->links[i].rows = 1;
 	return true;
 }
