@@ -18,7 +18,7 @@
 # backend / the walsender), and the ratio scuttlebutt / logical.
 # With LIBPQ_COST_PERF=1 the four processes are also recorded (perf record
 # -g, 20 kHz: the CPU figures then include perf's cost) into
-# $BENCH_OUT/libpq_apply_cost/perf.<side>.{receiver,sender}.data, to read
+# $BENCH_OUT/libpq_apply_cost/perf.<side>.<rep>.{receiver,sender}.data, to read
 # with perf report --children.
 #
 #   LIBPQ_COST_N=1000 LIBPQ_COST_GAP_MS=5 LIBPQ_COST_REPS=3 LIBPQ_COST_PERF=0 test/bench/libpq_apply_cost.sh
@@ -33,60 +33,37 @@ PERF=${LIBPQ_COST_PERF:-0}
 W="$BENCH_OUT/libpq_apply_cost"
 mkdir -p "$W"
 
-libpq_server a
-libpq_server b
-if has_side scuttlebutt; then
-	for s in a b; do sqlx "$s" -c "SELECT scuttlebutt.create_model('lat')" >/dev/null; done
-	sqlx b -c "SELECT scuttlebutt.add_peer('lat', '$(conninfo a)')" >/dev/null
-	[ "$(sqlx1 b -c "SELECT scuttlebutt.wait_for_sync('lat', '60s')")" = t ] || die "b did not sync lat: $(peer_line b)"
-fi
-if has_side logical; then
-	for s in a b; do kv_create "$s" kv_lat; done
-	sqlx a -c "CREATE PUBLICATION p_lat FOR TABLE public.kv_lat" >/dev/null
-fi
-
-# pid_of NAME QUERY: the pid QUERY returns on NAME, waiting up to 10 s
-pid_of() {
-	local pid
-	for _ in $(seq 1 100); do
-		pid=$(sqlx1 "$1" -c "$2")
-		[ -n "$pid" ] && { echo "$pid"; return; }
-		sleep 0.1
-	done
-	die "no process on $1 for: $2"
-}
+lat_servers
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 per() { awk -v t="$1" -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f\n", t / hz / n * 1e6 }'; }
 
 # measure SIDE REP: the writes of SIDE on a (keys of run REP), until b
 # holds them; CPU per update of its receiver (on b) and its sender (on a)
-# appended to $W/SIDE.cost
+# appended to $W/SIDE.receiver and $W/SIDE.sender
 measure() {
 	local side=$1 rep=$2 rpid spid r0 s0 r1 s1 held count p1 p2
 	if [ "$side" = scuttlebutt ]; then
 		rpid=$(worker_pid b)
 		spid=$(pid_of a "SELECT pid FROM pg_stat_activity WHERE application_name = 'scuttlebutt pull'")
 		count="SELECT count(*) FROM scuttlebutt.keys('lat') k WHERE k LIKE 'r${rep}k%'"
-		awk -v n="$N" -v gap="$GAP_MS" -v rep="$rep" 'BEGIN { for (i = 1; i <= n; i++)
-			printf "SELECT scuttlebutt.set('\''lat'\'', '\''r%dk%d'\'', '\''{\"i\": %d}'\'') IS NULL;\nSELECT pg_sleep(%g);\n", rep, i, i, gap / 1000 }' >"$W/writes.$side.sql"
 	else
-		sub_create b s_lat p_lat a "copy_data = false, synchronous_commit = 'off'"
-		sub_wait_streaming b s_lat a
-		rpid=$(pid_of b "SELECT pid FROM pg_stat_subscription WHERE subname = 's_lat' AND relid IS NULL")
+		lat_subscribe
+		rpid=$(apply_worker_pid)
 		spid=$(pid_of a "SELECT pid FROM pg_stat_replication WHERE application_name = 's_lat'")
 		count="SELECT count(*) FROM public.kv_lat WHERE key LIKE 'r${rep}k%'"
-		awk -v n="$N" -v gap="$GAP_MS" -v src="$KV_SOURCE" -v rep="$rep" 'BEGIN { for (i = 1; i <= n; i++)
-			printf "INSERT INTO public.kv_lat SELECT k, t, '\''%s'\'', jsonb_build_array(jsonb_build_array(k, '\''{\"i\": %d}'\''::jsonb), t, '\''%s'\'')::json FROM (SELECT '\''r%dk%d'\'' AS k, extract(epoch FROM clock_timestamp()) * 1000 AS t) x ON CONFLICT (key) DO UPDATE SET ts = excluded.ts, source = excluded.source, doc = excluded.doc;\nSELECT pg_sleep(%g);\n", src, i, src, rep, i, gap / 1000 }' >"$W/writes.$side.sql"
 	fi
+	lat_writes "$side" "r${rep}k" "$N" "$GAP_MS" >"$W/writes.$side.sql"
 	quiet_gate
 	r0=$(cpu "$rpid")
 	s0=$(cpu "$spid")
 	if [ "$PERF" = 1 ]; then
 		perf record -F 20000 -g -p "$rpid" -o "$W/perf.$side.$rep.receiver.data" >/dev/null 2>&1 &
 		p1=$!
+		track_pid "$p1"
 		perf record -F 20000 -g -p "$spid" -o "$W/perf.$side.$rep.sender.data" >/dev/null 2>&1 &
 		p2=$!
+		track_pid "$p2"
 	fi
 	sqlx a -f "$W/writes.$side.sql" >/dev/null
 	for _ in $(seq 1 100); do

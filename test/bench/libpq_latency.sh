@@ -57,15 +57,8 @@ has_side scuttlebutt && CASES="$CASES pull push"
 
 W="$SERVERS_TMP/latency"
 mkdir -p "$W"
-libpq_server a
-libpq_server b
+lat_servers
 for s in a b; do
-	if has_side scuttlebutt; then
-		sqlx "$s" -c "SELECT scuttlebutt.create_model('lat')" >/dev/null
-	fi
-	if has_side logical; then
-		kv_create "$s" kv_lat
-	fi
 	sqlx "$s" <<'SQL' >/dev/null
 -- bench_observe(kind, pre, n, nap_s, timeout_s): waits for keys pre1..preN
 -- in order (model lat, or table kv_lat), checking the next one every
@@ -104,12 +97,7 @@ END
 $$;
 SQL
 done
-has_side logical && sqlx a -c "CREATE PUBLICATION p_lat FOR TABLE public.kv_lat" >/dev/null
-if has_side scuttlebutt; then
-	sqlx b -c "SELECT scuttlebutt.add_peer('lat', '$(conninfo a)')" >/dev/null
-	[ "$(sqlx1 b -c "SELECT scuttlebutt.wait_for_sync('lat', '60s')")" = t ] || die "b did not sync lat: $(peer_line b)"
-	log "libpq_latency: b dials a: $(peer_line b)"
-fi
+has_side scuttlebutt && log "libpq_latency: b dials a: $(peer_line b)"
 : >"$W/foreign"
 
 # run CASE REP
@@ -119,8 +107,7 @@ run() {
 	if [ "$case" = logical ]; then kind=logical; else kind=scuttlebutt; fi
 	lat_writes "$kind" "$pre" "$N" "$GAP_MS" timing >"$tag.sql"
 	if [ "$case" = logical ]; then
-		sub_create b s_lat p_lat a "copy_data = false, synchronous_commit = '$SUB_SYNC'"
-		sub_wait_streaming b s_lat a
+		lat_subscribe "$SUB_SYNC"
 	else
 		for s in a b; do
 			[ "$(sqlx1 "$s" -c "SELECT scuttlebutt.wait_for_sync('lat', '60s')")" = t ] || die "$s not in sync before the run: $(peer_line "$s")"

@@ -37,38 +37,34 @@ has_side logical && has_side scuttlebutt || die "this script compares both sides
 SO="$("$PG_CONFIG" --pkglibdir)/scuttlebutt.so"
 PGBINARY="$PGBIN/postgres"
 GROUP=sbhops
+# the probes go on every exit, before servers_lib.sh's cleanup (which
+# exits with the status it is handed)
+trap 'rc=$?; perf probe -q -d "$GROUP:*" >/dev/null 2>&1; (exit $rc); servers_cleanup' EXIT
 perf probe -q -d "$GROUP:*" >/dev/null 2>&1 || true
 perf probe -q -x "$PGBINARY" -a "$GROUP:commit_done=CommitTransactionCommand%return" -a "$GROUP:clock_ts=clock_timestamp" ||
 	die "could not add uprobes to $PGBINARY"
 perf probe -q -x "$SO" -a "$GROUP:update_ts=SbSequencerNext%return" || die "could not add a uprobe to $SO"
-trap 'perf probe -q -d "$GROUP:*" >/dev/null 2>&1 || true; servers_cleanup' EXIT
 
 W="$SERVERS_TMP/hops"
 mkdir -p "$W"
-libpq_server a
-libpq_server b
-for s in a b; do
-	sqlx "$s" -c "SELECT scuttlebutt.create_model('lat')" >/dev/null
-	kv_create "$s" kv_lat
-done
-sqlx a -c "CREATE PUBLICATION p_lat FOR TABLE public.kv_lat" >/dev/null
-sqlx b -c "SELECT scuttlebutt.add_peer('lat', '$(conninfo a)')" >/dev/null
-[ "$(sqlx1 b -c "SELECT scuttlebutt.wait_for_sync('lat', '60s')")" = t ] || die "b did not sync lat: $(peer_line b)"
+lat_servers
 
 # run CASE REP: one run recorded; its per-write hops (µs) in $W/CASE.REP.hops
 run() {
-	local case=$1 rep=$2 tag="$W/$1.$2" receiver writer tsev
+	local case=$1 rep=$2 tag="$W/$1.$2" pre="$1_r$2_k" receiver writer tsev kind count held
 	if [ "$case" = logical ]; then
-		sub_create b s_lat p_lat a "copy_data = false, synchronous_commit = 'off'"
-		sub_wait_streaming b s_lat a
-		receiver=$(sqlx1 b -c "SELECT pid FROM pg_stat_subscription WHERE subname = 's_lat' AND relid IS NULL")
-		tsev=clock_ts
+		lat_subscribe
+		receiver=$(apply_worker_pid)
+		tsev=clock_ts kind=logical
+		count="SELECT count(*) FROM public.kv_lat WHERE key LIKE '$pre%'"
 	else
+		[ "$(sqlx1 b -c "SELECT scuttlebutt.wait_for_sync('lat', '60s')")" = t ] || die "b not in sync before the run: $(peer_line b)"
 		receiver=$(worker_pid b)
-		tsev=update_ts
+		tsev=update_ts kind=scuttlebutt
+		count="SELECT count(*) FROM scuttlebutt.keys('lat') k WHERE k LIKE '$pre%'"
 	fi
 	# (its first line prints the writer's pid)
-	{ echo "SELECT pg_backend_pid();"; lat_writes "$([ "$case" = pull ] && echo scuttlebutt || echo logical)" "${case}_r${rep}_k" "$N" "$GAP_MS"; } >"$tag.sql"
+	{ echo "SELECT pg_backend_pid();"; lat_writes "$kind" "$pre" "$N" "$GAP_MS"; } >"$tag.sql"
 	sqlx a -c CHECKPOINT >/dev/null
 	sqlx b -c CHECKPOINT >/dev/null
 	quiet_gate
@@ -76,6 +72,12 @@ run() {
 		-e "$GROUP:*" -e syscalls:sys_exit_fdatasync -- \
 		"$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$SERVERS_TMP/sock" -p "${PORT_OF[a]}" -U postgres -d postgres \
 		-f "$tag.sql" >"$tag.out" 2>"$tag.err" || die "writes on a failed: $(tail -3 "$tag.err")"
+	for _ in $(seq 1 100); do
+		held=$(sqlx1 b -c "$count")
+		[ "$held" -ge "$N" ] && break
+		sleep 0.1
+	done
+	[ "$held" -eq "$N" ] || die "$case: b holds $held of the $N keys"
 	[ "$case" = logical ] && sub_drop b s_lat
 	writer=$(head -1 "$tag.out")
 	# (one uprobe may fire twice per call, at the PLT and the function: one per 0.2 ms)
@@ -86,8 +88,8 @@ run() {
 		pid == r && index(e, "commit_done") && flushed {
 			printf "%.1f %.1f %.1f\n", (flushed - ts_of) * 1e6, (t - flushed) * 1e6, (t - ts_of) * 1e6
 			flushed = 0 }' >"$tag.hops"
+	[ "$(wc -l <"$tag.hops")" -ge $((N * 9 / 10)) ] || die "$case: only $(wc -l <"$tag.hops") of $N writes traced (BENCH_KEEP=1 keeps $tag.data)"
 	rm -f "$tag.data"
-	[ "$(wc -l <"$tag.hops")" -ge $((N * 9 / 10)) ] || die "$case: only $(wc -l <"$tag.hops") of $N writes traced"
 	for c in 1 2 3; do
 		awk -v c=$c '{ print $c }' "$tag.hops" | pctl 50 >>"$W/$case.p50.$c"
 	done

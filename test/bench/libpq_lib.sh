@@ -219,6 +219,48 @@ CREATE UNIQUE INDEX ON public.$2 (source, ts);
 SQL
 }
 
+# lat_servers: servers a and b for the live-update scripts (libpq_latency,
+# libpq_latency_hops, libpq_apply_cost): with scuttlebutt, model lat on
+# both and b dialing a (add_peer), synced; with logical replication,
+# table kv_lat on both and a's publication p_lat of it (each run
+# subscribes b: lat_subscribe).
+lat_servers() {
+	libpq_server a
+	libpq_server b
+	for s in a b; do
+		has_side scuttlebutt && sqlx "$s" -c "SELECT scuttlebutt.create_model('lat')" >/dev/null
+		has_side logical && kv_create "$s" kv_lat
+	done
+	has_side logical && sqlx a -c "CREATE PUBLICATION p_lat FOR TABLE public.kv_lat" >/dev/null
+	if has_side scuttlebutt; then
+		sqlx b -c "SELECT scuttlebutt.add_peer('lat', '$(conninfo a)')" >/dev/null
+		[ "$(sqlx1 b -c "SELECT scuttlebutt.wait_for_sync('lat', '60s')")" = t ] || die "b did not sync lat: $(peer_line b)"
+	fi
+	return 0
+}
+
+# lat_subscribe [SYNC]: b's subscription s_lat to a's p_lat (no copy,
+# synchronous_commit SYNC, default off), streaming; drop it with
+# sub_drop b s_lat.
+lat_subscribe() {
+	sub_create b s_lat p_lat a "copy_data = false, synchronous_commit = '${1:-off}'"
+	sub_wait_streaming b s_lat a
+}
+
+# pid_of NAME QUERY: the pid QUERY returns on NAME, waiting up to 10 s
+pid_of() {
+	local pid
+	for _ in $(seq 1 100); do
+		pid=$(sqlx1 "$1" -c "$2")
+		[ -n "$pid" ] && { echo "$pid"; return; }
+		sleep 0.1
+	done
+	die "no process on $1 for: $2"
+}
+
+# apply_worker_pid: the pid of b's apply worker of s_lat
+apply_worker_pid() { pid_of b "SELECT pid FROM pg_stat_subscription WHERE subname = 's_lat' AND relid IS NULL"; }
+
 # lat_writes KIND PREFIX N GAP_MS [timing]: the writer's script of
 # libpq_latency.sh and libpq_latency_hops.sh: N writes of new keys
 # PREFIX1..PREFIXN, each its own transaction, GAP_MS ms apart; KIND
