@@ -297,6 +297,18 @@ sub worker_pid
 		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'scuttlebutt replication worker'");
 }
 
+# The private memory (RssAnon, kB) of process $pid; undef if it is gone
+sub rss_anon_kb
+{
+	my ($pid) = @_;
+	open(my $fh, '<', "/proc/$pid/status") or return undef;
+	while (<$fh>)
+	{
+		return $1 if /^RssAnon:\s+(\d+)\s+kB/;
+	}
+	return undef;
+}
+
 # Waits for $re in $node's log after $offset, for at most $timeout
 # seconds; returns the new offset, or undef (with a diag) on timeout.
 sub find_log

@@ -54,13 +54,9 @@ sub rss_anon_kb
 	for (1 .. 2)
 	{
 		my $pid = $worker_pid{ $node->name } //= StreamTest::worker_pid($node);
-		if (open(my $fh, '<', "/proc/$pid/status"))
-		{
-			while (<$fh>)
-			{
-				return $1 if /^RssAnon:\s+(\d+)\s+kB/;
-			}
-		}
+		my $kb = StreamTest::rss_anon_kb($pid);
+
+		return $kb if defined $kb;
 		delete $worker_pid{ $node->name };
 	}
 	return undef;

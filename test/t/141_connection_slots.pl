@@ -137,16 +137,7 @@ $na->append_conf('postgresql.conf',
 ok(ScuttlebuttTest::reload_worker($na, 30), 'reloaded (the worker took it)');
 usleep(500_000);
 
-sub rss_anon_kb
-{
-	my $pid = StreamTest::worker_pid($na);
-	open(my $fh, '<', "/proc/$pid/status") or return undef;
-	while (<$fh>)
-	{
-		return $1 if /^RssAnon:\s+(\d+)\s+kB/;
-	}
-	return undef;
-}
+sub rss_anon_kb { return StreamTest::rss_anon_kb(StreamTest::worker_pid($na)) }
 
 my $before = rss_anon_kb();
 my @idle;

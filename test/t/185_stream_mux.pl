@@ -265,15 +265,7 @@ q1(q{SELECT scuttlebutt.create_model('big')});
 q1(q{SELECT scuttlebutt.grant('big', 'alice', 'read')});
 q1(join('', map { "SELECT scuttlebutt.set('big', 'k$_', to_jsonb(repeat('é', 300000)));\n" } 1 .. $nbig));
 
-sub rss_anon_kb
-{
-	open(my $fh, '<', "/proc/$pid/status") or return undef;
-	while (<$fh>)
-	{
-		return $1 if /^RssAnon:\s+(\d+)\s+kB/;
-	}
-	return undef;
-}
+sub rss_anon_kb { return StreamTest::rss_anon_kb($pid) }
 
 my $before = rss_anon_kb();
 ok(defined $before, "the worker's memory can be read ($before kB)");

@@ -46,16 +46,19 @@ sub recreate_r
 		SELECT scuttlebutt.create_model('kv'); SELECT scuttlebutt.create_model('po'); $sql COMMIT});
 }
 
-# the remote's log of what D's sessions run while $writes run at D (each
-# awaited at R) and at R (each awaited at D), from a logging window opened
-# by reloading R's settings
-sub logged_while
+# R logs every statement (a reload: a backend takes it before its next
+# command, so a push or a wait may still run unlogged, which only makes
+# the counts below smaller); returns the log's offset
+sub logging_on
+{
+	qr1(q{ALTER SYSTEM SET log_min_duration_statement = 0; SELECT pg_reload_conf()});
+	return -s $nr->logfile;
+}
+
+# The writes $writes at D (each awaited at R) and at R (each awaited at D)
+sub writes_both_ways
 {
 	my ($writes) = @_;
-	qr1(q{ALTER SYSTEM SET log_min_duration_statement = 0; SELECT pg_reload_conf()});
-	# a backend takes the reload before its next command: a push or a wait
-	# may still run unlogged, which only makes the counts below smaller
-	my $offset = -s $nr->logfile;
 	for my $w (@$writes)
 	{
 		qd(qq{SELECT scuttlebutt.set('kv', 'd_$w', '1')});
@@ -63,15 +66,23 @@ sub logged_while
 		qr1(qq{SELECT scuttlebutt.set('kv', 'r_$w', '1')});
 		ok(LibpqTest::poll($nd, qq{SELECT scuttlebutt.get('kv', 'r_$w') = '1'}), "r_$w reaches D");
 	}
+}
+
+# R's log since $offset, its statement logging turned off
+sub logged_since
+{
+	my ($offset) = @_;
 	qr1(q{ALTER SYSTEM RESET log_min_duration_statement; SELECT pg_reload_conf()});
-	return slurp_file($nr->logfile, $offset);
+	return StreamTest::log_since($nr, $offset);
 }
 sub count_of { my ($log, $re) = @_; my @m = $log =~ /$re/g; return scalar @m }
 
 # a session is live once its pushes run: one write first, unlogged
 qd(q{SELECT scuttlebutt.set('kv', 'k0', '1')});
 ok(LibpqTest::poll($nr, q{SELECT scuttlebutt.get('kv', 'k0') = '1'}), 'the first push reaches R');
-my $log = logged_while([ map { "live$_" } 1 .. 5 ]);
+my $offset = logging_on();
+writes_both_ways([ map { "live$_" } 1 .. 5 ]);
+my $log = logged_since($offset);
 cmp_ok(count_of($log, qr/execute scuttlebutt_push: SELECT scuttlebutt\._push\(\$1, \$2, \$3, \$4, \$5\)/), '>=', 3,
 	'live pushes run the prepared statement');
 cmp_ok(count_of($log, qr/execute <unnamed>: CALL scuttlebutt\.wait_for_commit/), '>=', 3,
@@ -83,15 +94,14 @@ is(count_of($log, qr/parse scuttlebutt_push:/), 0, 'the statement is not parsed 
 # a new push connection prepares it again
 my $pid = qr1(q{SELECT pid FROM pg_stat_activity WHERE application_name = 'scuttlebutt push'});
 like($pid, qr/^\d+$/, "D's push link has a backend on R");
-qr1(q{ALTER SYSTEM SET log_min_duration_statement = 0; SELECT pg_reload_conf()});
-my $offset = -s $nr->logfile;
+# (the window opens before the termination: the new handshake is in it)
+$offset = logging_on();
 qr1("SELECT pg_terminate_backend($pid)");
 ok(LibpqTest::poll($nr, qq{SELECT count(*) = 1 FROM pg_stat_activity WHERE application_name = 'scuttlebutt push' AND pid <> $pid}),
 	'D connects its push link again');
-qd(q{SELECT scuttlebutt.wait_for_sync('kv', '60s')});
-# the window opened before the termination: the new handshake is in it
-logged_while([ map { "again$_" } 1 .. 3 ]);
-$log = slurp_file($nr->logfile, $offset);
+is(qd(q{SELECT scuttlebutt.wait_for_sync('kv', '60s')}), 't', 'D is in sync again');
+writes_both_ways([ map { "again$_" } 1 .. 3 ]);
+$log = logged_since($offset);
 is(count_of($log, qr/parse scuttlebutt_push: SELECT scuttlebutt\._push\(\$1, \$2, \$3, \$4, \$5\)/), 1,
 	'the new connection prepares the statement once');
 cmp_ok(count_of($log, qr/execute scuttlebutt_push:/), '>=', 3, 'and pushes through it');
@@ -120,7 +130,7 @@ qd(q{SELECT scuttlebutt.set('po', 'pushed_first', '1')});
 ok(LibpqTest::poll($nr, qq{SELECT count(*) = $po_d + 1 FROM scuttlebutt.keys('po')}, 60),
 	"R created again: a push-only peer's next push is refused by the new node, and D's next session pushes all it holds")
   or diag('R holds ' . qr1(q{SELECT count(*) FROM scuttlebutt.keys('po')}) . " of $po_d + 1");
-like(slurp_file($nr->logfile, $po_offset), qr/this node is "[^"]+", not "[^"]+" that the pushing session began with/,
+like(StreamTest::log_since($nr, $po_offset), qr/this node is "[^"]+", not "[^"]+" that the pushing session began with/,
 	"R's log says why it refused the push");
 
 done_testing();

@@ -19,7 +19,6 @@ use LibpqTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
 
 my $nr = LibpqTest::new_node('r', conf => "track_functions = 'all'\n");
 my $nd = LibpqTest::new_node('d');
@@ -31,13 +30,8 @@ qr1(q{SELECT scuttlebutt.set('m', 'before', '1')});
 LibpqTest::add_peer($nd, 'm', LibpqTest::conninfo($nr));
 is(qd(q{SELECT scuttlebutt.wait_for_sync('m', '60s')}), 't', 'D syncs m with R');
 
-my $worker = qd(q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'scuttlebutt replication worker'});
-sub private_kb
-{
-	my $status = slurp_file("/proc/$worker/status");
-	my ($kb) = $status =~ /^RssAnon:\s+(\d+) kB/m;
-	return $kb;
-}
+my $worker = StreamTest::worker_pid($nd);
+sub private_kb { return StreamTest::rss_anon_kb($worker) }
 
 sub calls
 {
@@ -46,6 +40,8 @@ sub calls
 }
 
 my $payload_kb = 7;
+my $wait_proc = q{'scuttlebutt.wait_for_commit(text, jsonb, integer, integer, integer, integer, text)'::regprocedure};
+my $definition = qr1("SELECT pg_get_functiondef($wait_proc)");
 qr1(qq{CREATE OR REPLACE PROCEDURE scuttlebutt.wait_for_commit(model text, sources jsonb,
 		wait_ms integer, max_updates integer, pusher integer DEFAULT 0, pushes integer DEFAULT 0,
 		INOUT page text DEFAULT NULL)
@@ -59,9 +55,9 @@ qr1(qq{CREATE OR REPLACE PROCEDURE scuttlebutt.wait_for_commit(model text, sourc
 
 # D's session now calls the new procedure (a session that started before
 # took the C one): warm up, then measure
-my $deadline = time + 30;
-usleep(100_000) while calls() < 200 && time < $deadline;
-cmp_ok(calls(), '>=', 200, "D's pull calls the replaced wait back to back")
+ok(LibpqTest::poll($nr, q{SELECT coalesce(sum(calls), 0) >= 200 FROM pg_stat_user_functions
+		WHERE schemaname = 'scuttlebutt' AND funcname = 'wait_for_commit'}, 30),
+	"D's pull calls the replaced wait back to back")
   or diag('D: ' . qd(q{SELECT state || ': ' || coalesce(last_error, '') FROM scuttlebutt.peer_status})
 	. '; R: ' . qr1(q{SELECT string_agg(application_name || ' ' || state || ' ' || query, '; ') FROM pg_stat_activity WHERE application_name LIKE 'scuttlebutt%'}));
 my $calls0 = calls();
@@ -75,12 +71,9 @@ is(qd(q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'scuttlebutt 
 	'1', 'the worker lives on');
 
 # restored: D's next session syncs as before
-qr1(q{ALTER EXTENSION scuttlebutt DROP PROCEDURE scuttlebutt.wait_for_commit(text, jsonb, integer, integer, integer, integer, text)});
-qr1(q{DROP PROCEDURE scuttlebutt.wait_for_commit(text, jsonb, integer, integer, integer, integer, text)});
-qr1(q{CREATE PROCEDURE scuttlebutt.wait_for_commit(model text, sources jsonb,
-		wait_ms integer, max_updates integer, pusher integer DEFAULT 0, pushes integer DEFAULT 0,
-		INOUT page text DEFAULT NULL)
-	AS 'scuttlebutt', 'scuttlebutt_wait_for_page' LANGUAGE C});
+qr1($definition);
+is(qr1("SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.oid = $wait_proc"), 'c',
+	"R's wait is its C procedure again");
 qr1(q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'scuttlebutt pull%'});
 qr1(q{SELECT scuttlebutt.set('m', 'after', '2')});
 ok(LibpqTest::poll($nd, q{SELECT scuttlebutt.get('m', 'after') = '2'}, 30), 'with the procedure restored, D pulls again');

@@ -7,7 +7,7 @@
 #
 #  - "direct": a held key is replaced (the direct path's mark); a new key
 #    is inserted and two set()s of one key in one statement both apply,
-#    each timestamp past the last (as the upsert's would);
+#    each timestamp past the last (either path's outcomes);
 #  - "ahead": a key holding a peer's update from 20 s ahead (within
 #    max_clock_skew) is written past it, in the same transaction,
 #    replaced;
@@ -30,53 +30,51 @@ use Test::More;
 my $node = LibpqTest::new_node('n');
 sub q1 { LibpqTest::q1($node, @_) }
 
-# set(model, key, value) in its own transaction (begun with $begin): the
-# updates' rows it inserted/updated/deleted
-sub set_counted
+# $query (one boolean) in its own transaction (begun with $begin): SQL
+# whose output is its result, then the rows of updates the transaction
+# inserted/updated/deleted
+sub counted_sql
 {
-	my ($key, $value, $begin) = @_;
-	$begin //= 'BEGIN';
-	return q1(qq{$begin;
-		SELECT scuttlebutt.set('m', '$key', '$value') IS NOT NULL;
+	my ($query, $begin) = @_;
+	return ($begin // 'BEGIN') . qq{;
+		$query;
 		SELECT pg_stat_get_xact_tuples_inserted('scuttlebutt.updates'::regclass)
 			|| '/' || pg_stat_get_xact_tuples_updated('scuttlebutt.updates'::regclass)
 			|| '/' || pg_stat_get_xact_tuples_deleted('scuttlebutt.updates'::regclass);
-		COMMIT}) =~ s/^t\n//r;
+		COMMIT};
+}
+
+# set('m', key, value) so: the rows it inserted/updated/deleted
+sub set_counted
+{
+	my ($key, $value, $begin) = @_;
+	return q1(counted_sql("SELECT scuttlebutt.set('m', '$key', '$value') IS NOT NULL", $begin)) =~ s/^t\n//r;
 }
 sub value_of { my ($key) = @_; return q1(qq{SELECT scuttlebutt.get('m', '$key')}) }
 
 q1(q{SELECT scuttlebutt.create_model('m')});
 
-# ---- direct ----
-is(set_counted('k1', '1'), '1/0/0', 'direct: a new key is inserted');
+# ---- direct (only the replacement tells the paths apart) ----
+is(set_counted('k1', '1'), '1/0/0', 'a new key is inserted');
 is(set_counted('k1', '2'), '1/0/1', 'direct: a held key is replaced');
 is(value_of('k1'), '2', 'direct: k1 holds the new value');
 is(q1(q{SELECT scuttlebutt.set('m', 'k2', '1') < scuttlebutt.set('m', 'k2', '2')}), 't',
-	'direct: two set()s of one key in one statement, the second past the first');
-is(value_of('k2'), '2', 'direct: k2 holds the second');
+	'two set()s of one key in one statement, the second past the first');
+is(value_of('k2'), '2', 'k2 holds the second');
 is(q1(q{SELECT count(*) FROM scuttlebutt.updates WHERE model_id = (SELECT id FROM scuttlebutt.registry WHERE name = 'm')}),
-	2, 'direct: one row per key');
+	2, 'one row per key');
 
 # ---- ahead ----
 my $future = q1(q{SELECT (extract(epoch FROM clock_timestamp()) * 1000 + 20000)::bigint});
 q1(qq{SELECT scuttlebutt.apply_update('m', '[["a","peer"],$future,"F00DF00DF00DF00DF00DF00DF00DF00D"]')});
-is(q1(qq{BEGIN;
-	SELECT scuttlebutt.set('m', 'a', '"mine"') > $future;
-	SELECT pg_stat_get_xact_tuples_inserted('scuttlebutt.updates'::regclass)
-		|| '/' || pg_stat_get_xact_tuples_updated('scuttlebutt.updates'::regclass)
-		|| '/' || pg_stat_get_xact_tuples_deleted('scuttlebutt.updates'::regclass);
-	COMMIT}), "t\n1/0/1", "ahead: set() of a key a peer wrote ahead takes a timestamp past it, and replaces it");
+is(q1(counted_sql(qq{SELECT scuttlebutt.set('m', 'a', '"mine"') > $future})), "t\n1/0/1", "ahead: set() of a key a peer wrote ahead takes a timestamp past it, and replaces it");
 is(value_of('a'), '"mine"', 'ahead: the key holds the local value');
 
 # ---- wait ----
 my $holder = LibpqTest::hold($node, q{SELECT scuttlebutt.set('m', 'k9', '"first"') IS NOT NULL;}, qr/^t$/m);
 ok($holder->{held}, 'wait: a set() of the new key k9, not committed');
 my ($waited, $out, $err) = LibpqTest::run_behind($node, $holder,
-	q{BEGIN; SELECT scuttlebutt.set('m', 'k9', '"second"') IS NOT NULL;
-	SELECT pg_stat_get_xact_tuples_inserted('scuttlebutt.updates'::regclass)
-		|| '/' || pg_stat_get_xact_tuples_updated('scuttlebutt.updates'::regclass)
-		|| '/' || pg_stat_get_xact_tuples_deleted('scuttlebutt.updates'::regclass);
-	COMMIT}, q{set('m', 'k9', '"second"')});
+	counted_sql(q{SELECT scuttlebutt.set('m', 'k9', '"second"') IS NOT NULL}), q{set('m', 'k9', '"second"')});
 ok($waited, "wait: another session's set() of k9 waits for it");
 is($out, "t\n1/0/1", 'wait: then replaces its row') or diag($err);
 is(value_of('k9'), '"second"', 'wait: k9 holds the later set()');
@@ -95,10 +93,7 @@ is(set_counted('k1', '4', 'BEGIN ISOLATION LEVEL REPEATABLE READ'), '0/1/0',
 is(value_of('k1'), '4', 'statement: k1 holds the value');
 q1(q{SELECT scuttlebutt.create_model('v', 'value')});
 q1(q{SELECT scuttlebutt.set_value('v', '1')});
-is(q1(q{BEGIN; SELECT scuttlebutt.set_value('v', '2') IS NOT NULL;
-	SELECT pg_stat_get_xact_tuples_updated('scuttlebutt.updates'::regclass)
-		|| '/' || pg_stat_get_xact_tuples_deleted('scuttlebutt.updates'::regclass);
-	COMMIT}), "t\n1/0", 'statement: a value model is upserted');
+is(q1(counted_sql(q{SELECT scuttlebutt.set_value('v', '2') IS NOT NULL})), "t\n0/1/0", 'statement: a value model is upserted');
 my ($ro_rc, $ro_out, $ro_err) = $node->psql('postgres', q{BEGIN READ ONLY; SELECT scuttlebutt.set('m', 'k1', '5')});
 isnt($ro_rc, 0, 'statement: set() in a read-only transaction fails');
 like($ro_err, qr/read-only transaction/, 'statement: with the read-only error');
