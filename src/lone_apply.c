@@ -13,7 +13,9 @@
  *	1. the clock row of the update's source is advanced to its timestamp,
  *	   if it is below it and was advanced before (as the statement's UPDATE
  *	   ... WHERE ts < $3 AND ts > '-infinity'); a row another transaction
- *	   is writing is waited for and judged again, as the UPDATE would;
+ *	   is writing is waited for and judged again, as the UPDATE would.
+ *	   The row is looked for first where this process last advanced it
+ *	   (a hint, checked before it is taken), then by the primary key;
  *	2. only then is the update stored, as the statement's upsert would
  *	   (SbStoreOneUpdate, bulk_insert.c): the key's held row deleted if
  *	   older, the update inserted, speculatively where no row was held.
@@ -38,7 +40,9 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_am_d.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
+#include "storage/bufmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -123,6 +127,119 @@ update_row(Relation rel, ItemPointer tid, TupleTableSlot *slot, bool *index_entr
 }
 
 /*
+ * Where the clock row of a source went at its last advance here: a live
+ * pull advances the same few sources commit after commit, and the row's
+ * new version (a HOT update: the same page) is where the next advance
+ * finds it, without the index.  Only a hint: the row found there is taken
+ * if it is the live, settled row of the same model and source; else the
+ * index is asked.  Slots are chosen by hash; a collision only costs a
+ * probe.
+ */
+typedef struct ClockHint
+{
+	int32		model_id;
+	uint32		source_hash;
+	ItemPointerData tid;
+} ClockHint;
+
+#define SB_CLOCK_HINTS 64
+
+static ClockHint clock_hints[SB_CLOCK_HINTS];
+
+static ClockHint *
+hint_of(int32 model_id, const char *source, uint32 *source_hash)
+{
+	*source_hash = hash_bytes((const unsigned char *) source, strlen(source));
+	return &clock_hints[hash_combine(*source_hash, (uint32) model_id) % SB_CLOCK_HINTS];
+}
+
+/*
+ * The clock row of (model_id, source) at the hint's TID into held, if it
+ * is there, live and settled (no transaction in progress inserted or is
+ * changing it: the probe waits for those)
+ */
+static bool
+fetch_hinted(Relation rel, const ClockHint *hint, int32 model_id, uint32 source_hash,
+			 const char *source, SnapshotData *dirty, TupleTableSlot *held)
+{
+	bool		isnull;
+	text	   *held_source;
+
+	if (!ItemPointerIsValid(&hint->tid) || hint->model_id != model_id ||
+		hint->source_hash != source_hash ||
+	/* a table truncated (by VACUUM, say) since: the page may be gone */
+		ItemPointerGetBlockNumber(&hint->tid) >= RelationGetNumberOfBlocks(rel))
+		return false;
+	if (!table_tuple_fetch_row_version(rel, (ItemPointer) &hint->tid, dirty, held))
+		return false;
+	if (TransactionIdIsValid(dirty->xmin) || TransactionIdIsValid(dirty->xmax) ||
+		DatumGetInt32(slot_getattr(held, CLOCK_MODEL_ID + 1, &isnull)) != model_id)
+		return false;
+	held_source = DatumGetTextPP(slot_getattr(held, CLOCK_SOURCE + 1, &isnull));
+	return VARSIZE_ANY_EXHDR(held_source) == strlen(source) &&
+		memcmp(VARDATA_ANY(held_source), source, strlen(source)) == 0;
+}
+
+typedef enum
+{
+	CLOCK_ADVANCED,
+	CLOCK_NOT_DUE,				/* at or past ts, or not advanced before */
+	CLOCK_CHANGED				/* changed since it was read: look again */
+} ClockStep;
+
+/* Advances the clock row in held to ts, into next, if it is due */
+static ClockStep
+advance_held(Relation rel, TupleTableSlot *held, TupleTableSlot *next, double ts,
+			 bool *index_entries)
+{
+	bool		isnull;
+	double		clock = DatumGetFloat8(slot_getattr(held, CLOCK_TS + 1, &isnull));
+	TM_Result	result;
+
+	if (!(clock < ts && clock > -INFINITY))
+		return CLOCK_NOT_DUE;
+	form_advanced(held, next, ts);
+	result = update_row(rel, &held->tts_tid, next, index_entries);
+	if (result == TM_Ok)
+		return CLOCK_ADVANCED;
+	if (result != TM_Updated && result != TM_Deleted)
+		elog(ERROR, "unexpected result advancing a clock row");
+	return CLOCK_CHANGED;
+}
+
+/*
+ * The clock row found by the primary key, and advanced as advance_held
+ * does (a row changed meanwhile is found and judged again)
+ */
+static ClockStep
+advance_probed(Relation rel, int32 model_id, const char *source, double ts,
+			   SnapshotData *dirty, TupleTableSlot *held, TupleTableSlot *next,
+			   bool *index_entries)
+{
+	Relation	pkey = index_open(SbRelationOid("clocks_pkey"), RowExclusiveLock);
+	IndexScanDesc scan;
+	ScanKeyData keys[2];
+	ClockStep	step = CLOCK_NOT_DUE;
+
+	/*
+	 * (a row an earlier call of the same command wrote is one to update:
+	 * the writer, opened first, moved the command counter past it)
+	 */
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(model_id));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(source));
+	scan = index_beginscan(rel, pkey, dirty, 2, 0);
+	while (SbFetchCommittedRow(scan, dirty, keys, 2, held, XLTW_Update))
+	{
+		step = advance_held(rel, held, next, ts, index_entries);
+		if (step != CLOCK_CHANGED)
+			break;
+	}
+	index_endscan(scan);
+	index_close(pkey, NoLock);
+	return step == CLOCK_CHANGED ? CLOCK_NOT_DUE : step;
+}
+
+/*
  * Step 1 on an open clocks: advances the clock row of (model_id, source)
  * to ts if it is below ts and above -Infinity; false, with nothing
  * written, if not (or if there is no such row)
@@ -130,44 +247,20 @@ update_row(Relation rel, ItemPointer tid, TupleTableSlot *slot, bool *index_entr
 static bool
 advance_clock(Relation rel, int32 model_id, const char *source, double ts)
 {
-	Relation	pkey = index_open(SbRelationOid("clocks_pkey"), RowExclusiveLock);
 	SnapshotData dirty;
-	IndexScanDesc scan;
-	ScanKeyData keys[2];
 	TupleTableSlot *held = table_slot_create(rel, NULL);
 	TupleTableSlot *next = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsVirtual);
-	bool		advanced = false;
+	uint32		source_hash;
+	ClockHint  *hint = hint_of(model_id, source, &source_hash);
+	ClockStep	step = CLOCK_CHANGED;
 	bool		index_entries = false;
 
-	/*
-	 * (a row an earlier call of the same command wrote is one to update:
-	 * the writer, opened first, moved the command counter past it)
-	 */
 	InitDirtySnapshot(dirty);
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(model_id));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(source));
-	scan = index_beginscan(rel, pkey, &dirty, 2, 0);
-	while (SbFetchCommittedRow(scan, &dirty, keys, 2, held, XLTW_Update))
-	{
-		bool		isnull;
-		double		clock = DatumGetFloat8(slot_getattr(held, CLOCK_TS + 1, &isnull));
-		TM_Result	result;
-
-		if (!(clock < ts && clock > -INFINITY))
-			break;
-		form_advanced(held, next, ts);
-		result = update_row(rel, &held->tts_tid, next, &index_entries);
-		if (result == TM_Ok)
-		{
-			advanced = true;
-			break;
-		}
-		if (result != TM_Updated && result != TM_Deleted)
-			elog(ERROR, "unexpected result advancing a clock row");
-		/* changed since we looked: again */
-	}
-	index_endscan(scan);
-	if (advanced && index_entries)
+	if (fetch_hinted(rel, hint, model_id, source_hash, source, &dirty, held))
+		step = advance_held(rel, held, next, ts, &index_entries);
+	if (step == CLOCK_CHANGED)
+		step = advance_probed(rel, model_id, source, ts, &dirty, held, next, &index_entries);
+	if (step == CLOCK_ADVANCED && index_entries)
 	{
 		/* not a HOT update (its page was full): the new version's key entry */
 		EState	   *estate = CreateExecutorState();
@@ -179,10 +272,15 @@ advance_clock(Relation rel, int32 model_id, const char *source, double ts)
 		ExecCloseIndices(rri);
 		FreeExecutorState(estate);
 	}
+	if (step == CLOCK_ADVANCED)
+	{
+		hint->model_id = model_id;
+		hint->source_hash = source_hash;
+		hint->tid = next->tts_tid;
+	}
 	ExecDropSingleTupleTableSlot(next);
 	ExecDropSingleTupleTableSlot(held);
-	index_close(pkey, NoLock);
-	return advanced;
+	return step == CLOCK_ADVANCED;
 }
 
 int
