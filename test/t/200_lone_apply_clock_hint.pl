@@ -12,10 +12,17 @@
 #  - "other row": VACUUM FULL rewrote clocks and the hinted TID holds
 #    another source's row: that row is left as it was, the right one
 #    advanced;
+#  - "other model": the same with the row of another model's source of
+#    the same name;
 #  - "shrunk": VACUUM FULL left clocks shorter than the hinted page: no
 #    error, applied;
 #  - "wait": another transaction's uncommitted advance of the row is
-#    waited for, then S's update is applied past it.
+#    waited for, then S's update is applied past it;
+#  - "in progress": the hinted TID holds the row's newest version, of a
+#    transaction still in progress (pruning freed the hinted version's
+#    line pointer, and that update took it): waited for, as by the
+#    index, then applied past it (updating it would fail: not yet
+#    visible to anyone else).
 use strict;
 use warnings;
 
@@ -89,6 +96,23 @@ is($s->query_safe(update_of('m', 'o1', 6000, 'a1')), 't', 'other row: S\'s updat
 is(clock_of('m', 'a1'), 6000, 'other row: a1\'s clock is at it');
 is(clock_of('m', $there), $there_clock, "other row: $there\'s clock is as it was");
 
+# ---- other model ----
+is($s->query_safe(update_of('m', 'om', 2000, 'a5')), 't', 'other model: S advances a5');
+$hinted = ctid_of('m', 'a5');
+# twenty models, each with its own source a5, after it
+for my $i (1 .. 20)
+{
+	q1(qq{SELECT scuttlebutt.create_model('om$i')});
+	q1(update_of("om$i", 'k', 1000, 'a5'));
+}
+q1(q{VACUUM FULL scuttlebutt.clocks});
+my $other = q1(qq{SELECT r.name FROM scuttlebutt.clocks c JOIN scuttlebutt.registry r ON r.id = c.model_id
+	WHERE c.ctid = '$hinted' AND c.source = 'a5'});
+like($other, qr/^om\d+$/, "other model: after VACUUM FULL the hinted TID $hinted holds another model's a5 ($other)");
+is($s->query_safe(update_of('m', 'om2', 3000, 'a5')), 't', 'other model: S\'s update of m\'s a5 applies');
+is(clock_of('m', 'a5'), 3000, 'other model: m\'s a5 is at it');
+is(clock_of($other, 'a5'), 1000, "other model: $other\'s a5 is as it was");
+
 # ---- shrunk ----
 # S's hint on the last of several pages, then the table one page again
 q1(q{SELECT scuttlebutt.create_model('big')});
@@ -117,6 +141,25 @@ is($s->query_safe(q{SELECT 'after'}), "t\nafter", 'wait: then applies');
 is(clock_of('m', 'a3'), 11000, 'wait: a3\'s clock is at S\'s update');
 is(q1(q{SELECT string_agg(key, ',' ORDER BY key) FROM scuttlebutt.keys('m') key WHERE key LIKE 'w%'}), 'w1,w2,w3',
 	'wait: all three updates are held');
+
+# ---- in progress ----
+q1(q{VACUUM FULL scuttlebutt.clocks});
+is($s->query_safe(update_of('m', 'i1', 12000, 'a4')), 't', 'in progress: S advances a4');
+$hinted = ctid_of('m', 'a4');
+q1(update_of('m', 'i2', 13000, 'a4'));
+# the hinted version dead, its line pointer freed (a heap-only tuple's)
+q1(q{VACUUM scuttlebutt.clocks});
+my $model_m = q1(q{SELECT id FROM scuttlebutt.registry WHERE name = 'm'});
+$holder = LibpqTest::hold($node,
+	update_of('m', 'i3', 14000, 'a4') . qq{; SELECT ctid FROM scuttlebutt.clocks WHERE model_id = $model_m AND source = 'a4';},
+	qr/^\(\d+,\d+\)$/m);
+my ($taken) = $holder->{out} =~ /^(\(\d+,\d+\))$/m;
+is($taken, $hinted, "in progress: another transaction's advance of a4, not committed, took the hinted TID $hinted");
+$s->query_until(qr/waiting/, "\\echo waiting\n" . update_of('m', 'i4', 15000, 'a4') . ";\n");
+ok(LibpqTest::waits_on_lock($node, '15000'), 'in progress: S\'s update of a4 waits for it');
+LibpqTest::release($holder);
+is($s->query_safe(q{SELECT 'after'}), "t\nafter", 'in progress: then applies');
+is(clock_of('m', 'a4'), 15000, 'in progress: a4\'s clock is at S\'s update');
 
 $s->quit;
 done_testing();
