@@ -23,7 +23,11 @@
 # Meanwhile one session on the reading server (a plpgsql loop, started
 # before the writer) waits for the keys in order, checking the next one
 # every $POLL_MS ms (pg_sleep), and notes when each became readable (its
-# clock_timestamp()).  Latency of a key = that moment - the write's
+# clock_timestamp()).  By default ($LIBPQ_LAT_READER=committing) the loop
+# is a procedure that commits between its looks, as an application's
+# short reads would; with "statement" it is one function call, whose
+# snapshot stays for the whole run and keeps the reading server from
+# pruning the row versions the run's applies leave dead.  Latency of a key = that moment - the write's
 # timestamp: for scuttlebutt the update's ts (the clock read inside set()
 # before the row is written, kept as is by the peer), for logical the
 # clock_timestamp() read inside the INSERT.  Both clocks are this
@@ -39,7 +43,7 @@
 # Targets: p50 <= 5 ms, p99 <= 50 ms.
 #
 #   LIBPQ_LAT_N=300 LIBPQ_LAT_GAP_MS=20 LIBPQ_LAT_REPS=3 LIBPQ_LAT_POLL_MS=0.5 \
-#   LIBPQ_LAT_SUB_SYNC=off test/bench/libpq_latency.sh
+#   LIBPQ_LAT_SUB_SYNC=off LIBPQ_LAT_READER=committing test/bench/libpq_latency.sh
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$BENCH_DIR/libpq_lib.sh"
@@ -49,6 +53,8 @@ GAP_MS=${LIBPQ_LAT_GAP_MS:-20}
 REPS=${LIBPQ_LAT_REPS:-3}
 POLL_MS=${LIBPQ_LAT_POLL_MS:-0.5}
 SUB_SYNC=${LIBPQ_LAT_SUB_SYNC:-off}
+READER=${LIBPQ_LAT_READER:-committing}
+case "$READER" in committing | statement) ;; *) die "LIBPQ_LAT_READER is committing or statement" ;; esac
 TARGET_P50=5
 TARGET_P99=50
 CASES=""
@@ -95,6 +101,40 @@ BEGIN
 	END LOOP;
 END
 $$;
+-- bench_observe_committing(...): the same, a procedure that commits
+-- between its looks, so that the reader holds no snapshot for the whole
+-- run (one statement does: it keeps the server from pruning what the
+-- run's applies leave dead); its lines "i ts seen_ms" in lines
+CREATE PROCEDURE public.bench_observe_committing(kind text, pre text, n int, nap_s float8,
+	timeout_s float8, INOUT lines text DEFAULT NULL) LANGUAGE plpgsql AS $$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	mid int;
+	k text;
+	v float8;
+	seen text[] := '{}';
+BEGIN
+	IF kind = 'scuttlebutt' THEN
+		SELECT id INTO mid FROM scuttlebutt.registry WHERE name = 'lat';
+	END IF;
+	FOR j IN 1..n LOOP
+		k := pre || j;
+		LOOP
+			IF kind = 'scuttlebutt' THEN
+				SELECT u.ts INTO v FROM scuttlebutt.updates u WHERE u.model_id = mid AND u.key = k;
+			ELSE
+				SELECT t.ts INTO v FROM public.kv_lat t WHERE t.key = k;
+			END IF;
+			EXIT WHEN v IS NOT NULL OR clock_timestamp() - t0 > make_interval(secs => timeout_s);
+			COMMIT;
+			PERFORM pg_sleep(nap_s);
+		END LOOP;
+		EXIT WHEN v IS NULL;
+		seen := seen || format('%s %s %s', j, v, extract(epoch FROM clock_timestamp()) * 1000);
+	END LOOP;
+	lines := array_to_string(seen, E'\n');
+END
+$$;
 SQL
 done
 has_side scuttlebutt && log "libpq_latency: b dials a: $(peer_line b)"
@@ -116,12 +156,16 @@ run() {
 	sqlx a -c "CHECKPOINT" >/dev/null
 	sqlx b -c "CHECKPOINT" >/dev/null
 	quiet_gate
-	sqlx1 "$rd" -F ' ' -c "SELECT i, ts, seen_ms FROM public.bench_observe('$kind', '$pre', $N, $POLL_MS / 1000.0, 120 + $N * $GAP_MS / 1000.0)" >"$tag.obs" 2>&1 &
+	if [ "$READER" = committing ]; then
+		sqlx1 "$rd" -c "CALL public.bench_observe_committing('$kind', '$pre', $N, $POLL_MS / 1000.0, 120 + $N * $GAP_MS / 1000.0)" >"$tag.obs" 2>&1 &
+	else
+		sqlx1 "$rd" -F ' ' -c "SELECT i, ts, seen_ms FROM public.bench_observe('$kind', '$pre', $N, $POLL_MS / 1000.0, 120 + $N * $GAP_MS / 1000.0)" >"$tag.obs" 2>&1 &
+	fi
 	opid=$!
 	track_pid "$opid"
 	# the reader polls before the first write
 	for _ in $(seq 1 100); do
-		[ "$(sqlx1 "$rd" -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%bench_observe(''$kind'', ''$pre''%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
+		[ "$(sqlx1 "$rd" -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%bench_observe%(''$kind'', ''$pre''%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
 		sleep 0.02
 	done
 	disturb_begin
@@ -170,7 +214,7 @@ record libpq_latency "foreign CPU during runs (max)" "-" "$(disturb_max "$W/fore
 
 if [ -z "${BENCH_QUIET:-}" ]; then
 	echo
-	echo "libpq_latency: a write's timestamp to the moment a reader on the other server sees it (its commit included; polled every $POLL_MS ms), $N writes ${GAP_MS} ms apart per run; baseline = logical replication a->b (subscription synchronous_commit=$SUB_SYNC)"
+	echo "libpq_latency: a write's timestamp to the moment a reader on the other server sees it (its commit included; polled every $POLL_MS ms by a $READER reader), $N writes ${GAP_MS} ms apart per run; baseline = logical replication a->b (subscription synchronous_commit=$SUB_SYNC)"
 	libpq_conditions
 	print_table libpq_latency
 fi
