@@ -24,10 +24,11 @@
 # before the writer) waits for the keys in order, checking the next one
 # every $POLL_MS ms (pg_sleep), and notes when each became readable (its
 # clock_timestamp()).  By default ($LIBPQ_LAT_READER=committing) the loop
-# is a procedure that commits between its looks, as an application's
-# short reads would; with "statement" it is one function call, whose
-# snapshot stays for the whole run and keeps the reading server from
-# pruning the row versions the run's applies leave dead.  Latency of a key = that moment - the write's
+# commits between its looks, as an application's short reads would; with
+# "statement" it runs in one transaction block, as the one function call
+# that was the reader until 2026-12-07 did: its snapshot stays for the
+# whole run and keeps the reading server from pruning the row versions
+# the run's applies leave dead.  Latency of a key = that moment - the write's
 # timestamp: for scuttlebutt the update's ts (the clock read inside set()
 # before the row is written, kept as is by the peer), for logical the
 # clock_timestamp() read inside the INSERT.  Both clocks are this
@@ -66,47 +67,14 @@ mkdir -p "$W"
 lat_servers
 for s in a b; do
 	sqlx "$s" <<'SQL' >/dev/null
--- bench_observe(kind, pre, n, nap_s, timeout_s): waits for keys pre1..preN
--- in order (model lat, or table kv_lat), checking the next one every
--- nap_s; per key its write timestamp and the epoch ms it was first seen.
-CREATE FUNCTION public.bench_observe(kind text, pre text, n int, nap_s float8, timeout_s float8)
-RETURNS TABLE (i int, ts float8, seen_ms float8) LANGUAGE plpgsql AS $$
-DECLARE
-	t0 timestamptz := clock_timestamp();
-	mid int;
-	k text;
-	v float8;
-BEGIN
-	IF kind = 'scuttlebutt' THEN
-		SELECT id INTO mid FROM scuttlebutt.registry WHERE name = 'lat';
-	END IF;
-	FOR j IN 1..n LOOP
-		k := pre || j;
-		LOOP
-			IF kind = 'scuttlebutt' THEN
-				SELECT u.ts INTO v FROM scuttlebutt.updates u WHERE u.model_id = mid AND u.key = k;
-			ELSE
-				SELECT t.ts INTO v FROM public.kv_lat t WHERE t.key = k;
-			END IF;
-			EXIT WHEN v IS NOT NULL;
-			IF clock_timestamp() - t0 > make_interval(secs => timeout_s) THEN
-				RETURN;
-			END IF;
-			PERFORM pg_sleep(nap_s);
-		END LOOP;
-		i := j;
-		ts := v;
-		seen_ms := extract(epoch FROM clock_timestamp()) * 1000;
-		RETURN NEXT;
-	END LOOP;
-END
-$$;
--- bench_observe_committing(...): the same, a procedure that commits
--- between its looks, so that the reader holds no snapshot for the whole
--- run (one statement does: it keeps the server from pruning what the
--- run's applies leave dead); its lines "i ts seen_ms" in lines
-CREATE PROCEDURE public.bench_observe_committing(kind text, pre text, n int, nap_s float8,
-	timeout_s float8, INOUT lines text DEFAULT NULL) LANGUAGE plpgsql AS $$
+-- bench_observe(kind, pre, n, nap_s, timeout_s, commits): waits for keys
+-- pre1..preN in order (model lat, or table kv_lat), checking the next one
+-- every nap_s, committing between looks if commits (else it is CALLed in
+-- a transaction block, and one snapshot stays for the whole run); its
+-- lines "i ts seen_ms": per key its write timestamp and the epoch ms it
+-- was first seen.
+CREATE PROCEDURE public.bench_observe(kind text, pre text, n int, nap_s float8,
+	timeout_s float8, commits boolean, INOUT lines text DEFAULT NULL) LANGUAGE plpgsql AS $$
 DECLARE
 	t0 timestamptz := clock_timestamp();
 	mid int;
@@ -126,7 +94,9 @@ BEGIN
 				SELECT t.ts INTO v FROM public.kv_lat t WHERE t.key = k;
 			END IF;
 			EXIT WHEN v IS NOT NULL OR clock_timestamp() - t0 > make_interval(secs => timeout_s);
-			COMMIT;
+			IF commits THEN
+				COMMIT;
+			END IF;
 			PERFORM pg_sleep(nap_s);
 		END LOOP;
 		EXIT WHEN v IS NULL;
@@ -142,7 +112,7 @@ has_side scuttlebutt && log "libpq_latency: b dials a: $(peer_line b)"
 
 # run CASE REP
 run() {
-	local case=$1 rep=$2 tag="$W/$1.$2" pre="$1_r$2_k" wr rd kind got opid
+	local case=$1 rep=$2 tag="$W/$1.$2" pre="$1_r$2_k" wr rd kind got opid observe
 	if [ "$case" = push ]; then wr=b rd=a; else wr=a rd=b; fi
 	if [ "$case" = logical ]; then kind=logical; else kind=scuttlebutt; fi
 	lat_writes "$kind" "$pre" "$N" "$GAP_MS" timing >"$tag.sql"
@@ -156,16 +126,14 @@ run() {
 	sqlx a -c "CHECKPOINT" >/dev/null
 	sqlx b -c "CHECKPOINT" >/dev/null
 	quiet_gate
-	if [ "$READER" = committing ]; then
-		sqlx1 "$rd" -c "CALL public.bench_observe_committing('$kind', '$pre', $N, $POLL_MS / 1000.0, 120 + $N * $GAP_MS / 1000.0)" >"$tag.obs" 2>&1 &
-	else
-		sqlx1 "$rd" -F ' ' -c "SELECT i, ts, seen_ms FROM public.bench_observe('$kind', '$pre', $N, $POLL_MS / 1000.0, 120 + $N * $GAP_MS / 1000.0)" >"$tag.obs" 2>&1 &
-	fi
+	observe="CALL public.bench_observe('$kind', '$pre', $N, $POLL_MS / 1000.0, 120 + $N * $GAP_MS / 1000.0, $([ "$READER" = committing ] && echo true || echo false))"
+	[ "$READER" = statement ] && observe="BEGIN; $observe; COMMIT"
+	sqlx1 "$rd" -c "$observe" >"$tag.obs" 2>&1 &
 	opid=$!
 	track_pid "$opid"
 	# the reader polls before the first write
 	for _ in $(seq 1 100); do
-		[ "$(sqlx1 "$rd" -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%bench_observe%(''$kind'', ''$pre''%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
+		[ "$(sqlx1 "$rd" -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%bench_observe(''$kind'', ''$pre''%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
 		sleep 0.02
 	done
 	disturb_begin
