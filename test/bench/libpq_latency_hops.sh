@@ -7,20 +7,23 @@
 # a (add_peer) for model lat; a publishes kv_lat, b subscribes
 # (copy_data = false, synchronous_commit = off) only during the logical
 # runs.  One run: $N writes on a, one per transaction, $GAP_MS ms apart,
-# while perf records, system-wide, three uprobes and one tracepoint:
+# while perf records, system-wide, three uprobes and two tracepoints:
 #   the write's timestamp: SbSequencerNext's return in scuttlebutt.so (the
 #     update's ts is taken there), clock_timestamp() for the INSERT;
-#   the WAL flush of its commit: the writer's fdatasync() returning;
+#   the WAL flush of its commit: the writer's fdatasync() returning (and
+#     entered: the flush's own duration);
 #   the apply's commit on b: CommitTransactionCommand()'s return in the
 #     receiver (b's scuttlebutt worker, or the subscription's apply
 #     worker), the first after that flush.
 # Per write: ts -> flushed (the rest of the statement and the commit's
 # flush), flushed -> applied (the wake-up of the sender, its read, the
-# transfer, the receiver's apply and commit), and their sum.  Each uprobe
+# transfer, the receiver's apply and commit), their sum, and the
+# fdatasync() itself.  Each uprobe
 # costs a few microseconds, alike on both sides.  What a reader on b then
 # waits (libpq_latency.sh's polling) is not included.  The sides
 # alternate, $REPS runs each; the table shows the medians over runs of
-# each run's p50.
+# each run's p50, and of each run's p99 (the tail: where a write's
+# slowest part is).
 #
 #   HOPS_N=300 HOPS_GAP_MS=20 HOPS_REPS=3 test/bench/libpq_latency_hops.sh
 set -euo pipefail
@@ -69,7 +72,7 @@ run() {
 	sqlx b -c CHECKPOINT >/dev/null
 	quiet_gate
 	perf record -q -a -k CLOCK_MONOTONIC -o "$tag.data" \
-		-e "$GROUP:*" -e syscalls:sys_exit_fdatasync -- \
+		-e "$GROUP:*" -e syscalls:sys_enter_fdatasync -e syscalls:sys_exit_fdatasync -- \
 		"$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$SERVERS_TMP/sock" -p "${PORT_OF[a]}" -U postgres -d postgres \
 		-f "$tag.sql" >"$tag.out" 2>"$tag.err" || die "writes on a failed: $(tail -3 "$tag.err")"
 	for _ in $(seq 1 100); do
@@ -84,14 +87,16 @@ run() {
 	perf script -i "$tag.data" -F pid,time,event 2>/dev/null | awk -v w="$writer" -v r="$receiver" -v ev="$tsev" '
 		{ pid = $1; t = $2 + 0; e = $3 }
 		pid == w && index(e, ev) { if (t - last > 0.0002) ts = t; last = t; next }
-		pid == w && index(e, "fdatasync") && ts { flushed = t; ts_of = ts; ts = 0; next }
+		pid == w && index(e, "sys_enter_fdatasync") { entered = t; next }
+		pid == w && index(e, "sys_exit_fdatasync") && ts { flushed = t; ts_of = ts; flush_s = t - entered; ts = 0; next }
 		pid == r && index(e, "commit_done") && flushed {
-			printf "%.1f %.1f %.1f\n", (flushed - ts_of) * 1e6, (t - flushed) * 1e6, (t - ts_of) * 1e6
+			printf "%.1f %.1f %.1f %.1f\n", (flushed - ts_of) * 1e6, (t - flushed) * 1e6, (t - ts_of) * 1e6, flush_s * 1e6
 			flushed = 0 }' >"$tag.hops"
 	[ "$(wc -l <"$tag.hops")" -ge $((N * 9 / 10)) ] || die "$case: only $(wc -l <"$tag.hops") of $N writes traced (BENCH_KEEP=1 keeps $tag.data)"
 	rm -f "$tag.data"
-	for c in 1 2 3; do
+	for c in 1 2 3 4; do
 		awk -v c=$c '{ print $c }' "$tag.hops" | pctl 50 >>"$W/$case.p50.$c"
+		awk -v c=$c '{ print $c }' "$tag.hops" | pctl 99 >>"$W/$case.p99.$c"
 	done
 	log "libpq_latency_hops: $case rep=$rep: ts->flushed $(tail -1 "$W/$case.p50.1") µs, flushed->applied $(tail -1 "$W/$case.p50.2") µs, ts->applied $(tail -1 "$W/$case.p50.3") µs (p50 of $(wc -l <"$tag.hops"))"
 }
@@ -100,10 +105,12 @@ for rep in $(seq 1 "$REPS"); do
 	if [ $((rep % 2)) = 1 ]; then run pull "$rep"; run logical "$rep"; else run logical "$rep"; run pull "$rep"; fi
 done
 
-names=("" "the write's timestamp to its commit's WAL flush" "the flush to the apply's commit on the peer" "the write's timestamp to the apply's commit")
-for c in 1 2 3; do
-	l=$(median <"$W/logical.p50.$c"); p=$(median <"$W/pull.p50.$c")
-	record libpq_latency_hops "${names[$c]}: p50" "$(fmt 0 "$l")" "$(fmt 0 "$p")" "µs (median of $REPS runs x $N)" "$(ratio "$p" "$l")" "-" "info"
+names=("" "the write's timestamp to its commit's WAL flush" "the flush to the apply's commit on the peer" "the write's timestamp to the apply's commit" "the commit's fdatasync() on the writer")
+for q in p50 p99; do
+	for c in 1 2 3 4; do
+		l=$(median <"$W/logical.$q.$c"); p=$(median <"$W/pull.$q.$c")
+		record libpq_latency_hops "${names[$c]}: $q" "$(fmt 0 "$l")" "$(fmt 0 "$p")" "µs (median of $REPS runs x $N)" "$(ratio "$p" "$l")" "-" "info"
+	done
 done
 for c in logical pull; do log "libpq_latency_hops: raw $c ts->applied p50: $(paste -sd' ' "$W/$c.p50.3")"; done
 if [ -z "${BENCH_QUIET:-}" ]; then
