@@ -239,6 +239,20 @@ advance_probed(Relation rel, int32 model_id, const char *source, double ts,
 	return step == CLOCK_CHANGED ? CLOCK_NOT_DUE : step;
 }
 
+/* The clocks_pkey entry of the row version in slot */
+static void
+insert_key_entry(Relation rel, TupleTableSlot *slot)
+{
+	EState	   *estate = CreateExecutorState();
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	list_free(SbExecInsertIndexTuples(rri, slot, estate));
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+}
+
 /*
  * Step 1 on an open clocks: advances the clock row of (model_id, source)
  * to ts if it is below ts and above -Infinity; false, with nothing
@@ -260,20 +274,11 @@ advance_clock(Relation rel, int32 model_id, const char *source, double ts)
 		step = advance_held(rel, held, next, ts, &index_entries);
 	if (step == CLOCK_CHANGED)
 		step = advance_probed(rel, model_id, source, ts, &dirty, held, next, &index_entries);
-	if (step == CLOCK_ADVANCED && index_entries)
-	{
-		/* not a HOT update (its page was full): the new version's key entry */
-		EState	   *estate = CreateExecutorState();
-		ResultRelInfo *rri = makeNode(ResultRelInfo);
-
-		InitResultRelInfo(rri, rel, 1, NULL, 0);
-		ExecOpenIndices(rri, false);
-		list_free(SbExecInsertIndexTuples(rri, next, estate));
-		ExecCloseIndices(rri);
-		FreeExecutorState(estate);
-	}
 	if (step == CLOCK_ADVANCED)
 	{
+		/* not a HOT update (its page was full): the new version's key entry */
+		if (index_entries)
+			insert_key_entry(rel, next);
 		hint->model_id = model_id;
 		hint->source_hash = source_hash;
 		hint->tid = next->tts_tid;
