@@ -40,16 +40,20 @@
 # Each case runs $REPS times (the order rotating); the table shows the
 # median over runs of each run's p50 and p99 (nearest rank), the ratio
 # scuttlebutt / logical, and as info the median psql \timing of the write
-# statement (commit included) on the writer.
+# statement (commit included) on the writer.  Also shown: p50 and p99 over
+# all runs' writes pooled (the p99 of one run is its tenth slowest write of
+# 1,000, the third of 300, which one stall moves), and the WAL each server wrote per write
+# (pg_current_wal_insert_lsn() before and after a run, its CHECKPOINT's
+# page images included; on the reader, the apply's and any pruning's).
 # Targets: p50 <= 5 ms, p99 <= 50 ms.
 #
-#   LIBPQ_LAT_N=300 LIBPQ_LAT_GAP_MS=20 LIBPQ_LAT_REPS=3 LIBPQ_LAT_POLL_MS=0.5 \
+#   LIBPQ_LAT_N=1000 LIBPQ_LAT_GAP_MS=20 LIBPQ_LAT_REPS=3 LIBPQ_LAT_POLL_MS=0.5 \
 #   LIBPQ_LAT_SUB_SYNC=off LIBPQ_LAT_READER=committing test/bench/libpq_latency.sh
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$BENCH_DIR/libpq_lib.sh"
 
-N=${LIBPQ_LAT_N:-300}
+N=${LIBPQ_LAT_N:-1000}
 GAP_MS=${LIBPQ_LAT_GAP_MS:-20}
 REPS=${LIBPQ_LAT_REPS:-3}
 POLL_MS=${LIBPQ_LAT_POLL_MS:-0.5}
@@ -136,10 +140,15 @@ run() {
 		[ "$(sqlx1 "$rd" -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%bench_observe(''$kind'', ''$pre''%' AND state = 'active' AND pid <> pg_backend_pid()")" = 1 ] && break
 		sleep 0.02
 	done
+	lsn_w=$(sqlx1 "$wr" -c "SELECT pg_current_wal_insert_lsn()")
+	lsn_r=$(sqlx1 "$rd" -c "SELECT pg_current_wal_insert_lsn()")
 	disturb_begin
 	sqlx1 "$wr" -f "$tag.sql" >"$tag.out" 2>&1 || die "writes on $wr failed: $(tail -3 "$tag.out")"
 	wait "$opid" || die "reader on $rd failed: $(cat "$tag.obs")"
 	disturb_end "$W/foreign"
+	# WAL per write on each server, page images after the CHECKPOINT included
+	sqlx1 "$wr" -c "SELECT round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn_w') / $N)" >>"$W/$case.wal_w"
+	sqlx1 "$rd" -c "SELECT round(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '$lsn_r') / $N)" >>"$W/$case.wal_r"
 	[ "$case" = logical ] && sub_drop b s_lat
 	got=$(wc -l <"$tag.obs")
 	[ "$got" -eq "$N" ] || die "$case: only $got of $N writes reached $rd$([ "$kind" = scuttlebutt ] && echo "; $rd: $(peer_line "$rd")")"
@@ -152,7 +161,7 @@ run() {
 }
 
 read -ra cases <<<"$CASES"
-for c in "${cases[@]}"; do : >"$W/$c.p50"; : >"$W/$c.p99"; : >"$W/$c.write"; done
+for c in "${cases[@]}"; do : >"$W/$c.p50"; : >"$W/$c.p99"; : >"$W/$c.write"; : >"$W/$c.wal_w"; : >"$W/$c.wal_r"; done
 k=${#cases[@]}
 for rep in $(seq 1 "$REPS"); do
 	for ((j = 0; j < k; j++)); do
@@ -160,7 +169,7 @@ for rep in $(seq 1 "$REPS"); do
 	done
 done
 
-med() { if [ -s "$W/$1.$2" ]; then fmt 2 "$(median <"$W/$1.$2")"; else echo -; fi; }
+med() { if [ -s "$W/$1.$2" ]; then fmt "${3:-2}" "$(median <"$W/$1.$2")"; else echo -; fi; }
 lp50=$(med logical p50); lp99=$(med logical p99)
 if has_side scuttlebutt; then
 	for c in pull push; do
@@ -176,6 +185,17 @@ else
 	record libpq_latency "logical a->b: p99" "$lp99" "-" "ms (median of $REPS runs x $N)" "-" "-" "-"
 fi
 record libpq_latency "write statement, psql \\timing (commit incl.): logical vs pull / push" "$(med logical write)" "$(med pull write) / $(med push write)" "ms (median of run p50s)" "-" "-" "info"
+# the same percentiles over every write of all runs together
+pooled() { cat "$W/$1".*.lat | pctl "$2"; }
+if has_side scuttlebutt && has_side logical; then
+	for c in pull push; do
+		for q in 50 99; do
+			record libpq_latency "$c, p$q of all $REPS x $N writes pooled" "$(fmt 2 "$(pooled logical $q)")" "$(fmt 2 "$(pooled "$c" $q)")" "ms" "$(ratio "$(pooled "$c" $q)" "$(pooled logical $q)")" "-" "info"
+		done
+	done
+fi
+record libpq_latency "WAL per write on the writer: logical vs pull / push" "$(med logical wal_w 0)" "$(med pull wal_w 0) / $(med push wal_w 0)" "bytes (median of runs)" "-" "-" "info"
+record libpq_latency "WAL per write on the reader (the apply, and pruning)" "$(med logical wal_r 0)" "$(med pull wal_r 0) / $(med push wal_r 0)" "bytes (median of runs)" "-" "-" "info"
 for c in "${cases[@]}"; do log "libpq_latency: raw $c p50: $(paste -sd' ' "$W/$c.p50"); p99: $(paste -sd' ' "$W/$c.p99")"; done
 
 record libpq_latency "foreign CPU during runs (max)" "-" "$(disturb_max "$W/foreign")" "% of all CPUs" "-" "-" "info"
