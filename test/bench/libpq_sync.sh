@@ -11,6 +11,9 @@
 #     UNIQUE (source, ts)): the same keys, each row shaped like the
 #     update's row in scuttlebutt.updates (doc = [["k<i>", value], ts,
 #     source]), and publication p<N> FOR TABLE kv<N>.
+# Both are vacuumed and analyzed once built, so that autovacuum does not
+# work through them during the timed runs (it did, and slowed whichever
+# side it fell on).
 # Before every run, server "b" is fresh: no peer, no subscription, model
 # m<N> dropped and created again and scuttlebutt's tables truncated, table
 # kv<N> dropped and created again (empty, with its indexes); no connection
@@ -83,6 +86,10 @@ for n in $SIZES; do
 		sqlx a -c "CREATE PUBLICATION p$n FOR TABLE public.kv$n" >/dev/null
 		sqlx1 a -c "SELECT sum(hashtext(key || doc::text)) FROM public.kv$n" >"$W/kv$n.sum"
 	fi
+	# vacuumed now, so that autovacuum does not work through a's new
+	# tables (1,000,000 rows and more) during the timed runs
+	has_side scuttlebutt && sqlx a -c "VACUUM ANALYZE scuttlebutt.updates" -c "VACUUM ANALYZE scuttlebutt.clocks" >/dev/null
+	has_side logical && sqlx a -c "VACUUM ANALYZE public.kv$n" >/dev/null
 	log "libpq_sync: built m$n / kv$n on a in $(($(date +%s) - t0)) s"
 	for side in $SIDES; do : >"$W/$side.$n.ms"; : >"$W/$side.$n.cpu"; : >"$W/$side.$n.wal"; done
 	: >"$W/logical.$n.visible"
