@@ -142,6 +142,45 @@ number_overflows_double(const char *token)
 	return isinf(strtod(token, NULL));
 }
 
+double
+SbJsonNumber(const char *token)
+{
+	static const double powers_of_ten[] = {
+		1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+		1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19
+	};
+	const char *p = token;
+	uint64		mantissa = 0;
+	int			digits = 0;
+	int			fraction = -1;	/* digits after the point, once past it */
+	double		value;
+
+	if (*p == '-')
+		p++;
+	for (;; p++)
+	{
+		if (*p >= '0' && *p <= '9')
+		{
+			if (++digits > 19)
+				return strtod(token, NULL);
+			mantissa = mantissa * 10 + (*p - '0');
+			if (fraction >= 0)
+				fraction++;
+		}
+		else if (*p == '.' && fraction < 0)
+			fraction = 0;
+		else
+			break;
+	}
+	/* an exponent, or digits no double holds exactly */
+	if (*p != '\0' || mantissa > (UINT64CONST(1) << 53))
+		return strtod(token, NULL);
+	value = (double) mantissa;
+	if (fraction > 0)
+		value /= powers_of_ten[fraction];
+	return *token == '-' ? -value : value;
+}
+
 /* Rejects numbers whose exponent jsonb's numeric type cannot hold */
 static bool
 number_fits_numeric(const char *token)
@@ -156,6 +195,32 @@ number_fits_numeric(const char *token)
 	return exponent > -SB_MAX_DECIMAL_EXPONENT && exponent < SB_MAX_DECIMAL_EXPONENT;
 }
 
+/*
+ * The index of the quote that closes the string whose opening quote is at
+ * open, or len: the first quote after it that an even run of backslashes
+ * (none, or escaped backslashes) precedes.  Found by memchr, for strings
+ * are most of an update's bytes; the run stops at the opening quote.
+ */
+static int
+string_end(const char *text, int len, int open)
+{
+	int			i = open;
+
+	for (;;)
+	{
+		const char *quote = memchr(text + i + 1, '"', len - i - 1);
+		int			backslashes = 0;
+
+		if (quote == NULL)
+			return len;
+		i = quote - text;
+		while (text[i - 1 - backslashes] == '\\')
+			backslashes++;
+		if (backslashes % 2 == 0)
+			return i;
+	}
+}
+
 int
 SbJsonScan(const char *text, int len, bool *line_break)
 {
@@ -168,9 +233,7 @@ SbJsonScan(const char *text, int len, bool *line_break)
 		switch (text[i])
 		{
 			case '"':
-				for (i++; i < len && text[i] != '"'; i++)
-					if (text[i] == '\\')
-						i++;
+				i = string_end(text, len, i);
 				break;
 			case '[':
 			case '{':
@@ -386,7 +449,7 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 				if (tokentype == JSON_TOKEN_NUMBER)
 				{
 					st->elem1_is_number = true;
-					msg->ts = strtod(token, NULL);
+					msg->ts = SbJsonNumber(token);
 				}
 				break;
 			case 2:
@@ -435,7 +498,7 @@ on_scalar(void *state, char *token, JsonTokenType tokentype)
 
 		if (tokentype != JSON_TOKEN_NUMBER)
 			SB_JSON_ACTION_RETURN;	/* reported at field end */
-		ts = strtod(token, NULL);
+		ts = SbJsonNumber(token);
 		if (!isfinite(ts))
 			set_error(st, ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
 					  "header clock entry \"%s\" is out of range",

@@ -109,6 +109,17 @@ extern bool SbCheckUpdateForKind(SbMessage *msg, SbKind kind,
  */
 extern int	SbJsonScan(const char *text, int len, bool *line_break);
 
+/*
+ * strtod() of a JSON number token (as the lexer passed it), the same
+ * double to the bit: where its digits form an integer of at most 2^53 and
+ * it has no exponent, that integer and the power of ten it is divided by
+ * (at most 10^19, below 10^22) are exact doubles, so one IEEE division
+ * rounds as strtod() does (Clinger's fast path), without strtod()'s
+ * arbitrary precision.  A timestamp in milliseconds with three decimals
+ * has 16 digits.
+ */
+extern double SbJsonNumber(const char *token);
+
 /* ---- writing: each appends one line's text, without its newline ---- */
 
 /* A clock as the JavaScript object JSON.stringify would write */

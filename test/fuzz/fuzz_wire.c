@@ -7,7 +7,8 @@
  * Beyond "no crash, no sanitizer report": a parse either succeeds or says
  * why, with an errcode; a parsed header written back by this node's writer
  * (SbWireAppendHeader) parses again to the same id, clock and model; an
- * update's spans lie inside the line.
+ * update's spans lie inside the line; SbJsonScan agrees with a scan of one
+ * byte at a time, and SbJsonNumber with strtod() on every number in it.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +20,105 @@
 
 #include "fuzz.h"
 #include "wire.h"
+
+/*
+ * SbJsonScan as one byte at a time: inside a string a backslash takes the
+ * next byte with it.  SbJsonScan finds the string's end by memchr; both
+ * must agree on every input (a depth counted short would size jscanon.c's
+ * frames short).
+ */
+static int
+reference_scan(const char *text, int len, bool *line_break)
+{
+	int			depth = 0;
+	int			max = 0;
+
+	*line_break = false;
+	for (int i = 0; i < len; i++)
+	{
+		if (text[i] == '"')
+		{
+			for (i++; i < len && text[i] != '"'; i++)
+				if (text[i] == '\\')
+					i++;
+		}
+		else if (text[i] == '[' || text[i] == '{')
+		{
+			if (++depth > max && (max = depth) > SB_MAX_JSON_DEPTH)
+				return -1;
+		}
+		else if (text[i] == ']' || text[i] == '}')
+			depth--;
+		else if (text[i] == '\n' || text[i] == '\r')
+			*line_break = true;
+	}
+	return max;
+}
+
+static void
+check_scan(const char *line, int len, const uint8_t *data, size_t size)
+{
+	bool		break_fast;
+	bool		break_ref;
+	int			fast = SbJsonScan(line, len, &break_fast);
+
+	if (fast != reference_scan(line, len, &break_ref) ||
+		(fast >= 0 && break_fast != break_ref))
+		FuzzFail("SbJsonScan agrees with the byte-by-byte scan", data, size);
+}
+
+/* The length of the JSON number at p (RFC 8259's grammar), or 0 */
+static int
+json_number_length(const char *p, const char *end)
+{
+	const char *q = p;
+
+	if (q < end && *q == '-')
+		q++;
+	if (q < end && *q == '0')
+		q++;
+	else if (q < end && *q >= '1' && *q <= '9')
+		while (q < end && *q >= '0' && *q <= '9')
+			q++;
+	else
+		return 0;
+	if (q + 1 < end && *q == '.' && q[1] >= '0' && q[1] <= '9')
+		for (q++; q < end && *q >= '0' && *q <= '9'; q++);
+	if (q + 1 < end && (*q == 'e' || *q == 'E'))
+	{
+		const char *e = q + 1;
+
+		if (e < end && (*e == '+' || *e == '-'))
+			e++;
+		if (e < end && *e >= '0' && *e <= '9')
+			for (q = e; q < end && *q >= '0' && *q <= '9'; q++);
+	}
+	return (int) (q - p);
+}
+
+/* SbJsonNumber gives strtod's double, to the bit, for every number in the line */
+static void
+check_numbers(const char *line, int len, const uint8_t *data, size_t size)
+{
+	char		token[64];
+
+	for (int i = 0; i < len; i++)
+	{
+		int			n = json_number_length(line + i, line + len);
+		double		fast;
+		double		slow;
+
+		if (n == 0 || n >= (int) sizeof(token))
+			continue;
+		memcpy(token, line + i, n);
+		token[n] = '\0';
+		fast = SbJsonNumber(token);
+		slow = strtod(token, NULL);
+		if (memcmp(&fast, &slow, sizeof(double)) != 0)
+			FuzzFail("SbJsonNumber gives strtod's double", data, size);
+		i += n - 1;
+	}
+}
 
 static void
 check_header_round_trip(SbMessage *msg, const uint8_t *data, size_t size)
@@ -66,6 +166,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return -1;
 	}
 	memcpy(line, data, size);
+	check_scan(line, (int) size, data, size);
+	check_numbers(line, (int) size, data, size);
 	if (!SbParseMessage(line, (int) size, &msg, &err))
 	{
 		if (err.sqlerrcode == 0 || err.message == NULL)
