@@ -41,10 +41,11 @@
 # median over runs of each run's p50 and p99 (nearest rank), the ratio
 # scuttlebutt / logical, and as info the median psql \timing of the write
 # statement (commit included) on the writer.  Also shown: p50 and p99 over
-# all runs' writes pooled (the p99 of one run is its tenth slowest write of
-# 1,000, the third of 300, which one stall moves), and the WAL each server wrote per write
-# (pg_current_wal_insert_lsn() before and after a run, its CHECKPOINT's
-# page images included; on the reader, the apply's and any pruning's).
+# all runs' writes pooled (the p99 of one run is its tenth slowest write
+# of 1,000, the third of 300, which one stall moves), and the WAL each
+# server wrote per write (pg_current_wal_insert_lsn() before and after a
+# run, its CHECKPOINT's page images included; on the reader, the apply's
+# and any pruning's).
 # Targets: p50 <= 5 ms, p99 <= 50 ms.
 #
 #   LIBPQ_LAT_N=1000 LIBPQ_LAT_GAP_MS=20 LIBPQ_LAT_REPS=3 LIBPQ_LAT_POLL_MS=0.5 \
@@ -190,7 +191,8 @@ pooled() { cat "$W/$1".*.lat | pctl "$2"; }
 if has_side scuttlebutt && has_side logical; then
 	for c in pull push; do
 		for q in 50 99; do
-			record libpq_latency "$c, p$q of all $REPS x $N writes pooled" "$(fmt 2 "$(pooled logical $q)")" "$(fmt 2 "$(pooled "$c" $q)")" "ms" "$(ratio "$(pooled "$c" $q)" "$(pooled logical $q)")" "-" "info"
+			l=$(pooled logical $q); p=$(pooled "$c" $q)
+			record libpq_latency "$c, p$q of all $REPS x $N writes pooled" "$(fmt 2 "$l")" "$(fmt 2 "$p")" "ms" "$(ratio "$p" "$l")" "-" "info"
 		done
 	done
 fi

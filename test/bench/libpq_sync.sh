@@ -86,8 +86,6 @@ for n in $SIZES; do
 		sqlx a -c "CREATE PUBLICATION p$n FOR TABLE public.kv$n" >/dev/null
 		sqlx1 a -c "SELECT sum(hashtext(key || doc::text)) FROM public.kv$n" >"$W/kv$n.sum"
 	fi
-	# vacuumed now, so that autovacuum does not work through a's new
-	# tables (1,000,000 rows and more) during the timed runs
 	has_side scuttlebutt && sqlx a -c "VACUUM ANALYZE scuttlebutt.updates" -c "VACUUM ANALYZE scuttlebutt.clocks" >/dev/null
 	has_side logical && sqlx a -c "VACUUM ANALYZE public.kv$n" >/dev/null
 	log "libpq_sync: built m$n / kv$n on a in $(($(date +%s) - t0)) s"

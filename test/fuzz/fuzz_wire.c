@@ -16,6 +16,7 @@
 
 #include <stdlib.h>
 
+#include "common/jsonapi.h"
 #include "lib/stringinfo.h"
 
 #include "fuzz.h"
@@ -67,40 +68,35 @@ check_scan(const char *line, int len, const uint8_t *data, size_t size)
 		FuzzFail("SbJsonScan agrees with the byte-by-byte scan", data, size);
 }
 
-/* The length of the JSON number at p (RFC 8259's grammar), or 0 */
+/* Numbers checked are at most so long (a token and its NUL fit in token[]) */
+#define NUMBER_MAX 63
+
+/*
+ * The length of the longest JSON number at p, as PostgreSQL's lexer reads
+ * one (IsValidJsonNumber), or 0: a number starts with '-' or a digit and
+ * ends with a digit, inside a run of the characters numbers are made of.
+ */
 static int
 json_number_length(const char *p, const char *end)
 {
-	const char *q = p;
+	int			run = 0;
 
-	if (q < end && *q == '-')
-		q++;
-	if (q < end && *q == '0')
-		q++;
-	else if (q < end && *q >= '1' && *q <= '9')
-		while (q < end && *q >= '0' && *q <= '9')
-			q++;
-	else
+	if (!(*p == '-' || (*p >= '0' && *p <= '9')))
 		return 0;
-	if (q + 1 < end && *q == '.' && q[1] >= '0' && q[1] <= '9')
-		for (q++; q < end && *q >= '0' && *q <= '9'; q++);
-	if (q + 1 < end && (*q == 'e' || *q == 'E'))
-	{
-		const char *e = q + 1;
-
-		if (e < end && (*e == '+' || *e == '-'))
-			e++;
-		if (e < end && *e >= '0' && *e <= '9')
-			for (q = e; q < end && *q >= '0' && *q <= '9'; q++);
-	}
-	return (int) (q - p);
+	while (p + run < end && run < NUMBER_MAX && p[run] != '\0' &&
+		   strchr("+-.0123456789eE", p[run]) != NULL)
+		run++;
+	for (int n = run; n > 0; n--)
+		if (p[n - 1] >= '0' && p[n - 1] <= '9' && IsValidJsonNumber(p, n))
+			return n;
+	return 0;
 }
 
 /* SbJsonNumber gives strtod's double, to the bit, for every number in the line */
 static void
 check_numbers(const char *line, int len, const uint8_t *data, size_t size)
 {
-	char		token[64];
+	char		token[NUMBER_MAX + 1];
 
 	for (int i = 0; i < len; i++)
 	{
@@ -108,7 +104,7 @@ check_numbers(const char *line, int len, const uint8_t *data, size_t size)
 		double		fast;
 		double		slow;
 
-		if (n == 0 || n >= (int) sizeof(token))
+		if (n == 0)
 			continue;
 		memcpy(token, line + i, n);
 		token[n] = '\0';
